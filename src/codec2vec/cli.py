@@ -1,0 +1,165 @@
+"""`codec2vec <verb>`: the command line. Each verb is a thin wrapper over one importable function.
+
+Exit statuses follow DESIGN.md: 0 success; 3 from `tokenize` when some inputs were rejected; 2 for
+usage errors and clear, expected failures (bad file, damaged store); `--json` prints one JSON object.
+Each verb owns one `_add_<verb>` (arguments) and one `_run_<verb>` (call) pair below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+
+from codec2vec.errors import Codec2VecError
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=None, sort_keys=False, default=str) + "\n")
+
+
+# --- tokenize / info / verify / decode / merge (store.py, tokenize.py) -------------------------
+
+
+def _add_tokenize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", nargs="+", help="audio files, folders (recursive) or manifests (.txt/.tsv/.jsonl)")
+    p.add_argument("--out", required=True, help="token store directory (created or appended to)")
+    p.add_argument("--codec", default="lyra", help="codec backend: lyra, dac, encodec, mimi")
+    p.add_argument("--codec-path", default=None, help="weights: a local folder or a hub id")
+    p.add_argument("--num-codebooks", type=int, default=None, help="levels to keep (Lyra: 1..46; EnCodec/Mimi: K)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances per encode call")
+    p.add_argument("--shard", default=None, help="I/N: tokenize only the I-th of N slices (0-based)")
+    p.add_argument("--shard-seconds", type=float, default=600.0, help="audio seconds per committed shard")
+    p.add_argument("--retry-rejects", action="store_true", help="try inputs rejected by an earlier run again")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _run_tokenize(args: argparse.Namespace) -> int:
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    summary = tokenize(
+        args.src,
+        args.out,
+        TokenizeOptions(
+            codec=args.codec,
+            codec_path=args.codec_path,
+            num_codebooks=args.num_codebooks,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            shard=args.shard,
+            shard_seconds=args.shard_seconds,
+            retry_rejects=args.retry_rejects,
+            device=args.device,
+        ),
+        progress=not args.json,
+    )
+    if args.json:
+        _print_json(summary)
+    else:
+        from codec2vec.tokenize import format_summary
+
+        print(format_summary(summary), file=sys.stderr)
+    return 3 if summary["rejected"] else 0
+
+
+def _add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from codec2vec.store import TokenStore, format_info
+
+    info = TokenStore.open(args.store).info()
+    if args.json:
+        _print_json(info)
+    else:
+        print(format_info(info))
+    return 0
+
+
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from codec2vec.store import TokenStore
+
+    problems = TokenStore.open(args.store, check=False).verify()
+    if args.json:
+        _print_json({"ok": not problems, "problems": problems})
+    elif problems:
+        for line in problems:
+            print(f"DAMAGED: {line}", file=sys.stderr)
+    else:
+        print(f"{args.store}: sound")
+    return 1 if problems else 0
+
+
+def _add_decode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    p.add_argument("--out", required=True, help="directory for one audio file per utterance")
+    p.add_argument("--ids", nargs="*", default=None, help="utterance ids (default: all)")
+    p.add_argument("--codec-path", default=None)
+    p.add_argument("--format", default="wav", choices=["wav", "flac"])
+
+
+def _run_decode(args: argparse.Namespace) -> int:
+    from codec2vec.tokenize import decode_store
+
+    n = decode_store(args.store, args.out, ids=args.ids, codec_path=args.codec_path, fmt=args.format)
+    print(f"decoded {n} utterances into {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stores", nargs="+", help="stores made with the same codec (e.g. by --shard I/N)")
+    p.add_argument("--out", required=True)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from codec2vec.store import merge_stores
+
+    n = merge_stores(args.stores, args.out)
+    print(f"merged {len(args.stores)} stores ({n} utterances) into {args.out}", file=sys.stderr)
+    return 0
+
+
+VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
+    "info": ("summary of a token store", _add_info, _run_info),
+    "verify": ("check every shard and the index", _add_verify, _run_verify),
+    "decode": ("token store -> audio files", _add_decode, _run_decode),
+    "merge": ("join token stores", _add_merge, _run_merge),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codec2vec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for verb, (help_, add, _) in VERBS.items():
+        add(sub.add_parser(verb, help=help_, description=help_))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _, _, run = VERBS[args.verb]
+    try:
+        return run(args)
+    except (Codec2VecError, FileNotFoundError) as e:
+        # Expected failures: one clear line, no traceback.
+        print(f"codec2vec {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"codec2vec {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
