@@ -1,0 +1,83 @@
+"""Span masking for masked prediction, as pure functions seeded per utterance.
+
+Follows HuBERT's `compute_mask_indices` (Hsu et al. 2021; fairseq `data_utils.compute_mask_indices`): in a row
+of `L` valid frames, `n = max(min_spans, floor(prob * L + u))` span starts (u ~ U[0, 1)) are drawn without
+replacement from the positions where a whole span fits, and each start masks `span` frames (spans may overlap).
+With `prob=0.08, span=10` about 1 - 0.92**10 ~ 57% of the frames are masked.
+
+Unlike fairseq, a row's mask depends only on its own length and seed (a `torch.Generator` per row), never on the
+rest of the batch: the same utterance gets the same mask alone, padded in a batch, or on another DDP rank.
+
+Shapes: `lengths (B,)` frames, `seeds (B,)` int64 -> mask `BoolTensor (B, T)`, True = masked; padding
+(`t >= lengths[b]`) is never masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+@dataclass
+class MaskingConfig:
+    """HuBERT span masking: `prob` = chance that a frame starts a span (HuBERT's mask_prob / mask_length)."""
+
+    prob: float = 0.08
+    span: int = 10
+    min_spans: int = 2
+
+
+def row_generator(seed: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator for one utterance; `stream` separates independent uses of the same seed."""
+    g = torch.Generator()
+    g.manual_seed((int(seed) * 2654435761 + stream * 0x9E3779B97F4A7C15) & _U64)
+    return g
+
+
+def row_span_mask(length: int, cfg: MaskingConfig, generator: torch.Generator) -> Tensor:
+    """Mask `(length,)` bool for one utterance, drawn from `generator`."""
+    mask = torch.zeros(length, dtype=torch.bool)
+    if length <= 0 or cfg.prob <= 0 and cfg.min_spans <= 0:
+        return mask
+    span = max(1, min(int(cfg.span), length))
+    u = float(torch.rand((), generator=generator))
+    num = max(int(cfg.min_spans), int(cfg.prob * length + u))
+    num_starts = length - span + 1  # every start where a whole span fits
+    num = min(num, num_starts)
+    if num <= 0:
+        return mask
+    starts = torch.randperm(num_starts, generator=generator)[:num]  # (n,)
+    idx = (starts[:, None] + torch.arange(span)[None, :]).reshape(-1)  # (n * span,)
+    mask[idx] = True
+    return mask
+
+
+def span_mask(lengths: Tensor, max_len: int, cfg: MaskingConfig, seeds: Tensor) -> Tensor:
+    """`(B,)` lengths, `(B,)` int64 seeds -> `(B, max_len)` bool mask (True = masked), on `lengths.device`."""
+    if lengths.shape != seeds.shape:
+        raise ValueError(f"lengths {tuple(lengths.shape)} and seeds {tuple(seeds.shape)} must both be (B,)")
+    out = torch.zeros(len(lengths), max_len, dtype=torch.bool)  # (B, T)
+    for b, (n, s) in enumerate(zip(lengths.tolist(), seeds.tolist())):
+        n = min(int(n), max_len)
+        out[b, :n] = row_span_mask(n, cfg, row_generator(s, stream=0))
+    return out.to(lengths.device)
+
+
+def quantizer_keep_levels(seeds: Tensor, num_levels: int, prob: float, min_levels: int = 1) -> Tensor:
+    """Quantizer dropout (as in DAC/SoundStream training): per utterance, with probability `prob`, keep only the
+    first `n ~ U{min_levels..K}` codebook levels; otherwise all K. `(B,)` seeds -> `(B,)` long, on seeds' device."""
+    lo = max(1, min(int(min_levels), num_levels))
+    out = torch.full((len(seeds),), num_levels, dtype=torch.long)
+    for b, s in enumerate(seeds.tolist()):
+        g = row_generator(s, stream=1)
+        drop, n = torch.rand((), generator=g), torch.randint(lo, num_levels + 1, (), generator=g)
+        if float(drop) < prob:
+            out[b] = int(n)
+    return out.to(seeds.device)
+
+
+__all__ = ["MaskingConfig", "quantizer_keep_levels", "row_generator", "row_span_mask", "span_mask"]
