@@ -1,0 +1,216 @@
+"""Lyra v2 (SoundStream) through the TFLite runtime: 16 kHz, 50 frames/s, 46 residual levels of 16 entries.
+
+Google's Lyra v2 ships three TFLite models (google/lyra release 1.3.2): a streaming encoder (320 samples ->
+a 64-d latent per 20 ms frame), a residual vector quantizer (`encode(latent, num_quantizers) -> 46 indices`,
+-1 past `num_quantizers`; `decode(indices) -> latent`), and a streaming decoder (latent -> 320 samples).
+Lower bitrates are prefixes of higher ones: 16 levels = 3.2 kbps, 30 = 6 kbps, 46 = 9.2 kbps.
+
+Shapes: `encode((B, S), (B,)) -> (B, K, T), (B,)` with T = ceil(S / 320) (the last frame zero-padded);
+`decode((B, K, T), (B,)) -> (B, T * 320), (B,)`. The encoder and decoder carry state across calls, so
+every utterance starts from a fresh state. TFLite's `reset_all_variables()` does NOT clear this model's
+state (measured: the first frames differ after a reset), so each utterance gets a new interpreter built
+from the model bytes held in memory (about 1.5 ms each); the tests check that repeated and interleaved
+encodes give identical codes.
+
+Weights are found, in order: the `path=` argument, `$CODEC2VEC_LYRA_DIR`, the user cache
+(`$XDG_CACHE_HOME/codec2vec/lyra-v2`), or a download pinned to one google/lyra commit, verified by sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from codec2vec.errors import Codec2VecError
+
+LYRA_COMMIT = "47698dadf0010abff6a848e02642f55f806d4842"
+LYRA_URL = f"https://raw.githubusercontent.com/google/lyra/{LYRA_COMMIT}/lyra/model_coeffs/{{name}}"
+LYRA_FILES = {
+    "soundstream_encoder.tflite": "237da0b16226fb0a68d49551c81bebf614e42142af72764448359f68581e88f1",
+    "quantizer.tflite": "841ee05989687d32d1f616a8ad1419fc7eda37599d3c05c7cf5a0d60ccf8ac5c",
+    "lyragan.tflite": "50e7839cda4f30599a3a34cfaddcd9c98449b049eee884e1a74295780448ad06",
+}
+HOP = 320
+MAX_LEVELS = 46
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "codec2vec" / "lyra-v2"
+
+
+def _download(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, digest in LYRA_FILES.items():
+        target = folder / name
+        if target.is_file() and _sha256(target) == digest:
+            continue
+        url = LYRA_URL.format(name=name)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+                out.write(resp.read())
+            if _sha256(Path(tmp)) != digest:
+                raise Codec2VecError(f"lyra: {url} does not match its pinned sha256 {digest}")
+            os.replace(tmp, target)
+        except OSError as e:
+            raise Codec2VecError(
+                f"lyra: cannot download {url} ({e}); put the three .tflite files in a folder and pass "
+                "--codec-path or set CODEC2VEC_LYRA_DIR"
+            ) from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def resolve_lyra_dir(path: str | os.PathLike[str] | None = None, *, download: bool = True) -> Path:
+    """The folder holding the three Lyra v2 `.tflite` files, each verified against its pinned sha256."""
+    candidates: list[tuple[str, Path]] = []
+    if path is not None:
+        candidates.append(("path", Path(path)))
+    elif os.environ.get("CODEC2VEC_LYRA_DIR"):
+        candidates.append(("CODEC2VEC_LYRA_DIR", Path(os.environ["CODEC2VEC_LYRA_DIR"])))
+    else:
+        candidates.append(("cache", _cache_dir()))
+    origin, folder = candidates[0]
+    missing = [n for n in LYRA_FILES if not (folder / n).is_file()]
+    if missing and origin == "cache" and download:
+        _download(folder)
+        missing = []
+    if missing:
+        raise Codec2VecError(f"lyra: {folder} (from {origin}) lacks {', '.join(missing)}")
+    for name, digest in LYRA_FILES.items():
+        if _sha256(folder / name) != digest:
+            raise Codec2VecError(f"lyra: {folder / name} does not match the sha256 of google/lyra {LYRA_COMMIT[:7]}")
+    return folder
+
+
+class LyraCodec:
+    """Lyra v2 SoundStream behind the `Codec` protocol (CPU, TFLite)."""
+
+    name = "lyra"
+    sample_rate = 16000
+    frame_rate = 50.0
+    codebook_size = 16
+
+    def __init__(self, *, path: str | None = None, num_codebooks: int | None = None, device: str = "cpu") -> None:
+        k = MAX_LEVELS if num_codebooks is None else int(num_codebooks)
+        if not 1 <= k <= MAX_LEVELS:
+            raise Codec2VecError(f"lyra: num_codebooks must be in 1..{MAX_LEVELS}, got {k}")
+        self.num_codebooks = k
+        self.folder = resolve_lyra_dir(path)
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._Interpreter = Interpreter
+        self._enc_bytes = (self.folder / "soundstream_encoder.tflite").read_bytes()
+        self._dec_bytes = (self.folder / "lyragan.tflite").read_bytes()
+        self._enc = self._fresh(self._enc_bytes)
+        self._dec = self._fresh(self._dec_bytes)
+        quant = Interpreter(str(self.folder / "quantizer.tflite"), num_threads=1)
+        self._q_encode = quant.get_signature_runner("encode")
+        self._q_decode = quant.get_signature_runner("decode")
+        self._quant = quant  # keeps the runners' interpreter alive
+        self._enc_in = self._enc.get_input_details()[0]["index"]
+        self._enc_out = self._enc.get_output_details()[0]["index"]
+        self._dec_in = self._dec.get_input_details()[0]["index"]
+        self._dec_out = self._dec.get_output_details()[0]["index"]
+        self._codebooks: Tensor | None = None
+
+    def _fresh(self, model: bytes) -> Any:
+        """A new interpreter: the only reliable way to start a streaming graph from its initial state."""
+        interp = self._Interpreter(model_content=model, num_threads=1)
+        interp.allocate_tensors()
+        return interp
+
+    def config(self) -> dict[str, Any]:
+        return {"model": "lyra-v2-soundstream", "commit": LYRA_COMMIT, "num_codebooks": self.num_codebooks}
+
+    # -- one utterance at a time: the TFLite graphs take exactly one 20 ms frame per call ------------------
+
+    def encode_one(self, wav: np.ndarray) -> np.ndarray:
+        """`(S,)` float32 at 16 kHz -> codes `(K, T)` int64, T = ceil(S / 320), from a fresh encoder state."""
+        n = int(wav.shape[0])
+        t = -(-n // HOP)
+        x = np.zeros(t * HOP, dtype=np.float32)
+        x[:n] = wav
+        self._enc = self._fresh(self._enc_bytes)
+        codes = np.empty((t, MAX_LEVELS), dtype=np.int64)  # (T, 46)
+        levels = np.int32(self.num_codebooks)
+        for i in range(t):
+            self._enc.set_tensor(self._enc_in, x[i * HOP : (i + 1) * HOP][None])
+            self._enc.invoke()
+            latent = self._enc.get_tensor(self._enc_out)  # (1, 1, 64)
+            codes[i] = self._q_encode(input_frames=latent, num_quantizers=levels)["output_0"].reshape(-1)
+        return np.ascontiguousarray(codes[:, : self.num_codebooks].T)  # (K, T)
+
+    def quantized_latent(self, codes: np.ndarray) -> np.ndarray:
+        """codes `(K, T)` -> the quantizer's own decode, `(T, 64)`."""
+        k, t = codes.shape
+        idx = np.full((MAX_LEVELS, 1, 1), -1, dtype=np.int32)
+        out = np.empty((t, 64), dtype=np.float32)
+        for i in range(t):
+            idx[:k, 0, 0] = codes[:, i]
+            out[i] = self._q_decode(encoding_indices=idx)["output_0"].reshape(-1)
+        return out
+
+    def decode_one(self, codes: np.ndarray) -> np.ndarray:
+        """codes `(K, T)` -> `(T * 320,)` float32 at 16 kHz, from a fresh decoder state."""
+        latent = self.quantized_latent(codes)  # (T, 64)
+        self._dec = self._fresh(self._dec_bytes)
+        out = np.empty(latent.shape[0] * HOP, dtype=np.float32)
+        for i, z in enumerate(latent):
+            self._dec.set_tensor(self._dec_in, z.reshape(1, 1, 64))
+            self._dec.invoke()
+            out[i * HOP : (i + 1) * HOP] = self._dec.get_tensor(self._dec_out).reshape(-1)
+        return out
+
+    # -- the batched protocol -----------------------------------------------------------------------------
+
+    def encode(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """`(B, S)` float, `(B,)` samples -> codes `(B, K, T)` long (padding frames 0), `(B,)` frames."""
+        x = wav.detach().to("cpu", torch.float32).numpy()
+        per = [self.encode_one(x[b, : int(n)]) for b, n in enumerate(lengths.tolist())]
+        frames = torch.tensor([c.shape[1] for c in per], dtype=torch.long)
+        out = torch.zeros(len(per), self.num_codebooks, int(frames.max(initial=0)), dtype=torch.long)
+        for b, c in enumerate(per):
+            out[b, :, : c.shape[1]] = torch.from_numpy(c)
+        return out, frames
+
+    def decode(self, codes: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """codes `(B, K, T)`, `(B,)` frames -> `(B, T * 320)` float, `(B,)` samples."""
+        c = codes.detach().cpu().numpy()
+        per = [self.decode_one(c[b, :, : int(n)]) for b, n in enumerate(lengths.tolist())]
+        samples = torch.tensor([len(w) for w in per], dtype=torch.long)
+        out = torch.zeros(len(per), int(samples.max(initial=0)))
+        for b, w in enumerate(per):
+            out[b, : len(w)] = torch.from_numpy(w)
+        return out, samples
+
+    def codebook_vectors(self) -> Tensor:
+        """`(K, 16, 64)`: decode one level at a time; the quantizer is additive, so rows sum to its decode."""
+        if self._codebooks is None:
+            table = np.empty((MAX_LEVELS, self.codebook_size, 64), dtype=np.float32)
+            idx = np.full((MAX_LEVELS, 1, 1), -1, dtype=np.int32)
+            for k in range(MAX_LEVELS):
+                for v in range(self.codebook_size):
+                    idx[:] = -1
+                    idx[k, 0, 0] = v
+                    table[k, v] = self._q_decode(encoding_indices=idx)["output_0"].reshape(-1)
+            self._codebooks = torch.from_numpy(table)
+        return self._codebooks[: self.num_codebooks].clone()

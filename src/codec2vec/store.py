@@ -1,0 +1,556 @@
+"""The token store: a corpus of codec codes on disk, compact, verified, randomly accessible.
+
+Layout of a store directory::
+
+    meta.json               format version, codec (name, config + hash, sample rate, frame rate, K, V), bits
+    codebooks.safetensors   the codec's codebook vectors (K, V, D), so training never needs the codec
+    shards/000000.c2s ...   packed codes of many utterances + their index, one file each
+    labels/<name>.c2l       optional frame-level labels (k-means, probe labels) on the same frame grid
+    rejects.jsonl           inputs `tokenize` refused, with the reason
+
+A shard (and a label file) is one container file: `[payload][zlib JSON index][footer]`. The payload holds
+each utterance's codes packed at their exact bit width (`packing.py`); the index lists, per utterance,
+id, byte offset, frames, CRC-32 of its bytes, seconds, source path and bytes, and free metadata; the
+40-byte footer holds a magic tag, the index's offset, length and CRC-32, and the payload's CRC-32 is
+inside the index with its SHA-256. A shard is written to a temporary name, fsynced, and renamed into
+place, so it either exists whole or not at all: this rename is the commit. Reads are memory-mapped and
+check the utterance's CRC-32 before decoding; `verify()` rechecks everything.
+
+Shapes: `store[id] -> LongTensor (K, T)`; `store.read(id, s, e) -> (K, e - s)`; labels `(T,)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from codec2vec import packing
+from codec2vec.codecs.base import CodecInfo
+from codec2vec.errors import StoreError
+
+FORMAT = "codec2vec-token-store"
+FORMAT_VERSION = 1
+MAGIC = b"C2VTOK01"
+FOOTER = struct.Struct("<8sQQI12x")  # magic, index offset, index length, index crc32, padding: 40 bytes
+SHARD_SUFFIX = ".c2s"
+LABEL_SUFFIX = ".c2l"
+
+
+# --- atomic files ---------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, chunks: list[bytes] | bytes) -> None:
+    """Write `path` via a temporary file in the same folder, fsync, rename, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_container(path: Path, payload: list[bytes], index: dict[str, Any]) -> None:
+    body = b"".join(payload)
+    index = dict(index, payload_bytes=len(body), payload_crc32=zlib.crc32(body),
+                 payload_sha256=hashlib.sha256(body).hexdigest())
+    blob = zlib.compress(json.dumps(index, separators=(",", ":")).encode(), 9)
+    footer = FOOTER.pack(MAGIC, len(body), len(blob), zlib.crc32(blob))
+    atomic_write(path, [body, blob, footer])
+
+
+def _read_container_index(path: Path) -> dict[str, Any]:
+    """The index of a shard or label file; raises StoreError naming the file if it is damaged."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size < FOOTER.size:
+                raise StoreError(f"{path}: damaged (too short to be a codec2vec container)")
+            f.seek(size - FOOTER.size)
+            magic, off, length, crc = FOOTER.unpack(f.read(FOOTER.size))
+            if magic != MAGIC or off + length + FOOTER.size != size:
+                raise StoreError(f"{path}: damaged (bad footer)")
+            f.seek(off)
+            blob = f.read(length)
+    except OSError as e:
+        raise StoreError(f"{path}: unreadable ({e.strerror or e})") from None
+    if zlib.crc32(blob) != crc:
+        raise StoreError(f"{path}: damaged (index checksum mismatch)")
+    try:
+        return json.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError):
+        raise StoreError(f"{path}: damaged (index unreadable)") from None
+
+
+# --- per-utterance records ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Loc:
+    file: int  # index into the store's list of container files
+    offset: int  # byte offset in the payload
+    frames: int
+    crc: int
+
+
+class _Containers:
+    """Memory maps of container files, opened on first use."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self._maps: dict[int, np.memmap] = {}
+
+    def bytes(self, loc: _Loc, frame_bytes: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        m = self._maps.get(loc.file)
+        if m is None:
+            m = self._maps[loc.file] = np.memmap(self.paths[loc.file], dtype=np.uint8, mode="r")
+        stop = loc.frames if stop is None else stop
+        return m[loc.offset + start * frame_bytes : loc.offset + stop * frame_bytes]
+
+    def __getstate__(self) -> dict[str, Any]:  # memory maps are re-opened in each worker process
+        return {"paths": self.paths, "_maps": {}}
+
+
+class _Packed:
+    """Utterances packed in container files: location index, checksum-verified random access."""
+
+    def __init__(self, paths: list[Path], indexes: list[dict[str, Any]], num_codebooks: int, bits: int) -> None:
+        self.k, self.bits = num_codebooks, bits
+        self.frame_bytes = packing.frame_bytes(num_codebooks, bits)
+        self.files = _Containers([])
+        self.locs: dict[str, _Loc] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._verified: set[str] = set()
+        for path, idx in zip(paths, indexes):
+            self.add(path, idx)
+
+    def add(self, path: Path, index: dict[str, Any]) -> None:
+        """Register one container file's utterances."""
+        self.files.paths.append(path)
+        fi = len(self.files.paths) - 1
+        cols = index["entries"]
+        for j, uid in enumerate(cols["id"]):
+            if uid in self.locs:
+                other = self.files.paths[self.locs[uid].file]
+                raise StoreError(f"{path}: utterance {uid!r} is also stored in {other}")
+            self.locs[uid] = _Loc(fi, cols["offset"][j], cols["frames"][j], cols["crc32"][j])
+            self.entries[uid] = {key: cols[key][j] for key in cols if key not in ("offset", "crc32")}
+
+    def checked_bytes(self, uid: str) -> np.ndarray:
+        loc = self._loc(uid)
+        raw = self.files.bytes(loc, self.frame_bytes)
+        if uid not in self._verified:
+            if zlib.crc32(raw) != loc.crc:
+                raise StoreError(
+                    f"{self.files.paths[loc.file]}: utterance {uid!r} fails its checksum (the file is damaged; "
+                    "run `codec2vec verify`)"
+                )
+            self._verified.add(uid)
+        return raw
+
+    def _loc(self, uid: str) -> _Loc:
+        try:
+            return self.locs[uid]
+        except KeyError:
+            raise KeyError(f"no utterance {uid!r} in this store") from None
+
+    def get(self, uid: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        loc = self._loc(uid)
+        stop = loc.frames if stop is None else stop
+        if not 0 <= start <= stop <= loc.frames:
+            raise IndexError(f"frames [{start}, {stop}) outside utterance {uid!r} of {loc.frames} frames")
+        raw = self.checked_bytes(uid)[start * self.frame_bytes : stop * self.frame_bytes]
+        return packing.unpack(raw, self.k, self.bits)  # (K, stop - start)
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+class TokenStore:
+    """A token store on disk. Open with `TokenStore.open(path)`, make with `TokenStore.create(...)`."""
+
+    def __init__(self, root: Path, meta: dict[str, Any], packed: _Packed) -> None:
+        self.root = root
+        self.meta = meta
+        self.codec = CodecInfo.from_dict(meta["codec"])
+        self.bits = int(meta["bits_per_code"])
+        self._packed = packed
+
+    # construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], info: CodecInfo, codebook_vectors: Tensor) -> "TokenStore":
+        """A new, empty store for codes of `info`'s codec; `codebook_vectors` is `(K, V, D)`."""
+        from safetensors.torch import save
+
+        root = Path(path)
+        if (root / "meta.json").exists():
+            raise StoreError(f"{root}: a token store already exists here")
+        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise StoreError(f"{root}: folder is not empty and is not a token store")
+        cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()
+        if tuple(cb.shape[:2]) != (info.num_codebooks, info.codebook_size):
+            raise StoreError(f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}")
+        blob = save({"codebook_vectors": cb})
+        (root / "shards").mkdir(parents=True, exist_ok=True)
+        atomic_write(root / "codebooks.safetensors", blob)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "codec": info.to_dict(),
+            "bits_per_code": packing.bits_for(info.codebook_size),
+            "frame_bytes": packing.frame_bytes(info.num_codebooks, packing.bits_for(info.codebook_size)),
+            "layout": "frame-major, big-endian bit packing (codec2vec.packing)",
+            "codebooks": {"file": "codebooks.safetensors", "shape": list(cb.shape), "sha256": hashlib.sha256(blob).hexdigest()},
+        }
+        atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, check: bool = True) -> "TokenStore":
+        """Open an existing store. With `check`, a damaged shard index raises `StoreError` naming the file;
+        without it (for `verify`), damaged shards are left out and reported by `verify()`."""
+        root = Path(path)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise StoreError(f"{root}: not a token store (no meta.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{meta_path}: damaged ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{meta_path}: not a codec2vec token store")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise StoreError(f"{meta_path}: format version {meta['format_version']} is newer than this codec2vec reads")
+        paths, indexes = [], []
+        for p in sorted((root / "shards").glob("*" + SHARD_SUFFIX)):
+            try:
+                indexes.append(_read_container_index(p))
+                paths.append(p)
+            except StoreError:
+                if check:
+                    raise
+        packed = _Packed(paths, indexes, int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
+        return cls(root, meta, packed)
+
+    # reading ------------------------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        """Utterance ids, in storage order."""
+        return list(self._packed.locs)
+
+    def __len__(self) -> int:
+        return len(self._packed.locs)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._packed.locs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._packed.locs)
+
+    def __getitem__(self, uid: str) -> Tensor:
+        """Codes of one utterance, `LongTensor (K, T)`, checksum-verified."""
+        return torch.from_numpy(self._packed.get(uid))
+
+    def read(self, uid: str, start: int = 0, stop: int | None = None) -> Tensor:
+        """Frames `[start, stop)` of one utterance, `LongTensor (K, stop - start)`."""
+        return torch.from_numpy(self._packed.get(uid, start, stop))
+
+    def read_numpy(self, uid: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Like `read`, as an int64 array `(K, stop - start)` (no torch tensor made)."""
+        return self._packed.get(uid, start, stop)
+
+    def num_frames(self, uid: str) -> int:
+        return self._packed._loc(uid).frames
+
+    def entry(self, uid: str) -> dict[str, Any]:
+        """Index record: id, frames, seconds, source, source_bytes, extra (manifest metadata)."""
+        if uid not in self._packed.entries:
+            raise KeyError(f"no utterance {uid!r} in this store")
+        return dict(self._packed.entries[uid])
+
+    def codebook_vectors(self) -> Tensor:
+        """The codec's codebook vectors saved with the store, `FloatTensor (K, V, D)`."""
+        from safetensors.torch import load
+
+        path = self.root / "codebooks.safetensors"
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != self.meta["codebooks"]["sha256"]:
+            raise StoreError(f"{path}: damaged (checksum mismatch)")
+        return load(blob)["codebook_vectors"]
+
+    # writing ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator["ShardWriter"]:
+        """One writer at a time (an flock on the store). Each `commit()` and the end of the block commit a
+        shard atomically; an exception discards the uncommitted utterances and stores nothing partial."""
+        lock_path = self.root / ".lock"
+        with open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"{self.root}: another process is writing to this store") from None
+            for stale in (self.root / "shards").glob(".tmp-*"):  # left by a killed writer
+                stale.unlink(missing_ok=True)
+            w = ShardWriter(self)
+            yield w
+            w.commit()
+
+    def _add_container(self, path: Path, index: dict[str, Any]) -> None:
+        self._packed.add(path, index)
+
+    # labels -------------------------------------------------------------------------------------
+
+    def label_names(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "labels").glob("*" + LABEL_SUFFIX))
+
+    def write_labels(self, name: str, labels: Mapping[str, Tensor | np.ndarray], num_classes: int,
+                     info: dict[str, Any] | None = None) -> None:
+        """Store frame-level labels `(T,)` in [0, num_classes) for some or all utterances, atomically
+        (replacing a label set of the same name). Each must have exactly the utterance's frame count."""
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise StoreError(f"label set name {name!r}: use letters, digits, '-' and '_'")
+        bits = packing.bits_for(num_classes)
+        payload, cols = [], {"id": [], "offset": [], "frames": [], "crc32": []}
+        offset = 0
+        for uid, lab in labels.items():
+            arr = np.asarray(lab.cpu() if isinstance(lab, Tensor) else lab).reshape(-1)
+            if uid not in self:
+                raise StoreError(f"labels {name!r}: no utterance {uid!r} in {self.root}")
+            if arr.shape[0] != self.num_frames(uid):
+                raise StoreError(f"labels {name!r}: {uid!r} has {arr.shape[0]} labels for {self.num_frames(uid)} frames")
+            if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+                raise StoreError(f"labels {name!r}: {uid!r} has labels outside [0, {num_classes})")
+            raw = packing.pack(arr[None, :], bits).tobytes()
+            for key, val in (("id", uid), ("offset", offset), ("frames", int(arr.shape[0])), ("crc32", zlib.crc32(raw))):
+                cols[key].append(val)
+            payload.append(raw)
+            offset += len(raw)
+        index = {"kind": "labels", "name": name, "num_classes": int(num_classes), "info": info or {}, "entries": cols}
+        _write_container(self.root / "labels" / f"{name}{LABEL_SUFFIX}", payload, index)
+
+    def labels(self, name: str) -> "LabelSet":
+        path = self.root / "labels" / f"{name}{LABEL_SUFFIX}"
+        if not path.is_file():
+            raise StoreError(f"{self.root}: no label set {name!r} (have: {', '.join(self.label_names()) or 'none'})")
+        return LabelSet(path, _read_container_index(path))
+
+    # summaries ----------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Size and rate figures (DESIGN.md `info --json` keys)."""
+        entries = self._packed.entries.values()
+        seconds = float(sum(e["seconds"] for e in entries))
+        frames = int(sum(e["frames"] for e in entries))
+        source_bytes = int(sum(e.get("source_bytes", 0) for e in entries))
+        total = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        codes_bytes = frames * self._packed.frame_bytes
+        pcm16 = seconds * self.codec.sample_rate * 2
+        return {
+            "path": str(self.root),
+            "utterances": len(self),
+            "frames": frames,
+            "seconds": seconds,
+            "hours": seconds / 3600.0,
+            "bytes": int(total),
+            "codes_bytes": int(codes_bytes),
+            "kbps": total * 8 / seconds / 1000 if seconds else 0.0,
+            "codes_kbps": codes_bytes * 8 / seconds / 1000 if seconds else 0.0,
+            "nominal_kbps": self.codec.kbps,
+            "source_bytes": source_bytes,
+            "ratio_to_source": source_bytes / total if total else 0.0,
+            "ratio_to_pcm16": pcm16 / total if total else 0.0,
+            "shards": len(self._packed.files.paths),
+            "labels": self.label_names(),
+            "codec": {k: v for k, v in self.codec.to_dict().items() if k != "config"} | {"config": self.codec.config},
+        }
+
+    def verify(self) -> list[str]:
+        """Recheck meta, codebooks, every shard's footer, index, payload hash and each utterance's CRC-32.
+        Returns one line per problem (empty when sound)."""
+        problems: list[str] = []
+        try:
+            self.codebook_vectors()
+        except (StoreError, OSError, KeyError) as e:
+            problems.append(str(e))
+        seen: dict[str, Path] = {}
+        containers = sorted((self.root / "shards").glob("*" + SHARD_SUFFIX)) + sorted(
+            (self.root / "labels").glob("*" + LABEL_SUFFIX))
+        for path in containers:
+            try:
+                idx = _read_container_index(path)
+            except StoreError as e:
+                problems.append(str(e))
+                continue
+            body = np.memmap(path, dtype=np.uint8, mode="r")[: idx["payload_bytes"]] if idx["payload_bytes"] else b""
+            if hashlib.sha256(body).hexdigest() != idx["payload_sha256"]:
+                cols = idx["entries"]
+                ends = cols["offset"][1:] + [idx["payload_bytes"]]  # utterances lie back to back
+                bad = [uid for uid, off, end, crc in zip(cols["id"], cols["offset"], ends, cols["crc32"])
+                       if zlib.crc32(body[off:end]) != crc]
+                problems.append(f"{path}: damaged (payload checksum mismatch; utterances affected: "
+                                f"{', '.join(bad) if bad else 'none identified'})")
+            if path.suffix == SHARD_SUFFIX:
+                for uid in idx["entries"]["id"]:
+                    if uid in seen:
+                        problems.append(f"{path}: utterance {uid!r} is also stored in {seen[uid]}")
+                    seen[uid] = path
+        return problems
+
+
+class ShardWriter:
+    """Buffers utterances and commits them as one shard file (atomic rename)."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+        self._payload: list[bytes] = []
+        self._cols: dict[str, list[Any]] = {k: [] for k in
+                                            ("id", "offset", "frames", "crc32", "seconds", "source", "source_bytes", "extra")}
+        self._offset = 0
+        self._pending: set[str] = set()
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self._payload)
+
+    def add(self, uid: str, codes: Tensor | np.ndarray, *, seconds: float, source: str = "",
+            source_bytes: int = 0, extra: dict[str, Any] | None = None) -> None:
+        """Queue one utterance's codes `(K, T)` for the next commit."""
+        info = self.store.codec
+        arr = np.asarray(codes.cpu() if isinstance(codes, Tensor) else codes)
+        if arr.ndim != 2 or arr.shape[0] != info.num_codebooks:
+            raise StoreError(f"{uid!r}: codes must be (K={info.num_codebooks}, T), got {arr.shape}")
+        if uid in self.store or uid in self._pending:
+            raise StoreError(f"{self.store.root}: utterance {uid!r} is already stored")
+        raw = packing.pack(arr, self.store.bits).tobytes()
+        row = (uid, self._offset, int(arr.shape[1]), zlib.crc32(raw), float(seconds), str(source),
+               int(source_bytes), extra or {})
+        for key, val in zip(self._cols, row):
+            self._cols[key].append(val)
+        self._payload.append(raw)
+        self._offset += len(raw)
+        self._pending.add(uid)
+        self.seconds += float(seconds)
+
+    def commit(self) -> Path | None:
+        """Write the queued utterances as a new shard; returns its path (None if nothing was queued)."""
+        if not self._payload:
+            return None
+        shards = self.store.root / "shards"
+        existing = [int(p.stem) for p in shards.glob("*" + SHARD_SUFFIX) if p.stem.isdigit()]
+        path = shards / f"{max(existing, default=-1) + 1:06d}{SHARD_SUFFIX}"
+        index = {"kind": "shard", "codec_hash": self.store.codec.config_hash, "entries": self._cols}
+        _write_container(path, self._payload, index)
+        self.store._add_container(path, index)
+        self.__init__(self.store)  # type: ignore[misc]  # start the next shard empty
+        return path
+
+
+class LabelSet:
+    """Frame-level labels of one name: `labels[id] -> LongTensor (T,)`, `.num_classes`, `.info`."""
+
+    def __init__(self, path: Path, index: dict[str, Any]) -> None:
+        self.name = str(index["name"])
+        self.num_classes = int(index["num_classes"])
+        self.info = dict(index.get("info", {}))
+        self._packed = _Packed([path], [index], 1, packing.bits_for(self.num_classes))
+
+    def ids(self) -> list[str]:
+        return list(self._packed.locs)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._packed.locs
+
+    def __len__(self) -> int:
+        return len(self._packed.locs)
+
+    def __getitem__(self, uid: str) -> Tensor:
+        return torch.from_numpy(self._packed.get(uid)[0])
+
+    def read(self, uid: str, start: int = 0, stop: int | None = None) -> Tensor:
+        return torch.from_numpy(self._packed.get(uid, start, stop)[0])
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable `codec2vec info`."""
+    c = info["codec"]
+    return "\n".join([
+        f"store      {info['path']}",
+        f"codec      {c['name']} ({c['sample_rate']} Hz, {c['frame_rate']:g} frames/s, "
+        f"K={c['num_codebooks']} x V={c['codebook_size']}, config {c['config_hash']})",
+        f"contents   {info['utterances']} utterances, {info['frames']} frames, {info['hours']:.3f} h",
+        f"on disk    {info['bytes']:,} bytes in {info['shards']} shards = {info['kbps']:.2f} kbps "
+        f"(codes alone {info['codes_kbps']:.2f} kbps; nominal {info['nominal_kbps']:.2f})",
+        f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
+        f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
+        f"labels     {', '.join(info['labels']) or 'none'}",
+    ])
+
+
+def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
+    """Join stores made with the same codec (e.g. `tokenize --shard I/N` slices) into a new store `out`.
+    Shards are copied, not re-encoded; a repeated id is an error. Label sets are not carried over
+    (fit k-means on the merged store). Returns the number of utterances."""
+    import shutil
+
+    stores = [TokenStore.open(s) for s in sources]
+    first = stores[0]
+    for s in stores[1:]:
+        if s.codec.config_hash != first.codec.config_hash or s.codec.name != first.codec.name:
+            raise StoreError(f"{s.root}: made with codec {s.codec.name}/{s.codec.config_hash}, "
+                             f"{first.root} with {first.codec.name}/{first.codec.config_hash}; cannot merge")
+    seen: dict[str, Path] = {}
+    for s in stores:
+        for uid in s.ids():
+            if uid in seen:
+                raise StoreError(f"utterance {uid!r} is in both {seen[uid]} and {s.root}")
+            seen[uid] = s.root
+    merged = TokenStore.create(out, first.codec, first.codebook_vectors())
+    with merged.writer():
+        n = 0
+        rejects: list[bytes] = []
+        for s in stores:
+            for src in s._packed.files.paths:
+                dst = merged.root / "shards" / f"{n:06d}{SHARD_SUFFIX}"
+                fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
+                os.close(fd)
+                shutil.copyfile(src, tmp)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, dst)
+                n += 1
+            if (s.root / "rejects.jsonl").is_file():
+                rejects.append((s.root / "rejects.jsonl").read_bytes())
+        _fsync_dir(merged.root / "shards")
+        if rejects:
+            atomic_write(merged.root / "rejects.jsonl", rejects)
+    result = TokenStore.open(out)
+    return len(result)
