@@ -1,0 +1,211 @@
+"""Self-describing, atomically written, checksum-verified pre-training checkpoints (nanoGPT/whisper style).
+
+A checkpoint is a directory `RUN/checkpoints/step-00001000/` holding
+  - `model.safetensors`: the whole `Pretrainer` state (encoder `encoder.*`, heads, EMA teacher, codebooks);
+  - `state.pt`: optimizer, scheduler, grad scaler, RNG and data-loader position (plain tensors and numbers,
+    read back with `torch.load(weights_only=True)`, never arbitrary pickles);
+  - `meta.json`: format version, step, the resolved config, the codec metadata (`CodecInfo`), the label
+    classes and the sha256 of both files.
+It is written under a temporary name, every file fsync'ed, then renamed into place, so a killed writer
+never leaves a half checkpoint under a real name. Loading verifies the checksums and names the damaged file.
+`load_model(path)` rebuilds the `Codec2VecEncoder` for downstream stages from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from codec2vec.errors import StoreError
+
+if TYPE_CHECKING:
+    import torch
+
+    from codec2vec.model import Codec2VecEncoder
+
+FORMAT = "codec2vec-checkpoint"
+VERSION = 1
+_STEP_DIR = re.compile(r"^step-(\d{8,})$")
+
+
+class CheckpointError(StoreError):
+    """A checkpoint is missing, incomplete or damaged (the message names the file)."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def step_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary and partial directories are ignored)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "meta.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    weights: dict[str, "torch.Tensor"],
+    state: dict[str, Any],
+    meta: dict[str, Any],
+) -> Path:
+    """Write a checkpoint directory atomically; `meta` must be JSON-able (config, codec, step, ...)."""
+    from safetensors.torch import save_file
+
+    import torch
+
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
+    save_file(tensors, str(tmp / "model.safetensors"))
+    torch.save(state, tmp / "state.pt")
+    files = {}
+    for name in ("model.safetensors", "state.pt"):
+        _fsync_file(tmp / name)
+        files[name] = _sha256(tmp / name)
+    full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
+    with open(tmp / "meta.json", "w") as f:
+        json.dump(full_meta, f, indent=1, sort_keys=False, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    if final.exists():  # re-writing the same step (e.g. after a resume): replace it
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    return final
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's `meta.json`, after checking its format."""
+    p = Path(path) / "meta.json"
+    if not p.is_file():
+        raise CheckpointError(f"{p}: missing; {path} is not a complete codec2vec checkpoint")
+    try:
+        meta = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p}: unreadable ({e})") from None
+    if meta.get("format") != FORMAT or int(meta.get("version", -1)) > VERSION:
+        raise CheckpointError(f"{p}: not a {FORMAT} version <= {VERSION} (found {meta.get('format')!r} {meta.get('version')!r})")
+    return meta
+
+
+def _verified(path: Path, meta: dict[str, Any], name: str) -> Path:
+    f = path / name
+    if not f.is_file():
+        raise CheckpointError(f"{f}: missing")
+    want = meta.get("files", {}).get(name)
+    if want is None or _sha256(f) != want:
+        raise CheckpointError(f"{f}: checksum mismatch; the file is damaged")
+    return f
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint directory from a checkpoint directory, its meta.json or a run directory (newest)."""
+    p = Path(path)
+    if p.is_file() and p.name in ("meta.json", "model.safetensors", "state.pt"):
+        p = p.parent
+    if (p / "meta.json").is_file():
+        return p
+    latest = latest_checkpoint(p)
+    if latest is None:
+        raise CheckpointError(f"{p}: no checkpoint found (expected DIR/meta.json or RUN/checkpoints/step-*/)")
+    return latest
+
+
+def load_checkpoint(path: str | Path, *, with_state: bool = True) -> tuple[dict[str, "torch.Tensor"], dict[str, Any], dict[str, Any]]:
+    """(weights, state, meta) from a verified checkpoint; `state` is {} when `with_state` is False."""
+    from safetensors.torch import load_file
+
+    import torch
+
+    p = resolve(path)
+    meta = read_meta(p)
+    weights = load_file(str(_verified(p, meta, "model.safetensors")))
+    state: dict[str, Any] = {}
+    if with_state:
+        try:
+            state = torch.load(_verified(p, meta, "state.pt"), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 (an unpicklable object means a file we did not write)
+            raise CheckpointError(f"{p / 'state.pt'}: cannot be read safely ({e})") from None
+    return weights, state, meta
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps all)."""
+    if keep <= 0:
+        return
+    for p in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def load_model(path: str | Path) -> tuple["Codec2VecEncoder", dict[str, Any]]:
+    """The pre-trained encoder (eval mode, CPU) and the checkpoint's meta (config, codec, step, ...).
+
+    `path`: a checkpoint directory or a run directory (its newest checkpoint).
+    """
+    from codec2vec.config import config_from_dict
+    from codec2vec.model import Codec2VecEncoder
+
+    weights, _, meta = load_checkpoint(path, with_state=False)
+    cfg = config_from_dict(meta["config"])
+    codec = meta["codec"]
+    try:
+        encoder = Codec2VecEncoder.from_state_dict(
+            weights,
+            config=cfg.model,
+            num_codebooks=int(codec["num_codebooks"]),
+            codebook_size=int(codec["codebook_size"]),
+            prefix="encoder.",
+        )
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{resolve(path)}/model.safetensors: encoder weights do not fit the config ({e})") from None
+    encoder.eval()
+    return encoder, meta

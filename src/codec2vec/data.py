@@ -1,0 +1,248 @@
+"""Pre-training data: random crops from a token store in frame-budget batches (HuBERT-style), per rank.
+
+Every process computes the same global plan from the run seed (which utterances, in which order, which
+crop) using only the store's index; each DDP rank then reads only its own rows (`rows[rank::world]`) from
+the store. A batch is global: it holds as many crops as fit in `batch_frames` padded frames (rows x
+longest crop), so one process and N processes see the same rows for the same step. Every row carries a
+seed made from (run seed, epoch, utterance id) so masks and quantizer dropout never depend on the rank.
+The loader's position (epoch, cursor) is plain data: `state_dict()` / `load_state_dict()` resume exactly.
+
+The held-out dev split is deterministic: a manifest `split` field in `store.entry(id)["extra"]` when the
+store has one (`dev`, `valid`, `validation`, `test` -> dev), otherwise a hash of the utterance id.
+
+Shapes: `Batch.codes` LongTensor (B, K, T) padded with 0; `lengths` (B,) frames; `seeds` (B,) int64;
+`labels[name]` (B, T) long padded with -100.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import torch
+from codec2vec.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from codec2vec.pretrainer import Batch
+    from codec2vec.store import TokenStore
+
+DEV_SPLITS = ("dev", "valid", "validation", "test")
+IGNORE = -100
+
+
+def _hash64(*parts: Any) -> int:
+    """A stable 63-bit integer from the parts (sha256; identical across processes and runs)."""
+    blob = "\x1f".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def utterance_seed(seed: int, epoch: int | str, utt_id: str) -> int:
+    """The per-utterance seed of `utt_id` in `epoch` of a run seeded with `seed`."""
+    return _hash64("utt", seed, epoch, utt_id)
+
+
+def split_ids(store: "TokenStore", dev_fraction: float) -> tuple[list[str], list[str]]:
+    """(train ids, dev ids), deterministic: a manifest `split` field if any entry has one, else id hashes.
+
+    With at least two utterances and `dev_fraction > 0`, dev is never empty (the lowest-hash id is
+    taken) and train is never empty.
+    """
+    ids = list(store.ids())
+    splits = {}
+    for i in ids:
+        extra = store.entry(i).get("extra") or {}
+        if "split" in extra:
+            splits[i] = str(extra["split"]).lower()
+    if splits:
+        dev = [i for i in ids if splits.get(i, "train") in DEV_SPLITS]
+        train = [i for i in ids if splits.get(i, "train") not in DEV_SPLITS]
+        return train, dev
+    if dev_fraction <= 0 or len(ids) < 2:
+        return ids, []
+    h = {i: _hash64("split", i) / float(1 << 63) for i in ids}
+    dev = [i for i in ids if h[i] < dev_fraction]
+    if not dev:
+        dev = [min(ids, key=h.__getitem__)]
+    if len(dev) == len(ids):
+        dev.remove(max(dev, key=h.__getitem__))
+    dev_set = set(dev)
+    return [i for i in ids if i not in dev_set], dev
+
+
+@dataclass
+class Crop:
+    utt_id: str
+    start: int
+    stop: int
+    seed: int
+
+
+def collate(
+    store: "TokenStore", crops: Sequence[Crop], label_names: Sequence[str] = (), label_sets: dict | None = None
+) -> "Batch":
+    """Read the crops of one rank and pad them into a `Batch`."""
+    from codec2vec.pretrainer import Batch
+
+    k = store.codec.num_codebooks
+    lengths = torch.tensor([c.stop - c.start for c in crops], dtype=torch.long)  # (B,)
+    t_max = int(lengths.max()) if len(crops) else 0
+    codes = torch.zeros(len(crops), k, t_max, dtype=torch.long)  # (B, K, T)
+    labels = {n: torch.full((len(crops), t_max), IGNORE, dtype=torch.long) for n in label_names}  # (B, T)
+    for b, c in enumerate(crops):
+        codes[b, :, : c.stop - c.start] = store.read(c.utt_id, c.start, c.stop)
+        for n in label_names:
+            labels[n][b, : c.stop - c.start] = label_sets[n].read(c.utt_id, c.start, c.stop)  # (T,)
+    seeds = torch.tensor([c.seed for c in crops], dtype=torch.long)  # (B,)
+    return Batch(codes=codes, lengths=lengths, seeds=seeds, labels=labels, ids=[c.utt_id for c in crops])
+
+
+def _open_labels(store: "TokenStore", label_names: Sequence[str]) -> dict:
+    have = store.label_names()
+    for n in label_names:
+        if n not in have:
+            raise StoreError(
+                f"{store.root}: no label set {n!r} (has: {', '.join(have) or 'none'}); "
+                f"run `codec2vec kmeans` first"
+            )
+    return {n: store.labels(n) for n in label_names}
+
+
+class CropLoader:
+    """Endless random-crop batches for one rank; the plan is global and seeded, reading is per rank."""
+
+    def __init__(
+        self,
+        store: "TokenStore",
+        ids: Sequence[str],
+        *,
+        batch_frames: int,
+        crop_frames: int,
+        min_frames: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        label_names: Sequence[str] = (),
+    ) -> None:
+        self.store = store
+        self.batch_frames = int(batch_frames)
+        self.crop_frames = int(crop_frames)
+        self.seed = int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.label_names = list(label_names)
+        self.label_sets = _open_labels(store, self.label_names)
+        frames = {i: int(store.num_frames(i)) for i in ids}
+        self.ids = sorted(i for i in ids if frames[i] >= min_frames)  # sorted: independent of store order
+        self.frames = [frames[i] for i in self.ids]
+        if not self.ids:
+            raise ConfigError(f"data.min_frames: no training utterance has >= {min_frames} frames")
+        rows_min = max(1, self.batch_frames // self.crop_frames)
+        if rows_min < self.world_size:
+            raise ConfigError(
+                f"data.batch_frames: {self.batch_frames} frames hold {rows_min} crop(s) of {self.crop_frames}, "
+                f"fewer than the {self.world_size} processes; raise data.batch_frames or lower data.crop_frames"
+            )
+        self.epoch = 0
+        self.cursor = 0
+        self._perm = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(_hash64("perm", self.seed, epoch))
+        return torch.randperm(len(self.ids), generator=g).tolist()
+
+    def _crop(self, epoch: int, index: int) -> Crop:
+        utt = self.ids[index]
+        n = self.frames[index]
+        c = min(n, self.crop_frames)
+        r = _hash64("crop", self.seed, epoch, utt)
+        start = r % (n - c + 1)
+        return Crop(utt, start, start + c, utterance_seed(self.seed, epoch, utt))
+
+    def next_plan(self) -> list[Crop]:
+        """The next global batch as crops (all ranks), advancing the position."""
+        crops: list[Crop] = []
+        longest = 0
+        while True:
+            if self.cursor >= len(self._perm):
+                if crops:  # batches never straddle epochs
+                    break
+                self.epoch += 1
+                self.cursor = 0
+                self._perm = self._permutation(self.epoch)
+            crop = self._crop(self.epoch, self._perm[self.cursor])
+            length = crop.stop - crop.start
+            if crops and (len(crops) + 1) * max(longest, length) > self.batch_frames:
+                break
+            crops.append(crop)
+            longest = max(longest, length)
+            self.cursor += 1
+        if len(crops) < self.world_size:  # the epoch's tail: top up from the start of the next epoch's order
+            self.epoch += 1
+            self.cursor = 0
+            self._perm = self._permutation(self.epoch)
+            return self.next_plan()
+        return crops
+
+    def __iter__(self) -> Iterator["Batch"]:
+        return self
+
+    def __next__(self) -> "Batch":
+        crops = self.next_plan()
+        return collate(self.store, crops[self.rank :: self.world_size], self.label_names, self.label_sets)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "num_ids": len(self.ids)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state["num_ids"]) != len(self.ids) or int(state["seed"]) != self.seed:
+            raise ConfigError(
+                f"data: cannot resume the data position: the checkpoint saw {state['num_ids']} training utterances "
+                f"with seed {state['seed']}, this run has {len(self.ids)} with seed {self.seed}"
+            )
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self._perm = self._permutation(self.epoch)
+
+
+def dev_plan(store: "TokenStore", ids: Sequence[str], *, batch_frames: int, crop_frames: int, seed: int) -> list[list[Crop]]:
+    """Fixed evaluation batches: each dev utterance's first `crop_frames` frames, grouped by length."""
+    crops = [Crop(i, 0, min(int(store.num_frames(i)), crop_frames), utterance_seed(seed, "dev", i)) for i in ids]
+    crops = [c for c in crops if c.stop > 0]
+    crops.sort(key=lambda c: (-(c.stop - c.start), c.utt_id))
+    batches: list[list[Crop]] = []
+    cur: list[Crop] = []
+    for c in crops:  # longest first, so a batch's first crop is its longest
+        if cur and (len(cur) + 1) * (cur[0].stop - cur[0].start) > batch_frames:
+            batches.append(cur)
+            cur = []
+        cur.append(c)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def dev_batches(
+    store: "TokenStore",
+    plan: Sequence[Sequence[Crop]],
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    label_names: Sequence[str] = (),
+) -> Iterator["Batch | None"]:
+    """This rank's rows of each planned dev batch (None where the rank has no rows in a batch)."""
+    label_sets = _open_labels(store, label_names)
+    for crops in plan:
+        mine = list(crops[rank::world_size])
+        yield collate(store, mine, label_names, label_sets) if mine else None
+
+
+def batch_to(batch: "Batch", device: torch.device | str) -> "Batch":
+    """The batch with its tensors on `device`."""
+    from dataclasses import replace
+
+    return replace(
+        batch,
+        codes=batch.codes.to(device, non_blocking=True),
+        lengths=batch.lengths.to(device, non_blocking=True),
+        seeds=batch.seeds.to(device, non_blocking=True),
+        labels={k: v.to(device, non_blocking=True) for k, v in batch.labels.items()},
+    )
