@@ -1,0 +1,119 @@
+"""The pre-trainer: Codec2Vec encoder + span masker + targets (each with its heads), composed, not inherited.
+
+Like torchaudio's `HuBERTPretrainModel(encoder, mask_generator, logit_generator)`. One forward:
+  seeds (B,) -> span mask (B, T) and quantizer-dropout levels (B,)          (per utterance, `masking.py`)
+  encoder(codes (B, K, T), lengths, mask, keep_levels) -> layers [L + 1] x (B, T, D)
+  for each target: labels [(B, T)] -> keep masked frames -> logits of the last layer's masked frames (N, D)
+  -> summed cross-entropy, masked-frame count and correct count per target.
+Sums (not means) come back so the training loop can divide by the count all-reduced over DDP ranks and
+accumulation steps, which makes N processes equal one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from codec2vec.codecs.base import CodecInfo
+from codec2vec.masking import MaskingConfig, quantizer_keep_levels, span_mask
+from codec2vec.model import Codec2VecEncoder, ModelConfig
+from codec2vec.targets import IGNORE, TargetsConfig, build_targets
+
+
+@dataclass
+class Batch:
+    """A collated batch. `seeds` are per-utterance (from run seed, epoch/step and utterance) so masks and
+    quantizer dropout do not depend on the batch or rank an utterance lands in."""
+
+    codes: Tensor  # (B, K, T) long
+    lengths: Tensor  # (B,) frames
+    seeds: Tensor  # (B,) int64
+    labels: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, T) long (k-means labels, ...)
+    ids: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(codes=self.codes.to(device), lengths=self.lengths.to(device), seeds=self.seeds,
+                     labels={k: v.to(device) for k, v in self.labels.items()}, ids=list(self.ids))
+
+
+@dataclass
+class PretrainOutput:
+    """Per target: summed loss over masked frames (averaged across the target's heads), masked frames counted,
+    correct predictions (averaged across heads)."""
+
+    loss_sums: dict[str, Tensor]
+    counts: dict[str, Tensor]
+    correct: dict[str, Tensor]
+    weights: dict[str, float]
+
+    def loss(self, counts_override: dict[str, Tensor] | None = None) -> Tensor:
+        """sum_t weight_t * loss_sum_t / count_t; pass global (all-reduced) counts to normalise across ranks."""
+        counts = counts_override or self.counts
+        total = sum(self.weights[n] * s / counts[n].clamp(min=1) for n, s in self.loss_sums.items())
+        return total  # type: ignore[return-value]
+
+    def accuracy(self) -> dict[str, float]:
+        """Masked-frame accuracy per target (local counts)."""
+        return {n: float(self.correct[n]) / max(1.0, float(self.counts[n])) for n in self.correct}
+
+
+class Pretrainer(nn.Module):
+    """Encoder + masking + targets; `forward(batch) -> PretrainOutput`, `update(step)` after each optimizer step."""
+
+    def __init__(self, *, encoder: Codec2VecEncoder, masking: MaskingConfig, targets: list[nn.Module]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.masking = masking
+        self.targets = nn.ModuleList(targets)
+
+    def masks(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        """Span mask `(B, T)` and quantizer-dropout levels `(B,)` (None outside training) from the seeds."""
+        mask = span_mask(batch.lengths, batch.codes.shape[-1], self.masking, batch.seeds.cpu())
+        keep = None
+        cfg = self.encoder.config
+        if self.training and cfg.quantizer_dropout > 0:
+            keep = quantizer_keep_levels(batch.seeds.cpu(), self.encoder.num_codebooks, cfg.quantizer_dropout,
+                                         cfg.quantizer_dropout_min_levels).to(batch.codes.device)
+        return mask.to(batch.codes.device), keep
+
+    def forward(self, batch: Batch) -> PretrainOutput:
+        mask, keep = self.masks(batch)  # (B, T), (B,) | None
+        layers, _ = self.encoder(batch.codes, batch.lengths, mask=mask, keep_levels=keep)
+        x = layers[-1][mask]  # (N, D): the masked frames
+        loss_sums, counts, correct, weights = {}, {}, {}, {}
+        for target in self.targets:
+            labels = [y[mask] for y in target.labels(batch, layers, mask=mask)]  # heads x (N,)
+            logits = target.logits(x)  # heads x (N, C)
+            ce = [F.cross_entropy(z.float(), y, ignore_index=IGNORE, reduction="sum") for z, y in zip(logits, labels)]
+            hits = [((z.argmax(-1) == y) & (y != IGNORE)).sum() for z, y in zip(logits, labels)]
+            loss_sums[target.name] = torch.stack(ce).mean()
+            correct[target.name] = torch.stack(hits).float().mean().detach()
+            counts[target.name] = (labels[0] != IGNORE).sum().detach()
+            weights[target.name] = float(target.weight)
+        return PretrainOutput(loss_sums=loss_sums, counts=counts, correct=correct, weights=weights)
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """After each optimizer step: EMA teacher and online codebooks (no-op for offline targets)."""
+        for target in self.targets:
+            target.update(step)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters the optimizer owns: the EMA teacher, online codebooks and frozen tables are excluded."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+
+def build_pretrainer(*, model: ModelConfig, masking: MaskingConfig, targets: TargetsConfig, codec: CodecInfo,
+                     codebook_vectors: Tensor | None, label_classes: dict[str, int] | None = None) -> Pretrainer:
+    """Assemble the pre-trainer for a store's codec: tables initialised from `codebook_vectors (K, V, D)`."""
+    encoder = Codec2VecEncoder(config=model, num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size,
+                               codebook_vectors=codebook_vectors)
+    heads = build_targets(targets, encoder=encoder, label_classes=dict(label_classes or {}))
+    return Pretrainer(encoder=encoder, masking=masking, targets=heads)
+
+
+__all__ = ["Batch", "PretrainOutput", "Pretrainer", "build_pretrainer"]
