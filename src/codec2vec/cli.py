@@ -130,12 +130,34 @@ def _run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pretrain (config.py, train.py) ----------------------------------------------------------------
+
+
+def _add_pretrain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config (a serialized PretrainConfig), e.g. configs/lyra_tiny.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value: data.store=, run.dir=, train.steps=, targets=a,b ...")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    import os
+
+    from codec2vec.config import load_config
+    from codec2vec.train import pretrain
+
+    summary = pretrain(load_config(args.config, args.overrides))
+    if args.json and int(os.environ.get("RANK", "0")) == 0:
+        _print_json(summary)
+    return 0
+
+
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
     "info": ("summary of a token store", _add_info, _run_info),
     "verify": ("check every shard and the index", _add_verify, _run_verify),
     "decode": ("token store -> audio files", _add_decode, _run_decode),
     "merge": ("join token stores", _add_merge, _run_merge),
+    "pretrain": ("masked-prediction pre-training on a token store", _add_pretrain, _run_pretrain),
 }
 
 
