@@ -187,7 +187,7 @@ class LyraCodec:
         x = wav.detach().to("cpu", torch.float32).numpy()
         per = [self.encode_one(x[b, : int(n)]) for b, n in enumerate(lengths.tolist())]
         frames = torch.tensor([c.shape[1] for c in per], dtype=torch.long)
-        out = torch.zeros(len(per), self.num_codebooks, int(frames.max(initial=0)), dtype=torch.long)
+        out = torch.zeros(len(per), self.num_codebooks, max(frames.tolist(), default=0), dtype=torch.long)
         for b, c in enumerate(per):
             out[b, :, : c.shape[1]] = torch.from_numpy(c)
         return out, frames
@@ -197,7 +197,7 @@ class LyraCodec:
         c = codes.detach().cpu().numpy()
         per = [self.decode_one(c[b, :, : int(n)]) for b, n in enumerate(lengths.tolist())]
         samples = torch.tensor([len(w) for w in per], dtype=torch.long)
-        out = torch.zeros(len(per), int(samples.max(initial=0)))
+        out = torch.zeros(len(per), max(samples.tolist(), default=0))
         for b, w in enumerate(per):
             out[b, : len(w)] = torch.from_numpy(w)
         return out, samples

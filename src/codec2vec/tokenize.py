@@ -1,0 +1,301 @@
+"""Audio corpus -> token store: batched, in worker processes, resumable, rejecting bad inputs with reasons.
+
+`tokenize(srcs, out, options)` scans files/folders/manifests (`audio.scan_sources`), skips utterances the
+store already holds (and inputs rejected before, unless `retry_rejects`), encodes the rest in batches of
+`batch_size` utterances in `workers` processes, and commits a shard every `shard_seconds` of audio. A
+shard is committed by one atomic rename, so a run killed at any point leaves a store that verifies, and
+running the same command again finishes the job without storing anything twice. Inputs that cannot be
+used (unreadable, truncated, empty, NaN/inf, shorter than one codec frame, or failing in the codec) are
+listed in `STORE/rejects.jsonl` with `path` and `reason`; all others are stored.
+
+`--shard I/N` keeps the I-th of N interleaved slices of the sorted input (for job arrays or torchrun
+ranks), and `codec2vec merge` joins the slices' stores. `decode_store` turns codes back into audio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from codec2vec.audio import AudioItem, load_audio, scan_sources
+from codec2vec.codecs import Codec, codec_info, get_codec
+from codec2vec.errors import AudioError, Codec2VecError, StoreError
+from codec2vec.store import TokenStore, atomic_write
+
+
+@dataclass(frozen=True)
+class TokenizeOptions:
+    """How to tokenize (the CLI flags of `codec2vec tokenize`)."""
+
+    codec: str = "lyra"
+    codec_path: str | None = None
+    num_codebooks: int | None = None
+    workers: int = 1
+    batch_size: int = 8
+    shard: str | None = None  # "I/N"
+    shard_seconds: float = 600.0
+    retry_rejects: bool = False
+    device: str = "cpu"
+
+
+@dataclass
+class Encoded:
+    """What a worker returns for one input: codes `(K, T)` uint16, or the reason it was rejected."""
+
+    item: AudioItem
+    codes: np.ndarray | None
+    seconds: float
+    source_bytes: int
+    reason: str | None = None
+    retry: bool = False  # a codec failure (maybe ours, maybe transient) is tried again by the next run
+
+
+def _codec_kwargs(opts: TokenizeOptions) -> dict[str, Any]:
+    kw: dict[str, Any] = {"device": opts.device}
+    if opts.codec_path is not None:
+        kw["path"] = opts.codec_path
+    if opts.num_codebooks is not None:
+        kw["num_codebooks"] = opts.num_codebooks
+    return kw
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N; None -> (0, 1)."""
+    if spec is None:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise Codec2VecError(f"--shard {spec!r}: expected I/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise Codec2VecError(f"--shard {spec!r}: need 0 <= I < N")
+    return i, n
+
+
+# --- encoding (runs in worker processes) ------------------------------------------------------------
+
+_WORKER_CODEC: Codec | None = None
+
+
+def _init_worker(name: str, kwargs: dict[str, Any]) -> None:
+    global _WORKER_CODEC
+    torch.set_num_threads(1)
+    _WORKER_CODEC = get_codec(name, **kwargs)
+
+
+def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
+    """Load, check and encode a batch; a failure is confined to the input that caused it."""
+    hop = codec.sample_rate / codec.frame_rate
+    ready: list[tuple[AudioItem, np.ndarray, int]] = []
+    out: dict[str, Encoded] = {}
+    for it in items:
+        try:
+            size = os.path.getsize(it.path)
+        except OSError:
+            size = 0
+        try:
+            wav = load_audio(it.path, codec.sample_rate)
+            if wav.shape[0] < hop:
+                raise AudioError(f"{it.path}: too short ({wav.shape[0]} samples at {codec.sample_rate} Hz, "
+                                 f"less than one {hop:g}-sample codec frame)")
+            ready.append((it, wav, size))
+        except AudioError as e:
+            out[it.id] = Encoded(it, None, 0.0, size, str(e))
+    groups = [ready] if len(ready) > 1 else []
+    singles = ready if len(ready) <= 1 else []
+    for group in groups:
+        try:
+            out.update({e.item.id: e for e in _encode_group(codec, group)})
+        except Exception:  # isolate the failing input: one at a time
+            singles = group
+    for one in singles:
+        try:
+            out.update({e.item.id: e for e in _encode_group(codec, [one])})
+        except Exception as exc:  # a codec error on one input rejects that input only
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            out[one[0].id] = Encoded(one[0], None, 0.0, one[2], f"{one[0].path}: codec failed ({msg})", retry=True)
+    return [out[it.id] for it in items]
+
+
+def _encode_group(codec: Codec, group: list[tuple[AudioItem, np.ndarray, int]]) -> list[Encoded]:
+    lengths = torch.tensor([w.shape[0] for _, w, _ in group], dtype=torch.long)
+    wav = torch.zeros(len(group), int(lengths.max()))  # (B, S)
+    for b, (_, w, _) in enumerate(group):
+        wav[b, : w.shape[0]] = torch.from_numpy(w)
+    with torch.inference_mode():
+        codes, frames = codec.encode(wav, lengths)  # (B, K, T), (B,)
+    codes = codes.cpu().numpy()
+    return [
+        Encoded(it, codes[b, :, : int(frames[b])].astype(np.uint16), w.shape[0] / codec.sample_rate, size)
+        for b, (it, w, size) in enumerate(group)
+    ]
+
+
+def _worker_encode(items: list[AudioItem]) -> list[Encoded]:
+    assert _WORKER_CODEC is not None
+    return encode_batch(_WORKER_CODEC, items)
+
+
+def _batches(items: list[AudioItem], size: int) -> Iterator[list[AudioItem]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions) -> Iterator[Encoded]:
+    batches = list(_batches(items, max(1, opts.batch_size)))
+    if opts.workers <= 1:
+        for batch in batches:
+            yield from encode_batch(codec, batch)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # torch and TFLite state do not survive fork reliably
+    with ProcessPoolExecutor(opts.workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(opts.codec, _codec_kwargs(opts))) as pool:
+        for result in pool.map(_worker_encode, batches):  # in input order: same store for any worker count
+            yield from result
+
+
+# --- the driver -----------------------------------------------------------------------------------
+
+
+def _read_rejects(path: Path) -> dict[str, dict[str, Any]]:
+    rejects: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rejects[row["path"]] = row
+    return rejects
+
+
+def _write_rejects(path: Path, rejects: dict[str, dict[str, Any]]) -> None:
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
+
+
+def open_or_create(out: str | os.PathLike[str], codec: Codec) -> TokenStore:
+    """The store at `out`, checked to hold codes of this exact codec; created if absent."""
+    info = codec_info(codec)
+    if (Path(out) / "meta.json").exists():
+        store = TokenStore.open(out)
+        if store.codec.config_hash != info.config_hash or store.codec.name != info.name:
+            raise StoreError(f"{out}: holds {store.codec.name} codes (config {store.codec.config}), "
+                             f"not {info.name} ({info.config}); use another --out")
+        return store
+    return TokenStore.create(out, info, codec.codebook_vectors())
+
+
+def tokenize(srcs: Iterable[str], out: str | os.PathLike[str], opts: TokenizeOptions = TokenizeOptions(),
+             *, progress: bool = True) -> dict[str, Any]:
+    """Tokenize `srcs` into the store `out`; returns a summary (counts, rejects, speed, `store.info()`)."""
+    start = time.perf_counter()
+    shard_i, shard_n = parse_shard(opts.shard)
+    items = scan_sources(srcs)[shard_i::shard_n]
+    codec = get_codec(opts.codec, **_codec_kwargs(opts))
+    store = open_or_create(out, codec)
+    rejects_path = store.root / "rejects.jsonl"
+    rejects = _read_rejects(rejects_path)
+    known_bad = {p for p, r in rejects.items() if not r.get("retry")}
+    todo = [it for it in items if it.id not in store and (opts.retry_rejects or it.path not in known_bad)]
+    skipped = sum(it.id in store for it in items)
+    stored, seconds, new_rejects = 0, 0.0, 0
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True,
+               disable=not (progress and sys.stderr.isatty()))
+    with store.writer() as writer:
+        for enc in _encoded_stream(todo, codec, opts):
+            if enc.codes is None:
+                rejects[enc.item.path] = {"path": enc.item.path, "id": enc.item.id, "reason": enc.reason}
+                if enc.retry:
+                    rejects[enc.item.path]["retry"] = True
+                new_rejects += 1
+            else:
+                rejects.pop(enc.item.path, None)
+                writer.add(enc.item.id, enc.codes, seconds=enc.seconds, source=enc.item.path,
+                           source_bytes=enc.source_bytes, extra=enc.item.extra)
+                stored += 1
+                seconds += enc.seconds
+            bar.update(1)
+            bar.set_postfix_str(f"{seconds / max(1e-9, time.perf_counter() - start):.0f}x real time", refresh=False)
+            if writer.seconds >= opts.shard_seconds:
+                writer.commit()
+                _write_rejects(rejects_path, rejects)
+        writer.commit()
+        _write_rejects(rejects_path, rejects)
+    bar.close()
+    elapsed = time.perf_counter() - start
+    rejected = [rejects[it.path] for it in items if it.path in rejects and it.id not in store]
+    return {
+        "inputs": len(items),
+        "stored": stored,
+        "skipped_already_stored": skipped,
+        "rejected": len(rejected),
+        "rejected_this_run": new_rejects,
+        "rejects": rejected,
+        "seconds_encoded": seconds,
+        "elapsed_seconds": elapsed,
+        "x_real_time": seconds / elapsed if elapsed else 0.0,
+        "options": asdict(opts),
+        "store": TokenStore.open(store.root).info(),
+    }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Human-readable end-of-run storage summary."""
+    info = s["store"]
+    lines = [
+        f"tokenized {s['stored']} utterances ({s['seconds_encoded']:.1f} s of audio) in {s['elapsed_seconds']:.1f} s "
+        f"= {s['x_real_time']:.1f}x real time; {s['skipped_already_stored']} already stored; {s['rejected']} rejected",
+        f"store {info['path']}: {info['utterances']} utterances, {info['hours']:.3f} h, {info['bytes']:,} bytes, "
+        f"{info['kbps']:.2f} kbps; {info['ratio_to_source']:.1f}x smaller than the source files, "
+        f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
+    ]
+    lines += [f"rejected: {r['reason']}" for r in s["rejects"][:20]]
+    if len(s["rejects"]) > 20:
+        lines.append(f"... and {len(s['rejects']) - 20} more in {info['path']}/rejects.jsonl")
+    return "\n".join(lines)
+
+
+def codec_for_store(store: TokenStore, codec_path: str | None = None) -> Codec:
+    """Rebuild the codec that made a store's codes (for decoding), from its metadata."""
+    cfg = store.codec.config
+    kw: dict[str, Any] = {"num_codebooks": store.codec.num_codebooks}
+    path = codec_path if codec_path is not None else cfg.get("path")
+    if path is not None:
+        kw["path"] = path
+    codec = get_codec(store.codec.name, **kw)
+    if codec_info(codec).config_hash != store.codec.config_hash and codec_path is None:
+        raise StoreError(f"{store.root}: the codec built from its metadata ({codec.config()}) is not the one that made "
+                         f"the store ({store.codec.config}); pass --codec-path")
+    return codec
+
+
+def decode_store(store_path: str | os.PathLike[str], out: str | os.PathLike[str], *, ids: list[str] | None = None,
+                 codec_path: str | None = None, fmt: str = "wav") -> int:
+    """Decode utterances of a store to audio files `out/<id>.<fmt>` at the codec's sample rate."""
+    import soundfile as sf
+
+    store = TokenStore.open(store_path)
+    wanted = store.ids() if not ids else ids
+    missing = [u for u in wanted if u not in store]
+    if missing:
+        raise StoreError(f"{store_path}: no utterance(s) {', '.join(missing[:5])}")
+    codec = codec_for_store(store, codec_path)
+    for uid in wanted:
+        codes = store[uid][None]  # (1, K, T)
+        with torch.inference_mode():
+            wav, n = codec.decode(codes, torch.tensor([codes.shape[-1]]))
+        target = Path(out) / f"{uid}.{fmt}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(target, wav[0, : int(n[0])].cpu().numpy(), codec.sample_rate)
+    return len(wanted)
