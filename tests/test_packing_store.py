@@ -1,0 +1,172 @@
+"""Token store: exact round trips (property-based), bit-exact sizes, corruption detection, labels, merge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codec2vec import packing
+from codec2vec.codecs.base import CodecInfo, config_hash
+from codec2vec.errors import StoreError
+from codec2vec.store import TokenStore, merge_stores
+
+
+def _info(k: int = 46, v: int = 16, name: str = "lyra", cfg: dict | None = None) -> CodecInfo:
+    cfg = cfg or {"k": k}
+    return CodecInfo(name, 16000, 50.0, k, v, cfg, config_hash(cfg))
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 40), bits=st.integers(1, 16), t=st.integers(0, 40), seed=st.integers(0, 2**31))
+def test_pack_unpack_round_trip(k: int, bits: int, t: int, seed: int) -> None:
+    codes = np.random.default_rng(seed).integers(0, 1 << bits, size=(k, t))
+    raw = packing.pack(codes, bits)
+    assert raw.dtype == np.uint8 and raw.size == t * packing.frame_bytes(k, bits)
+    assert np.array_equal(packing.unpack(raw, k, bits), codes)
+
+
+def test_exact_bit_width() -> None:
+    assert packing.frame_bytes(46, packing.bits_for(16)) == 23  # Lyra: 46 x 4 bits
+    assert packing.frame_bytes(12, packing.bits_for(1024)) == 15  # DAC-16k: 12 x 10 bits
+    with pytest.raises(ValueError):
+        packing.pack(np.array([[16]]), 4)
+
+
+@settings(max_examples=15, deadline=None)
+@given(lengths=st.lists(st.integers(0, 60), min_size=1, max_size=8), seed=st.integers(0, 2**31),
+       k=st.integers(1, 12), v=st.sampled_from([2, 16, 1000, 1024, 2048]))
+def test_store_round_trip(tmp_path_factory: pytest.TempPathFactory, lengths: list[int], seed: int, k: int, v: int) -> None:
+    root = tmp_path_factory.mktemp("store")
+    rng = np.random.default_rng(seed)
+    store = TokenStore.create(root / "s", _info(k, v), torch.randn(k, v, 3))
+    data = {f"u{i}": rng.integers(0, v, size=(k, n)) for i, n in enumerate(lengths)}
+    with store.writer() as w:
+        for i, (uid, codes) in enumerate(data.items()):
+            w.add(uid, codes, seconds=codes.shape[1] / 50)
+            if i % 3 == 2:
+                w.commit()
+    again = TokenStore.open(root / "s")
+    assert again.ids() == list(data)
+    for uid, codes in data.items():
+        got = again[uid]
+        assert got.dtype == torch.long and tuple(got.shape) == codes.shape
+        assert np.array_equal(got.numpy(), codes)
+        if codes.shape[1] >= 3:
+            assert np.array_equal(again.read(uid, 1, 3).numpy(), codes[:, 1:3])
+    assert again.verify() == []
+    assert torch.equal(again.codebook_vectors(), store.codebook_vectors())
+
+
+def _small_store(root: Path, n: int = 6) -> tuple[TokenStore, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    store = TokenStore.create(root, _info(), torch.randn(46, 16, 8))
+    data = {f"spk/u{i}": rng.integers(0, 16, size=(46, 50 + 10 * i)) for i in range(n)}
+    with store.writer() as w:
+        for uid, codes in data.items():
+            w.add(uid, codes, seconds=codes.shape[1] / 50, source=f"/data/{uid}.wav", extra={"speaker": uid[:3]})
+    return TokenStore.open(root), data
+
+
+def test_flipped_byte_is_detected_and_named(tmp_path: Path) -> None:
+    store, data = _small_store(tmp_path / "s")
+    shard = next((tmp_path / "s" / "shards").glob("*.c2s"))
+    victim = "spk/u2"
+    idx = store._packed.locs[victim]
+    blob = bytearray(shard.read_bytes())
+    blob[idx.offset + 5] ^= 0x10
+    shard.write_bytes(bytes(blob))
+    damaged = TokenStore.open(tmp_path / "s")
+    problems = damaged.verify()
+    assert len(problems) == 1 and shard.name in problems[0] and victim in problems[0]
+    with pytest.raises(StoreError, match="fails its checksum"):
+        damaged[victim]
+    with pytest.raises(StoreError, match="fails its checksum"):
+        damaged.read(victim, 0, 2)  # a crop of a damaged utterance is refused too
+    assert np.array_equal(damaged["spk/u1"].numpy(), data["spk/u1"])  # others still read
+
+
+def test_damaged_index_names_the_shard(tmp_path: Path) -> None:
+    _small_store(tmp_path / "s")
+    shard = next((tmp_path / "s" / "shards").glob("*.c2s"))
+    blob = bytearray(shard.read_bytes())
+    blob[-50] ^= 0xFF  # inside the compressed index
+    shard.write_bytes(bytes(blob))
+    with pytest.raises(StoreError, match=shard.name):
+        TokenStore.open(tmp_path / "s")
+    problems = TokenStore.open(tmp_path / "s", check=False).verify()
+    assert any(shard.name in p for p in problems)
+
+
+def test_writer_exception_commits_nothing(tmp_path: Path) -> None:
+    store, _ = _small_store(tmp_path / "s")
+    with pytest.raises(RuntimeError):
+        with store.writer() as w:
+            w.add("new", np.zeros((46, 5), dtype=int), seconds=0.1)
+            raise RuntimeError("crash")
+    again = TokenStore.open(tmp_path / "s")
+    assert "new" not in again and again.verify() == []
+    assert not list((tmp_path / "s" / "shards").glob(".tmp-*"))
+
+
+def test_duplicate_ids_refused(tmp_path: Path) -> None:
+    store, _ = _small_store(tmp_path / "s")
+    with pytest.raises(StoreError, match="already stored"):
+        with store.writer() as w:
+            w.add("spk/u0", np.zeros((46, 5), dtype=int), seconds=0.1)
+
+
+def test_labels_on_the_frame_grid(tmp_path: Path) -> None:
+    store, data = _small_store(tmp_path / "s")
+    labels = {uid: torch.randint(0, 100, (codes.shape[1],)) for uid, codes in data.items()}
+    store.write_labels("km100", labels, 100, {"source": "test"})
+    ls = store.labels("km100")
+    assert ls.num_classes == 100 and ls.info == {"source": "test"}
+    for uid, lab in labels.items():
+        assert torch.equal(ls[uid], lab)
+    assert torch.equal(ls.read("spk/u3", 2, 7), labels["spk/u3"][2:7])
+    with pytest.raises(StoreError, match="labels for"):
+        store.write_labels("bad", {"spk/u0": torch.zeros(3, dtype=torch.long)}, 10)
+    assert store.label_names() == ["km100"] and store.verify() == []
+
+
+def test_info_figures(tmp_path: Path) -> None:
+    store, data = _small_store(tmp_path / "s")
+    info = store.info()
+    frames = sum(c.shape[1] for c in data.values())
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "s").rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert info["utterances"] == len(data) and info["frames"] == frames
+    assert info["bytes"] == on_disk
+    assert info["codes_bytes"] == frames * 23
+    assert info["kbps"] == pytest.approx(on_disk * 8 / info["seconds"] / 1000)
+    assert info["codes_kbps"] == pytest.approx(9.2)
+    assert set(info["codec"]) >= {"name", "sample_rate", "frame_rate", "num_codebooks", "codebook_size"}
+    assert store.entry("spk/u1")["extra"] == {"speaker": "spk"}
+
+
+def test_merge(tmp_path: Path) -> None:
+    a, da = _small_store(tmp_path / "a", 3)
+    b = TokenStore.create(tmp_path / "b", _info(), a.codebook_vectors())
+    with b.writer() as w:
+        w.add("other", np.ones((46, 7), dtype=int), seconds=0.14)
+    n = merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    m = TokenStore.open(tmp_path / "m")
+    assert n == 4 and set(m.ids()) == set(da) | {"other"} and m.verify() == []
+    assert np.array_equal(m["spk/u1"].numpy(), da["spk/u1"])
+    with pytest.raises(StoreError, match="both"):
+        merge_stores([tmp_path / "a", tmp_path / "m"], tmp_path / "m2")
+    c = TokenStore.create(tmp_path / "c", _info(cfg={"other": 1}), a.codebook_vectors())
+    with pytest.raises(StoreError, match="cannot merge"):
+        merge_stores([tmp_path / "a", tmp_path / "c"], tmp_path / "m3")
+
+
+def test_meta_is_self_describing(tmp_path: Path) -> None:
+    _small_store(tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["format_version"] == 1 and meta["bits_per_code"] == 4
+    assert {"name", "config_hash", "sample_rate", "frame_rate", "num_codebooks", "codebook_size"} <= set(meta["codec"])
