@@ -250,6 +250,7 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=getattr(cfg.model, "layer_drop", 0.0) > 0,
+            broadcast_buffers=False,  # codebooks and teacher buffers are kept equal by all-reduced updates
         )
     tb = _tensorboard(run_dir / "tb", start) if (is_main and cfg.run.tensorboard) else None
     show = is_main and (cfg.run.progress == "on" or (cfg.run.progress == "auto" and sys.stderr.isatty()))

@@ -1,0 +1,241 @@
+"""The pre-training loop: data plan, checkpoints, a short run that learns, exact resume after SIGKILL, and
+torchrun (2 CPU processes, gloo) matching one process on the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from codec2vec.codecs.base import CodecInfo
+from codec2vec.config import PretrainConfig, load_config, save_config
+from codec2vec.errors import ConfigError
+
+K, V = 8, 16
+
+
+def make_store(path: Path, n: int = 40, seed: int = 0, splits: bool = False):
+    """A store of structured fake codes: per utterance, levels 0-3 hold a constant 'speaker' code (the first
+    levels, which quantizer dropout keeps) and levels 4-7 follow a 'phone' sequence of 4-12 frame segments,
+    so masked frames are predictable from context."""
+    from codec2vec.store import TokenStore
+
+    info = CodecInfo(name="lyra", sample_rate=16000, frame_rate=50.0, num_codebooks=K, codebook_size=V,
+                     config={"fake": True}, config_hash="fake")
+    g = torch.Generator().manual_seed(seed)
+    store = TokenStore.create(path, info, torch.randn(K, V, 12, generator=g))
+    with store.writer() as w:
+        for i in range(n):
+            t = int(torch.randint(60, 220, (), generator=g))
+            seg = torch.randint(4, 13, (t,), generator=g)
+            phones = torch.randint(0, V, (t,), generator=g).repeat_interleave(seg)[:t]  # (T,)
+            speaker = torch.randint(0, V, (K - 4,), generator=g)
+            codes = torch.cat([speaker[:, None].expand(K - 4, t),
+                               torch.stack([(phones * (k + 1) + k) % V for k in range(4)])])  # (K, T)
+            extra = {"split": "dev" if i % 8 == 0 else "train"} if splits else {}
+            w.add(f"utt{i:03d}", codes, seconds=t / 50.0, extra=extra)
+    return TokenStore.open(path)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("train") / "store"
+    make_store(p)
+    return p
+
+
+def tiny_config(store: Path, run: Path, *extra: str) -> PretrainConfig:
+    return load_config(None, [
+        f"data.store={store}", f"run.dir={run}", "data.crop_frames=100", "data.batch_frames=400",
+        "data.dev_fraction=0.15", "data.min_frames=8", "train.device=cpu", "train.lr=2e-3", "train.warmup_steps=5",
+        "train.log_every=1", "train.eval_every=10", "train.ckpt_every=10", "train.keep_checkpoints=0",
+        "run.progress=off", "model.num_layers=2", "model.dim=64", "model.ffn_dim=128", "model.num_heads=2",
+        "model.conv_pos_kernel=8", "model.conv_pos_groups=2", "targets.online_top_k=2",
+        "targets.online_codewords=16", "targets.online_ema_start=0.9", "targets.online_ema_end=0.99",
+        "targets.online_ema_anneal_steps=20", *extra,
+    ])
+
+
+def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("split") != "dev"], [r for r in rows if r.get("split") == "dev"]
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def test_plan_is_global_deterministic_and_resumable(store_path: Path) -> None:
+    from codec2vec.data import CropLoader, split_ids
+    from codec2vec.store import TokenStore
+
+    store = TokenStore.open(store_path)
+    train, dev = split_ids(store, 0.15)
+    assert set(train).isdisjoint(dev) and sorted(train + dev) == sorted(store.ids()) and dev
+    assert split_ids(store, 0.15) == (train, dev)
+
+    def loader(rank: int = 0, world: int = 1) -> CropLoader:
+        return CropLoader(store, train, batch_frames=400, crop_frames=100, seed=3, rank=rank, world_size=world)
+
+    one, r0, r1 = loader(), loader(0, 2), loader(1, 2)
+    for _ in range(12):  # more than an epoch
+        b, b0, b1 = next(one), next(r0), next(r1)
+        assert b.codes.shape[0] * b.codes.shape[2] <= 400 and b.codes.shape[2] <= 100
+        assert sorted(b.ids) == sorted(b0.ids + b1.ids) and b0.ids == b.ids[0::2]  # ranks split the global batch
+        for rows, batch in ((b0, b), (b1, b)):
+            for j, uid in enumerate(rows.ids):
+                i = batch.ids.index(uid)
+                n = int(rows.lengths[j])
+                assert n == int(batch.lengths[i]) and int(rows.seeds[j]) == int(batch.seeds[i])
+                assert torch.equal(rows.codes[j, :, :n], batch.codes[i, :, :n])
+    # The position is plain data: a fresh loader continues exactly.
+    state = one.state_dict()
+    again = loader()
+    again.load_state_dict(state)
+    for _ in range(5):
+        a, b = next(one), next(again)
+        assert a.ids == b.ids and torch.equal(a.codes, b.codes) and torch.equal(a.seeds, b.seeds)
+    # Crops are real windows of the utterances.
+    b = next(loader())
+    for j, uid in enumerate(b.ids):
+        full = store[uid]
+        n = int(b.lengths[j])
+        window = b.codes[j, :, :n]
+        assert any(torch.equal(full[:, s : s + n], window) for s in range(full.shape[1] - n + 1))
+
+
+def test_manifest_split_field_wins(tmp_path: Path) -> None:
+    from codec2vec.data import split_ids
+
+    store = make_store(tmp_path / "s", n=16, splits=True)
+    train, dev = split_ids(store, 0.5)
+    assert dev == ["utt000", "utt008"] and len(train) == 14
+
+
+def test_too_small_batch_for_the_world_is_a_config_error(store_path: Path) -> None:
+    from codec2vec.data import CropLoader
+    from codec2vec.store import TokenStore
+
+    store = TokenStore.open(store_path)
+    with pytest.raises(ConfigError, match="data.batch_frames"):
+        CropLoader(store, store.ids(), batch_frames=150, crop_frames=100, world_size=2)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def test_checkpoint_is_verified_and_loads_the_encoder(store_path: Path, tmp_path: Path) -> None:
+    from codec2vec.checkpoint import CheckpointError, list_checkpoints, load_model
+    from codec2vec.train import pretrain
+
+    run = tmp_path / "run"
+    cfg = tiny_config(store_path, run, "train.steps=10", "train.eval_every=0", "train.ckpt_every=5")
+    summary = pretrain(cfg)
+    assert summary["step"] == 10
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000005", "step-00000010"]
+    assert (run / "config.yaml").is_file() and load_config(run / "config.yaml") == cfg
+    encoder, meta = load_model(run)  # the run dir -> its newest checkpoint
+    assert meta["step"] == 10 and meta["codec"]["num_codebooks"] == K and meta["config"]["model"]["dim"] == 64
+    codes = torch.randint(0, V, (2, K, 30))
+    layers, _ = encoder(codes, torch.tensor([30, 20]))
+    assert len(layers) == 3 and layers[-1].shape == (2, 30, 64)
+    # A partial checkpoint (temporary name) is never picked up; a flipped byte is reported by file name.
+    (run / "checkpoints" / ".tmp-step-00000015-1").mkdir()
+    assert list_checkpoints(run)[-1].name == "step-00000010"
+    weights = run / "checkpoints" / "step-00000010" / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_model(run)
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_run_learns_and_writes_metrics(tmp_path: Path) -> None:
+    from codec2vec.train import pretrain
+
+    make_store(tmp_path / "store", n=300)  # many 'speakers': memorising the training set does not pay
+    run = tmp_path / "run"
+    cfg = tiny_config(tmp_path / "store", run, "train.steps=60", "train.eval_every=30", "train.ckpt_every=60",
+                      "train.log_every=5", "data.dev_fraction=0.1")
+    summary = pretrain(cfg)
+    train_rows, dev_rows = read_metrics(run)
+    assert [r["step"] for r in train_rows] == list(range(5, 61, 5))
+    assert [r["step"] for r in dev_rows] == [30, 60]
+    for r in train_rows + dev_rows:
+        assert {"step", "loss", "acc_reconstruction", "loss_reconstruction", "lr"} <= set(r)
+    assert train_rows[-1]["loss"] < 0.92 * train_rows[0]["loss"]
+    # Chance is 1/16 = 0.0625; the speaker levels are predictable from the unmasked context.
+    assert dev_rows[-1]["acc_reconstruction"] > 0.1, dev_rows
+    assert summary["dev"]["acc_reconstruction"] == dev_rows[-1]["acc_reconstruction"]
+
+
+@pytest.mark.slow
+def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(store_path: Path, tmp_path: Path) -> None:
+    from codec2vec.train import pretrain
+
+    extra = ("train.steps=24", "train.ckpt_every=8", "train.eval_every=8", "targets=reconstruction,online")
+    reference = tiny_config(store_path, tmp_path / "ref", *extra)  # dropout on: the RNG must resume too
+    pretrain(reference)
+    ref_rows, ref_dev = read_metrics(tmp_path / "ref")
+
+    run = tmp_path / "killed"
+    cfg = tiny_config(store_path, run, *extra)
+    run.mkdir()
+    save_config(cfg, tmp_path / "killed.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen([sys.executable, "-m", "codec2vec", "pretrain", str(tmp_path / "killed.yaml")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = run / "checkpoints" / "step-00000008" / "meta.json"
+    deadline = time.time() + 240
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]  # killed mid-run, not finished
+    done_before = max(r["step"] for r in read_metrics(run)[0])
+    assert done_before < 24
+
+    pretrain(cfg)  # the run dir has checkpoints: resume
+    rows, dev = read_metrics(run)
+    assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]  # rows past the checkpoint were re-logged once
+    for a, b in zip(rows, ref_rows):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6), (a, b)
+        assert a["acc_online"] == pytest.approx(b["acc_online"], abs=1e-6)
+    assert [r["loss"] for r in dev] == pytest.approx([r["loss"] for r in ref_dev], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(store_path: Path, tmp_path: Path) -> None:
+    from codec2vec.train import pretrain
+
+    extra = ("train.steps=6", "train.ckpt_every=6", "train.eval_every=6", "targets=reconstruction,online",
+             "model.dropout=0", "model.attention_dropout=0", "model.input_dropout=0", "model.layer_drop=0",
+             "train.accum_steps=2")
+    single = tiny_config(store_path, tmp_path / "one", *extra)
+    pretrain(single)
+    cfg = tiny_config(store_path, tmp_path / "two", *extra)
+    save_config(cfg, tmp_path / "two.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "codec2vec", "pretrain", str(tmp_path / "two.yaml")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 process(es)" in out.stderr
+    (one, one_dev), (two, two_dev) = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(1, 7))
+    for a, b in zip(one + one_dev, two + two_dev):
+        for key in ("loss", "acc_reconstruction", "acc_online"):
+            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), (key, a, b)
+    assert two[-1]["frames_per_s"] > 0
