@@ -203,8 +203,9 @@ def plan(options: SynthOptions) -> tuple[list[dict[str, Any]], list[Clip]]:
     for g, (group, (share, typical)) in enumerate(GROUPS.items()):
         count = max(len(KS_LABELS) if group == "ks" else 1, round(options.hours * 3600 * share / typical))
         rng = np.random.default_rng([options.seed, 3, g])
+        who = rng.permutation(np.resize(np.arange(len(speakers)), count))  # balanced, independent of labels
         for i in range(count):
-            spk = speakers[(i + int(rng.integers(len(speakers)))) % len(speakers)]
+            spk = speakers[int(who[i])]
             voice, fields, fixed, silence = spk["voice"], {}, 0.0, False
             if group == "sent":
                 text = sentence(rng, options.seed)
