@@ -151,12 +151,68 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- synth / corpus (synth.py, corpora.py) ------------------------------------------------------
+
+
+def _add_synth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="output folder: audio/, all.jsonl and one manifest folder per task")
+    p.add_argument("--hours", type=float, default=0.2, help="hours of audio over all tasks (approximate)")
+    p.add_argument("--speakers", type=int, default=8, help="distinct synthetic voices")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--snr", type=float, default=None, help="add white/pink/brown noise at this SNR (dB)")
+    p.add_argument("--reverb", action="store_true", help="convolve with synthesised room impulse responses")
+    p.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"],
+                   help="speaker: speaker-disjoint splits for every task but SID")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from codec2vec.synth import SynthOptions, synth_corpus
+
+    options = SynthOptions(
+        hours=args.hours, speakers=args.speakers, seed=args.seed, snr=args.snr, reverb=args.reverb,
+        split_by=args.split_by, workers=args.workers,
+    )  # fmt: skip
+    summary = synth_corpus(args.out, options, progress=not args.json)
+    if args.json:
+        _print_json(summary)
+    else:
+        tasks = ", ".join(f"{t} {sum(n.values())}" for t, n in summary["tasks"].items())
+        print(f"{args.out}: {summary['clips']} clips, {summary['hours']:.3f} h ({tasks})", file=sys.stderr)
+    return 0
+
+
+def _add_corpus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", choices=["librispeech", "speech_commands", "voxceleb1", "fluent_speech_commands", "iemocap"])
+    p.add_argument("root", help="the dataset's local folder, in its standard layout")
+    p.add_argument("--out", required=True, help="folder for the task manifests")
+    p.add_argument("--fold", type=int, default=1, help="iemocap: the test session (1..5)")
+    p.add_argument("--test-root", default=None, help="speech_commands: the official test set folder")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_corpus(args: argparse.Namespace) -> int:
+    from codec2vec.corpora import LOADERS
+
+    extra = {"iemocap": {"fold": args.fold}, "speech_commands": {"test_root": args.test_root}}
+    metas = LOADERS[args.name](args.root, args.out, **extra.get(args.name, {}))
+    if args.json:
+        _print_json(metas)
+    else:
+        for task, meta in metas.items():
+            print(f"{args.out}/{task}: {meta['splits']}", file=sys.stderr)
+    return 0
+
+
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
     "info": ("summary of a token store", _add_info, _run_info),
     "verify": ("check every shard and the index", _add_verify, _run_verify),
     "decode": ("token store -> audio files", _add_decode, _run_decode),
     "merge": ("join token stores", _add_merge, _run_merge),
+    "synth": ("a synthetic labelled speech corpus (eSpeak NG)", _add_synth, _run_synth),
+    "corpus": ("real dataset in its standard layout -> task manifests", _add_corpus, _run_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", _add_pretrain, _run_pretrain),
 }
 
