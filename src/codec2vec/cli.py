@@ -205,6 +205,34 @@ def _run_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- kmeans (kmeans.py) ----------------------------------------------------------------------------
+
+
+def _add_kmeans(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="token store; the labels are written into it")
+    p.add_argument("--source", default="codec", help="'codec' (quantized latent) or CKPT[:LAYER] (default: middle layer)")
+    p.add_argument("--clusters", type=int, default=100)
+    p.add_argument("--sample-frames", type=int, default=200_000, help="frames sampled for the fit (bounds memory)")
+    p.add_argument("--name", default="km", help="label set name (targets.clusters_labels)")
+    p.add_argument("--split-field", default=None, help="entry field naming the split; fit only on --fit-split")
+    p.add_argument("--fit-split", default="train")
+    p.add_argument("--backend", default="auto", choices=["auto", "faiss", "sklearn"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _run_kmeans(args: argparse.Namespace) -> int:
+    from codec2vec.kmeans import KMeansOptions, run_kmeans
+
+    opts = KMeansOptions(source=args.source, clusters=args.clusters, sample_frames=args.sample_frames,
+                         name=args.name, split_field=args.split_field, fit_split=args.fit_split,
+                         seed=args.seed, backend=args.backend)
+    summary = run_kmeans(args.store, opts, progress=not args.json)
+    if args.json:
+        _print_json(summary)
+    return 0
+
+
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
     "info": ("summary of a token store", _add_info, _run_info),
@@ -214,6 +242,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "synth": ("a synthetic labelled speech corpus (eSpeak NG)", _add_synth, _run_synth),
     "corpus": ("real dataset in its standard layout -> task manifests", _add_corpus, _run_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", _add_pretrain, _run_pretrain),
+    "kmeans": ("k-means labels for the clusters target", _add_kmeans, _run_kmeans),
 }
 
 
