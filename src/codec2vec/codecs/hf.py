@@ -125,7 +125,8 @@ def random_model(config: Any, *, seed: int = 0) -> Any:
     if config.model_type == "dac":
         return model
     gen = torch.Generator().manual_seed(seed)
-    noise = 0.1 * torch.randn(1, 1, 4 * config.sampling_rate, generator=gen)  # 4 s of noise
+    hop = math.prod(config.upsampling_ratios) * (config.latent_stride if config.model_type == "mimi" else 1)
+    noise = 0.1 * torch.randn(1, config.audio_channels, 48 * hop, generator=gen)  # 48 frames of noise
     with torch.no_grad():
         if config.model_type == "encodec":
             latent = model.encoder(noise)  # (1, D, T)
@@ -159,8 +160,11 @@ def _fill_levels(codebooks: list[Any], latent: Tensor, gen: torch.Generator, *, 
 # ----------------------------------------------------------------------------------------------- helpers
 def _load_pretrained(
     class_name: str, model_type: str, path: str, *, revision: str | None, local_files_only: bool, codec: str
-) -> Any:
-    """`<class>.from_pretrained(path)` for a local folder or a hub id, with errors that say what to do."""
+) -> tuple[Any, str]:
+    """`<class>.from_pretrained(path)` for a local folder or a hub id, with errors that say what to do.
+
+    Returns the model (eval mode) and the source it came from: the absolute folder, or the hub id.
+    """
     folder = Path(path).expanduser()
     if folder.is_dir():
         config_file = folder / "config.json"
@@ -178,7 +182,7 @@ def _load_pretrained(
                 f"{codec}: {str(config_file)!r} describes a {found!r} model, not {model_type!r}; "
                 f"pass --codec-path a {model_type} checkpoint folder"
             )
-        source = str(folder)
+        source = str(folder.resolve())
     elif folder.exists() or not _HUB_ID.match(path) or path.startswith((".", "~")):
         raise Codec2VecError(
             f"{codec}: codec folder {path!r} not found; pass --codec-path a folder written by "
@@ -199,7 +203,7 @@ def _load_pretrained(
             f"{codec}: cannot load {class_name} weights from {where}: {first}. Download the checkpoint on a "
             f"connected machine (huggingface-cli download {path}) and pass --codec-path FOLDER"
         ) from None
-    return model.eval()
+    return model.eval(), source
 
 
 def _weights_sha256(model: torch.nn.Module) -> str:
@@ -305,7 +309,7 @@ class DacCodec:
         if model is None:
             if path is None:
                 raise Codec2VecError("dac: give a hub id or folder (--codec-path) or a built model")
-            model = _load_pretrained(
+            model, path = _load_pretrained(
                 "DacModel", "dac", path, revision=revision, local_files_only=local_files_only, codec="dac"
             )
         else:
@@ -398,7 +402,7 @@ class EncodecCodec:
         if model is None:
             if path is None:
                 raise Codec2VecError("encodec: give a hub id or folder (--codec-path) or a built model")
-            model = _load_pretrained(
+            model, path = _load_pretrained(
                 "EncodecModel", "encodec", path, revision=revision, local_files_only=local_files_only, codec="encodec"
             )
         else:
@@ -491,7 +495,7 @@ class MimiCodec:
         if model is None:
             if path is None:
                 raise Codec2VecError("mimi: give a hub id or folder (--codec-path) or a built model")
-            model = _load_pretrained(
+            model, path = _load_pretrained(
                 "MimiModel", "mimi", path, revision=revision, local_files_only=local_files_only, codec="mimi"
             )
         else:
