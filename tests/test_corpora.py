@@ -100,8 +100,12 @@ def test_voxceleb1(tmp_path: Path) -> None:
 def test_fluent_speech_commands(tmp_path: Path) -> None:
     root = tmp_path / "fluent_speech_commands_dataset"
     header = ",path,speakerId,transcription,action,object,location\n"
-    for name, items in (("train", [("activate", "lights", "kitchen"), ("bring", "socks", "none")]),
-                        ("valid", [("decrease", "heat", "washroom")]), ("test", [("activate", "music", "none")])):  # fmt: skip
+    tables = {
+        "train": [("activate", "lights", "kitchen"), ("bring", "socks", "none")],
+        "valid": [("decrease", "heat", "washroom")],
+        "test": [("activate", "music", "none")],
+    }
+    for name, items in tables.items():
         lines = []
         for k, (action, obj, loc) in enumerate(items):
             rel = f"wavs/speakers/spk{k}/{name}{k}.wav"

