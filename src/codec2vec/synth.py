@@ -411,9 +411,13 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
 
     from codec2vec.manifest import dumps_row, write_task
 
+    speakers, clips = plan(options)
+    if options.split_by not in ("speaker", "utterance"):
+        raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
+    if options.split_by == "speaker" and options.speakers < 3:
+        raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {options.speakers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    speakers, clips = plan(options)
     # eSpeak NG keeps synthesis state between calls (e.g. the pitch-flutter phase), so a clip's exact audio
     # depends on what its process spoke before. Fixed chunks, each in a fresh process (forked from a server
     # that never loads eSpeak), make the corpus a function of the seed alone, whatever the worker count.
@@ -442,8 +446,6 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
         "hours": round(sum(r["seconds"] for r in rows) / 3600, 4),
         "tasks": {},
     }  # fmt: skip
-    if options.split_by not in ("speaker", "utterance"):
-        raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
     for t, task in enumerate(TASKS):
         items = groups[_TASK_GROUP[task]]
         spk = [r["speaker"] for r in items]
