@@ -137,6 +137,12 @@ def test_online_teacher_ema_schedule_and_freeze() -> None:
     t0 = teacher.clone()
     pt.update(1)
     torch.testing.assert_close(teacher, 0.5 * t0 + 0.5 * student)
+    conv_t = target.teacher.pos_conv.conv.bias
+    conv_s = pt.encoder.transformer.pos_conv.conv.bias
+    with torch.no_grad():
+        conv_s.add_(1.0)
+    pt.update(2)
+    assert torch.equal(conv_t, conv_s)  # the positional conv is copied, not averaged (ema_layers_only)
     t1 = teacher.clone()
     pt.update(3)  # frozen from step 3
     assert torch.equal(teacher, t1)

@@ -1,9 +1,12 @@
 """The `online` target: DinoSR-style online clustering (Liu et al. 2023, "DinoSR: Self-Distillation and Online
 Clustering for Self-supervised Speech Representation Learning").
 
-- The teacher is an EMA copy of the student's Transformer part (positional conv, LayerNorm, layers); it reads
-  the student's projected input embedding of the UNMASKED codes with all K levels (no dropout), in eval mode.
-- Its top-k layer outputs `(B, T, D)` are each instance-normalised over the valid frames of each utterance.
+- The teacher is an EMA copy of the student's Transformer layers (and the LayerNorm after the positional conv;
+  the positional conv itself is copied, DinoSR's `ema_layers_only`); it reads the student's projected input
+  embedding of the UNMASKED codes with all K levels (no dropout), in eval mode.
+- Its top-k layer outputs `(B, T, D)` are each instance-normalised over the valid frames of each utterance
+  (DinoSR normalises each layer's FFN output before the residual; we use the layer output, the
+  representation the student exposes).
 - One codebook per layer (`codewords x D`): each frame's label is its nearest codeword. Codewords are EMAs of
   the frames assigned to them (decay 0.9): sum_j <- d sum_j + (1-d) s_j, n_j <- d n_j + (1-d) c_j,
   codeword_j = sum_j / n_j, for the codewords that received frames only; the others stay put.
@@ -125,10 +128,14 @@ class OnlineTarget(nn.Module):
             self.apply_codebook_stats(sums, counts)
         if self.freeze_teacher_step is None or step < self.freeze_teacher_step:
             d = ema_decay(step, self.ema_start, self.ema_end, self.ema_anneal_steps)
-            student = self._student[0].transformer
-            for t, s in zip(self.teacher.parameters(), student.parameters()):
-                t.mul_(d).add_(s.detach().to(t.dtype), alpha=1.0 - d)
-            for t, s in zip(self.teacher.buffers(), student.buffers()):
+            student = dict(self._student[0].transformer.named_parameters())
+            for name, t in self.teacher.named_parameters():
+                s = student[name].detach().to(t.dtype)
+                if name.startswith("pos_conv."):  # DinoSR's ema_layers_only: the positional conv is copied
+                    t.copy_(s)
+                else:
+                    t.mul_(d).add_(s, alpha=1.0 - d)
+            for t, s in zip(self.teacher.buffers(), self._student[0].transformer.buffers()):
                 t.copy_(s)
 
     @torch.no_grad()
