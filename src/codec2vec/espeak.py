@@ -114,9 +114,6 @@ class Voice:
     def name(self) -> str:
         return f"{self.language}+{self.variant}" if self.variant else self.language
 
-    def to_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in ("language", "variant", "rate", "pitch", "range", "volume", "wordgap")}
-
 
 class _Engine:
     """The process-global library handle, with the callback's collection buffers."""
@@ -200,14 +197,6 @@ def synthesize(text: str, voice: Voice, seed: int = 0) -> tuple[np.ndarray, list
     if any(b < a for a, b in zip(times, times[1:])):
         raise Codec2VecError(f"eSpeak NG returned phoneme times that go backwards for {text[:40]!r}")
     return wav, events
-
-
-def variants() -> list[str]:
-    """The voice variants shipped in the eSpeak NG data folder (`voices/!v/`), sorted."""
-    import espeakng_loader
-
-    folder = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
-    return sorted(p.name for p in folder.iterdir() if p.is_file())
 
 
 def to_arpabet(mnemonic: str) -> tuple[str, ...]:
