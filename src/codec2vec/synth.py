@@ -311,13 +311,15 @@ def render(clip: Clip, out: Path, options: SynthOptions) -> dict[str, Any]:
         raw, events = synthesize(clip.text, Voice(**clip.voice), seed=int(rng.integers(2**31)))
         speech = soxr.resample(raw, ESPEAK_RATE, SAMPLE_RATE).astype(np.float64)
         speech *= 10 ** (rng.uniform(-6, 0) / 20) * 0.9 / (np.abs(speech).max() + 1e-9)  # peak -1..-7 dBFS
-        end = events[-1][0] if events else 0.0  # eSpeak's final pause marks the end of speech
+        end = events[-1][0] if events else 0.0  # eSpeak's last event (a pause) marks the end of speech
         speech = speech[: max(int(round(end * SAMPLE_RATE)), 1)]
-        events = [(t, m) for t, m in events if t < end]
     if clip.fixed_seconds:
         total = int(clip.fixed_seconds * SAMPLE_RATE)
         lead = int(rng.integers(0, max(1, total - len(speech) + 1)))
         speech = speech[: total - lead]
+        if events:  # a long word may have been cut: drop the events past the cut and mark the new end
+            cut = len(speech) / SAMPLE_RATE
+            events = [(t, m) for t, m in events if t < cut] + [(cut, "_")]
         wav = np.zeros(total)
         wav[lead : lead + len(speech)] = speech
         if clip.silence:  # background only: quiet coloured noise
@@ -333,9 +335,6 @@ def render(clip: Clip, out: Path, options: SynthOptions) -> dict[str, Any]:
     if options.snr is not None:
         wav = add_noise(wav, options.snr, rng)
     wav = np.clip(wav, -1.0, 1.0)
-    cut = len(speech) if clip.fixed_seconds else None  # keyword clips may be cut: drop events past the cut
-    if cut is not None:
-        events = [(t, m) for t, m in events if t * SAMPLE_RATE < cut] + ([(cut / SAMPLE_RATE, "_")] if events else [])
     align, phones = frame_alignment(events, lead / SAMPLE_RATE, len(wav))
     path = out / "audio" / clip.group / f"{clip.id}.flac"
     path.parent.mkdir(parents=True, exist_ok=True)
