@@ -38,21 +38,20 @@ def _speech(seconds: float, rate: int) -> torch.Tensor:
 
 
 def _builders() -> dict[str, Callable[[], Any]]:
-    from transformers import MimiConfig
-
     from codec2vec.codecs.hf import (
         DacCodec,
         EncodecCodec,
         MimiCodec,
         dac_16khz_config,
         encodec_24khz_config,
+        mimi_config,
         random_model,
     )
 
     return {
         "dac16k": lambda: DacCodec(model=random_model(dac_16khz_config())),
         "encodec24k": lambda: EncodecCodec(model=random_model(encodec_24khz_config()), num_codebooks=8),
-        "mimi": lambda: MimiCodec(model=random_model(MimiConfig()), num_codebooks=8),
+        "mimi": lambda: MimiCodec(model=random_model(mimi_config()), num_codebooks=8),
     }
 
 

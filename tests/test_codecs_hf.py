@@ -24,6 +24,7 @@ from codec2vec.codecs.hf import (
     dac_24khz_config,
     dac_44khz_config,
     encodec_24khz_config,
+    mimi_config,
     random_model,
     tiny_dac_config,
     tiny_encodec_config,
@@ -88,12 +89,14 @@ def test_dac_16khz_layout_is_the_papers_codec(dac16: DacCodec) -> None:
         (dac_24khz_config, (24000, 75.0, 32)),
         (dac_44khz_config, (44100, 44100 / 512, 9)),
         (encodec_24khz_config, (24000, 75.0, 32)),
+        (mimi_config, (24000, 12.5, 32)),
     ],
 )
 def test_other_real_layouts(make, grid) -> None:
     cfg = make()
     rate = cfg.sampling_rate
     hop = math.prod(getattr(cfg, "downsampling_ratios", None) or cfg.upsampling_ratios)
+    hop *= cfg.latent_stride if cfg.model_type == "mimi" else 1
     levels = cfg.n_codebooks if cfg.model_type == "dac" else cfg.num_quantizers
     assert (rate, rate / hop, levels) == grid
 
@@ -296,6 +299,11 @@ def test_unreachable_hub_id_is_a_clear_error() -> None:
     assert "descript/dac_16khz" in str(err.value) and "--codec-path" in str(err.value)
 
 
+def test_a_model_of_another_codec_is_refused(encodec: EncodecCodec) -> None:
+    with pytest.raises(Codec2VecError, match="'encodec' model"):
+        DacCodec(model=encodec.model)
+
+
 def test_encodec_48khz_is_refused() -> None:
     from transformers import EncodecConfig
 
@@ -314,3 +322,33 @@ def test_tiny_dac_runs_the_same_code_path() -> None:
 def test_import_does_not_load_transformers() -> None:
     code = "import sys, codec2vec.codecs.hf, codec2vec.codecs; assert 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tokenize_and_decode_a_store_with_a_local_folder(
+    tmp_path: Path, mimi: MimiCodec, speech16: torch.Tensor
+) -> None:
+    """The pipeline path: `codec2vec tokenize --codec mimi --codec-path FOLDER`, then decode from the store's metadata."""
+    import soundfile as sf
+
+    from codec2vec.audio import load_audio
+    from codec2vec.store import TokenStore
+    from codec2vec.tokenize import TokenizeOptions, decode_store, tokenize
+
+    mimi.model.save_pretrained(tmp_path / "mimi")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, n in enumerate([16000, 9000, 12345]):
+        sf.write(src / f"u{i}.wav", speech16[:n].numpy(), 16000)
+    summary = tokenize([str(src)], tmp_path / "store", TokenizeOptions(codec="mimi", codec_path=str(tmp_path / "mimi"),
+                                                                       batch_size=3), progress=False)  # fmt: skip
+    assert summary["stored"] == 3
+    store = TokenStore.open(tmp_path / "store")
+    assert (store.codec.frame_rate, store.codec.num_codebooks, store.codec.codebook_size) == (12.5, 8, 256)
+    assert torch.equal(store.codebook_vectors(), mimi.codebook_vectors())
+    for uid in store.ids():
+        wav = torch.from_numpy(load_audio(store.entry(uid)["source"], 24000))[None]  # (1, S)
+        alone, _ = mimi.encode(wav, torch.tensor([wav.shape[1]]))
+        assert torch.equal(store[uid], alone[0])  # batched in tokenize, yet the codes of the item alone
+    assert decode_store(tmp_path / "store", tmp_path / "decoded") == 3
+    out = sorted((tmp_path / "decoded").rglob("*.wav"))
+    assert len(out) == 3 and all(sf.info(p).samplerate == 24000 for p in out)
