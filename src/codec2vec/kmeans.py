@@ -8,14 +8,15 @@ rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer).
 Memory is bounded by the sample, never the corpus: utterances are streamed in a seeded random order and each
 frame is kept with probability sample/total (capped at the sample size). The fit uses faiss when it is
 importable (fast path), else scikit-learn MiniBatchKMeans. It is fitted once (on the utterances whose
-`split_field` equals `fit_split` when given) and applied to every utterance, frame by frame, on the store's grid.
+`split_field` equals `fit_split` when given) and applied to every utterance, frame by frame, on the store's grid;
+labelling streams too (`StreamedLabels`: labels are computed while the store writes them).
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -157,6 +158,36 @@ def assign(x: Tensor, centroids: Tensor, chunk: int = 8192) -> Tensor:
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
+class StreamedLabels(Mapping[str, Tensor]):
+    """id -> nearest-centroid labels `(T,)`, computed while `items()` is iterated (once, in feature order), so
+    labelling a corpus holds one batch of features at a time, not every utterance's labels. Counts the frames
+    per cluster as it goes (`.counts`)."""
+
+    def __init__(self, source: FeatureSource, ids: Sequence[str], centroids: Tensor, *, batch_frames: int,
+                 progress: bool = False) -> None:
+        self.source, self.ids, self.centroids = source, list(ids), centroids
+        self.batch_frames, self.progress = batch_frames, progress
+        self.counts = torch.zeros(centroids.shape[0], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __getitem__(self, uid: str) -> Tensor:
+        (_, feats), = self.source.features([uid], self.batch_frames)
+        return assign(feats, self.centroids)
+
+    def items(self) -> Iterator[tuple[str, Tensor]]:  # type: ignore[override]
+        for i, (uid, feats) in enumerate(self.source.features(self.ids, self.batch_frames)):
+            lab = assign(feats, self.centroids)  # (T,)
+            self.counts += torch.bincount(lab, minlength=self.centroids.shape[0])
+            if (i + 1) % 200 == 0:
+                _note(self.progress, f"kmeans: labelled {i + 1}/{len(self.ids)} utterances")
+            yield uid, lab
+
+
 def _split_of(entry: dict[str, Any], field: str) -> Any:
     extra = entry.get("extra") or {}
     return extra.get(field, entry.get(field))
@@ -183,25 +214,18 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
     _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames")
     centroids, backend = fit_kmeans(x, o.clusters, seed=o.seed, backend=o.backend, max_iter=o.max_iter)
     c = torch.from_numpy(centroids)  # (C, D)
-    labels: dict[str, Tensor] = {}
-    counts = torch.zeros(o.clusters, dtype=torch.long)
-    for i, (uid, feats) in enumerate(source.features(ids, o.batch_frames)):
-        labels[uid] = assign(feats, c).to(torch.int32)  # (T,)
-        counts += torch.bincount(labels[uid].long(), minlength=o.clusters)
-        if progress and (i + 1) % 200 == 0:
-            _note(progress, f"kmeans: labelled {i + 1}/{len(ids)} utterances")
+    labels = StreamedLabels(source, ids, c, batch_frames=o.batch_frames, progress=progress)
     info = {**source.describe(), "clusters": o.clusters, "sample_frames": int(x.shape[0]), "backend": backend,
             "fit_utterances": len(fit_ids), "split_field": o.split_field, "fit_split": o.fit_split, "seed": o.seed}
-    store.write_labels(o.name, labels, o.clusters, info)
-    used = int((counts > 0).sum())
-    _note(progress, f"kmeans: wrote label set {o.name!r} ({len(labels)} utterances, {used}/{o.clusters} "
+    store.write_labels(o.name, labels, o.clusters, info)  # streams: one utterance's labels at a time
+    used = int((labels.counts > 0).sum())
+    _note(progress, f"kmeans: wrote label set {o.name!r} ({len(ids)} utterances, {used}/{o.clusters} "
                     f"clusters used) into {store_path}")
-    return {**info, "name": o.name, "utterances": len(labels), "frames": int(counts.sum()), "clusters_used": used}
-
+    return {**info, "name": o.name, "utterances": len(ids), "frames": int(labels.counts.sum()), "clusters_used": used}
 
 def _note(progress: bool, msg: str) -> None:
     if progress:
         print(msg, file=sys.stderr, flush=True)
 
 
-__all__ = ["FeatureSource", "KMeansOptions", "assign", "fit_kmeans", "run_kmeans", "sample_frames"]
+__all__ = ["FeatureSource", "KMeansOptions", "StreamedLabels", "assign", "fit_kmeans", "run_kmeans", "sample_frames"]
