@@ -102,6 +102,7 @@ def test_other_real_layouts(make, grid) -> None:
 
 
 def test_declared_grid_matches_encode(codec: Codec) -> None:
+    assert isinstance(codec, Codec)
     hop = round(codec.sample_rate / codec.frame_rate)
     assert hop * codec.frame_rate == codec.sample_rate
     seconds = {"dac": 0.5, "encodec": 1.0, "mimi": 2.0}[codec.name]  # a whole number of frames
