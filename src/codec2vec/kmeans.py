@@ -137,7 +137,7 @@ def fit_kmeans(x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "a
                 raise ConfigError("kmeans: --backend faiss, but faiss is not installed (pip install faiss-cpu)")
         else:
             per = max(256, -(-x.shape[0] // clusters))  # use the whole sample (faiss subsamples to 256/centroid)
-            km = faiss.Kmeans(x.shape[1], clusters, niter=max_iter, seed=seed, nredo=3, verbose=False,
+            km = faiss.Kmeans(x.shape[1], clusters, niter=max_iter, seed=seed, nredo=1, verbose=False,
                               max_points_per_centroid=per)
             km.train(x)
             return np.asarray(km.centroids, dtype=np.float32), "faiss"
