@@ -145,10 +145,15 @@ def test_checkpoint_is_verified_and_loads_the_encoder(store_path: Path, tmp_path
     codes = torch.randint(0, V, (2, K, 30))
     layers, _ = encoder(codes, torch.tensor([30, 20]))
     assert len(layers) == 3 and layers[-1].shape == (2, 30, 64)
+    # Resuming with a different model is refused, naming the key; freezing the teacher later is allowed.
+    with pytest.raises(ConfigError, match="model.num_layers"):
+        pretrain(tiny_config(store_path, run, "train.steps=12", "model.num_layers=3"))
+    assert pretrain(tiny_config(store_path, run, "train.steps=11", "train.eval_every=0",
+                                "targets.online_freeze_teacher_step=5"))["steps_run"] == 1
     # A partial checkpoint (temporary name) is never picked up; a flipped byte is reported by file name.
     (run / "checkpoints" / ".tmp-step-00000015-1").mkdir()
-    assert list_checkpoints(run)[-1].name == "step-00000010"
-    weights = run / "checkpoints" / "step-00000010" / "model.safetensors"
+    assert list_checkpoints(run)[-1].name == "step-00000011"
+    weights = run / "checkpoints" / "step-00000011" / "model.safetensors"
     blob = bytearray(weights.read_bytes())
     blob[len(blob) // 2] ^= 0x01
     weights.write_bytes(bytes(blob))
