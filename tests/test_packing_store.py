@@ -170,3 +170,18 @@ def test_meta_is_self_describing(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
     assert meta["format_version"] == 1 and meta["bits_per_code"] == 4
     assert {"name", "config_hash", "sample_rate", "frame_rate", "num_codebooks", "codebook_size"} <= set(meta["codec"])
+
+
+def test_low_rank_codebooks_are_stored_as_exact_factors(tmp_path: Path) -> None:
+    """DAC-like tables (a small codebook projected to a wide latent, plus bias) are kept as factors."""
+    g = torch.Generator().manual_seed(0)
+    small, proj, bias = torch.randn(3, 256, 6, generator=g), torch.randn(3, 6, 512, generator=g), torch.randn(3, 1, 512, generator=g)
+    table = small @ proj + bias  # (K, V, D), rank <= 7 per level
+    store = TokenStore.create(tmp_path / "s", _info(3, 256), table)
+    back = store.codebook_vectors()
+    assert back.shape == table.shape
+    assert torch.allclose(back, table, rtol=0, atol=1e-5 * table.abs().max().item())
+    assert (tmp_path / "s" / "codebooks.safetensors").stat().st_size < table.numel() * 4 / 10
+    full_rank = torch.randn(46, 16, 64, generator=g)  # Lyra-sized: stored as is, bit for bit
+    other = TokenStore.create(tmp_path / "l", _info(), full_rank)
+    assert torch.equal(other.codebook_vectors(), full_rank)

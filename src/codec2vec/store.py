@@ -4,6 +4,7 @@ Layout of a store directory::
 
     meta.json               format version, codec (name, config + hash, sample rate, frame rate, K, V), bits
     codebooks.safetensors   the codec's codebook vectors (K, V, D), so training never needs the codec
+                            (exact-rank factors where that is much smaller: `codebooks.py`)
     shards/000000.c2s ...   packed codes of many utterances + their index, one file each
     labels/<name>.c2l       optional frame-level labels (k-means, probe labels) on the same frame grid
     rejects.jsonl           inputs `tokenize` refused, with the reason
@@ -26,10 +27,8 @@ import fcntl
 import hashlib
 import json
 import os
-import struct
 import tempfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -38,156 +37,21 @@ import torch
 from torch import Tensor
 
 from codec2vec import packing
+from codec2vec.codebooks import pack_codebooks, unpack_codebooks
 from codec2vec.codecs.base import CodecInfo
+from codec2vec.container import PackedRecords, atomic_write, fsync_dir, read_container_index, write_container
 from codec2vec.errors import StoreError
 
 FORMAT = "codec2vec-token-store"
 FORMAT_VERSION = 1
-MAGIC = b"C2VTOK01"
-FOOTER = struct.Struct("<8sQQI12x")  # magic, index offset, index length, index crc32, padding: 40 bytes
 SHARD_SUFFIX = ".c2s"
 LABEL_SUFFIX = ".c2l"
 
 
-# --- atomic files ---------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, chunks: list[bytes] | bytes) -> None:
-    """Write `path` via a temporary file in the same folder, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_container(path: Path, payload: list[bytes], index: dict[str, Any]) -> None:
-    body = b"".join(payload)
-    index = dict(index, payload_bytes=len(body), payload_crc32=zlib.crc32(body),
-                 payload_sha256=hashlib.sha256(body).hexdigest())
-    blob = zlib.compress(json.dumps(index, separators=(",", ":")).encode(), 9)
-    footer = FOOTER.pack(MAGIC, len(body), len(blob), zlib.crc32(blob))
-    atomic_write(path, [body, blob, footer])
-
-
-def _read_container_index(path: Path) -> dict[str, Any]:
-    """The index of a shard or label file; raises StoreError naming the file if it is damaged."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            if size < FOOTER.size:
-                raise StoreError(f"{path}: damaged (too short to be a codec2vec container)")
-            f.seek(size - FOOTER.size)
-            magic, off, length, crc = FOOTER.unpack(f.read(FOOTER.size))
-            if magic != MAGIC or off + length + FOOTER.size != size:
-                raise StoreError(f"{path}: damaged (bad footer)")
-            f.seek(off)
-            blob = f.read(length)
-    except OSError as e:
-        raise StoreError(f"{path}: unreadable ({e.strerror or e})") from None
-    if zlib.crc32(blob) != crc:
-        raise StoreError(f"{path}: damaged (index checksum mismatch)")
-    try:
-        return json.loads(zlib.decompress(blob))
-    except (zlib.error, ValueError):
-        raise StoreError(f"{path}: damaged (index unreadable)") from None
-
-
-# --- per-utterance records ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Loc:
-    file: int  # index into the store's list of container files
-    offset: int  # byte offset in the payload
-    frames: int
-    crc: int
-
-
-class _Containers:
-    """Memory maps of container files, opened on first use."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self.paths = paths
-        self._maps: dict[int, np.memmap] = {}
-
-    def bytes(self, loc: _Loc, frame_bytes: int, start: int = 0, stop: int | None = None) -> np.ndarray:
-        m = self._maps.get(loc.file)
-        if m is None:
-            m = self._maps[loc.file] = np.memmap(self.paths[loc.file], dtype=np.uint8, mode="r")
-        stop = loc.frames if stop is None else stop
-        return m[loc.offset + start * frame_bytes : loc.offset + stop * frame_bytes]
-
-    def __getstate__(self) -> dict[str, Any]:  # memory maps are re-opened in each worker process
-        return {"paths": self.paths, "_maps": {}}
-
-
-class _Packed:
-    """Utterances packed in container files: location index, checksum-verified random access."""
-
-    def __init__(self, paths: list[Path], indexes: list[dict[str, Any]], num_codebooks: int, bits: int) -> None:
-        self.k, self.bits = num_codebooks, bits
-        self.frame_bytes = packing.frame_bytes(num_codebooks, bits)
-        self.files = _Containers([])
-        self.locs: dict[str, _Loc] = {}
-        self.entries: dict[str, dict[str, Any]] = {}
-        self._verified: set[str] = set()
-        for path, idx in zip(paths, indexes):
-            self.add(path, idx)
-
-    def add(self, path: Path, index: dict[str, Any]) -> None:
-        """Register one container file's utterances."""
-        self.files.paths.append(path)
-        fi = len(self.files.paths) - 1
-        cols = index["entries"]
-        for j, uid in enumerate(cols["id"]):
-            if uid in self.locs:
-                other = self.files.paths[self.locs[uid].file]
-                raise StoreError(f"{path}: utterance {uid!r} is also stored in {other}")
-            self.locs[uid] = _Loc(fi, cols["offset"][j], cols["frames"][j], cols["crc32"][j])
-            self.entries[uid] = {key: cols[key][j] for key in cols if key not in ("offset", "crc32")}
-
-    def checked_bytes(self, uid: str) -> np.ndarray:
-        loc = self._loc(uid)
-        raw = self.files.bytes(loc, self.frame_bytes)
-        if uid not in self._verified:
-            if zlib.crc32(raw) != loc.crc:
-                raise StoreError(
-                    f"{self.files.paths[loc.file]}: utterance {uid!r} fails its checksum (the file is damaged; "
-                    "run `codec2vec verify`)"
-                )
-            self._verified.add(uid)
-        return raw
-
-    def _loc(self, uid: str) -> _Loc:
-        try:
-            return self.locs[uid]
-        except KeyError:
-            raise KeyError(f"no utterance {uid!r} in this store") from None
-
-    def get(self, uid: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        loc = self._loc(uid)
-        stop = loc.frames if stop is None else stop
-        if not 0 <= start <= stop <= loc.frames:
-            raise IndexError(f"frames [{start}, {stop}) outside utterance {uid!r} of {loc.frames} frames")
-        raw = self.checked_bytes(uid)[start * self.frame_bytes : stop * self.frame_bytes]
-        return packing.unpack(raw, self.k, self.bits)  # (K, stop - start)
+def _committed(folder: Path, suffix: str) -> list[Path]:
+    """Committed container files in `folder`, sorted. Temporary files of an unfinished (or killed) write
+    start with '.' and are never part of the store (pathlib's glob would match them)."""
+    return sorted(p for p in folder.glob("*" + suffix) if not p.name.startswith("."))
 
 
 # --- the store ------------------------------------------------------------------------------------
@@ -196,7 +60,7 @@ class _Packed:
 class TokenStore:
     """A token store on disk. Open with `TokenStore.open(path)`, make with `TokenStore.create(...)`."""
 
-    def __init__(self, root: Path, meta: dict[str, Any], packed: _Packed) -> None:
+    def __init__(self, root: Path, meta: dict[str, Any], packed: PackedRecords) -> None:
         self.root = root
         self.meta = meta
         self.codec = CodecInfo.from_dict(meta["codec"])
@@ -218,7 +82,7 @@ class TokenStore:
         cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()
         if tuple(cb.shape[:2]) != (info.num_codebooks, info.codebook_size):
             raise StoreError(f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}")
-        blob = save({"codebook_vectors": cb})
+        blob = save(pack_codebooks(cb))
         (root / "shards").mkdir(parents=True, exist_ok=True)
         atomic_write(root / "codebooks.safetensors", blob)
         meta = {
@@ -250,14 +114,14 @@ class TokenStore:
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise StoreError(f"{meta_path}: format version {meta['format_version']} is newer than this codec2vec reads")
         paths, indexes = [], []
-        for p in sorted((root / "shards").glob("*" + SHARD_SUFFIX)):
+        for p in _committed(root / "shards", SHARD_SUFFIX):
             try:
-                indexes.append(_read_container_index(p))
+                indexes.append(read_container_index(p))
                 paths.append(p)
             except StoreError:
                 if check:
                     raise
-        packed = _Packed(paths, indexes, int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
+        packed = PackedRecords(paths, indexes, int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
         return cls(root, meta, packed)
 
     # reading ------------------------------------------------------------------------------------
@@ -304,7 +168,7 @@ class TokenStore:
         blob = path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.meta["codebooks"]["sha256"]:
             raise StoreError(f"{path}: damaged (checksum mismatch)")
-        return load(blob)["codebook_vectors"]
+        return unpack_codebooks(load(blob))
 
     # writing ------------------------------------------------------------------------------------
 
@@ -330,7 +194,7 @@ class TokenStore:
     # labels -------------------------------------------------------------------------------------
 
     def label_names(self) -> list[str]:
-        return sorted(p.stem for p in (self.root / "labels").glob("*" + LABEL_SUFFIX))
+        return [p.stem for p in _committed(self.root / "labels", LABEL_SUFFIX)]
 
     def write_labels(self, name: str, labels: Mapping[str, Tensor | np.ndarray], num_classes: int,
                      info: dict[str, Any] | None = None) -> None:
@@ -355,13 +219,13 @@ class TokenStore:
             payload.append(raw)
             offset += len(raw)
         index = {"kind": "labels", "name": name, "num_classes": int(num_classes), "info": info or {}, "entries": cols}
-        _write_container(self.root / "labels" / f"{name}{LABEL_SUFFIX}", payload, index)
+        write_container(self.root / "labels" / f"{name}{LABEL_SUFFIX}", payload, index)
 
     def labels(self, name: str) -> "LabelSet":
         path = self.root / "labels" / f"{name}{LABEL_SUFFIX}"
         if not path.is_file():
             raise StoreError(f"{self.root}: no label set {name!r} (have: {', '.join(self.label_names()) or 'none'})")
-        return LabelSet(path, _read_container_index(path))
+        return LabelSet(path, read_container_index(path))
 
     # summaries ----------------------------------------------------------------------------------
 
@@ -402,11 +266,10 @@ class TokenStore:
         except (StoreError, OSError, KeyError) as e:
             problems.append(str(e))
         seen: dict[str, Path] = {}
-        containers = sorted((self.root / "shards").glob("*" + SHARD_SUFFIX)) + sorted(
-            (self.root / "labels").glob("*" + LABEL_SUFFIX))
+        containers = _committed(self.root / "shards", SHARD_SUFFIX) + _committed(self.root / "labels", LABEL_SUFFIX)
         for path in containers:
             try:
-                idx = _read_container_index(path)
+                idx = read_container_index(path)
             except StoreError as e:
                 problems.append(str(e))
                 continue
@@ -465,10 +328,10 @@ class ShardWriter:
         if not self._payload:
             return None
         shards = self.store.root / "shards"
-        existing = [int(p.stem) for p in shards.glob("*" + SHARD_SUFFIX) if p.stem.isdigit()]
+        existing = [int(p.stem) for p in _committed(shards, SHARD_SUFFIX) if p.stem.isdigit()]
         path = shards / f"{max(existing, default=-1) + 1:06d}{SHARD_SUFFIX}"
         index = {"kind": "shard", "codec_hash": self.store.codec.config_hash, "entries": self._cols}
-        _write_container(path, self._payload, index)
+        write_container(path, self._payload, index)
         self.store._add_container(path, index)
         self.__init__(self.store)  # type: ignore[misc]  # start the next shard empty
         return path
@@ -481,7 +344,7 @@ class LabelSet:
         self.name = str(index["name"])
         self.num_classes = int(index["num_classes"])
         self.info = dict(index.get("info", {}))
-        self._packed = _Packed([path], [index], 1, packing.bits_for(self.num_classes))
+        self._packed = PackedRecords([path], [index], 1, packing.bits_for(self.num_classes))
 
     def ids(self) -> list[str]:
         return list(self._packed.locs)
@@ -549,7 +412,7 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
                 n += 1
             if (s.root / "rejects.jsonl").is_file():
                 rejects.append((s.root / "rejects.jsonl").read_bytes())
-        _fsync_dir(merged.root / "shards")
+        fsync_dir(merged.root / "shards")
         if rejects:
             atomic_write(merged.root / "rejects.jsonl", rejects)
     result = TokenStore.open(out)

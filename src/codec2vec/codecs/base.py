@@ -81,9 +81,14 @@ class CodecInfo:
         )
 
 
+LOCATION_KEYS = ("path", "revision", "device")  # where weights came from, not what they are
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """Stable short hash of a codec config (sorted-key JSON, sha256, 16 hex digits)."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()
+    """Stable short hash of what identifies a code stream: the codec config without `LOCATION_KEYS`, so
+    the same weights (named by their sha256 in the config) loaded from a hub id or a local copy match."""
+    ident = {k: v for k, v in config.items() if k not in LOCATION_KEYS}
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -1,0 +1,171 @@
+"""Container files: the on-disk unit of a token store (shards) and of its label sets.
+
+A container is `[payload][zlib-compressed JSON index][40-byte footer]`. The footer holds a magic tag and
+the index's offset, length and CRC-32; the index lists records (id, byte offset, frames, CRC-32 of the
+record's bytes, plus free columns) and the payload's CRC-32 and SHA-256. Containers are written whole to a
+temporary name, fsynced and renamed (`atomic_write`), so a crash never leaves half a container in place.
+
+`PackedRecords` gives memory-mapped, checksum-verified access to the records of many containers whose
+payloads hold frame-major bit-packed codes (`packing.py`): `get(id, start, stop) -> int64 (K, stop-start)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codec2vec import packing
+from codec2vec.errors import StoreError
+
+MAGIC = b"C2VTOK01"
+FOOTER = struct.Struct("<8sQQI12x")  # magic, index offset, index length, index crc32, padding: 40 bytes
+
+
+# --- atomic files ---------------------------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, chunks: list[bytes] | bytes) -> None:
+    """Write `path` via a temporary file in the same folder, fsync, rename, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")  # never matches a store glob
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_container(path: Path, payload: list[bytes], index: dict[str, Any]) -> None:
+    body = b"".join(payload)
+    index = dict(index, payload_bytes=len(body), payload_crc32=zlib.crc32(body),
+                 payload_sha256=hashlib.sha256(body).hexdigest())
+    blob = zlib.compress(json.dumps(index, separators=(",", ":")).encode(), 9)
+    footer = FOOTER.pack(MAGIC, len(body), len(blob), zlib.crc32(blob))
+    atomic_write(path, [body, blob, footer])
+
+
+def read_container_index(path: Path) -> dict[str, Any]:
+    """The index of a shard or label file; raises StoreError naming the file if it is damaged."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size < FOOTER.size:
+                raise StoreError(f"{path}: damaged (too short to be a codec2vec container)")
+            f.seek(size - FOOTER.size)
+            magic, off, length, crc = FOOTER.unpack(f.read(FOOTER.size))
+            if magic != MAGIC or off + length + FOOTER.size != size:
+                raise StoreError(f"{path}: damaged (bad footer)")
+            f.seek(off)
+            blob = f.read(length)
+    except OSError as e:
+        raise StoreError(f"{path}: unreadable ({e.strerror or e})") from None
+    if zlib.crc32(blob) != crc:
+        raise StoreError(f"{path}: damaged (index checksum mismatch)")
+    try:
+        return json.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError):
+        raise StoreError(f"{path}: damaged (index unreadable)") from None
+
+
+# --- per-utterance records ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Loc:
+    file: int  # index into the store's list of container files
+    offset: int  # byte offset in the payload
+    frames: int
+    crc: int
+
+
+class _Containers:
+    """Memory maps of container files, opened on first use."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self._maps: dict[int, np.memmap] = {}
+
+    def bytes(self, loc: _Loc, frame_bytes: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        m = self._maps.get(loc.file)
+        if m is None:
+            m = self._maps[loc.file] = np.memmap(self.paths[loc.file], dtype=np.uint8, mode="r")
+        stop = loc.frames if stop is None else stop
+        return m[loc.offset + start * frame_bytes : loc.offset + stop * frame_bytes]
+
+    def __getstate__(self) -> dict[str, Any]:  # memory maps are re-opened in each worker process
+        return {"paths": self.paths, "_maps": {}}
+
+
+class PackedRecords:
+    """Utterances packed in container files: location index, checksum-verified random access."""
+
+    def __init__(self, paths: list[Path], indexes: list[dict[str, Any]], num_codebooks: int, bits: int) -> None:
+        self.k, self.bits = num_codebooks, bits
+        self.frame_bytes = packing.frame_bytes(num_codebooks, bits)
+        self.files = _Containers([])
+        self.locs: dict[str, _Loc] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._verified: set[str] = set()
+        for path, idx in zip(paths, indexes):
+            self.add(path, idx)
+
+    def add(self, path: Path, index: dict[str, Any]) -> None:
+        """Register one container file's utterances."""
+        self.files.paths.append(path)
+        fi = len(self.files.paths) - 1
+        cols = index["entries"]
+        for j, uid in enumerate(cols["id"]):
+            if uid in self.locs:
+                other = self.files.paths[self.locs[uid].file]
+                raise StoreError(f"{path}: utterance {uid!r} is also stored in {other}")
+            self.locs[uid] = _Loc(fi, cols["offset"][j], cols["frames"][j], cols["crc32"][j])
+            self.entries[uid] = {key: cols[key][j] for key in cols if key not in ("offset", "crc32")}
+
+    def checked_bytes(self, uid: str) -> np.ndarray:
+        loc = self._loc(uid)
+        raw = self.files.bytes(loc, self.frame_bytes)
+        if uid not in self._verified:
+            if zlib.crc32(raw) != loc.crc:
+                raise StoreError(
+                    f"{self.files.paths[loc.file]}: utterance {uid!r} fails its checksum (the file is damaged; "
+                    "run `codec2vec verify`)"
+                )
+            self._verified.add(uid)
+        return raw
+
+    def _loc(self, uid: str) -> _Loc:
+        try:
+            return self.locs[uid]
+        except KeyError:
+            raise KeyError(f"no utterance {uid!r} in this store") from None
+
+    def get(self, uid: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        loc = self._loc(uid)
+        stop = loc.frames if stop is None else stop
+        if not 0 <= start <= stop <= loc.frames:
+            raise IndexError(f"frames [{start}, {stop}) outside utterance {uid!r} of {loc.frames} frames")
+        raw = self.checked_bytes(uid)[start * self.frame_bytes : stop * self.frame_bytes]
+        return packing.unpack(raw, self.k, self.bits)  # (K, stop - start)
