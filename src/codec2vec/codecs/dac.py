@@ -9,10 +9,12 @@ Shapes: `encode((B, S) float, (B,) samples) -> ((B, K, T) long, (B,) frames = ce
 `decode((B, K, T), (B,)) -> ((B, T * 320), (B,) samples)`.
 
 The encoder is not causal: its receptive field (~5300 samples at 16 kHz) reaches `lookahead_frames` frames
-(9 for the 16/24 kHz layouts, 8 for 44.1 kHz) past an item's last sample. In a padded batch an item's codes match
-encoding it alone except, possibly, in its last `lookahead_frames` frames (there the batch holds computed
-activations of silence where the lone item meets the convolutions' zero padding). Batch by similar length, or
-one item per call, when those frames must be bit-exact.
+(9 for the 16/24 kHz layouts, 8 for 44.1 kHz) past an item's last sample. Where a lone item would meet the
+convolutions' own zero padding, a padded batch holds computed activations of silence, so the last frames
+would depend on the batch. `encode` therefore appends `2 * lookahead_frames` frames of silence to every
+item (and crops them off): no frame of an item ever sees the end of the input tensor, and an item's codes are
+the same alone or in any batch, bit for bit (so a resumed or re-batched tokenize run gives the same store).
+The price: the last frames are those of the item followed by silence, as in a longer recording.
 
 `DacConfig`'s defaults are NOT the 16 kHz layout: `dac_16khz_config()` (and the 24 / 44.1 kHz ones) build the
 real architectures (random weights when no checkpoint can be downloaded: tests, benchmarks).
@@ -105,7 +107,8 @@ class DacCodec:
 
     def encode(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """`(B, S)` at `sample_rate`, `(B,)` samples -> codes `(B, K, T)`, frames `(B,)` = ceil(S / hop)."""
-        return run_encode(self, wav, lengths, lambda x: self.model.encode(x, self.num_codebooks).audio_codes)
+        return run_encode(self, wav, lengths, lambda x: self.model.encode(x, self.num_codebooks).audio_codes,
+                          tail_frames=2 * self.lookahead_frames)
 
     def decode(self, codes: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """codes `(B, k<=K, T)`, frames `(B,)` -> waveform `(B, T * hop)`, samples `(B,)` = frames * hop."""

@@ -121,9 +121,11 @@ def describe(codec: Any, path: str | None, revision: str | None) -> dict[str, An
 
 
 def run_encode(
-    codec: Any, wav: Tensor, lengths: Tensor, encode: Callable[[Tensor], Tensor], min_frames: int = 1
+    codec: Any, wav: Tensor, lengths: Tensor, encode: Callable[[Tensor], Tensor], min_frames: int = 1,
+    tail_frames: int = 0,
 ) -> tuple[Tensor, Tensor]:
-    """Pad `(B, S)` to whole hops (at least `min_frames`), run `encode((B, 1, S')) -> (B, K, T')`, check, crop.
+    """Pad `(B, S)` to whole hops plus `tail_frames` frames of silence (at least `min_frames` in all), run
+    `encode((B, 1, S')) -> (B, K, T')`, check, crop.
 
     Returns codes `(B, K, T)` (zero past each item's frames) and frames `(B,)` = ceil(S / hop), on `wav`'s device.
     """
@@ -137,7 +139,7 @@ def run_encode(
     longest = int(frames.max()) if len(frames) else 0
     if longest == 0:
         return torch.zeros(len(n), k, 0, dtype=torch.long, device=wav.device), frames.to(wav.device)
-    padded = max(longest, min_frames)
+    padded = max(longest + tail_frames, min_frames)
     x = torch.zeros(len(n), padded * hop)  # (B, S')
     keep = min(x.shape[1], wav.shape[1])
     x[:, :keep] = wav[:, :keep].detach().to("cpu", torch.float32)
