@@ -1,8 +1,8 @@
 """Container files: the on-disk unit of a token store (shards) and of its label sets.
 
 A container is `[payload][zlib-compressed JSON index][40-byte footer]`. The footer holds a magic tag and
-the index's offset, length and CRC-32; the index lists records (id, byte offset, frames, CRC-32 of the
-record's bytes, plus free columns) and the payload's CRC-32 and SHA-256. Containers are written whole to a
+the index's offset, length and CRC-32; the index lists records (id, frames, CRC-32 of the record's
+bytes, plus free columns; records lie back to back, so offsets follow from the frame counts) and the payload's CRC-32 and SHA-256. Containers are written whole to a
 temporary name, fsynced and renamed (`atomic_write`), so a crash never leaves half a container in place.
 
 `PackedRecords` gives memory-mapped, checksum-verified access to the records of many containers whose
@@ -41,11 +41,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, chunks: list[bytes] | bytes) -> None:
     """Write `path` via a temporary file in the same folder, fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")  # never matches a store glob
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a store is shared like any data file
         with os.fdopen(fd, "wb") as f:
             for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
                 f.write(chunk)
@@ -93,6 +100,11 @@ def read_container_index(path: Path) -> dict[str, Any]:
 # --- per-utterance records ------------------------------------------------------------------------
 
 
+def record_offsets(frames: list[int], frame_bytes: int) -> list[int]:
+    """Byte offsets of back-to-back records of `frames[i]` frames; one more entry: the payload's end."""
+    return [0, *np.cumsum(np.asarray(frames, dtype=np.int64) * frame_bytes).tolist()]
+
+
 @dataclass(frozen=True)
 class _Loc:
     file: int  # index into the store's list of container files
@@ -137,12 +149,13 @@ class PackedRecords:
         self.files.paths.append(path)
         fi = len(self.files.paths) - 1
         cols = index["entries"]
+        offsets = record_offsets(cols["frames"], self.frame_bytes)
         for j, uid in enumerate(cols["id"]):
             if uid in self.locs:
                 other = self.files.paths[self.locs[uid].file]
                 raise StoreError(f"{path}: utterance {uid!r} is also stored in {other}")
-            self.locs[uid] = _Loc(fi, cols["offset"][j], cols["frames"][j], cols["crc32"][j])
-            self.entries[uid] = {key: cols[key][j] for key in cols if key not in ("offset", "crc32")}
+            self.locs[uid] = _Loc(fi, offsets[j], cols["frames"][j], cols["crc32"][j])
+            self.entries[uid] = {key: cols[key][j] for key in cols if key != "crc32"}
 
     def checked_bytes(self, uid: str) -> np.ndarray:
         loc = self._loc(uid)

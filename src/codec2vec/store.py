@@ -11,7 +11,7 @@ Layout of a store directory::
 
 A shard (and a label file) is one container file: `[payload][zlib JSON index][footer]`. The payload holds
 each utterance's codes packed at their exact bit width (`packing.py`); the index lists, per utterance,
-id, byte offset, frames, CRC-32 of its bytes, seconds, source path and bytes, and free metadata; the
+id, frames, CRC-32 of its bytes, seconds, source path and bytes, and free metadata; the
 40-byte footer holds a magic tag, the index's offset, length and CRC-32, and the payload's CRC-32 is
 inside the index with its SHA-256. A shard is written to a temporary name, fsynced, and renamed into
 place, so it either exists whole or not at all: this rename is the commit. Reads are memory-mapped and
@@ -39,7 +39,8 @@ from torch import Tensor
 from codec2vec import packing
 from codec2vec.codebooks import pack_codebooks, unpack_codebooks
 from codec2vec.codecs.base import CodecInfo
-from codec2vec.container import PackedRecords, atomic_write, fsync_dir, read_container_index, write_container
+from codec2vec.container import (PackedRecords, atomic_write, fsync_dir, read_container_index, record_offsets,
+                                 write_container)
 from codec2vec.errors import StoreError
 
 FORMAT = "codec2vec-token-store"
@@ -203,8 +204,7 @@ class TokenStore:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise StoreError(f"label set name {name!r}: use letters, digits, '-' and '_'")
         bits = packing.bits_for(num_classes)
-        payload, cols = [], {"id": [], "offset": [], "frames": [], "crc32": []}
-        offset = 0
+        payload, cols = [], {"id": [], "frames": [], "crc32": []}
         for uid, lab in labels.items():
             arr = np.asarray(lab.cpu() if isinstance(lab, Tensor) else lab).reshape(-1)
             if uid not in self:
@@ -214,10 +214,9 @@ class TokenStore:
             if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
                 raise StoreError(f"labels {name!r}: {uid!r} has labels outside [0, {num_classes})")
             raw = packing.pack(arr[None, :], bits).tobytes()
-            for key, val in (("id", uid), ("offset", offset), ("frames", int(arr.shape[0])), ("crc32", zlib.crc32(raw))):
+            for key, val in (("id", uid), ("frames", int(arr.shape[0])), ("crc32", zlib.crc32(raw))):
                 cols[key].append(val)
             payload.append(raw)
-            offset += len(raw)
         index = {"kind": "labels", "name": name, "num_classes": int(num_classes), "info": info or {}, "entries": cols}
         write_container(self.root / "labels" / f"{name}{LABEL_SUFFIX}", payload, index)
 
@@ -276,8 +275,10 @@ class TokenStore:
             body = np.memmap(path, dtype=np.uint8, mode="r")[: idx["payload_bytes"]] if idx["payload_bytes"] else b""
             if hashlib.sha256(body).hexdigest() != idx["payload_sha256"]:
                 cols = idx["entries"]
-                ends = cols["offset"][1:] + [idx["payload_bytes"]]  # utterances lie back to back
-                bad = [uid for uid, off, end, crc in zip(cols["id"], cols["offset"], ends, cols["crc32"])
+                fb = (self._packed.frame_bytes if path.suffix == SHARD_SUFFIX
+                      else packing.frame_bytes(1, packing.bits_for(idx["num_classes"])))
+                offs = record_offsets(cols["frames"], fb)
+                bad = [uid for uid, off, end, crc in zip(cols["id"], offs, offs[1:], cols["crc32"])
                        if zlib.crc32(body[off:end]) != crc]
                 problems.append(f"{path}: damaged (payload checksum mismatch; utterances affected: "
                                 f"{', '.join(bad) if bad else 'none identified'})")
@@ -296,8 +297,7 @@ class ShardWriter:
         self.store = store
         self._payload: list[bytes] = []
         self._cols: dict[str, list[Any]] = {k: [] for k in
-                                            ("id", "offset", "frames", "crc32", "seconds", "source", "source_bytes", "extra")}
-        self._offset = 0
+                                            ("id", "frames", "crc32", "seconds", "source", "source_bytes", "extra")}
         self._pending: set[str] = set()
         self.seconds = 0.0
 
@@ -314,12 +314,11 @@ class ShardWriter:
         if uid in self.store or uid in self._pending:
             raise StoreError(f"{self.store.root}: utterance {uid!r} is already stored")
         raw = packing.pack(arr, self.store.bits).tobytes()
-        row = (uid, self._offset, int(arr.shape[1]), zlib.crc32(raw), float(seconds), str(source),
+        row = (uid, int(arr.shape[1]), zlib.crc32(raw), float(seconds), str(source),
                int(source_bytes), extra or {})
         for key, val in zip(self._cols, row):
             self._cols[key].append(val)
         self._payload.append(raw)
-        self._offset += len(raw)
         self._pending.add(uid)
         self.seconds += float(seconds)
 

@@ -68,6 +68,14 @@ def _codec_kwargs(opts: TokenizeOptions) -> dict[str, Any]:
     return kw
 
 
+def scalar_metadata(extra: dict[str, Any]) -> dict[str, Any]:
+    """The manifest columns kept in the store's index: scalars only (speaker, split, text, ...). Lists such as
+    frame alignments or phone sequences would outweigh the codes themselves; they belong in label sets
+    (`TokenStore.write_labels`) or stay in the manifest."""
+    return {k: v for k, v in extra.items()
+            if k not in ("id", "path", "seconds") and (v is None or isinstance(v, (str, int, float, bool)))}
+
+
 def parse_shard(spec: str | None) -> tuple[int, int]:
     """'I/N' -> (I, N) with 0 <= I < N; None -> (0, 1)."""
     if spec is None:
@@ -222,7 +230,7 @@ def tokenize(srcs: Iterable[str], out: str | os.PathLike[str], opts: TokenizeOpt
             else:
                 rejects.pop(enc.item.path, None)
                 writer.add(enc.item.id, enc.codes, seconds=enc.seconds, source=enc.item.path,
-                           source_bytes=enc.source_bytes, extra=enc.item.extra)
+                           source_bytes=enc.source_bytes, extra=scalar_metadata(enc.item.extra))
                 stored += 1
                 seconds += enc.seconds
             bar.update(1)
