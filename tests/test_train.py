@@ -243,5 +243,5 @@ def test_torchrun_two_processes_match_one(store_path: Path, tmp_path: Path) -> N
     assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(1, 7))
     for a, b in zip(one + one_dev, two + two_dev):
         for key in ("loss", "acc_reconstruction", "acc_online"):
-            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), (key, a, b)
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a, b)  # measured: ~1e-7
     assert two[-1]["frames_per_s"] > 0
