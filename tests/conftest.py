@@ -18,6 +18,15 @@ SHARED = Path(os.environ.get("CODEC2VEC_SHARED", Path(__file__).resolve().parent
 LYRA_DIR = SHARED / "codecs" / "lyra-v2"
 SPEECH = SHARED / "speech"
 os.environ.setdefault("CODEC2VEC_LYRA_DIR", str(LYRA_DIR))
+# One intra-op thread, in this process and the CLI processes tests start: tiny models run 10x slower with
+# two threads on a busy 2-core machine, and results do not depend on the thread count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
