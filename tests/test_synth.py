@@ -210,6 +210,7 @@ def test_espeak_events_rise_and_map_onto_the_phone_set() -> None:
         phones = [p for _, m in events for p in to_arpabet(m)]
         assert {"K", "W", "B", "R", "F", "S", "JH", "M", "P", "V", "L", "Z", "D", "G", "Y"} <= set(phones)
     assert to_arpabet("'aU") == ("AW",) and to_arpabet(",oU") == ("OW",) and to_arpabet("A@") == ("AA", "R")
+    assert to_arpabet("_|") == to_arpabet("_:") == ("sil",)  # pause markers (seed 2 with 16 speakers met `_|`)
     with pytest.raises(KeyError):
         to_arpabet("Q")
     with pytest.raises(Codec2VecError):

@@ -207,6 +207,8 @@ An empty tuple means the mnemonic is a transition that lengthens the phone befor
     Unknown mnemonics fall back on dropping trailing modifiers (`#`, digits, `:`), then raise `KeyError`.
     """
     key = mnemonic.replace("'", "").replace(",", "").replace("=", "").strip()
+    if key.startswith("_") or set(key) <= {"|"}:  # every pause or boundary marker: `_`, `_:`, `_|`, `||`, ...
+        return ("sil",)
     while key not in _ESPEAK_TO_ARPA:
         shorter = key.rstrip("#0123456789:;/-")
         if shorter == key or not shorter:
