@@ -160,7 +160,7 @@ def test_merge(tmp_path: Path) -> None:
     assert np.array_equal(m["spk/u1"].numpy(), da["spk/u1"])
     with pytest.raises(StoreError, match="both"):
         merge_stores([tmp_path / "a", tmp_path / "m"], tmp_path / "m2")
-    c = TokenStore.create(tmp_path / "c", _info(cfg={"other": 1}), a.codebook_vectors())
+    TokenStore.create(tmp_path / "c", _info(cfg={"other": 1}), a.codebook_vectors())
     with pytest.raises(StoreError, match="cannot merge"):
         merge_stores([tmp_path / "a", tmp_path / "c"], tmp_path / "m3")
 

@@ -13,7 +13,6 @@ never leaves a half checkpoint under a real name. Loading verifies the checksums
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codec2vec.container import fsync_dir, sha256_file
 from codec2vec.errors import StoreError
 
 if TYPE_CHECKING:
@@ -35,27 +35,6 @@ _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 
 class CheckpointError(StoreError):
     """A checkpoint is missing, incomplete or damaged (the message names the file)."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
@@ -105,13 +84,13 @@ def save_checkpoint(
     files = {}
     for name in ("model.safetensors", "state.pt"):
         _fsync_file(tmp / name)
-        files[name] = _sha256(tmp / name)
+        files[name] = sha256_file(tmp / name)
     full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
     with open(tmp / "meta.json", "w") as f:
         json.dump(full_meta, f, indent=1, sort_keys=False, default=str)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():  # re-writing the same step (e.g. after a resume): replace it
         old = final.with_name(f".old-{final.name}-{os.getpid()}")
         os.replace(final, old)
@@ -119,7 +98,7 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
 
 
@@ -142,7 +121,7 @@ def _verified(path: Path, meta: dict[str, Any], name: str) -> Path:
     if not f.is_file():
         raise CheckpointError(f"{f}: missing")
     want = meta.get("files", {}).get(name)
-    if want is None or _sha256(f) != want:
+    if want is None or sha256_file(f) != want:
         raise CheckpointError(f"{f}: checksum mismatch; the file is damaged")
     return f
 

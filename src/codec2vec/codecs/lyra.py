@@ -18,7 +18,6 @@ Weights are found, in order: the `path=` argument, `$CODEC2VEC_LYRA_DIR`, the us
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.container import sha256_file
 from codec2vec.errors import Codec2VecError
 
 LYRA_COMMIT = "47698dadf0010abff6a848e02642f55f806d4842"
@@ -42,14 +42,6 @@ HOP = 320
 MAX_LEVELS = 46
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "codec2vec" / "lyra-v2"
@@ -59,14 +51,14 @@ def _download(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, digest in LYRA_FILES.items():
         target = folder / name
-        if target.is_file() and _sha256(target) == digest:
+        if target.is_file() and sha256_file(target) == digest:
             continue
         url = LYRA_URL.format(name=name)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
                 out.write(resp.read())
-            if _sha256(Path(tmp)) != digest:
+            if sha256_file(Path(tmp)) != digest:
                 raise Codec2VecError(f"lyra: {url} does not match its pinned sha256 {digest}")
             os.replace(tmp, target)
         except OSError as e:
@@ -96,7 +88,7 @@ def resolve_lyra_dir(path: str | os.PathLike[str] | None = None, *, download: bo
     if missing:
         raise Codec2VecError(f"lyra: {folder} (from {origin}) lacks {', '.join(missing)}")
     for name, digest in LYRA_FILES.items():
-        if _sha256(folder / name) != digest:
+        if sha256_file(folder / name) != digest:
             raise Codec2VecError(f"lyra: {folder / name} does not match the sha256 of google/lyra {LYRA_COMMIT[:7]}")
     return folder
 
