@@ -29,10 +29,13 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-def test_fit_recovers_well_separated_blobs() -> None:
+@pytest.mark.parametrize("which", ["sklearn", "faiss"])
+def test_fit_recovers_well_separated_blobs(which: str) -> None:
+    if which == "faiss":
+        pytest.importorskip("faiss", reason="faiss-cpu is the optional fast path (the 'cluster' extra)")
     x, y = _blobs()
-    centroids, backend = fit_kmeans(x, 6, seed=0, backend="sklearn")
-    assert centroids.shape == (6, 5) and backend == "sklearn"
+    centroids, backend = fit_kmeans(x, 6, seed=0, backend=which)
+    assert centroids.shape == (6, 5) and backend == which
     pred = assign(torch.from_numpy(x), torch.from_numpy(centroids)).numpy()
     assert _same_partition(pred, y)
 

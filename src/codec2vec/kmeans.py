@@ -123,6 +123,16 @@ def sample_frames(source: FeatureSource, ids: Sequence[str], num_frames: int, *,
     return out[:n]
 
 
+def _kmeans_plusplus(x: np.ndarray, clusters: int, seed: int, sample: int = 100_000) -> np.ndarray:
+    """k-means++ seeds `(C, D)` from at most `sample` frames (sklearn's implementation)."""
+    from sklearn.cluster import kmeans_plusplus
+
+    rng = np.random.default_rng(seed)
+    pick = x if x.shape[0] <= sample else x[rng.choice(x.shape[0], sample, replace=False)]
+    centers, _ = kmeans_plusplus(pick, clusters, random_state=seed)
+    return np.ascontiguousarray(centers, dtype=np.float32)
+
+
 def fit_kmeans(x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "auto",
                max_iter: int = 100) -> tuple[np.ndarray, str]:
     """Fit k-means on `(N, D)` frames -> centroids `(C, D)` float32 and the backend used."""
@@ -139,7 +149,8 @@ def fit_kmeans(x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "a
             per = max(256, -(-x.shape[0] // clusters))  # use the whole sample (faiss subsamples to 256/centroid)
             km = faiss.Kmeans(x.shape[1], clusters, niter=max_iter, seed=seed, nredo=1, verbose=False,
                               max_points_per_centroid=per)
-            km.train(x)
+            # faiss starts from random points and often merges clusters; start from k-means++ as sklearn does
+            km.train(x, init_centroids=_kmeans_plusplus(x, clusters, seed))
             return np.asarray(km.centroids, dtype=np.float32), "faiss"
     if backend not in ("auto", "sklearn", "faiss"):
         raise ConfigError(f"kmeans: unknown --backend {backend!r}; choose auto, faiss or sklearn")
