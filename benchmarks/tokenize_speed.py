@@ -47,17 +47,25 @@ def encode_speed(codec, wav: np.ndarray, repeats: int = 2) -> float:
     return len(wav) / codec.sample_rate / best
 
 
-def read_speed(k: int, v: int, utterances: int = 2000, frames: int = 500) -> dict[str, float]:
+def read_speed(k: int, v: int, source: np.ndarray | None = None, coding: str = "auto", utterances: int = 2000,
+               frames: int = 500) -> dict[str, float]:
+    """Reads from a store of `utterances` x `frames`: crops of `source (K, N)` codes (real ones, so that
+    entropy coding applies as it would), or uniform random codes (always bit-packed)."""
     from codec2vec.codecs.base import CodecInfo, config_hash
     from codec2vec.store import TokenStore
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         info = CodecInfo("bench", 16000, 50.0, k, v, {"k": k, "v": v}, config_hash({"k": k, "v": v}))
-        store = TokenStore.create(Path(tmp) / "s", info, torch.zeros(k, v, 8))
+        store = TokenStore.create(Path(tmp) / "s", info, torch.zeros(k, v, 8), coding=coding)
         with store.writer() as w:
             for i in range(utterances):
-                w.add(f"u{i}", rng.integers(0, v, (k, frames)), seconds=frames / 50)
+                if source is None:
+                    codes = rng.integers(0, v, (k, frames))
+                else:
+                    s = int(rng.integers(0, source.shape[1] - frames))
+                    codes = source[:, s : s + frames]
+                w.add(f"u{i}", codes, seconds=frames / 50)
         store = TokenStore.open(Path(tmp) / "s")
         ids = store.ids()
         t = time.perf_counter()
@@ -71,7 +79,8 @@ def read_speed(k: int, v: int, utterances: int = 2000, frames: int = 500) -> dic
             s = int(rng.integers(0, frames - 100))
             store.read(ids[i], s, s + 100)
         crop = len(order) * 100 / (time.perf_counter() - t)
-    return {"sequential_frames_per_s": seq, "random_crop_frames_per_s": crop}
+        bits = store.info()["codes_bytes"] * 8 / (utterances * frames * k)
+    return {"sequential_frames_per_s": seq, "random_crop_frames_per_s": crop, "bits_per_code": bits}
 
 
 def main() -> None:
@@ -84,11 +93,14 @@ def main() -> None:
     from codec2vec.codecs.hf import DacCodec, dac_16khz_config, random_model
 
     wav = speech(args.seconds)
+    lyra = get_codec("lyra")
+    lyra_codes = lyra.encode_one(speech(60.0))  # (46, 3000) real codes
     results = {
-        "lyra_x_real_time_per_core": encode_speed(get_codec("lyra"), wav),
+        "lyra_x_real_time_per_core": encode_speed(lyra, wav),
         "dac16k_x_real_time_per_core": encode_speed(DacCodec(model=random_model(dac_16khz_config())), wav),
-        "store_read_lyra": read_speed(46, 16),
-        "store_read_dac16k": read_speed(12, 1024),
+        "store_read_lyra_entropy_coded": read_speed(46, 16, lyra_codes, "auto"),
+        "store_read_lyra_bit_packed": read_speed(46, 16, lyra_codes, "packed"),
+        "store_read_dac16k_bit_packed": read_speed(12, 1024),
         "torch": torch.__version__,
         "cpu": os.cpu_count(),
     }
@@ -98,10 +110,11 @@ def main() -> None:
     print(f"tokenize, one core, {args.seconds:.0f} s of real speech:")
     print(f"  lyra (46 x 16, real weights)        {results['lyra_x_real_time_per_core']:8.1f} x real time")
     print(f"  dac 16 kHz (12 x 1024, random init) {results['dac16k_x_real_time_per_core']:8.1f} x real time")
-    for name in ("store_read_lyra", "store_read_dac16k"):
+    for name in ("store_read_lyra_entropy_coded", "store_read_lyra_bit_packed", "store_read_dac16k_bit_packed"):
         r = results[name]
         print(f"  {name:<34} {r['sequential_frames_per_s']:,.0f} frames/s sequential, "
-              f"{r['random_crop_frames_per_s']:,.0f} frames/s in random 100-frame crops")
+              f"{r['random_crop_frames_per_s']:,.0f} frames/s in random 100-frame crops, "
+              f"{r['bits_per_code']:.3f} bits/code")
 
 
 if __name__ == "__main__":

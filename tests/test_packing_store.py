@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from codec2vec import packing
 from codec2vec.codecs.base import CodecInfo, config_hash
+from codec2vec.container import read_container_index
 from codec2vec.errors import StoreError
 from codec2vec.store import TokenStore, merge_stores
 
@@ -185,3 +186,51 @@ def test_low_rank_codebooks_are_stored_as_exact_factors(tmp_path: Path) -> None:
     full_rank = torch.randn(46, 16, 64, generator=g)  # Lyra-sized: stored as is, bit for bit
     other = TokenStore.create(tmp_path / "l", _info(), full_rank)
     assert torch.equal(other.codebook_vectors(), full_rank)
+
+
+def _skewed(rng: np.random.Generator, k: int, v: int, t: int) -> np.ndarray:
+    p = 1.0 / np.arange(1, v + 1) ** 1.2  # Zipf-like: well below log2(V) bits per code
+    return rng.choice(v, size=(k, t), p=p / p.sum())
+
+
+@pytest.mark.parametrize("v", [16, 1024])
+def test_entropy_coded_shards_round_trip_and_are_smaller(tmp_path: Path, v: int) -> None:
+    rng = np.random.default_rng(0)
+    k = 46 if v == 16 else 12
+    data = {f"u{i}": _skewed(rng, k, v, int(rng.integers(0, 300))) for i in range(20)}
+    sizes = {}
+    for coding in ("auto", "packed"):
+        store = TokenStore.create(tmp_path / coding, _info(k, v), torch.randn(k, v, 4), coding=coding)
+        with store.writer() as w:
+            for uid, codes in data.items():
+                w.add(uid, codes, seconds=codes.shape[1] / 50)
+        store = TokenStore.open(tmp_path / coding)
+        for uid, codes in data.items():
+            assert np.array_equal(store[uid].numpy(), codes)
+            if codes.shape[1] > 10:
+                assert np.array_equal(store.read(uid, 3, 10).numpy(), codes[:, 3:10])
+        assert store.verify() == []
+        sizes[coding] = store.info()["codes_bytes"]
+    assert sizes["auto"] < 0.9 * sizes["packed"]
+    assert read_container_index(next((tmp_path / "auto" / "shards").glob("*.c2s")))["coding"] == "huffman"
+
+
+def test_uniform_codes_stay_bit_packed_and_damage_in_coded_shards_is_caught(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    store = TokenStore.create(tmp_path / "u", _info(), torch.randn(46, 16, 4))
+    with store.writer() as w:
+        w.add("flat", rng.integers(0, 16, (46, 500)), seconds=10)  # ~4 bits of entropy: coding cannot win
+    assert TokenStore.open(tmp_path / "u").info()["codes_bytes"] == 500 * 23
+    store = TokenStore.create(tmp_path / "s", _info(), torch.randn(46, 16, 4))
+    with store.writer() as w:
+        for i in range(3):
+            w.add(f"s{i}", _skewed(rng, 46, 16, 200), seconds=4)
+    shard = next((tmp_path / "s" / "shards").glob("*.c2s"))
+    loc = TokenStore.open(tmp_path / "s")._packed.locs["s1"]
+    blob = bytearray(shard.read_bytes())
+    blob[loc.offset + loc.nbytes // 2] ^= 0x04
+    shard.write_bytes(bytes(blob))
+    damaged = TokenStore.open(tmp_path / "s")
+    with pytest.raises(StoreError, match="fails its checksum"):
+        damaged["s1"]
+    assert any("s1" in p for p in damaged.verify())

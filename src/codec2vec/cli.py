@@ -34,6 +34,8 @@ def _add_tokenize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, help="I/N: tokenize only the I-th of N slices (0-based)")
     p.add_argument("--shard-seconds", type=float, default=600.0, help="audio seconds per committed shard")
     p.add_argument("--retry-rejects", action="store_true", help="try inputs rejected by an earlier run again")
+    p.add_argument("--coding", default="auto", choices=["auto", "packed"],
+                   help="a new store's shards: entropy-coded when smaller (auto) or exact-width bit packing")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -54,6 +56,7 @@ def _run_tokenize(args: argparse.Namespace) -> int:
             shard_seconds=args.shard_seconds,
             retry_rejects=args.retry_rejects,
             device=args.device,
+            coding=args.coding,
         ),
         progress=not args.json,
     )

@@ -5,8 +5,11 @@ the index's offset, length and CRC-32; the index lists records (id, frames, CRC-
 bytes, plus free columns; records lie back to back, so offsets follow from the frame counts) and the payload's CRC-32 and SHA-256. Containers are written whole to a
 temporary name, fsynced and renamed (`atomic_write`), so a crash never leaves half a container in place.
 
-`PackedRecords` gives memory-mapped, checksum-verified access to the records of many containers whose
-payloads hold frame-major bit-packed codes (`packing.py`): `get(id, start, stop) -> int64 (K, stop-start)`.
+`PackedRecords` gives memory-mapped, checksum-verified access to the records of many containers:
+`get(id, start, stop) -> int64 (K, stop-start)`. A container's records are either frame-major bit-packed
+codes (`packing.py`; `coding` absent or "packed": a crop is a byte slice) or per-level Huffman-coded
+(`entropy.py`; `coding: "huffman"` with the model's code lengths and a per-record `nbytes` column in the
+index: the record is decoded whole, then cropped).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec import packing
+from codec2vec import entropy, packing
+from codec2vec.entropy import HuffmanModel
 from codec2vec.errors import StoreError
 
 MAGIC = b"C2VTOK01"
@@ -115,15 +119,19 @@ def read_container_index(path: Path) -> dict[str, Any]:
 # --- per-utterance records ------------------------------------------------------------------------
 
 
-def record_offsets(frames: list[int], frame_bytes: int) -> list[int]:
-    """Byte offsets of back-to-back records of `frames[i]` frames; one more entry: the payload's end."""
-    return [0, *np.cumsum(np.asarray(frames, dtype=np.int64) * frame_bytes).tolist()]
+def record_offsets(index: dict[str, Any], frame_bytes: int) -> list[int]:
+    """Byte offsets of a container's back-to-back records (one more entry: the payload's end): from the
+    `nbytes` column when the records have variable sizes, else from the frame counts."""
+    cols = index["entries"]
+    sizes = np.asarray(cols["nbytes"] if "nbytes" in cols else cols["frames"], dtype=np.int64)
+    return [0, *np.cumsum(sizes if "nbytes" in cols else sizes * frame_bytes).tolist()]
 
 
 @dataclass(frozen=True)
 class _Loc:
     file: int  # index into the store's list of container files
     offset: int  # byte offset in the payload
+    nbytes: int
     frames: int
     crc: int
 
@@ -135,12 +143,12 @@ class _Containers:
         self.paths = paths
         self._maps: dict[int, np.memmap] = {}
 
-    def bytes(self, loc: _Loc, frame_bytes: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    def bytes(self, loc: _Loc) -> np.ndarray:
+        """The record's bytes `(nbytes,)` uint8, a view of the memory map."""
         m = self._maps.get(loc.file)
         if m is None:
             m = self._maps[loc.file] = np.memmap(self.paths[loc.file], dtype=np.uint8, mode="r")
-        stop = loc.frames if stop is None else stop
-        return m[loc.offset + start * frame_bytes : loc.offset + stop * frame_bytes]
+        return m[loc.offset : loc.offset + loc.nbytes]
 
     def __getstate__(self) -> dict[str, Any]:  # memory maps are re-opened in each worker process
         return {"paths": self.paths, "_maps": {}}
@@ -155,6 +163,8 @@ class PackedRecords:
         self.files = _Containers([])
         self.locs: dict[str, _Loc] = {}
         self.entries: dict[str, dict[str, Any]] = {}
+        self.models: list[HuffmanModel | None] = []  # per container: its entropy model, None when bit-packed
+        self.payload_bytes = 0
         self._verified: set[str] = set()
         for path, idx in zip(paths, indexes):
             self.add(path, idx)
@@ -163,18 +173,23 @@ class PackedRecords:
         """Register one container file's utterances."""
         self.files.paths.append(path)
         fi = len(self.files.paths) - 1
+        coding = index.get("coding", "packed")
+        if coding not in ("packed", "huffman"):
+            raise StoreError(f"{path}: unknown coding {coding!r} (written by a newer codec2vec?)")
+        self.models.append(HuffmanModel.from_list(index["huffman"]) if coding == "huffman" else None)
+        self.payload_bytes += int(index.get("payload_bytes", 0))
         cols = index["entries"]
-        offsets = record_offsets(cols["frames"], self.frame_bytes)
+        offsets = record_offsets(index, self.frame_bytes)
         for j, uid in enumerate(cols["id"]):
             if uid in self.locs:
                 other = self.files.paths[self.locs[uid].file]
                 raise StoreError(f"{path}: utterance {uid!r} is also stored in {other}")
-            self.locs[uid] = _Loc(fi, offsets[j], cols["frames"][j], cols["crc32"][j])
-            self.entries[uid] = {key: cols[key][j] for key in cols if key != "crc32"}
+            self.locs[uid] = _Loc(fi, offsets[j], offsets[j + 1] - offsets[j], cols["frames"][j], cols["crc32"][j])
+            self.entries[uid] = {key: cols[key][j] for key in cols if key not in ("crc32", "nbytes")}
 
     def checked_bytes(self, uid: str) -> np.ndarray:
         loc = self._loc(uid)
-        raw = self.files.bytes(loc, self.frame_bytes)
+        raw = self.files.bytes(loc)
         if uid not in self._verified:
             if zlib.crc32(raw) != loc.crc:
                 raise StoreError(
@@ -195,5 +210,8 @@ class PackedRecords:
         stop = loc.frames if stop is None else stop
         if not 0 <= start <= stop <= loc.frames:
             raise IndexError(f"frames [{start}, {stop}) outside utterance {uid!r} of {loc.frames} frames")
+        model = self.models[loc.file]
+        if model is not None:  # entropy-coded: decode the record, then crop
+            return entropy.decode(self.checked_bytes(uid), model, self.k, loc.frames)[:, start:stop]
         raw = self.checked_bytes(uid)[start * self.frame_bytes : stop * self.frame_bytes]
         return packing.unpack(raw, self.k, self.bits)  # (K, stop - start)

@@ -45,6 +45,7 @@ class TokenizeOptions:
     shard_seconds: float = 600.0
     retry_rejects: bool = False
     device: str = "cpu"
+    coding: str = "auto"  # a new store's shard coding: "auto" (entropy-code when smaller) or "packed"
 
 
 @dataclass
@@ -190,7 +191,7 @@ def _write_rejects(path: Path, rejects: dict[str, dict[str, Any]]) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
 
 
-def open_or_create(out: str | os.PathLike[str], codec: Codec) -> TokenStore:
+def open_or_create(out: str | os.PathLike[str], codec: Codec, coding: str = "auto") -> TokenStore:
     """The store at `out`, checked to hold codes of this exact codec; created if absent."""
     info = codec_info(codec)
     if (Path(out) / "meta.json").exists():
@@ -199,7 +200,7 @@ def open_or_create(out: str | os.PathLike[str], codec: Codec) -> TokenStore:
             raise StoreError(f"{out}: holds {store.codec.name} codes (config {store.codec.config}), "
                              f"not {info.name} ({info.config}); use another --out")
         return store
-    return TokenStore.create(out, info, codec.codebook_vectors())
+    return TokenStore.create(out, info, codec.codebook_vectors(), coding=coding)
 
 
 def tokenize(srcs: Iterable[str], out: str | os.PathLike[str], opts: TokenizeOptions = TokenizeOptions(),
@@ -209,7 +210,7 @@ def tokenize(srcs: Iterable[str], out: str | os.PathLike[str], opts: TokenizeOpt
     shard_i, shard_n = parse_shard(opts.shard)
     items = scan_sources(srcs)[shard_i::shard_n]
     codec = get_codec(opts.codec, **_codec_kwargs(opts))
-    store = open_or_create(out, codec)
+    store = open_or_create(out, codec, opts.coding)
     rejects_path = store.root / "rejects.jsonl"
     rejects = _read_rejects(rejects_path)
     known_bad = {p for p, r in rejects.items() if not r.get("retry")}
