@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from codec2vec.codecs.base import CodecInfo
+from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.masking import MaskingConfig
 from codec2vec.model import count_parameters, model_config
 from codec2vec.pretrainer import Batch, build_pretrainer
@@ -35,7 +35,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     k, v = a.codebooks, a.codebook_size
-    info = CodecInfo("dac", 16000, 50.0, k, v, {}, "benchmark")
+    info = CodecInfo("dac", 16000, 50.0, k, v, {}, config_hash({}))
     model = build_pretrainer(model=model_config(a.preset), masking=MaskingConfig(),
                              targets=TargetsConfig(names=a.targets.split(",")), codec=info,
                              codebook_vectors=torch.randn(k, v, a.codebook_dim) * 0.1, label_classes={})

@@ -20,7 +20,7 @@ import torch
 
 def bench(preset: str, codec: str, targets: list[str], batch_frames: int, crop: int, steps: int,
           device: str) -> dict[str, object]:
-    from codec2vec.codecs.base import CodecInfo
+    from codec2vec.codecs.base import CodecInfo, config_hash
     from codec2vec.config import CODEC_SHAPES, load_config
     from codec2vec.data import _hash64
     from codec2vec.model import count_parameters
@@ -29,7 +29,7 @@ def bench(preset: str, codec: str, targets: list[str], batch_frames: int, crop: 
     k, v, d = CODEC_SHAPES[codec]
     cfg = load_config(None, [f"model.preset={preset}", f"targets={','.join(targets)}"])
     info = CodecInfo(name=codec, sample_rate=16000, frame_rate=50.0, num_codebooks=k, codebook_size=v, config={},
-                     config_hash="bench")
+                     config_hash=config_hash({}))
     labels = {cfg.targets.clusters_labels: 100} if "clusters" in targets else {}
     torch.manual_seed(0)
     model = build_pretrainer(model=cfg.model, masking=cfg.masking, targets=cfg.targets, codec=info,

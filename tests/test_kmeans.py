@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.codecs.base import CodecInfo
+from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.kmeans import FeatureSource, KMeansOptions, assign, fit_kmeans, run_kmeans, sample_frames
 from codec2vec.store import TokenStore
 
@@ -47,7 +47,7 @@ def _store(root: Path, n_utts: int = 12) -> TokenStore:
     cb = torch.zeros(2, V, 4)
     cb[0] = torch.randn(V, 4, generator=g) * 10
     cb[1] = torch.randn(V, 4, generator=g) * 0.1
-    store = TokenStore.create(root / "store", CodecInfo("fake", 16000, 50.0, 2, V, {}, "0"), cb)
+    store = TokenStore.create(root / "store", CodecInfo("fake", 16000, 50.0, 2, V, {}, config_hash({})), cb)
     with store.writer() as w:
         for i in range(n_utts):
             t = 30 + 7 * i
@@ -120,3 +120,25 @@ def test_checkpoint_layer_source(tmp_path: Path) -> None:
                                                                 backend="sklearn"))
     assert summary["layer"] == cfg.model.num_layers // 2
     assert len(TokenStore.open(tmp_path / "store").labels("km2")) == 4
+
+
+def test_labels_must_cover_the_training_utterances(tmp_path: Path) -> None:
+    from codec2vec.data import CropLoader
+    from codec2vec.errors import StoreError
+
+    store = _store(tmp_path, 6)
+    run_kmeans(str(tmp_path / "store"), KMeansOptions(clusters=4, name="km", backend="sklearn"))
+    with store.writer() as w:  # appended after k-means: not labelled
+        w.add("late", np.zeros((2, 30), dtype=int), seconds=0.6)
+    store = TokenStore.open(tmp_path / "store")
+    with pytest.raises(StoreError, match="covers 6 of 7 utterances"):
+        CropLoader(store, store.ids(), batch_frames=40, crop_frames=20, label_names=["km"])
+
+
+def test_kmeans_cli_rejects_zero_clusters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from codec2vec.cli import main
+
+    _store(tmp_path, 2)
+    assert main(["kmeans", str(tmp_path / "store"), "--clusters", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--clusters" in err and len(err.splitlines()) == 1

@@ -35,6 +35,8 @@ def test_pack_unpack_round_trip(k: int, bits: int, t: int, seed: int) -> None:
 def test_exact_bit_width() -> None:
     assert packing.frame_bytes(46, packing.bits_for(16)) == 23  # Lyra: 46 x 4 bits
     assert packing.frame_bytes(12, packing.bits_for(1024)) == 15  # DAC-16k: 12 x 10 bits
+    assert packing.frame_bytes(1, packing.bits_for(100)) == 1  # a label set of 100 clusters: 1 byte per frame
+    assert packing.frame_bytes(2, packing.bits_for(1024)) == 3  # EnCodec at 1.5 kbps: 20 bits -> 3 bytes
     with pytest.raises(ValueError):
         packing.pack(np.array([[16]]), 4)
 
@@ -234,3 +236,32 @@ def test_uniform_codes_stay_bit_packed_and_damage_in_coded_shards_is_caught(tmp_
     with pytest.raises(StoreError, match="fails its checksum"):
         damaged["s1"]
     assert any("s1" in p for p in damaged.verify())
+
+
+def test_foreign_shards_and_edited_meta_are_refused(tmp_path: Path) -> None:
+    _small_store(tmp_path / "a")
+    other = TokenStore.create(tmp_path / "b", _info(cfg={"levels": 44}), torch.randn(46, 16, 8))
+    with other.writer() as w:
+        w.add("stranger", np.zeros((46, 9), dtype=int), seconds=0.2)
+    foreign = next((tmp_path / "b" / "shards").glob("*.c2s"))
+    planted = tmp_path / "a" / "shards" / "000099.c2s"
+    planted.write_bytes(foreign.read_bytes())
+    with pytest.raises(StoreError, match="000099.c2s: holds codes of codec config"):
+        TokenStore.open(tmp_path / "a")
+    assert any("000099.c2s" in p for p in TokenStore.open(tmp_path / "a", check=False).verify())
+    planted.unlink()
+    meta = tmp_path / "a" / "meta.json"
+    meta.write_text(meta.read_text().replace('"num_codebooks": 46', '"num_codebooks": 45'))
+    with pytest.raises(StoreError, match="meta.json: damaged"):
+        TokenStore.open(tmp_path / "a")
+
+
+def test_create_is_all_or_nothing(tmp_path: Path) -> None:
+    (tmp_path / ".s.tmp-left-by-a-killed-create").mkdir()  # what a kill during create leaves: ignored
+    (tmp_path / "s").mkdir()  # an empty folder may become a store
+    TokenStore.create(tmp_path / "s", _info(), torch.randn(46, 16, 8))
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["codebooks.safetensors", "meta.json", "shards"]
+    bad = CodecInfo("lyra", 16000, 50.0, 46, 16, {"a": 1}, "not-its-hash")
+    with pytest.raises(StoreError, match="does not match its hash"):
+        TokenStore.create(tmp_path / "t", bad, torch.randn(46, 16, 8))
+    assert not (tmp_path / "t").exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codec2vec.codecs.base import CodecInfo
+from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.errors import ConfigError
 from codec2vec.masking import MaskingConfig
 from codec2vec.model import model_config
@@ -15,7 +15,7 @@ from codec2vec.pretrainer import Batch, build_pretrainer
 from codec2vec.targets import IGNORE, TargetsConfig
 
 K, V = 4, 16
-INFO = CodecInfo("fake", 16000, 50.0, K, V, {}, "0")
+INFO = CodecInfo("fake", 16000, 50.0, K, V, {}, config_hash({}))
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec2vec.codecs.base import CodecInfo
+from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.config import PretrainConfig, load_config, save_config
 from codec2vec.errors import ConfigError
 
@@ -28,7 +28,7 @@ def make_store(path: Path, n: int = 40, seed: int = 0, splits: bool = False):
     from codec2vec.store import TokenStore
 
     info = CodecInfo(name="lyra", sample_rate=16000, frame_rate=50.0, num_codebooks=K, codebook_size=V,
-                     config={"fake": True}, config_hash="fake")
+                     config={"fake": True}, config_hash=config_hash({"fake": True}))
     g = torch.Generator().manual_seed(seed)
     store = TokenStore.create(path, info, torch.randn(K, V, 12, generator=g))
     with store.writer() as w:

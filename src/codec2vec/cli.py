@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -93,7 +94,10 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 def _run_verify(args: argparse.Namespace) -> int:
     from codec2vec.store import TokenStore
 
-    problems = TokenStore.open(args.store, check=False).verify()
+    try:
+        problems = TokenStore.open(args.store, check=False).verify()
+    except Codec2VecError as e:  # meta.json damaged, or a duplicate id across shards
+        problems = [str(e)]
     if args.json:
         _print_json({"ok": not problems, "problems": problems})
     elif problems:
@@ -269,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"codec2vec {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an unforeseen case: one line, the traceback on request
+        if os.environ.get("CODEC2VEC_DEBUG"):
+            raise
+        print(f"codec2vec {args.verb}: unexpected {type(e).__name__}: {e} (set CODEC2VEC_DEBUG=1 for the "
+              "traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

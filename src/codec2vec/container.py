@@ -176,7 +176,10 @@ class PackedRecords:
         coding = index.get("coding", "packed")
         if coding not in ("packed", "huffman"):
             raise StoreError(f"{path}: unknown coding {coding!r} (written by a newer codec2vec?)")
-        self.models.append(HuffmanModel.from_list(index["huffman"]) if coding == "huffman" else None)
+        model = HuffmanModel.from_list(index["huffman"]) if coding == "huffman" else None
+        if model is not None and (model.num_codebooks != self.k or model.codebook_size > 1 << self.bits):
+            raise StoreError(f"{path}: its entropy model is for K={model.num_codebooks}, this store has K={self.k}")
+        self.models.append(model)
         self.payload_bytes += int(index.get("payload_bytes", 0))
         cols = index["entries"]
         offsets = record_offsets(index, self.frame_bytes)
@@ -212,6 +215,9 @@ class PackedRecords:
             raise IndexError(f"frames [{start}, {stop}) outside utterance {uid!r} of {loc.frames} frames")
         model = self.models[loc.file]
         if model is not None:  # entropy-coded: decode the record, then crop
-            return entropy.decode(self.checked_bytes(uid), model, self.k, loc.frames)[:, start:stop]
+            try:
+                return entropy.decode(self.checked_bytes(uid), model, self.k, loc.frames)[:, start:stop]
+            except ValueError as e:
+                raise StoreError(f"{self.files.paths[loc.file]}: utterance {uid!r} cannot be decoded ({e})") from None
         raw = self.checked_bytes(uid)[start * self.frame_bytes : stop * self.frame_bytes]
         return packing.unpack(raw, self.k, self.bits)  # (K, stop - start)

@@ -97,7 +97,9 @@ def collate(
     return Batch(codes=codes, lengths=lengths, seeds=seeds, labels=labels, ids=[c.utt_id for c in crops])
 
 
-def _open_labels(store: "TokenStore", label_names: Sequence[str]) -> dict:
+def _open_labels(store: "TokenStore", label_names: Sequence[str], ids: Sequence[str] = ()) -> dict:
+    """The named label sets, each checked to cover every utterance in `ids` (a store appended to after
+    `kmeans` would otherwise fail mid-run)."""
     have = store.label_names()
     for n in label_names:
         if n not in have:
@@ -105,7 +107,13 @@ def _open_labels(store: "TokenStore", label_names: Sequence[str]) -> dict:
                 f"{store.root}: no label set {n!r} (has: {', '.join(have) or 'none'}); "
                 f"run `codec2vec kmeans` first"
             )
-    return {n: store.labels(n) for n in label_names}
+    sets = {n: store.labels(n) for n in label_names}
+    for n, labels in sets.items():
+        missing = [i for i in ids if i not in labels]
+        if missing:
+            raise StoreError(f"{store.root}: label set {n!r} covers {len(ids) - len(missing)} of {len(ids)} "
+                             f"utterances (missing e.g. {missing[0]!r}); rerun `codec2vec kmeans --name {n}`")
+    return sets
 
 
 class CropLoader:
@@ -130,7 +138,7 @@ class CropLoader:
         self.seed = int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.label_names = list(label_names)
-        self.label_sets = _open_labels(store, self.label_names)
+        self.label_sets = _open_labels(store, self.label_names, ids)
         frames = {i: int(store.num_frames(i)) for i in ids}
         self.ids = sorted(i for i in ids if frames[i] >= min_frames)  # sorted: independent of store order
         self.frames = [frames[i] for i in self.ids]
@@ -229,7 +237,7 @@ def dev_batches(
     label_names: Sequence[str] = (),
 ) -> Iterator["Batch | None"]:
     """This rank's rows of each planned dev batch (None where the rank has no rows in a batch)."""
-    label_sets = _open_labels(store, label_names)
+    label_sets = _open_labels(store, label_names, sorted({c.utt_id for crops in plan for c in crops}))
     for crops in plan:
         mine = list(crops[rank::world_size])
         yield collate(store, mine, label_names, label_sets) if mine else None

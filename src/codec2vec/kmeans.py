@@ -211,6 +211,8 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
     from codec2vec.store import TokenStore
 
     o = options
+    if o.clusters < 1 or o.sample_frames < 1:
+        raise ConfigError(f"kmeans: --clusters ({o.clusters}) and --sample-frames ({o.sample_frames}) must be >= 1")
     store = TokenStore.open(store_path)
     ids = store.ids()
     if not ids:

@@ -6,8 +6,9 @@ as 6 kbps, not as uint16 (9.6 kbps) or int64. Frames `[s, e)` of an utterance ar
 `[s * F, e * F)`, which makes random crops a slice of a memory map.
 
 Shapes: `pack(codes (K, T) ints) -> uint8 (T * F,)`; `unpack(bytes (T * F,), K, b) -> int64 (K, T)`.
-When lcm(b, 8) <= 64 bits, codes are unpacked a group at a time through 64-bit integers (b = 10: 4 codes
-in 5 bytes); other widths go through `np.unpackbits`.
+When lcm(b, 8) <= 64 bits and K fills whole groups, codes are unpacked a group at a time through 64-bit
+integers (b = 10: 4 codes in 5 bytes); other layouts go through `np.unpackbits`. Either way a frame takes
+ceil(K * b / 8) bytes (a label set, K = 1 with 100 classes: 1 byte per frame).
 """
 
 from __future__ import annotations
@@ -22,17 +23,16 @@ def bits_for(codebook_size: int) -> int:
     return max(1, math.ceil(math.log2(max(2, codebook_size))))
 
 
-def _group(bits: int) -> tuple[int, int]:
-    """(codes per group, bytes per group) for the fast path, or (0, 0) when a group exceeds 64 bits."""
+def _group(num_codebooks: int, bits: int) -> tuple[int, int]:
+    """(codes per group, bytes per group) for the fast path, or (0, 0) when a group would exceed 64 bits or
+    the K codes of a frame do not fill whole groups (then the frame is K * bits rounded up to a byte)."""
     g = bits * 8 // math.gcd(bits, 8)  # lcm(bits, 8)
-    return (g // bits, g // 8) if g <= 64 else (0, 0)
+    per = g // bits
+    return (per, g // 8) if g <= 64 and num_codebooks % per == 0 else (0, 0)
 
 
 def frame_bytes(num_codebooks: int, bits: int) -> int:
-    """Bytes per frame: whole groups on the fast path, else the bit count rounded up to a byte."""
-    per, nbytes = _group(bits)
-    if per:
-        return -(-num_codebooks // per) * nbytes
+    """Bytes per frame: ceil(K * bits / 8), never more (Lyra 46 x 4 bits: 23; DAC 12 x 10 bits: 15)."""
     return -(-num_codebooks * bits // 8)
 
 
@@ -45,12 +45,9 @@ def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     if t and (c.min() < 0 or c.max() >= (1 << bits)):
         raise ValueError(f"codes outside [0, {1 << bits}) cannot be packed in {bits} bits")
     frames = np.ascontiguousarray(c.T, dtype=np.uint64)  # (T, K)
-    per, nbytes = _group(bits)
+    per, nbytes = _group(k, bits)
     if per:
-        groups = -(-k // per)
-        padded = np.zeros((t, groups * per), dtype=np.uint64)
-        padded[:, :k] = frames
-        padded = padded.reshape(t, groups, per)  # (T, G, per)
+        padded = frames.reshape(t, k // per, per)  # (T, G, per)
         shifts = np.arange(per - 1, -1, -1, dtype=np.uint64) * np.uint64(bits)
         words = np.bitwise_or.reduce(padded << shifts, axis=2)  # (T, G): per*bits bits each
         byte_shifts = np.arange(nbytes - 1, -1, -1, dtype=np.uint64) * np.uint64(8)
@@ -71,7 +68,7 @@ def unpack(data: np.ndarray, num_codebooks: int, bits: int) -> np.ndarray:
     if raw.size % fb:
         raise ValueError(f"{raw.size} bytes is not a whole number of {fb}-byte frames")
     t = raw.size // fb
-    per, nbytes = _group(bits)
+    per, nbytes = _group(num_codebooks, bits)
     if per:
         groups = fb // nbytes
         b = raw.reshape(t, groups, nbytes).astype(np.uint64)
@@ -79,7 +76,7 @@ def unpack(data: np.ndarray, num_codebooks: int, bits: int) -> np.ndarray:
         words = np.bitwise_or.reduce(b << byte_shifts, axis=2)  # (T, G)
         shifts = np.arange(per - 1, -1, -1, dtype=np.uint64) * np.uint64(bits)
         codes = (words[..., None] >> shifts) & np.uint64((1 << bits) - 1)  # (T, G, per)
-        codes = codes.reshape(t, groups * per)[:, :num_codebooks]
+        codes = codes.reshape(t, groups * per)
     else:
         bitarr = np.unpackbits(raw.reshape(t, fb), axis=1)[:, : num_codebooks * bits]
         bitarr = bitarr.reshape(t, num_codebooks, bits).astype(np.int64)

@@ -50,6 +50,50 @@ FORMAT = "codec2vec-token-store"
 FORMAT_VERSION = 1
 SHARD_SUFFIX = ".c2s"
 LABEL_SUFFIX = ".c2l"
+MAX_CODED_FRAMES = 3000  # 60 s at 50 Hz: longer utterances keep their shard bit-packed (crop cost)
+
+
+def _check_free(root: Path) -> None:
+    """`root` may become a new store: absent or empty (dot-files aside)."""
+    if (root / "meta.json").exists():
+        raise StoreError(f"{root}: a token store already exists here")
+    if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+        raise StoreError(f"{root}: folder is not empty and is not a token store")
+
+
+def _publish(tmp: Path, root: Path) -> None:
+    """Move a store built in `tmp` to `root` in one rename, so a killed create or merge leaves no
+    half-made store behind (only a hidden `.NAME.tmp-*` folder, which is never read)."""
+    import shutil
+
+    _check_free(root)
+    if root.exists():
+        shutil.rmtree(root)  # empty but for dot-files
+    os.replace(tmp, root)
+    fsync_dir(root.parent)
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """meta.json agrees with itself: the codec hash matches its config, K and V match the codebook table."""
+    from codec2vec.codecs.base import config_hash
+
+    try:
+        codec = meta["codec"]
+        if config_hash(codec["config"]) != codec["config_hash"]:
+            raise StoreError(f"{path}: damaged (codec config does not match its hash)")
+        if list(meta["codebooks"]["shape"][:2]) != [int(codec["num_codebooks"]), int(codec["codebook_size"])]:
+            raise StoreError(f"{path}: damaged (K, V disagree with the codebook table)")
+        if int(meta["bits_per_code"]) != packing.bits_for(int(codec["codebook_size"])):
+            raise StoreError(f"{path}: damaged (bits_per_code disagrees with V)")
+    except (KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{path}: damaged ({type(e).__name__}: {e})") from None
+
+
+def _check_shard(path: Path, index: dict[str, Any], meta: dict[str, Any]) -> None:
+    """A shard belongs to this store's codec (not copied in from another store)."""
+    if index.get("codec_hash") != meta["codec"]["config_hash"]:
+        raise StoreError(f"{path}: holds codes of codec config {index.get('codec_hash')}, "
+                         f"not this store's {meta['codec']['config_hash']}")
 
 
 def _committed(folder: Path, suffix: str) -> list[Path]:
@@ -85,16 +129,11 @@ class TokenStore:
         from safetensors.torch import save
 
         root = Path(path)
-        if (root / "meta.json").exists():
-            raise StoreError(f"{root}: a token store already exists here")
-        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
-            raise StoreError(f"{root}: folder is not empty and is not a token store")
+        _check_free(root)
         cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()
         if tuple(cb.shape[:2]) != (info.num_codebooks, info.codebook_size):
             raise StoreError(f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}")
         blob = save(pack_codebooks(cb))
-        (root / "shards").mkdir(parents=True, exist_ok=True)
-        atomic_write(root / "codebooks.safetensors", blob)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -105,7 +144,13 @@ class TokenStore:
             "layout": "frame-major, big-endian bit packing (codec2vec.packing)",
             "codebooks": {"file": "codebooks.safetensors", "shape": list(cb.shape), "sha256": hashlib.sha256(blob).hexdigest()},
         }
-        atomic_write(root / "meta.json", json.dumps(meta, indent=2).encode())
+        _check_meta(root / "meta.json", meta)  # e.g. a CodecInfo whose hash is not its config's
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))  # built aside, then renamed
+        (tmp / "shards").mkdir()
+        atomic_write(tmp / "codebooks.safetensors", blob)
+        atomic_write(tmp / "meta.json", json.dumps(meta, indent=2).encode())
+        _publish(tmp, root)
         return cls.open(root)
 
     @classmethod
@@ -124,10 +169,13 @@ class TokenStore:
             raise StoreError(f"{meta_path}: not a codec2vec token store")
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise StoreError(f"{meta_path}: format version {meta['format_version']} is newer than this codec2vec reads")
+        _check_meta(meta_path, meta)
         paths, indexes = [], []
         for p in _committed(root / "shards", SHARD_SUFFIX):
             try:
-                indexes.append(read_container_index(p))
+                idx = read_container_index(p)
+                _check_shard(p, idx, meta)
+                indexes.append(idx)
                 paths.append(p)
             except StoreError:
                 if check:
@@ -279,6 +327,8 @@ class TokenStore:
         for path in containers:
             try:
                 idx = read_container_index(path)
+                if path.suffix == SHARD_SUFFIX:
+                    _check_shard(path, idx, self.meta)
             except StoreError as e:
                 problems.append(str(e))
                 continue
@@ -336,7 +386,9 @@ class ShardWriter:
         """The shard's records and index fields: bit-packed, or Huffman-coded (`entropy.py`) with a model
         fitted on this shard when the store's coding is "auto" and that saves at least 1% all told."""
         packed = [packing.pack(c, self.store.bits).tobytes() for c in self._codes]
-        if self.store.coding != "auto":
+        # An entropy-coded record is decoded whole for any crop: keep records over a minute bit-packed
+        # (a crop of those stays a slice of the memory map).
+        if self.store.coding != "auto" or max(c.shape[1] for c in self._codes) > MAX_CODED_FRAMES:
             return packed, {"coding": "packed"}
         model = HuffmanModel.fit(self._codes, self.store.codec.codebook_size)
         coded = [entropy.encode(c, model) for c in self._codes]
@@ -422,7 +474,11 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
             if uid in seen:
                 raise StoreError(f"utterance {uid!r} is in both {seen[uid]} and {s.root}")
             seen[uid] = s.root
-    merged = TokenStore.create(out, first.codec, first.codebook_vectors())
+    out = Path(out)
+    _check_free(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.merge-"))
+    merged = TokenStore.create(building / "store", first.codec, first.codebook_vectors(), coding=first.coding)
     with merged.writer():
         n = 0
         rejects: list[bytes] = []
@@ -441,5 +497,7 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
         fsync_dir(merged.root / "shards")
         if rejects:
             atomic_write(merged.root / "rejects.jsonl", rejects)
-    result = TokenStore.open(out)
-    return len(result)
+    (merged.root / ".lock").unlink(missing_ok=True)
+    _publish(merged.root, out)
+    building.rmdir()
+    return len(TokenStore.open(out))

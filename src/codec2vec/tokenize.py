@@ -95,8 +95,21 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
 _WORKER_CODEC: Codec | None = None
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGTERM this worker when its parent dies (e.g. a SIGKILLed tokenize)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _init_worker(name: str, kwargs: dict[str, Any]) -> None:
     global _WORKER_CODEC
+    _die_with_parent()
     torch.set_num_threads(1)
     _WORKER_CODEC = get_codec(name, **kwargs)
 
