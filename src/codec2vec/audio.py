@@ -85,12 +85,15 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int | None = None) -> 
     if reason:
         raise AudioError(f"{p}: {reason}")
     try:
+        declared = sf.info(p).frames
         data, sr = sf.read(p, dtype="float32", always_2d=True)  # (S, C)
     except Exception as e:  # libsndfile raises its own error type with a useful message
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise AudioError(f"{p}: not readable as audio ({msg})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{p}: no samples (empty audio)")
+    if 0 < data.shape[0] < declared:  # e.g. a cut MP3 whose header still announces the whole stream
+        raise AudioError(f"{p}: truncated: the header announces {declared} samples, only {data.shape[0]} decode")
     wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (S,)
     if not np.isfinite(wav).all():
         bad = int((~np.isfinite(wav)).sum())

@@ -75,8 +75,8 @@ def save_checkpoint(
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    for stale in final.parent.glob(".tmp-*") if final.parent.is_dir() else ():  # left by a killed save
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
     save_file(tensors, str(tmp / "model.safetensors"))
