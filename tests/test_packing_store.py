@@ -15,7 +15,8 @@ from codec2vec import packing
 from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.container import read_container_index
 from codec2vec.errors import StoreError
-from codec2vec.store import TokenStore, merge_stores
+from codec2vec.merge import merge_stores
+from codec2vec.store import TokenStore
 
 
 def _info(k: int = 46, v: int = 16, name: str = "lyra", cfg: dict | None = None) -> CodecInfo:

@@ -130,7 +130,7 @@ def _add_merge(p: argparse.ArgumentParser) -> None:
 
 
 def _run_merge(args: argparse.Namespace) -> int:
-    from codec2vec.store import merge_stores
+    from codec2vec.merge import merge_stores
 
     n = merge_stores(args.stores, args.out)
     print(f"merged {len(args.stores)} stores ({n} utterances) into {args.out}", file=sys.stderr)
