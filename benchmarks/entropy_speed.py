@@ -60,7 +60,7 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
 
 
 def measure(name: str, codes: np.ndarray, model, bits: int, repeat: int) -> dict[str, float | str | int]:
-    from codec2vec import entropy, packing
+    from codec2vec.store import entropy, packing
 
     k, t = codes.shape
     data = entropy.encode(codes, model)
@@ -81,8 +81,8 @@ def measure(name: str, codes: np.ndarray, model, bits: int, repeat: int) -> dict
 
 def store_bits(path: str) -> dict[str, float | int]:
     """Held-out bits/code on a token store: fit on even-numbered utterances, code the odd ones one by one."""
-    from codec2vec.entropy import HuffmanModel, encode
     from codec2vec.store import TokenStore
+    from codec2vec.store.entropy import HuffmanModel, encode
 
     store = TokenStore.open(path)
     ids = store.ids()
@@ -98,7 +98,7 @@ def store_bits(path: str) -> dict[str, float | int]:
 
 
 def main() -> None:
-    from codec2vec.entropy import HuffmanModel, encode
+    from codec2vec.store.entropy import HuffmanModel, encode
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, nargs="+", default=[150, 500, 3000, 50_000])

@@ -15,9 +15,10 @@ import time
 import torch
 
 from codec2vec.codecs.base import CodecInfo, config_hash
+from codec2vec.data import Batch
 from codec2vec.masking import MaskingConfig
 from codec2vec.model import count_parameters, model_config
-from codec2vec.pretrainer import Batch, build_pretrainer
+from codec2vec.pretrainer import build_pretrainer
 from codec2vec.targets import TargetsConfig
 
 

@@ -21,8 +21,8 @@ os.environ.setdefault("CODEC2VEC_LYRA_DIR", str(HERE.parents[1] / "shared" / "co
 
 
 def measure(hours: float, levels: int, workers: int, root: Path) -> dict[str, float]:
+    from codec2vec.corpora.synth import SynthOptions, synth_corpus
     from codec2vec.store import TokenStore
-    from codec2vec.synth import SynthOptions, synth_corpus
     from codec2vec.tokenize import TokenizeOptions, tokenize
 
     corpus = root / f"corpus-{hours:g}h"

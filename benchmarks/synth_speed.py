@@ -25,8 +25,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from codec2vec.espeak import SAMPLE_RATE, Voice, synthesize
-    from codec2vec.synth import SynthOptions, synth_corpus
+    from codec2vec.corpora.espeak import SAMPLE_RATE, Voice, synthesize
+    from codec2vec.corpora.synth import SynthOptions, synth_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

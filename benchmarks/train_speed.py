@@ -22,9 +22,9 @@ def bench(preset: str, codec: str, targets: list[str], batch_frames: int, crop: 
           device: str) -> dict[str, object]:
     from codec2vec.codecs.base import CodecInfo, config_hash
     from codec2vec.config import CODEC_SHAPES, load_config
-    from codec2vec.data import _hash64
+    from codec2vec.data import Batch, _hash64
     from codec2vec.model import count_parameters
-    from codec2vec.pretrainer import Batch, build_pretrainer
+    from codec2vec.pretrainer import build_pretrainer
 
     k, v, d = CODEC_SHAPES[codec]
     cfg = load_config(None, [f"model.preset={preset}", f"targets={','.join(targets)}"])

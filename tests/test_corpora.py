@@ -17,8 +17,8 @@ from codec2vec.corpora import (
     speech_commands,
     voxceleb1,
 )
+from codec2vec.corpora.manifest import SPLITS, read_manifest
 from codec2vec.errors import Codec2VecError
-from codec2vec.manifest import SPLITS, read_manifest
 
 
 def _wav(path: Path, seconds: float = 0.25, fmt: str = "WAV") -> Path:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec2vec.audio import load_audio
-from codec2vec.entropy import HuffmanModel, _package_merge, decode, encode
+from codec2vec.store.entropy import HuffmanModel, _package_merge, decode, encode
 
 
 def _sample(rng: np.random.Generator, k: int, v: int, t: int, skew: float) -> np.ndarray:

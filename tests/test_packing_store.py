@@ -11,12 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec2vec import packing
 from codec2vec.codecs.base import CodecInfo, config_hash
-from codec2vec.container import read_container_index
 from codec2vec.errors import StoreError
-from codec2vec.merge import merge_stores
-from codec2vec.store import TokenStore
+from codec2vec.store import TokenStore, packing
+from codec2vec.store.container import read_container_index
+from codec2vec.store.merge import merge_stores
 
 
 def _info(k: int = 46, v: int = 16, name: str = "lyra", cfg: dict | None = None) -> CodecInfo:

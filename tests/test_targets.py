@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from codec2vec.codecs.base import CodecInfo, config_hash
+from codec2vec.data import Batch
 from codec2vec.errors import ConfigError
 from codec2vec.masking import MaskingConfig
 from codec2vec.model import model_config
-from codec2vec.online import OnlineTarget, ema_decay, masked_instance_norm
-from codec2vec.pretrainer import Batch, build_pretrainer
+from codec2vec.pretrainer import build_pretrainer
 from codec2vec.targets import IGNORE, TargetsConfig
+from codec2vec.targets.online import OnlineTarget, ema_decay, masked_instance_norm
 
 K, V = 4, 16
 INFO = CodecInfo("fake", 16000, 50.0, K, V, {}, config_hash({}))

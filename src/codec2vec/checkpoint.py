@@ -20,8 +20,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codec2vec.container import fsync_dir, sha256_file
 from codec2vec.errors import StoreError
+from codec2vec.files import fsync_dir, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -63,14 +63,13 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def save_checkpoint(
     path: str | Path,
     *,
-    weights: dict[str, "torch.Tensor"],
+    weights: dict[str, torch.Tensor],
     state: dict[str, Any],
     meta: dict[str, Any],
 ) -> Path:
     """Write a checkpoint directory atomically; `meta` must be JSON-able (config, codec, step, ...)."""
-    from safetensors.torch import save_file
-
     import torch
+    from safetensors.torch import save_file
 
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -139,11 +138,10 @@ def resolve(path: str | Path) -> Path:
     return latest
 
 
-def load_checkpoint(path: str | Path, *, with_state: bool = True) -> tuple[dict[str, "torch.Tensor"], dict[str, Any], dict[str, Any]]:
+def load_checkpoint(path: str | Path, *, with_state: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(weights, state, meta) from a verified checkpoint; `state` is {} when `with_state` is False."""
-    from safetensors.torch import load_file
-
     import torch
+    from safetensors.torch import load_file
 
     p = resolve(path)
     meta = read_meta(p)
@@ -165,7 +163,7 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def load_model(path: str | Path) -> tuple["Codec2VecEncoder", dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[Codec2VecEncoder, dict[str, Any]]:
     """The pre-trained encoder (eval mode, CPU) and the checkpoint's meta (config, codec, step, ...).
 
     `path`: a checkpoint directory or a run directory (its newest checkpoint).

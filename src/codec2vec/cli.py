@@ -13,7 +13,6 @@ import os
 import sys
 from typing import Callable, Sequence
 
-
 from codec2vec.errors import Codec2VecError
 
 
@@ -130,7 +129,7 @@ def _add_merge(p: argparse.ArgumentParser) -> None:
 
 
 def _run_merge(args: argparse.Namespace) -> int:
-    from codec2vec.merge import merge_stores
+    from codec2vec.store.merge import merge_stores
 
     n = merge_stores(args.stores, args.out)
     print(f"merged {len(args.stores)} stores ({n} utterances) into {args.out}", file=sys.stderr)
@@ -175,7 +174,7 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from codec2vec.synth import SynthOptions, synth_corpus
+    from codec2vec.corpora.synth import SynthOptions, synth_corpus
 
     options = SynthOptions(
         hours=args.hours, speakers=args.speakers, seed=args.seed, snr=args.snr, reverb=args.reverb,

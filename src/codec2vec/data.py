@@ -17,18 +17,35 @@ Shapes: `Batch.codes` LongTensor (B, K, T) padded with 0; `lengths` (B,) frames;
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 import torch
-from codec2vec.errors import ConfigError, StoreError
+from torch import Tensor
 
-if TYPE_CHECKING:
-    from codec2vec.pretrainer import Batch
-    from codec2vec.store import TokenStore
+from codec2vec.errors import ConfigError, StoreError
+from codec2vec.store import TokenStore
 
 DEV_SPLITS = ("dev", "valid", "validation", "test")
-IGNORE = -100
+IGNORE = -100  # label of frames that no loss reads (padding, unmasked frames)
+
+
+@dataclass
+class Batch:
+    """A collated batch. `seeds` are per-utterance (from run seed, epoch/step and utterance) so masks and
+    quantizer dropout do not depend on the batch or rank an utterance lands in."""
+
+    codes: Tensor  # (B, K, T) long
+    lengths: Tensor  # (B,) frames
+    seeds: Tensor  # (B,) int64
+    labels: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, T) long (k-means labels, ...)
+    ids: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch with its tensors on `device` (seeds stay where they are: masks are drawn on the CPU)."""
+        return Batch(codes=self.codes.to(device, non_blocking=True),
+                     lengths=self.lengths.to(device, non_blocking=True), seeds=self.seeds,
+                     labels={k: v.to(device, non_blocking=True) for k, v in self.labels.items()}, ids=list(self.ids))
 
 
 def _hash64(*parts: Any) -> int:
@@ -42,7 +59,7 @@ def utterance_seed(seed: int, epoch: int | str, utt_id: str) -> int:
     return _hash64("utt", seed, epoch, utt_id)
 
 
-def split_ids(store: "TokenStore", dev_fraction: float) -> tuple[list[str], list[str]]:
+def split_ids(store: TokenStore, dev_fraction: float) -> tuple[list[str], list[str]]:
     """(train ids, dev ids), deterministic: a manifest `split` field if any entry has one, else id hashes.
 
     With at least two utterances and `dev_fraction > 0`, dev is never empty (the lowest-hash id is
@@ -79,11 +96,9 @@ class Crop:
 
 
 def collate(
-    store: "TokenStore", crops: Sequence[Crop], label_names: Sequence[str] = (), label_sets: dict | None = None
-) -> "Batch":
+    store: TokenStore, crops: Sequence[Crop], label_names: Sequence[str] = (), label_sets: dict | None = None
+) -> Batch:
     """Read the crops of one rank and pad them into a `Batch`."""
-    from codec2vec.pretrainer import Batch
-
     k = store.codec.num_codebooks
     lengths = torch.tensor([c.stop - c.start for c in crops], dtype=torch.long)  # (B,)
     t_max = int(lengths.max()) if len(crops) else 0
@@ -97,7 +112,7 @@ def collate(
     return Batch(codes=codes, lengths=lengths, seeds=seeds, labels=labels, ids=[c.utt_id for c in crops])
 
 
-def _open_labels(store: "TokenStore", label_names: Sequence[str], ids: Sequence[str] = ()) -> dict:
+def _open_labels(store: TokenStore, label_names: Sequence[str], ids: Sequence[str] = ()) -> dict:
     """The named label sets, each checked to cover every utterance in `ids` (a store appended to after
     `kmeans` would otherwise fail mid-run)."""
     have = store.label_names()
@@ -121,7 +136,7 @@ class CropLoader:
 
     def __init__(
         self,
-        store: "TokenStore",
+        store: TokenStore,
         ids: Sequence[str],
         *,
         batch_frames: int,
@@ -191,10 +206,10 @@ class CropLoader:
             return self.next_plan()
         return crops
 
-    def __iter__(self) -> Iterator["Batch"]:
+    def __iter__(self) -> Iterator[Batch]:
         return self
 
-    def __next__(self) -> "Batch":
+    def __next__(self) -> Batch:
         crops = self.next_plan()
         return collate(self.store, crops[self.rank :: self.world_size], self.label_names, self.label_sets)
 
@@ -211,7 +226,7 @@ class CropLoader:
         self._perm = self._permutation(self.epoch)
 
 
-def dev_plan(store: "TokenStore", ids: Sequence[str], *, batch_frames: int, crop_frames: int, seed: int) -> list[list[Crop]]:
+def dev_plan(store: TokenStore, ids: Sequence[str], *, batch_frames: int, crop_frames: int, seed: int) -> list[list[Crop]]:
     """Fixed evaluation batches: each dev utterance's first `crop_frames` frames, grouped by length."""
     crops = [Crop(i, 0, min(int(store.num_frames(i)), crop_frames), utterance_seed(seed, "dev", i)) for i in ids]
     crops = [c for c in crops if c.stop > 0]
@@ -229,28 +244,15 @@ def dev_plan(store: "TokenStore", ids: Sequence[str], *, batch_frames: int, crop
 
 
 def dev_batches(
-    store: "TokenStore",
+    store: TokenStore,
     plan: Sequence[Sequence[Crop]],
     *,
     rank: int = 0,
     world_size: int = 1,
     label_names: Sequence[str] = (),
-) -> Iterator["Batch | None"]:
+) -> Iterator[Batch | None]:
     """This rank's rows of each planned dev batch (None where the rank has no rows in a batch)."""
     label_sets = _open_labels(store, label_names, sorted({c.utt_id for crops in plan for c in crops}))
     for crops in plan:
         mine = list(crops[rank::world_size])
         yield collate(store, mine, label_names, label_sets) if mine else None
-
-
-def batch_to(batch: "Batch", device: torch.device | str) -> "Batch":
-    """The batch with its tensors on `device`."""
-    from dataclasses import replace
-
-    return replace(
-        batch,
-        codes=batch.codes.to(device, non_blocking=True),
-        lengths=batch.lengths.to(device, non_blocking=True),
-        seeds=batch.seeds.to(device, non_blocking=True),
-        labels={k: v.to(device, non_blocking=True) for k, v in batch.labels.items()},
-    )

@@ -144,7 +144,7 @@ def fit_kmeans(x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "a
             import faiss  # type: ignore[import-not-found]
         except ImportError:
             if backend == "faiss":
-                raise ConfigError("kmeans: --backend faiss, but faiss is not installed (pip install faiss-cpu)")
+                raise ConfigError("kmeans: --backend faiss, but faiss is not installed (pip install faiss-cpu)") from None
         else:
             per = max(256, -(-x.shape[0] // clusters))  # use the whole sample (faiss subsamples to 256/centroid)
             km = faiss.Kmeans(x.shape[1], clusters, niter=max_iter, seed=seed, nredo=1, verbose=False,

@@ -183,7 +183,7 @@ class Codec2VecEncoder(nn.Module):
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor], *, config: ModelConfig, num_codebooks: int,
-                        codebook_size: int, prefix: str = "") -> "Codec2VecEncoder":
+                        codebook_size: int, prefix: str = "") -> Codec2VecEncoder:
         """Build an encoder whose table width matches `state[prefix + "table"]`, then load `state`."""
         dc = int(state[prefix + "table"].shape[-1])
         enc = cls(config=config, num_codebooks=num_codebooks, codebook_size=codebook_size, codebook_dim=dc)

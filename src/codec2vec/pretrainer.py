@@ -11,7 +11,7 @@ accumulation steps, which makes N processes equal one process with the same glob
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -19,25 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codec2vec.codecs.base import CodecInfo
+from codec2vec.data import IGNORE, Batch
 from codec2vec.masking import MaskingConfig, quantizer_keep_levels, span_mask
 from codec2vec.model import Codec2VecEncoder, ModelConfig
-from codec2vec.targets import IGNORE, TargetsConfig, build_targets
-
-
-@dataclass
-class Batch:
-    """A collated batch. `seeds` are per-utterance (from run seed, epoch/step and utterance) so masks and
-    quantizer dropout do not depend on the batch or rank an utterance lands in."""
-
-    codes: Tensor  # (B, K, T) long
-    lengths: Tensor  # (B,) frames
-    seeds: Tensor  # (B,) int64
-    labels: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, T) long (k-means labels, ...)
-    ids: list[str] = field(default_factory=list)
-
-    def to(self, device: torch.device | str) -> "Batch":
-        return Batch(codes=self.codes.to(device), lengths=self.lengths.to(device), seeds=self.seeds,
-                     labels={k: v.to(device) for k, v in self.labels.items()}, ids=list(self.ids))
+from codec2vec.targets import TargetsConfig, build_targets
 
 
 @dataclass
@@ -116,4 +101,4 @@ def build_pretrainer(*, model: ModelConfig, masking: MaskingConfig, targets: Tar
     return Pretrainer(encoder=encoder, masking=masking, targets=heads)
 
 
-__all__ = ["Batch", "PretrainOutput", "Pretrainer", "build_pretrainer"]
+__all__ = ["PretrainOutput", "Pretrainer", "build_pretrainer"]

@@ -29,7 +29,8 @@ import torch
 from codec2vec.audio import AudioItem, load_audio, scan_sources
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import AudioError, Codec2VecError, StoreError
-from codec2vec.store import TokenStore, atomic_write
+from codec2vec.files import atomic_write
+from codec2vec.store import TokenStore
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from codec2vec.config import PretrainConfig, config_to_dict, save_config
-from codec2vec.data import CropLoader, _hash64, batch_to, dev_batches, dev_plan, split_ids
+from codec2vec.data import CropLoader, _hash64, dev_batches, dev_plan, split_ids
 from codec2vec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _fmt_time(s: float) -> str:
 # --- building -------------------------------------------------------------------------------------
 
 
-def build_from_config(cfg: PretrainConfig, store: Any) -> "Pretrainer":
+def build_from_config(cfg: PretrainConfig, store: Any) -> Pretrainer:
     """The `Pretrainer` for `cfg` on the codec and label sets of `store`."""
     from codec2vec.pretrainer import build_pretrainer
 
@@ -274,7 +274,7 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
         opt.zero_grad(set_to_none=True)
         step_loss = torch.zeros((), device=device)
         for micro in range(tr.accum_steps):
-            batch = batch_to(next(loader), device)
+            batch = next(loader).to(device)
             sync = micro == tr.accum_steps - 1 or world == 1
             ctx = ddp.no_sync() if (not sync and world > 1) else contextlib.nullcontext()
             with ctx:
@@ -376,7 +376,7 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
 
 @torch.no_grad()
 def evaluate(
-    model: "Pretrainer",
+    model: Pretrainer,
     store: Any,
     plan: list,
     names: list[str],
@@ -396,7 +396,7 @@ def evaluate(
         if batch is None:
             continue
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-            out = model(batch_to(batch, device))
+            out = model(batch.to(device))
         sums += torch.cat([_stack(out.loss_sums, names, device), _stack(out.correct, names, device),
                            _stack(out.counts, names, device)])
     _all_reduce(sums, world)

@@ -69,7 +69,7 @@ class CodecInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CodecInfo":
+    def from_dict(cls, d: dict[str, Any]) -> CodecInfo:
         return cls(
             name=str(d["name"]),
             sample_rate=int(d["sample_rate"]),

@@ -27,11 +27,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from codec2vec.corpora.lexicon import KS_LABELS
+from codec2vec.corpora.manifest import write_task
 from codec2vec.errors import Codec2VecError
-from codec2vec.manifest import write_task
 
-KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-KS_LABELS: tuple[str, ...] = KEYWORDS + ("_unknown_", "_silence_")
 IEMOCAP_CLASSES: dict[str, str] = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
 LIBRISPEECH_SPLITS: dict[str, str] = {"train-clean-100": "train", "dev-clean": "dev", "test-clean": "test"}
 
@@ -100,7 +99,7 @@ def librispeech(
                 if oov:
                     row["oov"] = oov
                 rows.append(row)
-    from codec2vec.espeak import PHONES
+    from codec2vec.corpora.espeak import PHONES
 
     meta = {"source": "LibriSpeech", "root": str(root)}
     pr = [r for r in rows if r["phones"] is not None]

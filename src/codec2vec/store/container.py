@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,62 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec import entropy, packing
-from codec2vec.entropy import HuffmanModel
 from codec2vec.errors import StoreError
+from codec2vec.files import atomic_write
+from codec2vec.store import entropy, packing
+from codec2vec.store.entropy import HuffmanModel
 
 MAGIC = b"C2VTOK01"
 FOOTER = struct.Struct("<8sQQI12x")  # magic, index offset, index length, index crc32, padding: 40 bytes
-
-
-# --- atomic files ---------------------------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (a no-op where the filesystem cannot fsync folders)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, chunks: list[bytes] | bytes) -> None:
-    """Write `path` via a temporary file in the same folder, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")  # never matches a store glob
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a store is shared like any data file
-        with os.fdopen(fd, "wb") as f:
-            for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_container(path: Path, payload: list[bytes], index: dict[str, Any]) -> None:

@@ -24,30 +24,20 @@ reads `id` and `path` and carries the other columns along as per-utterance metad
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from codec2vec.errors import Codec2VecError
+from codec2vec.files import atomic_write
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
-FRAME_RATE = 50  # Hz: the codec frame grid (20 ms, 320 samples at 16 kHz) that `align` lives on
 REQUIRED = ("id", "path", "seconds", "split")
 
 
 def dumps_row(row: Mapping[str, Any]) -> str:
     """One manifest line: compact, UTF-8, key order kept (so identical inputs give identical bytes)."""
     return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_task(
@@ -57,11 +47,13 @@ def write_task(
     *,
     labels: Sequence[str] | None = None,
     meta: Mapping[str, Any] | None = None,
+    frame_rate: float | None = None,
 ) -> dict[str, Any]:
     """Write `folder/{train,dev,test}.jsonl` and `folder/meta.json` for one task; returns the meta dict.
 
     Rows keep their given order within each split. `labels` is the task's label vocabulary (written to meta
-    in the given order); `meta` adds free keys (seed, generator version, source root...).
+    in the given order); `meta` adds free keys (seed, generator version, source root...); `frame_rate` is the
+    codec frame grid that frame-level columns (`align`) live on, when the rows have them.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,16 +72,16 @@ def write_task(
         by_split[row["split"]].append(dumps_row(row))
         seconds[row["split"]] += float(row["seconds"])
     for split, lines in by_split.items():
-        _write_atomic(folder / f"{split}.jsonl", "".join(line + "\n" for line in lines))
+        atomic_write(folder / f"{split}.jsonl", "".join(line + "\n" for line in lines))
     info: dict[str, Any] = {
         "task": task,
         "splits": {s: len(v) for s, v in by_split.items()},
         "hours": {s: round(seconds[s] / 3600, 4) for s in SPLITS},
         "labels": list(labels) if labels is not None else None,
-        "frame_rate": FRAME_RATE,
+        "frame_rate": frame_rate,
     }
     info.update(meta or {})
-    _write_atomic(folder / "meta.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(folder / "meta.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
     return info
 
 

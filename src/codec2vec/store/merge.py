@@ -13,7 +13,9 @@ import tempfile
 from pathlib import Path
 
 from codec2vec.errors import StoreError
-from codec2vec.store import SHARD_SUFFIX, TokenStore, _check_free, _publish, atomic_write, fsync_dir
+from codec2vec.files import atomic_write, fsync_dir
+from codec2vec.store.layout import SHARD_SUFFIX, check_free, publish
+from codec2vec.store.store import TokenStore
 
 
 def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
@@ -33,7 +35,7 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
                 raise StoreError(f"utterance {uid!r} is in both {seen[uid]} and {s.root}")
             seen[uid] = s.root
     out = Path(out)
-    _check_free(out)
+    check_free(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.merge-"))
     merged = TokenStore.create(building / "store", first.codec, first.codebook_vectors(), coding=first.coding)
@@ -41,7 +43,7 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
         n = 0
         rejects: list[bytes] = []
         for s in stores:
-            for src in s._packed.files.paths:
+            for src in s.shard_paths():
                 dst = merged.root / "shards" / f"{n:06d}{SHARD_SUFFIX}"
                 fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
                 os.close(fd)
@@ -56,6 +58,6 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
         if rejects:
             atomic_write(merged.root / "rejects.jsonl", rejects)
     (merged.root / ".lock").unlink(missing_ok=True)
-    _publish(merged.root, out)
+    publish(merged.root, out)
     building.rmdir()
     return len(TokenStore.open(out))

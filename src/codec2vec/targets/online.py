@@ -19,16 +19,11 @@ Clustering for Self-supervised Speech Representation Learning").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
+from codec2vec.data import IGNORE, Batch
 from codec2vec.model import Codec2VecEncoder, TransformerEncoder, padding_mask
-from codec2vec.targets import IGNORE
-
-if TYPE_CHECKING:
-    from codec2vec.pretrainer import Batch
 
 
 def masked_instance_norm(x: Tensor, lengths: Tensor, eps: float = 1e-5) -> Tensor:
@@ -82,7 +77,7 @@ class OnlineTarget(nn.Module):
         self.head = nn.Linear(cfg.dim, self.top_k * codewords)  # one linear head per teacher layer, fused
         self._pending: tuple[Tensor, Tensor] | None = None  # (sums (L', C, D), counts (L', C)) not yet applied
 
-    def train(self, mode: bool = True) -> "OnlineTarget":
+    def train(self, mode: bool = True) -> OnlineTarget:
         super().train(mode)
         self.teacher.train(False)  # the teacher never uses dropout or layer drop
         return self
@@ -95,7 +90,7 @@ class OnlineTarget(nn.Module):
         return [masked_instance_norm(y.float(), lengths) for y in layers]
 
     @torch.no_grad()
-    def labels(self, batch: "Batch", student_layers: list[Tensor], mask: Tensor | None = None) -> list[Tensor]:
+    def labels(self, batch: Batch, student_layers: list[Tensor], mask: Tensor | None = None) -> list[Tensor]:
         valid = ~padding_mask(batch.lengths, batch.codes.shape[-1])  # (B, T)
         chosen = valid if mask is None else valid & mask  # frames whose statistics move the codebooks
         out, sums, counts = [], [], []

