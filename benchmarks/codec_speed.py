@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"codec speed, 1 thread, random weights on the real layouts, {args.seconds:g} s of speech per call")
     for r in rows:
         dec = f"  decode {r['decode_x_real_time_per_core']:7.2f} x RT" if "decode_x_real_time_per_core" in r else ""
-        print(f"  {r['codec']:<11} {r['params_millions']:5.1f}M  {r['frame_rate']:5g} Hz x {r['num_codebooks']:2d}"
-              f"  encode {r['encode_x_real_time_per_core']:7.2f} x RT{dec}")
+        print(
+            f"  {r['codec']:<11} {r['params_millions']:5.1f}M  {r['frame_rate']:5g} Hz x {r['num_codebooks']:2d}"
+            f"  encode {r['encode_x_real_time_per_core']:7.2f} x RT{dec}"
+        )
     return 0
 
 

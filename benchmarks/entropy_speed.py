@@ -92,9 +92,12 @@ def store_bits(path: str) -> dict[str, float | int]:
         x = store.read_numpy(u)  # (K, T)
         coded += len(encode(x, model))
         codes += x.size
-    return {"store_utterances": len(ids), "store_coded_frames": codes // store.codec.num_codebooks,
-            "store_held_out_bits_per_code": coded * 8 / codes,
-            "store_nominal_bits": store.bits}
+    return {
+        "store_utterances": len(ids),
+        "store_coded_frames": codes // store.codec.num_codebooks,
+        "store_held_out_bits_per_code": coded * 8 / codes,
+        "store_nominal_bits": store.bits,
+    }
 
 
 def main() -> None:
@@ -110,8 +113,7 @@ def main() -> None:
     a, b = lyra_codes()
     both = np.concatenate([a, b], axis=1)  # (46, T1 + T2)
     lyra = HuffmanModel.fit([a, b], 16)
-    held_out = [len(encode(y, HuffmanModel.fit([x], 16))) * 8 / y.size
-                for x, y in ((a, b), (b, a))]
+    held_out = [len(encode(y, HuffmanModel.fit([x], 16))) * 8 / y.size for x, y in ((a, b), (b, a))]
     rng = np.random.default_rng(0)
     orders = np.stack([rng.permutation(1024) for _ in range(12)])
     dac = HuffmanModel.fit([zipf_codes(rng, 12, 1024, 50_000, orders)], 1024)
@@ -119,24 +121,31 @@ def main() -> None:
     for frames in args.frames:
         rows.append(measure("lyra 46x16", tile(both, frames), lyra, 4, args.repeat))
         rows.append(measure("dac 12x1024", zipf_codes(rng, 12, 1024, frames, orders), dac, 10, args.repeat))
-    summary = {"lyra_frames": both.shape[1], "lyra_held_out_bits_per_code": float(np.mean(held_out)),
-               "rows": rows}
+    summary = {"lyra_frames": both.shape[1], "lyra_held_out_bits_per_code": float(np.mean(held_out)), "rows": rows}
     if args.store:
         summary.update(store_bits(args.store))
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"Lyra: {both.shape[1]} real frames (2 files), tiled; held out (fit on one file, code the other): "
-          f"{summary['lyra_held_out_bits_per_code']:.3f} bits/code")
+    print(
+        f"Lyra: {both.shape[1]} real frames (2 files), tiled; held out (fit on one file, code the other): "
+        f"{summary['lyra_held_out_bits_per_code']:.3f} bits/code"
+    )
     if args.store:
-        print(f"{args.store}: {summary['store_utterances']} utterances; held out ({summary['store_coded_frames']} "
-              f"frames coded one utterance at a time): {summary['store_held_out_bits_per_code']:.3f} bits/code "
-              f"(nominal {summary['store_nominal_bits']})")
-    print(f"{'input':12s} {'frames':>7s} {'bits/code':>9s} {'nominal':>7s} {'encode f/s':>11s} "
-          f"{'decode f/s':>11s} {'pack f/s':>11s} {'unpack f/s':>11s}")
+        print(
+            f"{args.store}: {summary['store_utterances']} utterances; held out ({summary['store_coded_frames']} "
+            f"frames coded one utterance at a time): {summary['store_held_out_bits_per_code']:.3f} bits/code "
+            f"(nominal {summary['store_nominal_bits']})"
+        )
+    print(
+        f"{'input':12s} {'frames':>7s} {'bits/code':>9s} {'nominal':>7s} {'encode f/s':>11s} "
+        f"{'decode f/s':>11s} {'pack f/s':>11s} {'unpack f/s':>11s}"
+    )
     for r in rows:
-        print(f"{r['input']:12s} {r['frames']:7d} {r['bits_per_code']:9.3f} {r['nominal_bits']:7d} "
-              f"{r['encode_fps']:11,.0f} {r['decode_fps']:11,.0f} {r['pack_fps']:11,.0f} {r['unpack_fps']:11,.0f}")
+        print(
+            f"{r['input']:12s} {r['frames']:7d} {r['bits_per_code']:9.3f} {r['nominal_bits']:7d} "
+            f"{r['encode_fps']:11,.0f} {r['decode_fps']:11,.0f} {r['pack_fps']:11,.0f} {r['unpack_fps']:11,.0f}"
+        )
 
 
 if __name__ == "__main__":

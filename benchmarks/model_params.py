@@ -37,12 +37,20 @@ def main() -> None:
     torch.manual_seed(0)
     k, v = a.codebooks, a.codebook_size
     info = CodecInfo("dac", 16000, 50.0, k, v, {}, config_hash({}))
-    model = build_pretrainer(model=model_config(a.preset), masking=MaskingConfig(),
-                             targets=TargetsConfig(names=a.targets.split(",")), codec=info,
-                             codebook_vectors=torch.randn(k, v, a.codebook_dim) * 0.1, label_classes={})
+    model = build_pretrainer(
+        model=model_config(a.preset),
+        masking=MaskingConfig(),
+        targets=TargetsConfig(names=a.targets.split(",")),
+        codec=info,
+        codebook_vectors=torch.randn(k, v, a.codebook_dim) * 0.1,
+        label_classes={},
+    )
     enc = model.encoder
-    batch = Batch(codes=torch.randint(0, v, (a.batch, k, a.frames)), lengths=torch.full((a.batch,), a.frames),
-                  seeds=torch.arange(a.batch))
+    batch = Batch(
+        codes=torch.randint(0, v, (a.batch, k, a.frames)),
+        lengths=torch.full((a.batch,), a.frames),
+        seeds=torch.arange(a.batch),
+    )
     model.train()
     t0 = time.perf_counter()
     out = model(batch)
@@ -78,12 +86,18 @@ def main() -> None:
     if a.json:
         print(json.dumps(row))
         return
-    print(f"{a.preset}: encoder {row['encoder_params'] / 1e6:.1f}M parameters "
-          f"(backbone {row['backbone_params'] / 1e6:.1f}M + tables {k}x{v}x{a.codebook_dim} = "
-          f"{row['embedding_table_params'] / 1e6:.1f}M); pre-trainer with heads {row['pretrainer_params'] / 1e6:.1f}M")
-    print(f"one batch {a.batch} x {a.frames} frames (K={k}): forward {row['forward_s']:.2f} s, "
-          f"backward {row['backward_s']:.2f} s on CPU ({row['threads']} threads); loss {row['loss']:.3f}")
-    print(f"embedding sum: fused lookup {row['embed_ms']:.1f} ms vs {k} separate lookups {row['naive_embed_ms']:.1f} ms")
+    print(
+        f"{a.preset}: encoder {row['encoder_params'] / 1e6:.1f}M parameters "
+        f"(backbone {row['backbone_params'] / 1e6:.1f}M + tables {k}x{v}x{a.codebook_dim} = "
+        f"{row['embedding_table_params'] / 1e6:.1f}M); pre-trainer with heads {row['pretrainer_params'] / 1e6:.1f}M"
+    )
+    print(
+        f"one batch {a.batch} x {a.frames} frames (K={k}): forward {row['forward_s']:.2f} s, "
+        f"backward {row['backward_s']:.2f} s on CPU ({row['threads']} threads); loss {row['loss']:.3f}"
+    )
+    print(
+        f"embedding sum: fused lookup {row['embed_ms']:.1f} ms vs {k} separate lookups {row['naive_embed_ms']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

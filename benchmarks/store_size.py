@@ -29,8 +29,7 @@ def measure(hours: float, levels: int, workers: int, root: Path) -> dict[str, fl
     if not (corpus / "all.jsonl").is_file():
         synth_corpus(corpus, SynthOptions(hours=hours, speakers=16, seed=1, workers=workers), progress=False)
     store = root / f"lyra{levels}-{hours:g}h"
-    tokenize([str(corpus / "all.jsonl")], store, TokenizeOptions(num_codebooks=levels, workers=workers),
-             progress=False)
+    tokenize([str(corpus / "all.jsonl")], store, TokenizeOptions(num_codebooks=levels, workers=workers), progress=False)
     info = TokenStore.open(store).info()
     fixed = (store / "codebooks.safetensors").stat().st_size + (store / "meta.json").stat().st_size
     shards = sum(p.stat().st_size for p in (store / "shards").iterdir() if not p.name.startswith("."))
@@ -66,10 +65,12 @@ def main() -> None:
         return
     print(f"Lyra v2 at {args.levels} levels, synthetic speech, all files of the store counted:")
     for r in rows:
-        print(f"  {r['hours']:6.2f} h  {r['utterances']:6d} utts  {r['bytes']:>12,} B  {r['kbps']:6.3f} kbps "
-              f"(codes {r['codes_kbps']:.3f}; x{r['ratio_to_nominal']:.3f} of nominal {r['nominal_kbps']:.1f})  "
-              f"fixed {r['fixed_bytes']:,} B  index {r['index_bytes_per_utterance']:.0f} B/utt  "
-              f"{r['ratio_to_source_flac']:.1f}x smaller than FLAC, {r['ratio_to_pcm16']:.1f}x than PCM16")
+        print(
+            f"  {r['hours']:6.2f} h  {r['utterances']:6d} utts  {r['bytes']:>12,} B  {r['kbps']:6.3f} kbps "
+            f"(codes {r['codes_kbps']:.3f}; x{r['ratio_to_nominal']:.3f} of nominal {r['nominal_kbps']:.1f})  "
+            f"fixed {r['fixed_bytes']:,} B  index {r['index_bytes_per_utterance']:.0f} B/utt  "
+            f"{r['ratio_to_source_flac']:.1f}x smaller than FLAC, {r['ratio_to_pcm16']:.1f}x than PCM16"
+        )
 
 
 if __name__ == "__main__":

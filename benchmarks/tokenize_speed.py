@@ -47,8 +47,9 @@ def encode_speed(codec, wav: np.ndarray, repeats: int = 2) -> float:
     return len(wav) / codec.sample_rate / best
 
 
-def read_speed(k: int, v: int, source: np.ndarray | None = None, coding: str = "auto", utterances: int = 2000,
-               frames: int = 500) -> dict[str, float]:
+def read_speed(
+    k: int, v: int, source: np.ndarray | None = None, coding: str = "auto", utterances: int = 2000, frames: int = 500
+) -> dict[str, float]:
     """Reads from a store of `utterances` x `frames`: crops of `source (K, N)` codes (real ones, so that
     entropy coding applies as it would), or uniform random codes (always bit-packed)."""
     from codec2vec.codecs.base import CodecInfo, config_hash
@@ -112,9 +113,11 @@ def main() -> None:
     print(f"  dac 16 kHz (12 x 1024, random init) {results['dac16k_x_real_time_per_core']:8.1f} x real time")
     for name in ("store_read_lyra_entropy_coded", "store_read_lyra_bit_packed", "store_read_dac16k_bit_packed"):
         r = results[name]
-        print(f"  {name:<34} {r['sequential_frames_per_s']:,.0f} frames/s sequential, "
-              f"{r['random_crop_frames_per_s']:,.0f} frames/s in random 100-frame crops, "
-              f"{r['bits_per_code']:.3f} bits/code")
+        print(
+            f"  {name:<34} {r['sequential_frames_per_s']:,.0f} frames/s sequential, "
+            f"{r['random_crop_frames_per_s']:,.0f} frames/s in random 100-frame crops, "
+            f"{r['bits_per_code']:.3f} bits/code"
+        )
 
 
 if __name__ == "__main__":

@@ -40,13 +40,26 @@ def test_every_config_loads_round_trips_and_builds(path: Path) -> None:
     # A YAML file is a serialized dataclass: dump -> load gives the same config.
     assert config_from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
     k, v, d = CODEC_SHAPES[cfg.data.codec]
-    info = CodecInfo(name=cfg.data.codec, sample_rate=16000, frame_rate=50.0, num_codebooks=k, codebook_size=v,
-                     config={}, config_hash=config_hash({}))
+    info = CodecInfo(
+        name=cfg.data.codec,
+        sample_rate=16000,
+        frame_rate=50.0,
+        num_codebooks=k,
+        codebook_size=v,
+        config={},
+        config_hash=config_hash({}),
+    )
     label_classes = {cfg.targets.clusters_labels: 100} if "clusters" in cfg.targets.names else {}
     torch.manual_seed(0)
     with torch.device("meta"):  # sizes only: building base models for real costs seconds each
-        model = build_pretrainer(model=cfg.model, masking=cfg.masking, targets=cfg.targets, codec=info,
-                                 codebook_vectors=None, label_classes=label_classes)
+        model = build_pretrainer(
+            model=cfg.model,
+            masking=cfg.masking,
+            targets=cfg.targets,
+            codec=info,
+            codebook_vectors=None,
+            label_classes=label_classes,
+        )
     assert [t.name for t in model.targets] == cfg.targets.names
     n = count_parameters(model.encoder.transformer)
     expected = {"tiny": (0.3e6, 2e6), "base": (80e6, 100e6), "large": (250e6, 400e6)}[cfg.preset]
@@ -74,8 +87,12 @@ def test_overrides_convert_types_and_shorthands() -> None:
     assert cfg.targets.names == ["reconstruction", "online"]
     assert cfg.targets.weights == {"reconstruction": 1.0, "online": 0.5}
     assert cfg.targets.online_freeze_teacher_step == 500
-    assert load_config(CONFIGS[0], ["targets.online_freeze_teacher_step=none"]).targets.online_freeze_teacher_step is None
-    assert load_config(CONFIGS[0], ["targets.weights.online=0.25", "targets=reconstruction,online"]).targets.weights == {}
+    assert (
+        load_config(CONFIGS[0], ["targets.online_freeze_teacher_step=none"]).targets.online_freeze_teacher_step is None
+    )
+    assert (
+        load_config(CONFIGS[0], ["targets.weights.online=0.25", "targets=reconstruction,online"]).targets.weights == {}
+    )
     # The overrides do not touch the dict they were applied to.
     d = {"train": {"steps": 5}}
     apply_overrides(d, ["train.steps=7"])

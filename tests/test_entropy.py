@@ -30,8 +30,13 @@ def _entropy_bits(x: np.ndarray) -> float:
 
 
 @settings(max_examples=60, deadline=None)
-@given(k=st.integers(1, 48), v=st.sampled_from([2, 16, 1024, 2048]), t=st.integers(0, 300),
-       skew=st.sampled_from([0.0, 1.0, 2.5]), seed=st.integers(0, 2**32 - 1))
+@given(
+    k=st.integers(1, 48),
+    v=st.sampled_from([2, 16, 1024, 2048]),
+    t=st.integers(0, 300),
+    skew=st.sampled_from([0.0, 1.0, 2.5]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_round_trip_is_exact(k: int, v: int, t: int, skew: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     model = HuffmanModel.fit([_sample(rng, k, v, 200, skew)], v)  # fitted on other data: unseen symbols too
@@ -81,7 +86,7 @@ def test_canonical_codes_are_prefix_free(v: int, max_len: int) -> None:
         hi = lo + (np.int64(1) << (16 - lens))
         order = np.argsort(lo)
         assert (hi[order][:-1] <= lo[order][1:]).all()
-        assert (2.0 ** -lens).sum() <= 1.0
+        assert (2.0**-lens).sum() <= 1.0
 
 
 def _huffman_cost(w: list[int]) -> int:
@@ -100,14 +105,17 @@ def test_package_merge_is_optimal() -> None:
     for _ in range(30):  # without a binding limit (a Huffman tree is at most n - 1 deep): Huffman's cost
         w = rng.integers(1, 10_000, size=int(rng.integers(2, 300))) ** 2
         lens = _package_merge(w, w.size - 1)
-        assert int((lens * w).sum()) == _huffman_cost(w.tolist()) and (2.0 ** -lens).sum() == 1.0
+        assert int((lens * w).sum()) == _huffman_cost(w.tolist()) and (2.0**-lens).sum() == 1.0
     for _ in range(30):  # with a binding limit: the best of all length vectors, by brute force
         n, limit = int(rng.integers(2, 7)), 3
         w = rng.integers(1, 1000, size=n) ** 3
-        if n > 2 ** limit:
+        if n > 2**limit:
             continue
-        best = min(sum(int(a) * b for a, b in zip(w, ls)) for ls in itertools.product(range(1, limit + 1), repeat=n)
-                   if sum(2.0 ** -x for x in ls) <= 1.0)
+        best = min(
+            sum(int(a) * b for a, b in zip(w, ls))
+            for ls in itertools.product(range(1, limit + 1), repeat=n)
+            if sum(2.0**-x for x in ls) <= 1.0
+        )
         lens = _package_merge(w, limit)
         assert lens.max() <= limit and int((lens * w).sum()) == best
 

@@ -51,8 +51,12 @@ def _store(root: Path, n_utts: int = 12) -> TokenStore:
     with store.writer() as w:
         for i in range(n_utts):
             t = 30 + 7 * i
-            w.add(f"u{i:02d}", torch.randint(0, V, (2, t), generator=g), seconds=t / 50,
-                  extra={"split": "train" if i % 3 else "dev"})
+            w.add(
+                f"u{i:02d}",
+                torch.randint(0, V, (2, t), generator=g),
+                seconds=t / 50,
+                extra={"split": "train" if i % 3 else "dev"},
+            )
     return TokenStore.open(root / "store")
 
 
@@ -68,8 +72,10 @@ def test_sampling_is_bounded_and_seeded(tmp_path: Path) -> None:
 
 def test_codec_source_labels_follow_the_latent_and_fit_only_on_train(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    summary = run_kmeans(str(tmp_path / "store"), KMeansOptions(clusters=V, sample_frames=2000, name="km",
-                                                                split_field="split", backend="sklearn"))
+    summary = run_kmeans(
+        str(tmp_path / "store"),
+        KMeansOptions(clusters=V, sample_frames=2000, name="km", split_field="split", backend="sklearn"),
+    )
     assert summary["fit_utterances"] == 8 and summary["utterances"] == 12
     store = TokenStore.open(tmp_path / "store")
     labels = store.labels("km")
@@ -83,14 +89,17 @@ def test_cli_writes_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     from codec2vec.cli import main
 
     _store(tmp_path)
-    rc = main(["kmeans", str(tmp_path / "store"), "--clusters", "4", "--sample-frames", "500", "--name", "k4",
-               "--json"])
+    rc = main(
+        ["kmeans", str(tmp_path / "store"), "--clusters", "4", "--sample-frames", "500", "--name", "k4", "--json"]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["name"] == "k4" and out["clusters"] == 4
     assert "k4" in TokenStore.open(tmp_path / "store").label_names()
-    assert main(["kmeans", str(tmp_path / "store"), "--clusters", "4", "--split-field", "split",
-                 "--fit-split", "nope"]) == 2  # a clear error, not a traceback
+    assert (
+        main(["kmeans", str(tmp_path / "store"), "--clusters", "4", "--split-field", "split", "--fit-split", "nope"])
+        == 2
+    )  # a clear error, not a traceback
 
 
 def test_checkpoint_layer_source(tmp_path: Path) -> None:
@@ -103,11 +112,16 @@ def test_checkpoint_layer_source(tmp_path: Path) -> None:
     from codec2vec.model import Codec2VecEncoder
 
     torch.manual_seed(0)
-    enc = Codec2VecEncoder(config=cfg.model, num_codebooks=2, codebook_size=V,
-                           codebook_vectors=store.codebook_vectors())
+    enc = Codec2VecEncoder(
+        config=cfg.model, num_codebooks=2, codebook_size=V, codebook_vectors=store.codebook_vectors()
+    )
     weights = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
-    ckpt = save_checkpoint(tmp_path / "ckpt", weights=weights, state={},
-                           meta={"config": config_to_dict(cfg), "codec": store.codec.to_dict(), "step": 0})
+    ckpt = save_checkpoint(
+        tmp_path / "ckpt",
+        weights=weights,
+        state={},
+        meta={"config": config_to_dict(cfg), "codec": store.codec.to_dict(), "step": 0},
+    )
     loaded, _ = load_model(ckpt)
     src = FeatureSource(store, f"{ckpt}:2")
     assert src.layer == 2 and src.dim == cfg.model.dim
@@ -116,8 +130,9 @@ def test_checkpoint_layer_source(tmp_path: Path) -> None:
     with torch.no_grad():
         ref, _ = loaded(store[uid][None], torch.tensor([store.num_frames(uid)]))
     torch.testing.assert_close(feats[uid], ref[2][0], atol=1e-4, rtol=1e-4)
-    summary = run_kmeans(str(tmp_path / "store"), KMeansOptions(source=str(ckpt), clusters=5, name="km2",
-                                                                backend="sklearn"))
+    summary = run_kmeans(
+        str(tmp_path / "store"), KMeansOptions(source=str(ckpt), clusters=5, name="km2", backend="sklearn")
+    )
     assert summary["layer"] == cfg.model.num_layers // 2
     assert len(TokenStore.open(tmp_path / "store").labels("km2")) == 4
 

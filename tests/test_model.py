@@ -80,8 +80,12 @@ def test_frozen_tables_and_from_state_dict() -> None:
     enc = _encoder(freeze_embeddings=True)
     assert not enc.table.requires_grad and enc.proj.weight.requires_grad
     again = Codec2VecEncoder.from_state_dict(
-        {f"encoder.{k}": v for k, v in enc.state_dict().items()}, config=enc.config, num_codebooks=K,
-        codebook_size=V, prefix="encoder.")
+        {f"encoder.{k}": v for k, v in enc.state_dict().items()},
+        config=enc.config,
+        num_codebooks=K,
+        codebook_size=V,
+        prefix="encoder.",
+    )
     assert again.codebook_dim == 12 and torch.equal(again.table, enc.table)
 
 
@@ -93,8 +97,9 @@ def test_backward_reaches_tables() -> None:
 
 
 def test_base_preset_has_hubert_base_size() -> None:
-    enc = Codec2VecEncoder(config=model_config("base"), num_codebooks=12, codebook_size=1024,
-                           codebook_vectors=torch.zeros(12, 1024, 1024))  # DAC-16k: 12 x 1024, latent 1024
+    enc = Codec2VecEncoder(
+        config=model_config("base"), num_codebooks=12, codebook_size=1024, codebook_vectors=torch.zeros(12, 1024, 1024)
+    )  # DAC-16k: 12 x 1024, latent 1024
     backbone = count_parameters(enc) - enc.table.numel()
     assert 88e6 < backbone < 97e6  # HuBERT Base without its waveform CNN (~90M + positional conv)
     assert 95e6 < count_parameters(enc) < 110e6  # + the 12 x 1024 x 1024 codec-initialised tables
@@ -120,8 +125,9 @@ def test_codebook_initialised_sum_equals_lyra_quantized_latent() -> None:
     wav, sr = sf.read("/work/shared/speech/lyra_sample1_16kHz.wav", dtype="float32", frames=16000)
     assert sr == 16000
     codes, _ = codec.encode(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))  # (1, 12, 50)
-    enc = Codec2VecEncoder(config=model_config("tiny"), num_codebooks=12, codebook_size=16,
-                           codebook_vectors=codec.codebook_vectors()[:12])
+    enc = Codec2VecEncoder(
+        config=model_config("tiny"), num_codebooks=12, codebook_size=16, codebook_vectors=codec.codebook_vectors()[:12]
+    )
     with torch.no_grad():
         ours = enc.embed(codes)[0].numpy()  # (T, 64)
     theirs = codec.quantized_latent(codes[0].numpy())  # (T, 64)

@@ -42,9 +42,15 @@ def test_exact_bit_width() -> None:
 
 
 @settings(max_examples=15, deadline=None)
-@given(lengths=st.lists(st.integers(0, 60), min_size=1, max_size=8), seed=st.integers(0, 2**31),
-       k=st.integers(1, 12), v=st.sampled_from([2, 16, 1000, 1024, 2048]))
-def test_store_round_trip(tmp_path_factory: pytest.TempPathFactory, lengths: list[int], seed: int, k: int, v: int) -> None:
+@given(
+    lengths=st.lists(st.integers(0, 60), min_size=1, max_size=8),
+    seed=st.integers(0, 2**31),
+    k=st.integers(1, 12),
+    v=st.sampled_from([2, 16, 1000, 1024, 2048]),
+)
+def test_store_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, lengths: list[int], seed: int, k: int, v: int
+) -> None:
     root = tmp_path_factory.mktemp("store")
     rng = np.random.default_rng(seed)
     store = TokenStore.create(root / "s", _info(k, v), torch.randn(k, v, 3))
@@ -178,7 +184,11 @@ def test_meta_is_self_describing(tmp_path: Path) -> None:
 def test_low_rank_codebooks_are_stored_as_exact_factors(tmp_path: Path) -> None:
     """DAC-like tables (a small codebook projected to a wide latent, plus bias) are kept as factors."""
     g = torch.Generator().manual_seed(0)
-    small, proj, bias = torch.randn(3, 256, 6, generator=g), torch.randn(3, 6, 512, generator=g), torch.randn(3, 1, 512, generator=g)
+    small, proj, bias = (
+        torch.randn(3, 256, 6, generator=g),
+        torch.randn(3, 6, 512, generator=g),
+        torch.randn(3, 1, 512, generator=g),
+    )
     table = small @ proj + bias  # (K, V, D), rank <= 7 per level
     store = TokenStore.create(tmp_path / "s", _info(3, 256), table)
     back = store.codebook_vectors()

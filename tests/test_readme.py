@@ -31,8 +31,9 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     script, _ = main_job.split()[1:3]
     env = dict(os.environ, QUICKSTART_HOURS="0.03", QUICKSTART_STEPS="20")
     out = tmp_path / "qs"
-    proc = subprocess.run(["bash", str(ROOT / script), str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(ROOT / script), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r.get("split") != "dev"]

@@ -37,15 +37,26 @@ def _batch(b: int = 6, t: int = 90, seed: int = 0, cycle: bool = True) -> Batch:
     codes = ((ph[:, None, :] * K + torch.arange(K)[None, :, None]) % V).long()  # (B, K, T)
     lengths = torch.randint(t // 2, t + 1, (b,), generator=g)
     lengths[0] = t
-    return Batch(codes=codes, lengths=lengths, seeds=torch.randint(0, 2**62, (b,), generator=g),
-                 labels={"km": ph}, ids=[f"u{i}" for i in range(b)])
+    return Batch(
+        codes=codes,
+        lengths=lengths,
+        seeds=torch.randint(0, 2**62, (b,), generator=g),
+        labels={"km": ph},
+        ids=[f"u{i}" for i in range(b)],
+    )
 
 
 def _pretrainer(names: list[str], **tkw: object):
     torch.manual_seed(0)
     model = model_config("tiny", dropout=0.0, attention_dropout=0.0, input_dropout=0.0, quantizer_dropout=0.0)
-    return build_pretrainer(model=model, masking=MaskingConfig(), targets=TargetsConfig(names=names, **tkw),
-                            codec=INFO, codebook_vectors=torch.randn(K, V, 8), label_classes={"km": 10})
+    return build_pretrainer(
+        model=model,
+        masking=MaskingConfig(),
+        targets=TargetsConfig(names=names, **tkw),
+        codec=INFO,
+        codebook_vectors=torch.randn(K, V, 8),
+        label_classes={"km": 10},
+    )
 
 
 def test_reconstruction_labels_are_the_codes_at_masked_frames() -> None:
@@ -68,8 +79,10 @@ def test_split_batch_sums_equal_the_whole_batch() -> None:
     """Per-utterance masks + summed losses: two halves (two DDP ranks) add up to the full batch."""
     pt = _pretrainer(["reconstruction", "clusters"], weights={"clusters": 0.5}).eval()
     full = _batch(b=6)
-    halves = [Batch(codes=full.codes[s], lengths=full.lengths[s], seeds=full.seeds[s],
-                    labels={"km": full.labels["km"][s]}) for s in (slice(0, 3), slice(3, 6))]
+    halves = [
+        Batch(codes=full.codes[s], lengths=full.lengths[s], seeds=full.seeds[s], labels={"km": full.labels["km"][s]})
+        for s in (slice(0, 3), slice(3, 6))
+    ]
     with torch.no_grad():
         whole, parts = pt(full), [pt(h) for h in halves]
     for name in ("reconstruction", "clusters"):
@@ -83,8 +96,14 @@ def test_split_batch_sums_equal_the_whole_batch() -> None:
 
 def test_clusters_need_their_label_set() -> None:
     with pytest.raises(ConfigError, match="kmeans"):
-        build_pretrainer(model=model_config("tiny"), masking=MaskingConfig(), targets=TargetsConfig(names=["clusters"]),
-                         codec=INFO, codebook_vectors=torch.randn(K, V, 8), label_classes={})
+        build_pretrainer(
+            model=model_config("tiny"),
+            masking=MaskingConfig(),
+            targets=TargetsConfig(names=["clusters"]),
+            codec=INFO,
+            codebook_vectors=torch.randn(K, V, 8),
+            label_classes={},
+        )
     with pytest.raises(ConfigError):
         _pretrainer(["reconstruction", "nope"])
 

@@ -72,7 +72,9 @@ def test_bad_inputs_are_rejected_with_reasons(tmp_path: Path, bad_corpus: Path) 
     assert "Traceback" not in proc.stderr
     s = TokenStore.open(store)
     assert sorted(s.ids()) == ["lyra_sample1_16kHz", "lyra_sample1_8kHz", "lyra_sample2_16kHz"]
-    rejects = {Path(r["path"]).name: r["reason"] for r in map(json.loads, (store / "rejects.jsonl").read_text().splitlines())}
+    rejects = {
+        Path(r["path"]).name: r["reason"] for r in map(json.loads, (store / "rejects.jsonl").read_text().splitlines())
+    }
     assert set(rejects) == {"truncated.wav", "empty.wav", "notes.wav", "nan.wav"}
     assert "truncated" in rejects["truncated.wav"]
     assert "empty" in rejects["empty.wav"]
@@ -99,7 +101,11 @@ def test_sigkill_then_resume_equals_one_go(tmp_path: Path, speech_corpus: Path) 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*CLI, *args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((killed / "shards").glob("*.c2s"))) < 3 if (killed / "shards").exists() else True:
+    while (
+        time.time() < deadline and len(list((killed / "shards").glob("*.c2s"))) < 3
+        if (killed / "shards").exists()
+        else True
+    ):
         time.sleep(0.005)
         if proc.poll() is not None:
             break
@@ -112,8 +118,14 @@ def test_sigkill_then_resume_equals_one_go(tmp_path: Path, speech_corpus: Path) 
     final = TokenStore.open(killed)
     rej = (killed / "rejects.jsonl").read_text() if (killed / "rejects.jsonl").exists() else ""
     from codec2vec.audio import scan_sources
+
     missing = {i.id for i in scan_sources([corpus])} - set(final.ids())
-    assert len(final) == len(set(final.ids())) == 192, (rej, len(partial), missing, sorted(os.listdir(killed / "shards")))
+    assert len(final) == len(set(final.ids())) == 192, (
+        rej,
+        len(partial),
+        missing,
+        sorted(os.listdir(killed / "shards")),
+    )
     assert final.verify() == []
     same_codes(killed, tmp_path / "one_go")
 
@@ -156,6 +168,13 @@ def test_verify_names_a_damaged_shard_and_codec_mismatch_is_refused(tmp_path: Pa
     assert proc.returncode != 0 and shard.name in proc.stderr
     proc = run("decode", str(store), "--out", str(tmp_path / "a"), check=False)
     assert proc.returncode == 2 and "checksum" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run("tokenize", str(speech_dir / "lyra_sample2_16kHz.wav"), "--out", str(store), "--num-codebooks", "16",
-               check=False)
+    proc = run(
+        "tokenize",
+        str(speech_dir / "lyra_sample2_16kHz.wav"),
+        "--out",
+        str(store),
+        "--num-codebooks",
+        "16",
+        check=False,
+    )
     assert proc.returncode == 2 and "not lyra" in proc.stderr

@@ -27,8 +27,15 @@ def make_store(path: Path, n: int = 40, seed: int = 0, splits: bool = False):
     so masked frames are predictable from context."""
     from codec2vec.store import TokenStore
 
-    info = CodecInfo(name="lyra", sample_rate=16000, frame_rate=50.0, num_codebooks=K, codebook_size=V,
-                     config={"fake": True}, config_hash=config_hash({"fake": True}))
+    info = CodecInfo(
+        name="lyra",
+        sample_rate=16000,
+        frame_rate=50.0,
+        num_codebooks=K,
+        codebook_size=V,
+        config={"fake": True},
+        config_hash=config_hash({"fake": True}),
+    )
     g = torch.Generator().manual_seed(seed)
     store = TokenStore.create(path, info, torch.randn(K, V, 12, generator=g))
     with store.writer() as w:
@@ -37,8 +44,9 @@ def make_store(path: Path, n: int = 40, seed: int = 0, splits: bool = False):
             seg = torch.randint(4, 13, (t,), generator=g)
             phones = torch.randint(0, V, (t,), generator=g).repeat_interleave(seg)[:t]  # (T,)
             speaker = torch.randint(0, V, (K - 4,), generator=g)
-            codes = torch.cat([speaker[:, None].expand(K - 4, t),
-                               torch.stack([(phones * (k + 1) + k) % V for k in range(4)])])  # (K, T)
+            codes = torch.cat(
+                [speaker[:, None].expand(K - 4, t), torch.stack([(phones * (k + 1) + k) % V for k in range(4)])]
+            )  # (K, T)
             extra = {"split": "dev" if i % 8 == 0 else "train"} if splits else {}
             w.add(f"utt{i:03d}", codes, seconds=t / 50.0, extra=extra)
     return TokenStore.open(path)
@@ -52,15 +60,37 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(store: Path, run: Path, *extra: str) -> PretrainConfig:
-    return load_config(None, [
-        f"data.store={store}", f"run.dir={run}", "data.crop_frames=100", "data.batch_frames=400",
-        "data.dev_fraction=0.15", "data.min_frames=8", "train.device=cpu", "train.lr=2e-3", "train.warmup_steps=5",
-        "train.log_every=1", "train.eval_every=10", "train.ckpt_every=10", "train.keep_checkpoints=0",
-        "run.progress=off", "model.num_layers=2", "model.dim=64", "model.ffn_dim=128", "model.num_heads=2",
-        "model.conv_pos_kernel=8", "model.conv_pos_groups=2", "targets.online_top_k=2",
-        "targets.online_codewords=16", "targets.online_ema_start=0.9", "targets.online_ema_end=0.99",
-        "targets.online_ema_anneal_steps=20", *extra,
-    ])
+    return load_config(
+        None,
+        [
+            f"data.store={store}",
+            f"run.dir={run}",
+            "data.crop_frames=100",
+            "data.batch_frames=400",
+            "data.dev_fraction=0.15",
+            "data.min_frames=8",
+            "train.device=cpu",
+            "train.lr=2e-3",
+            "train.warmup_steps=5",
+            "train.log_every=1",
+            "train.eval_every=10",
+            "train.ckpt_every=10",
+            "train.keep_checkpoints=0",
+            "run.progress=off",
+            "model.num_layers=2",
+            "model.dim=64",
+            "model.ffn_dim=128",
+            "model.num_heads=2",
+            "model.conv_pos_kernel=8",
+            "model.conv_pos_groups=2",
+            "targets.online_top_k=2",
+            "targets.online_codewords=16",
+            "targets.online_ema_start=0.9",
+            "targets.online_ema_end=0.99",
+            "targets.online_ema_anneal_steps=20",
+            *extra,
+        ],
+    )
 
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
@@ -148,8 +178,12 @@ def test_checkpoint_is_verified_and_loads_the_encoder(store_path: Path, tmp_path
     # Resuming with a different model is refused, naming the key; freezing the teacher later is allowed.
     with pytest.raises(ConfigError, match="model.num_layers"):
         pretrain(tiny_config(store_path, run, "train.steps=12", "model.num_layers=3"))
-    assert pretrain(tiny_config(store_path, run, "train.steps=11", "train.eval_every=0",
-                                "targets.online_freeze_teacher_step=5"))["steps_run"] == 1
+    assert (
+        pretrain(
+            tiny_config(store_path, run, "train.steps=11", "train.eval_every=0", "targets.online_freeze_teacher_step=5")
+        )["steps_run"]
+        == 1
+    )
     # A partial checkpoint (temporary name) is never picked up; a flipped byte is reported by file name.
     (run / "checkpoints" / ".tmp-step-00000015-1").mkdir()
     assert list_checkpoints(run)[-1].name == "step-00000011"
@@ -170,8 +204,15 @@ def test_short_run_learns_and_writes_metrics(tmp_path: Path) -> None:
 
     make_store(tmp_path / "store", n=300)  # many 'speakers': memorising the training set does not pay
     run = tmp_path / "run"
-    cfg = tiny_config(tmp_path / "store", run, "train.steps=60", "train.eval_every=30", "train.ckpt_every=60",
-                      "train.log_every=5", "data.dev_fraction=0.1")
+    cfg = tiny_config(
+        tmp_path / "store",
+        run,
+        "train.steps=60",
+        "train.eval_every=30",
+        "train.ckpt_every=60",
+        "train.log_every=5",
+        "data.dev_fraction=0.1",
+    )
     summary = pretrain(cfg)
     train_rows, dev_rows = read_metrics(run)
     assert [r["step"] for r in train_rows] == list(range(5, 61, 5))
@@ -199,8 +240,12 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(store_path: 
     run.mkdir()
     save_config(cfg, tmp_path / "killed.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen([sys.executable, "-m", "codec2vec", "pretrain", str(tmp_path / "killed.yaml")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codec2vec", "pretrain", str(tmp_path / "killed.yaml")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     first = run / "checkpoints" / "step-00000008" / "meta.json"
     deadline = time.time() + 240
     while not first.exists() and proc.poll() is None and time.time() < deadline:
@@ -224,18 +269,39 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(store_path: 
 def test_torchrun_two_processes_match_one(store_path: Path, tmp_path: Path) -> None:
     from codec2vec.train import pretrain
 
-    extra = ("train.steps=6", "train.ckpt_every=6", "train.eval_every=6", "targets=reconstruction,online",
-             "model.dropout=0", "model.attention_dropout=0", "model.input_dropout=0", "model.layer_drop=0",
-             "train.accum_steps=2")
+    extra = (
+        "train.steps=6",
+        "train.ckpt_every=6",
+        "train.eval_every=6",
+        "targets=reconstruction,online",
+        "model.dropout=0",
+        "model.attention_dropout=0",
+        "model.input_dropout=0",
+        "model.layer_drop=0",
+        "train.accum_steps=2",
+    )
     single = tiny_config(store_path, tmp_path / "one", *extra)
     pretrain(single)
     cfg = tiny_config(store_path, tmp_path / "two", *extra)
     save_config(cfg, tmp_path / "two.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "codec2vec", "pretrain", str(tmp_path / "two.yaml")],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "codec2vec",
+            "pretrain",
+            str(tmp_path / "two.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 process(es)" in out.stderr

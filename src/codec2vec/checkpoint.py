@@ -51,7 +51,9 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "meta.json").is_file()]
+    found = [
+        (int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "meta.json").is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -111,7 +113,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{p}: unreadable ({e})") from None
     if meta.get("format") != FORMAT or int(meta.get("version", -1)) > VERSION:
-        raise CheckpointError(f"{p}: not a {FORMAT} version <= {VERSION} (found {meta.get('format')!r} {meta.get('version')!r})")
+        raise CheckpointError(
+            f"{p}: not a {FORMAT} version <= {VERSION} (found {meta.get('format')!r} {meta.get('version')!r})"
+        )
     return meta
 
 
@@ -138,7 +142,9 @@ def resolve(path: str | Path) -> Path:
     return latest
 
 
-def load_checkpoint(path: str | Path, *, with_state: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, *, with_state: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(weights, state, meta) from a verified checkpoint; `state` is {} when `with_state` is False."""
     import torch
     from safetensors.torch import load_file
@@ -183,6 +189,8 @@ def load_model(path: str | Path) -> tuple[Codec2VecEncoder, dict[str, Any]]:
             prefix="encoder.",
         )
     except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{resolve(path)}/model.safetensors: encoder weights do not fit the config ({e})") from None
+        raise CheckpointError(
+            f"{resolve(path)}/model.safetensors: encoder weights do not fit the config ({e})"
+        ) from None
     encoder.eval()
     return encoder, meta

@@ -34,8 +34,12 @@ def _add_tokenize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, help="I/N: tokenize only the I-th of N slices (0-based)")
     p.add_argument("--shard-seconds", type=float, default=600.0, help="audio seconds per committed shard")
     p.add_argument("--retry-rejects", action="store_true", help="try inputs rejected by an earlier run again")
-    p.add_argument("--coding", default="auto", choices=["auto", "packed"],
-                   help="a new store's shards: entropy-coded when smaller (auto) or exact-width bit packing")
+    p.add_argument(
+        "--coding",
+        default="auto",
+        choices=["auto", "packed"],
+        help="a new store's shards: entropy-coded when smaller (auto) or exact-width bit packing",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -216,7 +220,9 @@ def _run_corpus(args: argparse.Namespace) -> int:
 
 def _add_kmeans(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="token store; the labels are written into it")
-    p.add_argument("--source", default="codec", help="'codec' (quantized latent) or CKPT[:LAYER] (default: middle layer)")
+    p.add_argument(
+        "--source", default="codec", help="'codec' (quantized latent) or CKPT[:LAYER] (default: middle layer)"
+    )
     p.add_argument("--clusters", type=int, default=100)
     p.add_argument("--sample-frames", type=int, default=200_000, help="frames sampled for the fit (bounds memory)")
     p.add_argument("--name", default="km", help="label set name (targets.clusters_labels)")
@@ -230,9 +236,16 @@ def _add_kmeans(p: argparse.ArgumentParser) -> None:
 def _run_kmeans(args: argparse.Namespace) -> int:
     from codec2vec.kmeans import KMeansOptions, run_kmeans
 
-    opts = KMeansOptions(source=args.source, clusters=args.clusters, sample_frames=args.sample_frames,
-                         name=args.name, split_field=args.split_field, fit_split=args.fit_split,
-                         seed=args.seed, backend=args.backend)
+    opts = KMeansOptions(
+        source=args.source,
+        clusters=args.clusters,
+        sample_frames=args.sample_frames,
+        name=args.name,
+        split_field=args.split_field,
+        fit_split=args.fit_split,
+        seed=args.seed,
+        backend=args.backend,
+    )
     summary = run_kmeans(args.store, opts, progress=not args.json)
     if args.json:
         _print_json(summary)
@@ -275,8 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug or an unforeseen case: one line, the traceback on request
         if os.environ.get("CODEC2VEC_DEBUG"):
             raise
-        print(f"codec2vec {args.verb}: unexpected {type(e).__name__}: {e} (set CODEC2VEC_DEBUG=1 for the "
-              "traceback)", file=sys.stderr)
+        print(
+            f"codec2vec {args.verb}: unexpected {type(e).__name__}: {e} (set CODEC2VEC_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -268,7 +268,9 @@ def validate(cfg: PretrainConfig) -> None:
             f"data.crop_frames/min_frames: need 1 <= min_frames <= crop_frames, got {d.min_frames}, {d.crop_frames}"
         )
     if d.batch_frames < d.crop_frames:
-        raise ConfigError(f"data.batch_frames: must hold one crop (>= data.crop_frames={d.crop_frames}), got {d.batch_frames}")
+        raise ConfigError(
+            f"data.batch_frames: must hold one crop (>= data.crop_frames={d.crop_frames}), got {d.batch_frames}"
+        )
     for key in ("steps", "accum_steps", "log_every"):
         if getattr(tr, key) < 1:
             raise ConfigError(f"train.{key}: must be >= 1, got {getattr(tr, key)}")

@@ -43,9 +43,13 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch with its tensors on `device` (seeds stay where they are: masks are drawn on the CPU)."""
-        return Batch(codes=self.codes.to(device, non_blocking=True),
-                     lengths=self.lengths.to(device, non_blocking=True), seeds=self.seeds,
-                     labels={k: v.to(device, non_blocking=True) for k, v in self.labels.items()}, ids=list(self.ids))
+        return Batch(
+            codes=self.codes.to(device, non_blocking=True),
+            lengths=self.lengths.to(device, non_blocking=True),
+            seeds=self.seeds,
+            labels={k: v.to(device, non_blocking=True) for k, v in self.labels.items()},
+            ids=list(self.ids),
+        )
 
 
 def _hash64(*parts: Any) -> int:
@@ -119,15 +123,16 @@ def _open_labels(store: TokenStore, label_names: Sequence[str], ids: Sequence[st
     for n in label_names:
         if n not in have:
             raise StoreError(
-                f"{store.root}: no label set {n!r} (has: {', '.join(have) or 'none'}); "
-                f"run `codec2vec kmeans` first"
+                f"{store.root}: no label set {n!r} (has: {', '.join(have) or 'none'}); run `codec2vec kmeans` first"
             )
     sets = {n: store.labels(n) for n in label_names}
     for n, labels in sets.items():
         missing = [i for i in ids if i not in labels]
         if missing:
-            raise StoreError(f"{store.root}: label set {n!r} covers {len(ids) - len(missing)} of {len(ids)} "
-                             f"utterances (missing e.g. {missing[0]!r}); rerun `codec2vec kmeans --name {n}`")
+            raise StoreError(
+                f"{store.root}: label set {n!r} covers {len(ids) - len(missing)} of {len(ids)} "
+                f"utterances (missing e.g. {missing[0]!r}); rerun `codec2vec kmeans --name {n}`"
+            )
     return sets
 
 
@@ -226,7 +231,9 @@ class CropLoader:
         self._perm = self._permutation(self.epoch)
 
 
-def dev_plan(store: TokenStore, ids: Sequence[str], *, batch_frames: int, crop_frames: int, seed: int) -> list[list[Crop]]:
+def dev_plan(
+    store: TokenStore, ids: Sequence[str], *, batch_frames: int, crop_frames: int, seed: int
+) -> list[list[Crop]]:
     """Fixed evaluation batches: each dev utterance's first `crop_frames` frames, grouped by length."""
     crops = [Crop(i, 0, min(int(store.num_frames(i)), crop_frames), utterance_seed(seed, "dev", i)) for i in ids]
     crops = [c for c in crops if c.stop > 0]

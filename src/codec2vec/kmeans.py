@@ -68,8 +68,10 @@ class FeatureSource:
         if not 0 <= self.layer <= num_layers:
             raise ConfigError(f"--source {source}: layer {self.layer} is outside 0..{num_layers}")
         if self.encoder.num_codebooks != store.codec.num_codebooks:
-            raise ConfigError(f"--source {source}: checkpoint expects K={self.encoder.num_codebooks} codebooks, "
-                              f"the store has K={store.codec.num_codebooks}")
+            raise ConfigError(
+                f"--source {source}: checkpoint expects K={self.encoder.num_codebooks} codebooks, "
+                f"the store has K={store.codec.num_codebooks}"
+            )
         self.dim = int(self.encoder.config.dim)
 
     def describe(self) -> dict[str, Any]:
@@ -105,8 +107,9 @@ class FeatureSource:
             yield uid, h[b, : lengths[b]]
 
 
-def sample_frames(source: FeatureSource, ids: Sequence[str], num_frames: int, *, seed: int = 0,
-                  batch_frames: int = 20_000) -> np.ndarray:
+def sample_frames(
+    source: FeatureSource, ids: Sequence[str], num_frames: int, *, seed: int = 0, batch_frames: int = 20_000
+) -> np.ndarray:
     """About `num_frames` frames `(N, D)` float32 drawn uniformly from `ids` (never more than `num_frames`)."""
     rng = np.random.default_rng(seed)
     ids = [ids[i] for i in rng.permutation(len(ids))]
@@ -133,8 +136,9 @@ def _kmeans_plusplus(x: np.ndarray, clusters: int, seed: int, sample: int = 100_
     return np.ascontiguousarray(centers, dtype=np.float32)
 
 
-def fit_kmeans(x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "auto",
-               max_iter: int = 100) -> tuple[np.ndarray, str]:
+def fit_kmeans(
+    x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "auto", max_iter: int = 100
+) -> tuple[np.ndarray, str]:
     """Fit k-means on `(N, D)` frames -> centroids `(C, D)` float32 and the backend used."""
     if x.shape[0] < clusters:
         raise ConfigError(f"kmeans: {x.shape[0]} sampled frames are fewer than --clusters {clusters}")
@@ -144,11 +148,14 @@ def fit_kmeans(x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "a
             import faiss  # type: ignore[import-not-found]
         except ImportError:
             if backend == "faiss":
-                raise ConfigError("kmeans: --backend faiss, but faiss is not installed (pip install faiss-cpu)") from None
+                raise ConfigError(
+                    "kmeans: --backend faiss, but faiss is not installed (pip install faiss-cpu)"
+                ) from None
         else:
             per = max(256, -(-x.shape[0] // clusters))  # use the whole sample (faiss subsamples to 256/centroid)
-            km = faiss.Kmeans(x.shape[1], clusters, niter=max_iter, seed=seed, nredo=1, verbose=False,
-                              max_points_per_centroid=per)
+            km = faiss.Kmeans(
+                x.shape[1], clusters, niter=max_iter, seed=seed, nredo=1, verbose=False, max_points_per_centroid=per
+            )
             # faiss starts from random points and often merges clusters; start from k-means++ as sklearn does
             km.train(x, init_centroids=_kmeans_plusplus(x, clusters, seed))
             return np.asarray(km.centroids, dtype=np.float32), "faiss"
@@ -157,9 +164,18 @@ def fit_kmeans(x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "a
     from sklearn.cluster import MiniBatchKMeans
 
     # HuBERT's settings (simple_kmeans/learn_kmeans.py), fewer restarts.
-    km = MiniBatchKMeans(n_clusters=clusters, init="k-means++", max_iter=max_iter, batch_size=10_000, tol=0.0,
-                         max_no_improvement=100, n_init=3, reassignment_ratio=0.0, random_state=seed,
-                         compute_labels=False)
+    km = MiniBatchKMeans(
+        n_clusters=clusters,
+        init="k-means++",
+        max_iter=max_iter,
+        batch_size=10_000,
+        tol=0.0,
+        max_no_improvement=100,
+        n_init=3,
+        reassignment_ratio=0.0,
+        random_state=seed,
+        compute_labels=False,
+    )
     km.fit(x)
     return km.cluster_centers_.astype(np.float32), "sklearn"
 
@@ -176,8 +192,9 @@ class StreamedLabels(Mapping[str, Tensor]):
     labelling a corpus holds one batch of features at a time, not every utterance's labels. Counts the frames
     per cluster as it goes (`.counts`)."""
 
-    def __init__(self, source: FeatureSource, ids: Sequence[str], centroids: Tensor, *, batch_frames: int,
-                 progress: bool = False) -> None:
+    def __init__(
+        self, source: FeatureSource, ids: Sequence[str], centroids: Tensor, *, batch_frames: int, progress: bool = False
+    ) -> None:
         self.source, self.ids, self.centroids = source, list(ids), centroids
         self.batch_frames, self.progress = batch_frames, progress
         self.counts = torch.zeros(centroids.shape[0], dtype=torch.long)
@@ -189,7 +206,7 @@ class StreamedLabels(Mapping[str, Tensor]):
         return iter(self.ids)
 
     def __getitem__(self, uid: str) -> Tensor:
-        (_, feats), = self.source.features([uid], self.batch_frames)
+        ((_, feats),) = self.source.features([uid], self.batch_frames)
         return assign(feats, self.centroids)
 
     def items(self) -> Iterator[tuple[str, Tensor]]:  # type: ignore[override]
@@ -223,20 +240,31 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
         if not fit_ids:
             raise ConfigError(f"kmeans: no utterance in {store_path} has {o.split_field}={o.fit_split!r}")
     source = FeatureSource(store, o.source)
-    _note(progress, f"kmeans: sampling up to {o.sample_frames} frames from {len(fit_ids)} utterances "
-                    f"({o.source})")
+    _note(progress, f"kmeans: sampling up to {o.sample_frames} frames from {len(fit_ids)} utterances ({o.source})")
     x = sample_frames(source, fit_ids, o.sample_frames, seed=o.seed, batch_frames=o.batch_frames)
     _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames")
     centroids, backend = fit_kmeans(x, o.clusters, seed=o.seed, backend=o.backend, max_iter=o.max_iter)
     c = torch.from_numpy(centroids)  # (C, D)
     labels = StreamedLabels(source, ids, c, batch_frames=o.batch_frames, progress=progress)
-    info = {**source.describe(), "clusters": o.clusters, "sample_frames": int(x.shape[0]), "backend": backend,
-            "fit_utterances": len(fit_ids), "split_field": o.split_field, "fit_split": o.fit_split, "seed": o.seed}
+    info = {
+        **source.describe(),
+        "clusters": o.clusters,
+        "sample_frames": int(x.shape[0]),
+        "backend": backend,
+        "fit_utterances": len(fit_ids),
+        "split_field": o.split_field,
+        "fit_split": o.fit_split,
+        "seed": o.seed,
+    }
     store.write_labels(o.name, labels, o.clusters, info)  # streams: one utterance's labels at a time
     used = int((labels.counts > 0).sum())
-    _note(progress, f"kmeans: wrote label set {o.name!r} ({len(ids)} utterances, {used}/{o.clusters} "
-                    f"clusters used) into {store_path}")
+    _note(
+        progress,
+        f"kmeans: wrote label set {o.name!r} ({len(ids)} utterances, {used}/{o.clusters} "
+        f"clusters used) into {store_path}",
+    )
     return {**info, "name": o.name, "utterances": len(ids), "frames": int(labels.counts.sum()), "clusters_used": used}
+
 
 def _note(progress: bool, msg: str) -> None:
     if progress:

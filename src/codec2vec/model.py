@@ -47,13 +47,22 @@ class ModelConfig:
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # CPU tests and demos: ~0.5M Transformer parameters.
-    "tiny": dict(num_layers=4, dim=128, ffn_dim=256, num_heads=4, conv_pos_kernel=16, conv_pos_groups=4,
-                 dropout=0.1, attention_dropout=0.1, input_dropout=0.1, layer_drop=0.0),
+    "tiny": dict(
+        num_layers=4,
+        dim=128,
+        ffn_dim=256,
+        num_heads=4,
+        conv_pos_kernel=16,
+        conv_pos_groups=4,
+        dropout=0.1,
+        attention_dropout=0.1,
+        input_dropout=0.1,
+        layer_drop=0.0,
+    ),
     # HuBERT Base: ~95M parameters (plus the K*V*D_codec tables).
     "base": dict(num_layers=12, dim=768, ffn_dim=3072, num_heads=12),
     # HuBERT Large sizes.
-    "large": dict(num_layers=24, dim=1024, ffn_dim=4096, num_heads=16, dropout=0.0, input_dropout=0.0,
-                  layer_drop=0.0),
+    "large": dict(num_layers=24, dim=1024, ffn_dim=4096, num_heads=16, dropout=0.0, input_dropout=0.0, layer_drop=0.0),
 }
 
 
@@ -128,8 +137,9 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.pos_conv = ConvPositionalEmbedding(config.dim, config.conv_pos_kernel, config.conv_pos_groups,
-                                                config.dropout)
+        self.pos_conv = ConvPositionalEmbedding(
+            config.dim, config.conv_pos_kernel, config.conv_pos_groups, config.dropout
+        )
         self.norm = nn.LayerNorm(config.dim)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
@@ -155,8 +165,15 @@ class TransformerEncoder(nn.Module):
 class Codec2VecEncoder(nn.Module):
     """Summed per-codebook embeddings (codec-initialised) -> LayerNorm -> projection -> mask -> Transformer."""
 
-    def __init__(self, *, config: ModelConfig, num_codebooks: int, codebook_size: int,
-                 codebook_vectors: Tensor | None = None, codebook_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        config: ModelConfig,
+        num_codebooks: int,
+        codebook_size: int,
+        codebook_vectors: Tensor | None = None,
+        codebook_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.num_codebooks, self.codebook_size = int(num_codebooks), int(codebook_size)
@@ -182,12 +199,13 @@ class Codec2VecEncoder(nn.Module):
         self.transformer = TransformerEncoder(config)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Tensor], *, config: ModelConfig, num_codebooks: int,
-                        codebook_size: int, prefix: str = "") -> Codec2VecEncoder:
+    def from_state_dict(
+        cls, state: dict[str, Tensor], *, config: ModelConfig, num_codebooks: int, codebook_size: int, prefix: str = ""
+    ) -> Codec2VecEncoder:
         """Build an encoder whose table width matches `state[prefix + "table"]`, then load `state`."""
         dc = int(state[prefix + "table"].shape[-1])
         enc = cls(config=config, num_codebooks=num_codebooks, codebook_size=codebook_size, codebook_dim=dc)
-        own = {k[len(prefix):]: t for k, t in state.items() if k.startswith(prefix)}
+        own = {k[len(prefix) :]: t for k, t in state.items() if k.startswith(prefix)}
         enc.load_state_dict(own)
         return enc
 
@@ -209,8 +227,9 @@ class Codec2VecEncoder(nn.Module):
         """Projected input `(B, T, D)` without dropout or masking (the EMA teacher's input)."""
         return self.proj(self.embed_norm(self.embed(codes, keep_levels)))
 
-    def forward(self, codes: Tensor, lengths: Tensor, *, mask: Tensor | None = None,
-                keep_levels: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+    def forward(
+        self, codes: Tensor, lengths: Tensor, *, mask: Tensor | None = None, keep_levels: Tensor | None = None
+    ) -> tuple[list[Tensor], Tensor]:
         """codes `(B, K, T)`, lengths `(B,)` -> (`[L + 1] x (B, T, D)`, lengths). `mask (B, T)`: True frames
         are replaced by the learned mask vector."""
         x = self.input_dropout(self.features(codes, keep_levels))  # (B, T, D)
@@ -224,5 +243,12 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODEL_PRESETS", "Codec2VecEncoder", "ModelConfig", "TransformerEncoder", "count_parameters",
-           "model_config", "padding_mask"]
+__all__ = [
+    "MODEL_PRESETS",
+    "Codec2VecEncoder",
+    "ModelConfig",
+    "TransformerEncoder",
+    "count_parameters",
+    "model_config",
+    "padding_mask",
+]

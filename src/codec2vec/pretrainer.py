@@ -61,8 +61,9 @@ class Pretrainer(nn.Module):
         keep = None
         cfg = self.encoder.config
         if self.training and cfg.quantizer_dropout > 0:
-            keep = quantizer_keep_levels(batch.seeds.cpu(), self.encoder.num_codebooks, cfg.quantizer_dropout,
-                                         cfg.quantizer_dropout_min_levels).to(batch.codes.device)
+            keep = quantizer_keep_levels(
+                batch.seeds.cpu(), self.encoder.num_codebooks, cfg.quantizer_dropout, cfg.quantizer_dropout_min_levels
+            ).to(batch.codes.device)
         return mask.to(batch.codes.device), keep
 
     def forward(self, batch: Batch) -> PretrainOutput:
@@ -92,11 +93,22 @@ class Pretrainer(nn.Module):
         return (p for p in self.parameters() if p.requires_grad)
 
 
-def build_pretrainer(*, model: ModelConfig, masking: MaskingConfig, targets: TargetsConfig, codec: CodecInfo,
-                     codebook_vectors: Tensor | None, label_classes: dict[str, int] | None = None) -> Pretrainer:
+def build_pretrainer(
+    *,
+    model: ModelConfig,
+    masking: MaskingConfig,
+    targets: TargetsConfig,
+    codec: CodecInfo,
+    codebook_vectors: Tensor | None,
+    label_classes: dict[str, int] | None = None,
+) -> Pretrainer:
     """Assemble the pre-trainer for a store's codec: tables initialised from `codebook_vectors (K, V, D)`."""
-    encoder = Codec2VecEncoder(config=model, num_codebooks=codec.num_codebooks, codebook_size=codec.codebook_size,
-                               codebook_vectors=codebook_vectors)
+    encoder = Codec2VecEncoder(
+        config=model,
+        num_codebooks=codec.num_codebooks,
+        codebook_size=codec.codebook_size,
+        codebook_vectors=codebook_vectors,
+    )
     heads = build_targets(targets, encoder=encoder, label_classes=dict(label_classes or {}))
     return Pretrainer(encoder=encoder, masking=masking, targets=heads)
 

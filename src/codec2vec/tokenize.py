@@ -74,8 +74,11 @@ def scalar_metadata(extra: dict[str, Any]) -> dict[str, Any]:
     """The manifest columns kept in the store's index: scalars only (speaker, split, text, ...). Lists such as
     frame alignments or phone sequences would outweigh the codes themselves; they belong in label sets
     (`TokenStore.write_labels`) or stay in the manifest."""
-    return {k: v for k, v in extra.items()
-            if k not in ("id", "path", "seconds") and (v is None or isinstance(v, (str, int, float, bool)))}
+    return {
+        k: v
+        for k, v in extra.items()
+        if k not in ("id", "path", "seconds") and (v is None or isinstance(v, (str, int, float, bool)))
+    }
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
@@ -128,8 +131,10 @@ def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
         try:
             wav = load_audio(it.path, codec.sample_rate)
             if wav.shape[0] < hop:
-                raise AudioError(f"{it.path}: too short ({wav.shape[0]} samples at {codec.sample_rate} Hz, "
-                                 f"less than one {hop:g}-sample codec frame)")
+                raise AudioError(
+                    f"{it.path}: too short ({wav.shape[0]} samples at {codec.sample_rate} Hz, "
+                    f"less than one {hop:g}-sample codec frame)"
+                )
             ready.append((it, wav, size))
         except AudioError as e:
             out[it.id] = Encoded(it, None, 0.0, size, str(e))
@@ -182,8 +187,9 @@ def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions)
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # torch and TFLite state do not survive fork reliably
-    with ProcessPoolExecutor(opts.workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(opts.codec, _codec_kwargs(opts))) as pool:
+    with ProcessPoolExecutor(
+        opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(opts.codec, _codec_kwargs(opts))
+    ) as pool:
         for result in pool.map(_worker_encode, batches):  # in input order: same store for any worker count
             yield from result
 
@@ -211,14 +217,21 @@ def open_or_create(out: str | os.PathLike[str], codec: Codec, coding: str = "aut
     if (Path(out) / "meta.json").exists():
         store = TokenStore.open(out)
         if store.codec.config_hash != info.config_hash or store.codec.name != info.name:
-            raise StoreError(f"{out}: holds {store.codec.name} codes (config {store.codec.config}), "
-                             f"not {info.name} ({info.config}); use another --out")
+            raise StoreError(
+                f"{out}: holds {store.codec.name} codes (config {store.codec.config}), "
+                f"not {info.name} ({info.config}); use another --out"
+            )
         return store
     return TokenStore.create(out, info, codec.codebook_vectors(), coding=coding)
 
 
-def tokenize(srcs: Iterable[str], out: str | os.PathLike[str], opts: TokenizeOptions = TokenizeOptions(),
-             *, progress: bool = True) -> dict[str, Any]:
+def tokenize(
+    srcs: Iterable[str],
+    out: str | os.PathLike[str],
+    opts: TokenizeOptions = TokenizeOptions(),
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Tokenize `srcs` into the store `out`; returns a summary (counts, rejects, speed, `store.info()`)."""
     start = time.perf_counter()
     shard_i, shard_n = parse_shard(opts.shard)
@@ -233,8 +246,9 @@ def tokenize(srcs: Iterable[str], out: str | os.PathLike[str], opts: TokenizeOpt
     stored, seconds, new_rejects = 0, 0.0, 0
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True,
-               disable=not (progress and sys.stderr.isatty()))
+    bar = tqdm(
+        total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True, disable=not (progress and sys.stderr.isatty())
+    )
     with store.writer() as writer:
         for enc in _encoded_stream(todo, codec, opts):
             if enc.codes is None:
@@ -244,8 +258,14 @@ def tokenize(srcs: Iterable[str], out: str | os.PathLike[str], opts: TokenizeOpt
                 new_rejects += 1
             else:
                 rejects.pop(enc.item.path, None)
-                writer.add(enc.item.id, enc.codes, seconds=enc.seconds, source=enc.item.path,
-                           source_bytes=enc.source_bytes, extra=scalar_metadata(enc.item.extra))
+                writer.add(
+                    enc.item.id,
+                    enc.codes,
+                    seconds=enc.seconds,
+                    source=enc.item.path,
+                    source_bytes=enc.source_bytes,
+                    extra=scalar_metadata(enc.item.extra),
+                )
                 stored += 1
                 seconds += enc.seconds
             bar.update(1)
@@ -298,13 +318,21 @@ def codec_for_store(store: TokenStore, codec_path: str | None = None) -> Codec:
         kw["path"] = path
     codec = get_codec(store.codec.name, **kw)
     if codec_info(codec).config_hash != store.codec.config_hash and codec_path is None:
-        raise StoreError(f"{store.root}: the codec built from its metadata ({codec.config()}) is not the one that made "
-                         f"the store ({store.codec.config}); pass --codec-path")
+        raise StoreError(
+            f"{store.root}: the codec built from its metadata ({codec.config()}) is not the one that made "
+            f"the store ({store.codec.config}); pass --codec-path"
+        )
     return codec
 
 
-def decode_store(store_path: str | os.PathLike[str], out: str | os.PathLike[str], *, ids: list[str] | None = None,
-                 codec_path: str | None = None, fmt: str = "wav") -> int:
+def decode_store(
+    store_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    ids: list[str] | None = None,
+    codec_path: str | None = None,
+    fmt: str = "wav",
+) -> int:
     """Decode utterances of a store to audio files `out/<id>.<fmt>` at the codec's sample rate."""
     import soundfile as sf
 

@@ -100,7 +100,12 @@ class _Metrics:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"loss": self.loss, "steps": self.steps, "frames": self.frames, "t": {n: list(v) for n, v in self.t.items()}}
+        return {
+            "loss": self.loss,
+            "steps": self.steps,
+            "frames": self.frames,
+            "t": {n: list(v) for n, v in self.t.items()},
+        }
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.loss, self.steps, self.frames = float(s["loss"]), int(s["steps"]), float(s["frames"])
@@ -178,7 +183,9 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
-def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, ckpt: Any, TokenStore: Any) -> dict[str, Any]:
+def _pretrain(
+    cfg: PretrainConfig, rank: int, world: int, device: torch.device, ckpt: Any, TokenStore: Any
+) -> dict[str, Any]:
     tr = cfg.train
     run_dir = Path(cfg.run.dir)
     is_main = rank == 0
@@ -186,7 +193,9 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
 
     store = TokenStore.open(cfg.data.store)
     if cfg.data.codec and store.codec.name != cfg.data.codec:
-        raise ConfigError(f"data.codec: the config expects {cfg.data.codec!r} tokens, {cfg.data.store} holds {store.codec.name!r}")
+        raise ConfigError(
+            f"data.codec: the config expects {cfg.data.codec!r} tokens, {cfg.data.store} holds {store.codec.name!r}"
+        )
     dev_store = TokenStore.open(cfg.data.dev_store) if cfg.data.dev_store else store
     train_ids, dev_ids = split_ids(store, 0.0 if cfg.data.dev_store else cfg.data.dev_fraction)
     if cfg.data.dev_store:
@@ -203,14 +212,18 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
         world_size=world,
         label_names=label_names,
     )
-    plan = dev_plan(dev_store, dev_ids, batch_frames=cfg.data.batch_frames, crop_frames=cfg.data.crop_frames, seed=tr.seed)
+    plan = dev_plan(
+        dev_store, dev_ids, batch_frames=cfg.data.batch_frames, crop_frames=cfg.data.crop_frames, seed=tr.seed
+    )
     if cfg.data.dev_batches > 0:
         plan = plan[: cfg.data.dev_batches]
 
     torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
     model = build_from_config(cfg, store).to(device)
     params = [p for p in model.trainable_parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tr.lr, betas=(tr.betas[0], tr.betas[1]), eps=tr.eps, weight_decay=tr.weight_decay)
+    opt = torch.optim.AdamW(
+        params, lr=tr.lr, betas=(tr.betas[0], tr.betas[1]), eps=tr.eps, weight_decay=tr.weight_decay
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: _lr_factor(s, tr.warmup_steps, tr.steps, tr.final_lr_ratio)
     )
@@ -287,8 +300,15 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
                 scaled = loss * (world / tr.accum_steps)  # DDP averages gradients over ranks
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             sums = _all_reduce(
-                torch.cat([_stack(out.loss_sums, names, device), _stack(out.correct, names, device),
-                           loss.detach().float().reshape(1), batch.lengths.sum().float().reshape(1)]), world
+                torch.cat(
+                    [
+                        _stack(out.loss_sums, names, device),
+                        _stack(out.correct, names, device),
+                        loss.detach().float().reshape(1),
+                        batch.lengths.sum().float().reshape(1),
+                    ]
+                ),
+                world,
             )
             k = len(names)
             for i, n in enumerate(names):
@@ -319,7 +339,12 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
 
         elapsed = time.time() - t0
         if done % tr.log_every == 0 or done == tr.steps:
-            last_row = {"step": done, **window.row(), "lr": sched.get_last_lr()[0], "frames_per_s": frames_seen / max(elapsed, 1e-9)}
+            last_row = {
+                "step": done,
+                **window.row(),
+                "lr": sched.get_last_lr()[0],
+                "frames_per_s": frames_seen / max(elapsed, 1e-9),
+            }
             window.reset()
             if is_main:
                 _append(metrics_path, last_row)
@@ -337,8 +362,11 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
             )
             sys.stderr.flush()
         if plan and ((tr.eval_every and done % tr.eval_every == 0) or done == tr.steps):
-            last_dev = {"step": done, "split": "dev", **evaluate(model, dev_store, plan, names, weights_of,
-                                                                  label_names, device, amp_dtype, rank, world)}
+            last_dev = {
+                "step": done,
+                "split": "dev",
+                **evaluate(model, dev_store, plan, names, weights_of, label_names, device, amp_dtype, rank, world),
+            }
             if is_main:
                 _append(metrics_path, last_dev)
                 if tb is not None:
@@ -359,9 +387,15 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
                     "data": loader.state_dict(),
                     "log": window.state_dict(),
                 }
-                meta = {"step": done, "config": config_to_dict(cfg), "codec": store.codec.to_dict(),
-                        "label_classes": {n: int(store.labels(n).num_classes) for n in label_names},
-                        "world_size": world, "encoder_params": n_params, "metrics": last_row}
+                meta = {
+                    "step": done,
+                    "config": config_to_dict(cfg),
+                    "codec": store.codec.to_dict(),
+                    "label_classes": {n: int(store.labels(n).num_classes) for n in label_names},
+                    "world_size": world,
+                    "encoder_params": n_params,
+                    "metrics": last_row,
+                }
                 ckpt.save_checkpoint(ckpt.step_dir(run_dir, done), weights=model.state_dict(), state=state, meta=meta)
                 ckpt.prune_checkpoints(run_dir, tr.keep_checkpoints)
             if world > 1:
@@ -370,8 +404,15 @@ def _pretrain(cfg: PretrainConfig, rank: int, world: int, device: torch.device, 
         sys.stderr.write("\n")
     if tb is not None:
         tb.close()
-    return {"run_dir": str(run_dir), "step": max(start, tr.steps), "steps_run": steps_done, "first_loss": first_loss,
-            "last": last_row, "dev": last_dev, "encoder_params": n_params}
+    return {
+        "run_dir": str(run_dir),
+        "step": max(start, tr.steps),
+        "steps_run": steps_done,
+        "first_loss": first_loss,
+        "last": last_row,
+        "dev": last_dev,
+        "encoder_params": n_params,
+    }
 
 
 @torch.no_grad()
@@ -397,8 +438,13 @@ def evaluate(
             continue
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
             out = model(batch.to(device))
-        sums += torch.cat([_stack(out.loss_sums, names, device), _stack(out.correct, names, device),
-                           _stack(out.counts, names, device)])
+        sums += torch.cat(
+            [
+                _stack(out.loss_sums, names, device),
+                _stack(out.correct, names, device),
+                _stack(out.counts, names, device),
+            ]
+        )
     _all_reduce(sums, world)
     model.train(was_training)
     row: dict[str, float] = {}

@@ -107,8 +107,13 @@ class DacCodec:
 
     def encode(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """`(B, S)` at `sample_rate`, `(B,)` samples -> codes `(B, K, T)`, frames `(B,)` = ceil(S / hop)."""
-        return run_encode(self, wav, lengths, lambda x: self.model.encode(x, self.num_codebooks).audio_codes,
-                          tail_frames=2 * self.lookahead_frames)
+        return run_encode(
+            self,
+            wav,
+            lengths,
+            lambda x: self.model.encode(x, self.num_codebooks).audio_codes,
+            tail_frames=2 * self.lookahead_frames,
+        )
 
     def decode(self, codes: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """codes `(B, k<=K, T)`, frames `(B,)` -> waveform `(B, T * hop)`, samples `(B,)` = frames * hop."""

@@ -38,7 +38,9 @@ def load_model(
     if model is None:
         if path is None:
             raise Codec2VecError(f"{model_type}: give a hub id or a folder (--codec-path), or a built model")
-        model, path = _from_pretrained(class_name, model_type, path, revision=revision, local_files_only=local_files_only)
+        model, path = _from_pretrained(
+            class_name, model_type, path, revision=revision, local_files_only=local_files_only
+        )
     else:
         path = None
     if model.config.model_type != model_type:
@@ -121,7 +123,11 @@ def describe(codec: Any, path: str | None, revision: str | None) -> dict[str, An
 
 
 def run_encode(
-    codec: Any, wav: Tensor, lengths: Tensor, encode: Callable[[Tensor], Tensor], min_frames: int = 1,
+    codec: Any,
+    wav: Tensor,
+    lengths: Tensor,
+    encode: Callable[[Tensor], Tensor],
+    min_frames: int = 1,
     tail_frames: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Pad `(B, S)` to whole hops plus `tail_frames` frames of silence (at least `min_frames` in all), run
@@ -153,9 +159,7 @@ def run_encode(
     return codes.to(wav.device), frames.to(wav.device)
 
 
-def run_decode(
-    codec: Any, codes: Tensor, lengths: Tensor, decode: Callable[[Tensor], Tensor]
-) -> tuple[Tensor, Tensor]:
+def run_decode(codec: Any, codes: Tensor, lengths: Tensor, decode: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
     """Check `(B, k<=K, T)` codes, run `decode(codes) -> (B, [1,] S')`, return `(B, T*hop)` and samples `(B,)`.
 
     Samples past each item's `frames * hop` are zero. Fewer levels than K decode the coarser residual stream.

@@ -14,5 +14,13 @@ from codec2vec.corpora.datasets import (
 )
 from codec2vec.corpora.lexicon import KEYWORDS, KS_LABELS
 
-__all__ = ["KEYWORDS", "KS_LABELS", "LOADERS", "fluent_speech_commands", "iemocap", "librispeech", "speech_commands",
-           "voxceleb1"]
+__all__ = [
+    "KEYWORDS",
+    "KS_LABELS",
+    "LOADERS",
+    "fluent_speech_commands",
+    "iemocap",
+    "librispeech",
+    "speech_commands",
+    "voxceleb1",
+]

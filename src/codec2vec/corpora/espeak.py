@@ -135,9 +135,7 @@ class _Engine:
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
             ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
         ]  # fmt: skip
-        rate = self.lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 200, str(data_path).encode(), _INIT_PHONEME_EVENTS
-        )
+        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, str(data_path).encode(), _INIT_PHONEME_EVENTS)
         if rate != SAMPLE_RATE:
             raise Codec2VecError(f"eSpeak NG at {lib_path}: sample rate {rate}, expected {SAMPLE_RATE}")
         self.chunks: list[np.ndarray] = []
@@ -202,9 +200,9 @@ def synthesize(text: str, voice: Voice, seed: int = 0) -> tuple[np.ndarray, list
 def to_arpabet(mnemonic: str) -> tuple[str, ...]:
     """Map one eSpeak NG English mnemonic to phones of `PHONES` (stress marks `'`, `,` and `=` removed).
 
-An empty tuple means the mnemonic is a transition that lengthens the phone before it.
+    An empty tuple means the mnemonic is a transition that lengthens the phone before it.
 
-    Unknown mnemonics fall back on dropping trailing modifiers (`#`, digits, `:`), then raise `KeyError`.
+        Unknown mnemonics fall back on dropping trailing modifiers (`#`, digits, `:`), then raise `KeyError`.
     """
     key = mnemonic.replace("'", "").replace(",", "").replace("=", "").strip()
     if key.startswith("_") or set(key) <= {"|"}:  # every pause or boundary marker: `_`, `_:`, `_|`, `||`, ...

@@ -16,8 +16,26 @@ from codec2vec.errors import ConfigError
 KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 KS_LABELS: tuple[str, ...] = KEYWORDS + ("_unknown_", "_silence_")
 KS_UNKNOWN: tuple[str, ...] = (
-    "bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one", "seven",
-    "sheila", "six", "three", "tree", "two", "wow", "zero",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "eight",
+    "five",
+    "four",
+    "happy",
+    "house",
+    "marvin",
+    "nine",
+    "one",
+    "seven",
+    "sheila",
+    "six",
+    "three",
+    "tree",
+    "two",
+    "wow",
+    "zero",
 )  # fmt: skip  (Speech Commands v1's auxiliary words)
 
 FUNCTION_WORDS = (

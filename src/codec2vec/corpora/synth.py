@@ -58,6 +58,7 @@ VARIANTS: tuple[str, ...] = (
 )  # fmt: skip
 STYLES: tuple[str, ...] = ("neutral", "fast", "slow", "animated", "whisper")
 
+
 @dataclass(frozen=True)
 class SynthOptions:
     """What `synth_corpus` makes. `hours` counts all audio written (approximately: counts are planned
@@ -163,9 +164,7 @@ def plan(options: SynthOptions) -> tuple[list[dict[str, Any]], list[Clip]]:
     return speakers, clips
 
 
-def frame_alignment(
-    events: list[tuple[float, str]], offset: float, num_samples: int
-) -> tuple[list[str], list[str]]:
+def frame_alignment(events: list[tuple[float, str]], offset: float, num_samples: int) -> tuple[list[str], list[str]]:
     """(align, phones): the phone of each 20 ms frame (ceil(num_samples / HOP) frames, label at the frame
     centre) and the spoken phone sequence without "sil", from eSpeak events shifted by `offset` seconds."""
     from codec2vec.corpora.espeak import to_arpabet
@@ -349,8 +348,14 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
             task_rows.append({"id": row["id"], "path": row["path"], "seconds": row["seconds"], "split": split})
             task_rows[-1].update(fields)
         meta = {"seed": options.seed, "generator": GENERATOR, "source": "synthetic (eSpeak NG)"}
-        info = write_task(out / task, task, task_rows, labels=_label_vocab(task, items, speaker_ids), meta=meta,
-                          frame_rate=SAMPLE_RATE / HOP)
+        info = write_task(
+            out / task,
+            task,
+            task_rows,
+            labels=_label_vocab(task, items, speaker_ids),
+            meta=meta,
+            frame_rate=SAMPLE_RATE / HOP,
+        )
         summary["tasks"][task] = info["splits"]
     with open(out / "all.jsonl", "w", encoding="utf-8") as f:
         for row in rows:

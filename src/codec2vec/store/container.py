@@ -35,8 +35,9 @@ FOOTER = struct.Struct("<8sQQI12x")  # magic, index offset, index length, index 
 
 def write_container(path: Path, payload: list[bytes], index: dict[str, Any]) -> None:
     body = b"".join(payload)
-    index = dict(index, payload_bytes=len(body), payload_crc32=zlib.crc32(body),
-                 payload_sha256=hashlib.sha256(body).hexdigest())
+    index = dict(
+        index, payload_bytes=len(body), payload_crc32=zlib.crc32(body), payload_sha256=hashlib.sha256(body).hexdigest()
+    )
     blob = zlib.compress(json.dumps(index, separators=(",", ":")).encode(), 9)
     footer = FOOTER.pack(MAGIC, len(body), len(blob), zlib.crc32(blob))
     atomic_write(path, [body, blob, footer])

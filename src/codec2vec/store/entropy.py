@@ -245,8 +245,11 @@ def decode(data: bytes | np.ndarray, model: HuffmanModel, num_codebooks: int, nu
     k_, t = num_codebooks, num_frames
     if k_ != model.num_codebooks:
         raise ValueError(f"model has K={model.num_codebooks} levels, asked for {k_}")
-    raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else (
-        np.asarray(data, dtype=np.uint8).reshape(-1))
+    raw = (
+        np.frombuffer(data, dtype=np.uint8)
+        if isinstance(data, (bytes, bytearray, memoryview))
+        else (np.asarray(data, dtype=np.uint8).reshape(-1))
+    )
     if t == 0:
         if raw.size:
             raise ValueError("entropy-coded data: bytes given for zero frames")
@@ -265,7 +268,7 @@ def decode(data: bytes | np.ndarray, model: HuffmanModel, num_codebooks: int, nu
     padded = np.zeros(nbytes + 2, dtype=np.int32)
     padded[:nbytes] = body
     word = padded[:-2] << 16 | padded[1:-1] << 8 | padded[2:]  # (nbytes,)
-    shifts = (24 - lbits - np.arange(8, dtype=np.int32))  # (8,) bit r of a byte starts the window
+    shifts = 24 - lbits - np.arange(8, dtype=np.int32)  # (8,) bit r of a byte starts the window
     level_of_byte = np.repeat(np.arange(k_, dtype=np.int32), sizes) << lbits  # (nbytes,) table row offset
     index = (word[:, None] >> shifts) & ((1 << lbits) - 1)  # (nbytes, 8)
     index += level_of_byte[:, None]

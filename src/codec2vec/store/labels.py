@@ -46,8 +46,13 @@ class LabelSet:
         return torch.from_numpy(self._packed.get(uid, start, stop)[0])
 
 
-def write_label_set(store: Any, name: str, labels: Mapping[str, Tensor | np.ndarray], num_classes: int,
-                 info: dict[str, Any] | None = None) -> None:
+def write_label_set(
+    store: Any,
+    name: str,
+    labels: Mapping[str, Tensor | np.ndarray],
+    num_classes: int,
+    info: dict[str, Any] | None = None,
+) -> None:
     """Store frame-level labels `(T,)` in [0, num_classes) for some or all utterances, atomically
     (replacing a label set of the same name). Each must have exactly the utterance's frame count."""
     if not name.replace("_", "").replace("-", "").isalnum():

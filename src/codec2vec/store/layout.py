@@ -59,8 +59,10 @@ def check_meta(path: Path, meta: dict[str, Any]) -> None:
 def check_shard(path: Path, index: dict[str, Any], meta: dict[str, Any]) -> None:
     """A shard belongs to this store's codec (not copied in from another store)."""
     if index.get("codec_hash") != meta["codec"]["config_hash"]:
-        raise StoreError(f"{path}: holds codes of codec config {index.get('codec_hash')}, "
-                         f"not this store's {meta['codec']['config_hash']}")
+        raise StoreError(
+            f"{path}: holds codes of codec config {index.get('codec_hash')}, "
+            f"not this store's {meta['codec']['config_hash']}"
+        )
 
 
 def committed(folder: Path, suffix: str) -> list[Path]:

@@ -26,8 +26,10 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
     first = stores[0]
     for s in stores[1:]:
         if s.codec.config_hash != first.codec.config_hash or s.codec.name != first.codec.name:
-            raise StoreError(f"{s.root}: made with codec {s.codec.name}/{s.codec.config_hash}, "
-                             f"{first.root} with {first.codec.name}/{first.codec.config_hash}; cannot merge")
+            raise StoreError(
+                f"{s.root}: made with codec {s.codec.name}/{s.codec.config_hash}, "
+                f"{first.root} with {first.codec.name}/{first.codec.config_hash}; cannot merge"
+            )
     seen: dict[str, Path] = {}
     for s in stores:
         for uid in s.ids():

@@ -72,8 +72,9 @@ class TokenStore:
     # construction -------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], info: CodecInfo, codebook_vectors: Tensor, *,
-               coding: str = "auto") -> TokenStore:
+    def create(
+        cls, path: str | os.PathLike[str], info: CodecInfo, codebook_vectors: Tensor, *, coding: str = "auto"
+    ) -> TokenStore:
         """A new, empty store for codes of `info`'s codec; `codebook_vectors` is `(K, V, D)`. `coding`: "auto"
         entropy-codes a shard when that makes it at least 1% smaller; "packed" keeps exact-width bit packing
         (reads ~10x faster, still far faster than training needs)."""
@@ -85,7 +86,9 @@ class TokenStore:
         check_free(root)
         cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()
         if tuple(cb.shape[:2]) != (info.num_codebooks, info.codebook_size):
-            raise StoreError(f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}")
+            raise StoreError(
+                f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}"
+            )
         blob = save(pack_codebooks(cb))
         meta = {
             "format": FORMAT,
@@ -95,7 +98,11 @@ class TokenStore:
             "coding": coding,
             "frame_bytes": packing.frame_bytes(info.num_codebooks, packing.bits_for(info.codebook_size)),
             "layout": "frame-major, big-endian bit packing (codec2vec.packing)",
-            "codebooks": {"file": "codebooks.safetensors", "shape": list(cb.shape), "sha256": hashlib.sha256(blob).hexdigest()},
+            "codebooks": {
+                "file": "codebooks.safetensors",
+                "shape": list(cb.shape),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+            },
         }
         check_meta(root / "meta.json", meta)  # e.g. a CodecInfo whose hash is not its config's
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -207,8 +214,9 @@ class TokenStore:
     def label_names(self) -> list[str]:
         return [p.stem for p in committed(self.root / "labels", LABEL_SUFFIX)]
 
-    def write_labels(self, name: str, labels: Mapping[str, Tensor | np.ndarray], num_classes: int,
-                     info: dict[str, Any] | None = None) -> None:
+    def write_labels(
+        self, name: str, labels: Mapping[str, Tensor | np.ndarray], num_classes: int, info: dict[str, Any] | None = None
+    ) -> None:
         """Store frame-level labels `(T,)` in [0, num_classes) for some or all utterances, atomically
         (replacing a label set of the same name). Each must have exactly the utterance's frame count."""
         write_label_set(self, name, labels, num_classes, info)
@@ -258,14 +266,16 @@ class TokenStore:
 def format_info(info: dict[str, Any]) -> str:
     """Human-readable `codec2vec info`."""
     c = info["codec"]
-    return "\n".join([
-        f"store      {info['path']}",
-        f"codec      {c['name']} ({c['sample_rate']} Hz, {c['frame_rate']:g} frames/s, "
-        f"K={c['num_codebooks']} x V={c['codebook_size']}, config {c['config_hash']})",
-        f"contents   {info['utterances']} utterances, {info['frames']} frames, {info['hours']:.3f} h",
-        f"on disk    {info['bytes']:,} bytes in {info['shards']} shards = {info['kbps']:.2f} kbps "
-        f"(codes alone {info['codes_kbps']:.2f} kbps; nominal {info['nominal_kbps']:.2f})",
-        f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
-        f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
-        f"labels     {', '.join(info['labels']) or 'none'}",
-    ])
+    return "\n".join(
+        [
+            f"store      {info['path']}",
+            f"codec      {c['name']} ({c['sample_rate']} Hz, {c['frame_rate']:g} frames/s, "
+            f"K={c['num_codebooks']} x V={c['codebook_size']}, config {c['config_hash']})",
+            f"contents   {info['utterances']} utterances, {info['frames']} frames, {info['hours']:.3f} h",
+            f"on disk    {info['bytes']:,} bytes in {info['shards']} shards = {info['kbps']:.2f} kbps "
+            f"(codes alone {info['codes_kbps']:.2f} kbps; nominal {info['nominal_kbps']:.2f})",
+            f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
+            f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
+            f"labels     {', '.join(info['labels']) or 'none'}",
+        ]
+    )

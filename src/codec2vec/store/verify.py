@@ -36,13 +36,21 @@ def verify_store(store: Any) -> list[str]:
         body = np.memmap(path, dtype=np.uint8, mode="r")[: idx["payload_bytes"]] if idx["payload_bytes"] else b""
         if hashlib.sha256(body).hexdigest() != idx["payload_sha256"]:
             cols = idx["entries"]
-            fb = (store.frame_bytes if path.suffix == SHARD_SUFFIX
-                  else packing.frame_bytes(1, packing.bits_for(idx["num_classes"])))
+            fb = (
+                store.frame_bytes
+                if path.suffix == SHARD_SUFFIX
+                else packing.frame_bytes(1, packing.bits_for(idx["num_classes"]))
+            )
             offs = record_offsets(idx, fb)
-            bad = [uid for uid, off, end, crc in zip(cols["id"], offs, offs[1:], cols["crc32"])
-                   if zlib.crc32(body[off:end]) != crc]
-            problems.append(f"{path}: damaged (payload checksum mismatch; utterances affected: "
-                            f"{', '.join(bad) if bad else 'none identified'})")
+            bad = [
+                uid
+                for uid, off, end, crc in zip(cols["id"], offs, offs[1:], cols["crc32"])
+                if zlib.crc32(body[off:end]) != crc
+            ]
+            problems.append(
+                f"{path}: damaged (payload checksum mismatch; utterances affected: "
+                f"{', '.join(bad) if bad else 'none identified'})"
+            )
         if path.suffix == SHARD_SUFFIX:
             for uid in idx["entries"]["id"]:
                 if uid in seen:

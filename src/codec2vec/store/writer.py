@@ -49,16 +49,25 @@ class ShardWriter:
     def __init__(self, store: Any) -> None:
         self.store = store
         self._codes: list[np.ndarray] = []  # (K, T) each, coded at commit
-        self._cols: dict[str, list[Any]] = {k: [] for k in
-                                            ("id", "frames", "seconds", "source", "source_bytes", "extra")}
+        self._cols: dict[str, list[Any]] = {
+            k: [] for k in ("id", "frames", "seconds", "source", "source_bytes", "extra")
+        }
         self._pending: set[str] = set()
         self.seconds = 0.0
 
     def __len__(self) -> int:
         return len(self._codes)
 
-    def add(self, uid: str, codes: Tensor | np.ndarray, *, seconds: float, source: str = "",
-            source_bytes: int = 0, extra: dict[str, Any] | None = None) -> None:
+    def add(
+        self,
+        uid: str,
+        codes: Tensor | np.ndarray,
+        *,
+        seconds: float,
+        source: str = "",
+        source_bytes: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Queue one utterance's codes `(K, T)` for the next commit."""
         info = self.store.codec
         arr = np.asarray(codes.cpu() if isinstance(codes, Tensor) else codes)

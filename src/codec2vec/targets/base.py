@@ -71,5 +71,4 @@ def valid_labels(labels: Tensor, lengths: Tensor) -> Tensor:
     return labels.long().masked_fill(padding_mask(lengths, labels.shape[1]), IGNORE)
 
 
-
 __all__ = ["IGNORE", "Target", "TargetsConfig", "valid_labels"]

@@ -21,8 +21,16 @@ class ClustersTarget(nn.Module):
 
     name = "clusters"
 
-    def __init__(self, *, dim: int, num_clusters: int, label_name: str = "km", temperature: float = 0.1,
-                 final_dim: int = 256, weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_clusters: int,
+        label_name: str = "km",
+        temperature: float = 0.1,
+        final_dim: int = 256,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.num_classes = [int(num_clusters)]
         self.weight = float(weight)
@@ -33,9 +41,11 @@ class ClustersTarget(nn.Module):
 
     def labels(self, batch: Batch, student_layers: list[Tensor], mask: Tensor | None = None) -> list[Tensor]:
         if self.label_name not in batch.labels:
-            raise ConfigError(f"targets: clusters needs the label set {self.label_name!r} in the batch "
-                              f"(have {sorted(batch.labels)}); run `codec2vec kmeans STORE --name "
-                              f"{self.label_name}` first")
+            raise ConfigError(
+                f"targets: clusters needs the label set {self.label_name!r} in the batch "
+                f"(have {sorted(batch.labels)}); run `codec2vec kmeans STORE --name "
+                f"{self.label_name}` first"
+            )
         return [valid_labels(batch.labels[self.label_name], batch.lengths)]
 
     def logits(self, x: Tensor) -> list[Tensor]:

@@ -53,10 +53,19 @@ class OnlineTarget(nn.Module):
 
     name = "online"
 
-    def __init__(self, *, encoder: Codec2VecEncoder, top_k: int = 8, codewords: int = 256,
-                 codebook_decay: float = 0.9, ema_start: float = 0.999, ema_end: float = 0.9999,
-                 ema_anneal_steps: int = 30000, freeze_teacher_step: int | None = None,
-                 weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        encoder: Codec2VecEncoder,
+        top_k: int = 8,
+        codewords: int = 256,
+        codebook_decay: float = 0.9,
+        ema_start: float = 0.999,
+        ema_end: float = 0.9999,
+        ema_anneal_steps: int = 30000,
+        freeze_teacher_step: int | None = None,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__()
         cfg = encoder.config
         self.top_k = max(1, min(int(top_k), cfg.num_layers))
@@ -86,7 +95,7 @@ class OnlineTarget(nn.Module):
     def teacher_targets(self, codes: Tensor, lengths: Tensor) -> list[Tensor]:
         """The teacher's top-k layers on the unmasked codes, instance-normalised: top_k x `(B, T, D)` float."""
         x = self._student[0].features(codes)  # (B, T, D), all K levels, no mask
-        layers = self.teacher(x, lengths)[-self.top_k:]
+        layers = self.teacher(x, lengths)[-self.top_k :]
         return [masked_instance_norm(y.float(), lengths) for y in layers]
 
     @torch.no_grad()
