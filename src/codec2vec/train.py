@@ -339,14 +339,18 @@ def _pretrain(
 
         elapsed = time.time() - t0
         if done % tr.log_every == 0 or done == tr.steps:
+            figures, notes = model.window_metrics(lambda t: _all_reduce(t, world))  # online: codewords in use
             last_row = {
                 "step": done,
                 **window.row(),
                 "lr": sched.get_last_lr()[0],
                 "frames_per_s": frames_seen / max(elapsed, 1e-9),
+                **figures,
             }
             window.reset()
             if is_main:
+                for note in notes:
+                    print(f"{chr(10) if show else ''}pretrain: warning: {note}", file=sys.stderr)
                 _append(metrics_path, last_row)
                 if tb is not None:
                     for key, v in last_row.items():
