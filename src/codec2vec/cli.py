@@ -224,7 +224,12 @@ def _add_kmeans(p: argparse.ArgumentParser) -> None:
         "--source", default="codec", help="'codec' (quantized latent) or CKPT[:LAYER] (default: middle layer)"
     )
     p.add_argument("--clusters", type=int, default=100)
-    p.add_argument("--sample-frames", type=int, default=200_000, help="frames sampled for the fit (bounds memory)")
+    p.add_argument(
+        "--sample-frames", type=int, default=0, help="frames sampled for the fit (0: clusters x --frames-per-cluster)"
+    )
+    p.add_argument("--frames-per-cluster", type=int, default=1000, help="sample budget per cluster when not given")
+    p.add_argument("--max-sample-mb", type=int, default=4096, help="memory cap of the sampled features")
+    p.add_argument("--n-init", type=int, default=3, help="k-means++ initialisations; the lowest inertia is kept")
     p.add_argument("--name", default="km", help="label set name (targets.clusters_labels)")
     p.add_argument("--split-field", default=None, help="entry field naming the split; fit only on --fit-split")
     p.add_argument("--fit-split", default="train")
@@ -240,6 +245,9 @@ def _run_kmeans(args: argparse.Namespace) -> int:
         source=args.source,
         clusters=args.clusters,
         sample_frames=args.sample_frames,
+        frames_per_cluster=args.frames_per_cluster,
+        max_sample_mb=args.max_sample_mb,
+        n_init=args.n_init,
         name=args.name,
         split_field=args.split_field,
         fit_split=args.fit_split,
