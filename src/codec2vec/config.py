@@ -297,7 +297,12 @@ def validate(cfg: PretrainConfig) -> None:
 
 
 # Settings a resumed run may change (freezing the teacher late, re-weighting targets); the others define the model.
-_RESUME_MAY_CHANGE = {"targets.online_freeze_teacher_step", "targets.weights"}
+_RESUME_MAY_CHANGE = {
+    "targets.online_freeze_teacher_step",
+    "targets.weights",
+    "targets.online_reseed",
+    "targets.online_warn_used",
+}
 
 
 def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
