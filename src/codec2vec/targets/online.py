@@ -74,7 +74,7 @@ def perplexity(p: Tensor) -> Tensor:
     return torch.exp(-(p * p.clamp(min=1e-12).log()).sum(-1))
 
 
-def _frontend_copy(encoder: Codec2VecEncoder) -> nn.Module:
+def _frontend_copy(encoder: Codec2VecEncoder) -> Codec2VecEncoder:
     """A frozen copy of everything the encoder runs before its Transformer (`features()`), without the Transformer."""
     front = copy.deepcopy(encoder, {id(encoder.transformer): None})
     front.requires_grad_(False)
@@ -89,6 +89,14 @@ class OnlineTarget(nn.Module):
     """DinoSR: EMA teacher + per-layer online codebooks; labels = nearest codeword of the teacher's layers."""
 
     name = "online"
+    frozen: Tensor  # () bool: the teacher (and its front-end copy) stopped moving
+    codebooks: Tensor  # (L', C, D)
+    codeword_sums: Tensor  # (L', C, D)
+    codeword_counts: Tensor  # (L', C)
+    idle_steps: Tensor  # (L', C) long
+    window_targets: Tensor  # (L', C)
+    window_preds: Tensor  # (L', C)
+    window_reseeded: Tensor  # ()
 
     def __init__(
         self,
@@ -148,7 +156,7 @@ class OnlineTarget(nn.Module):
     @torch.no_grad()
     def teacher_targets(self, codes: Tensor, lengths: Tensor) -> list[Tensor]:
         """The teacher's top-k targets on the unmasked codes, instance-normalised: top_k x `(B, T, D)` fp32."""
-        front = self.frontend if bool(self.frozen) else self._student[0]
+        front: Codec2VecEncoder = self.frontend if bool(self.frozen) else self._student[0]
         x = front.features(codes)  # (B, T, D), all K levels, no mask
         layers, ffn = self.teacher(x, lengths, return_ffn=True)
         chosen = ffn if self.target_point == "ffn" else layers[1:]
@@ -222,8 +230,8 @@ class OnlineTarget(nn.Module):
                 t.copy_(s)
             else:
                 t.mul_(d).add_(s, alpha=1.0 - d)
-        for t, s in zip(self.teacher.buffers(), student.transformer.buffers()):
-            t.copy_(s)
+        for tb, sb in zip(self.teacher.buffers(), student.transformer.buffers()):
+            tb.copy_(sb)
 
     @torch.no_grad()
     def apply_codebook_stats(self, sums: Tensor, counts: Tensor) -> None:
