@@ -40,6 +40,7 @@ class DataConfig:
     min_frames: int = 4  # shorter utterances are skipped
     batch_frames: int = 4375  # padded frames per micro-batch over ALL processes (rows x longest row)
     dev_batches: int = 0  # evaluation batches per dev pass; 0 = the whole dev split
+    codebook_key: str = ""  # key file of a scrambled store (`codec2vec anonymize`): keyed embedding init
 
 
 @dataclass

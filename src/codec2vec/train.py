@@ -137,7 +137,7 @@ def build_from_config(cfg: PretrainConfig, store: Any) -> Pretrainer:
                 f"(has: {', '.join(store.label_names()) or 'none'}); run `codec2vec kmeans` first"
             )
         label_classes[name] = int(store.labels(name).num_classes)
-    return build_pretrainer(
+    model = build_pretrainer(
         model=cfg.model,
         masking=cfg.masking,
         targets=cfg.targets,
@@ -145,6 +145,11 @@ def build_from_config(cfg: PretrainConfig, store: Any) -> Pretrainer:
         codebook_vectors=store.codebook_vectors(),
         label_classes=label_classes,
     )
+    if cfg.data.codebook_key or store.meta.get("scrambled"):
+        from codec2vec.privacy.anonymize import keyed_init
+
+        keyed_init(model, store, cfg.data.codebook_key or None)
+    return model
 
 
 # Settings a resumed run may change (freezing the teacher late, re-weighting targets); the others define the model.

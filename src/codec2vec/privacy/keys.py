@@ -137,4 +137,3 @@ def scramble(codes: np.ndarray | Tensor, perms: np.ndarray) -> np.ndarray | Tens
 def unscramble(codes: np.ndarray | Tensor, perms: np.ndarray) -> np.ndarray | Tensor:
     """The exact inverse of `scramble`."""
     return _apply(codes, inverse(perms))
-

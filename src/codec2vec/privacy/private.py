@@ -75,7 +75,9 @@ def private_items(
 def _mark_private(store: TokenStore, key: bytes, keep: tuple[str, ...]) -> TokenStore:
     meta = dict(store.meta)
     meta["private"] = {"ids": "hmac-sha256", "key_check": key_check(key), "columns_kept": list(keep)}
-    meta["codec"] = dict(meta["codec"], config={k: v for k, v in meta["codec"]["config"].items() if k not in LOCATION_KEYS})
+    meta["codec"] = dict(
+        meta["codec"], config={k: v for k, v in meta["codec"]["config"].items() if k not in LOCATION_KEYS}
+    )
     atomic_write(store.root / "meta.json", json.dumps(meta, indent=2).encode())
     return TokenStore.open(store.root)
 

@@ -1,0 +1,179 @@
+"""Privacy: keyed permutations, private stores (no path, name or free text anywhere), anonymised stores (the
+original untouched, the key restores the codes exactly, training with the keyed init equals training on the
+clear codes), and the audit (read only; lists the metadata; SID probe and decoder check)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codec2vec.codecs.base import CodecInfo, config_hash
+from codec2vec.privacy.keys import (
+    PrivacyError,
+    inverse,
+    key_check,
+    keyed_id,
+    load_key,
+    permutations,
+    scramble,
+    unscramble,
+)
+
+KEY = bytes(range(32))
+
+
+def checksums(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+def fake_store(path: Path, *, n: int = 48, k: int = 6, v: int = 16, speakers: int = 4, seed: int = 0):
+    """Structured fake codes: levels 0-1 follow a per-speaker code distribution, the others a 'phone' sequence
+    of 4-12 frame segments (predictable from context, so a tiny model learns)."""
+    from codec2vec.store import TokenStore
+
+    cfg = {"fake": True, "num_codebooks": k}
+    info = CodecInfo(name="lyra", sample_rate=16000, frame_rate=50.0, num_codebooks=k, codebook_size=v, config=cfg,
+                     config_hash=config_hash(cfg))  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    store = TokenStore.create(path, info, torch.randn(k, v, 12, generator=g))
+    with store.writer() as w:
+        for i in range(n):
+            spk = i % speakers
+            t = int(torch.randint(60, 200, (), generator=g))
+            seg = torch.randint(4, 13, (t,), generator=g)
+            phones = torch.randint(0, v, (t,), generator=g).repeat_interleave(seg)[:t]  # (T,)
+            voice = (torch.randint(0, 3, (2, t), generator=g) + 4 * spk) % v  # (2, T)
+            codes = torch.cat([voice, torch.stack([(phones * (j + 1) + j) % v for j in range(k - 2)])])  # (K, T)
+            w.add(f"spk{spk}-utt{i:03d}", codes, seconds=t / 50.0, source=f"/data/spk{spk}/utt{i:03d}.wav",
+                  extra={"speaker": f"spk{spk}", "split": "dev" if i % 8 == 0 else "train", "text": "hello there"})  # fmt: skip
+    return TokenStore.open(path)
+
+
+# --- keys -----------------------------------------------------------------------------------------------------
+
+
+def test_permutations_are_secret_keyed_and_deterministic() -> None:
+    p = permutations(KEY, 46, 16)
+    assert p.shape == (46, 16)
+    assert all(sorted(row) == list(range(16)) for row in p.tolist())
+    assert np.array_equal(p, permutations(KEY, 46, 16))  # a key fixes them
+    other = permutations(bytes(32), 46, 16)
+    assert (p != other).any(axis=1).sum() >= 40  # another key: (almost) every level differs
+    assert len({tuple(r) for r in p.tolist()}) == 46  # levels are not all shuffled the same way
+    assert np.array_equal(permutations(KEY, 4, 16), p[:4])  # level k's permutation does not depend on K
+    assert keyed_id(KEY, "spk1/utt1") != keyed_id(bytes(32), "spk1/utt1") and len(keyed_id(KEY, "a")) == 32
+    assert key_check(KEY) != key_check(bytes(32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 8), st.integers(0, 40), st.sampled_from([2, 16, 1024]), st.integers(0, 2**31))
+def test_unscramble_restores_codes_exactly(k: int, t: int, v: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, v, size=(k, t))
+    perms = permutations(KEY, k, v)
+    s = scramble(codes, perms)
+    assert np.array_equal(unscramble(s, perms), codes)
+    assert np.array_equal(inverse(inverse(perms)), perms)
+    ts = scramble(torch.from_numpy(codes)[None], perms)  # (1, K, T) tensors too
+    assert torch.equal(ts[0], torch.from_numpy(np.asarray(s)))
+
+
+def test_key_file_is_created_private_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    key = load_key(path, create=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key) == 32
+    assert load_key(path) == key
+    os.chmod(path, 0o644)
+    with pytest.raises(PrivacyError, match="readable by others"):
+        load_key(path)
+    bad = tmp_path / "bad.key"
+    bad.write_text("not hex")
+    os.chmod(bad, 0o600)
+    with pytest.raises(PrivacyError, match="not a codec2vec key"):
+        load_key(bad)
+    with pytest.raises(PrivacyError, match="no such key"):
+        load_key(tmp_path / "absent.key")
+
+
+# --- private stores -------------------------------------------------------------------------------------------
+
+
+def store_bytes(root: Path) -> list[bytes]:
+    """Every file of a store, raw, plus every container's index decompressed (and read back as JSON)."""
+    from codec2vec.store.container import FOOTER, read_container_index
+
+    out = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        raw = p.read_bytes()
+        out.append(raw)
+        if p.suffix in (".c2s", ".c2l"):
+            import zlib
+
+            _, off, length, _ = FOOTER.unpack(raw[-FOOTER.size :])
+            out.append(zlib.decompress(raw[off : off + length]))
+            out.append(json.dumps(read_container_index(p), ensure_ascii=False).encode())
+    return out
+
+
+@pytest.fixture()
+def named_corpus(tmp_path: Path, speech_dir: Path) -> tuple[Path, list[str]]:
+    """Three 1 s clips with telling names in a telling folder, and a manifest with a transcript and speaker names;
+    returns (manifest, the strings that must not reach a private store)."""
+    import soundfile as sf
+
+    wav, sr = sf.read(speech_dir / "lyra_sample1_16kHz.wav", dtype="float32")
+    folder = tmp_path / "secret_clinic_ward7" / "patient_records"
+    folder.mkdir(parents=True)
+    names = ["alice_smith_interview", "bob_jones_session", "carol_white_intake"]
+    rows = []
+    for i, name in enumerate(names):
+        sf.write(folder / f"{name}.wav", wav[i * 8000 : i * 8000 + sr], sr)
+        rows.append({"path": f"secret_clinic_ward7/patient_records/{name}.wav", "speaker": name.split("_")[0] + "_x",
+                     "text": f"the patient complains of headache number {i}", "split": "train"})  # fmt: skip
+    rows.append({"path": "secret_clinic_ward7/patient_records/missing_dave_brown.wav", "split": "train"})
+    manifest = tmp_path / "visits.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parts = [c for c in str(folder).split(os.sep) if len(c) >= 4] + names + ["missing_dave_brown", "visits"]
+    parts += ["alice_x", "bob_x", "carol_x", "complains of headache", str(tmp_path)]
+    return manifest, parts
+
+
+def test_private_store_holds_no_path_name_or_free_text(named_corpus, tmp_path: Path) -> None:
+    from codec2vec.store import TokenStore
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    manifest, secrets_ = named_corpus
+    out = tmp_path / "s" / "store"
+    opts = TokenizeOptions(codec="lyra", private=True)
+    summary = tokenize([str(manifest)], out, opts, progress=False)
+    assert summary["stored"] == 3 and summary["rejected"] == 1  # the missing file is rejected, outside the store
+    blobs = store_bytes(out)
+    assert len(blobs) >= 5
+    for s in secrets_:
+        for blob in blobs:
+            assert s.lower().encode() not in blob.lower(), f"{s!r} found in the private store"
+    store = TokenStore.open(out)
+    info = store.info()
+    assert info["private"] is True and store.meta["private"]["columns_kept"] == ["split"]
+    key = load_key(out.with_name("store.key"))
+    id_map = [json.loads(x) for x in out.with_name("store.ids.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in id_map} >= set(store.ids())
+    assert {keyed_id(key, r["source_id"]) for r in id_map} == {r["id"] for r in id_map}
+    assert all(store.entry(u)["source"] == "" and store.entry(u)["extra"] == {"split": "train"} for u in store.ids())
+    assert "missing_dave_brown" in out.with_name("store.ids.rejects.jsonl").read_text()
+    assert store.ids() == sorted(store.ids())  # order of hashed ids, not of file names
+    again = tokenize([str(manifest)], out, opts, progress=False)  # resumable: same key, same ids
+    assert again["stored"] == 0 and again["skipped_already_stored"] == 3
+    with pytest.raises(PrivacyError, match="outside the store"):
+        tokenize([str(manifest)], out, TokenizeOptions(private=True, private_key=str(out / "k.key")), progress=False)
