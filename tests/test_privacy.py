@@ -177,3 +177,80 @@ def test_private_store_holds_no_path_name_or_free_text(named_corpus, tmp_path: P
     assert again["stored"] == 0 and again["skipped_already_stored"] == 3
     with pytest.raises(PrivacyError, match="outside the store"):
         tokenize([str(manifest)], out, TokenizeOptions(private=True, private_key=str(out / "k.key")), progress=False)
+
+
+# --- anonymised stores ----------------------------------------------------------------------------------------
+
+
+def test_anonymize_keeps_the_original_and_the_key_restores_codes(tmp_path: Path) -> None:
+    from codec2vec.privacy.anonymize import anonymize_store
+    from codec2vec.store import TokenStore
+
+    src = fake_store(tmp_path / "clear")
+    before = checksums(src.root)
+    anonymize_store(src.root, tmp_path / "l2", levels=2)
+    anonymize_store(src.root, tmp_path / "scr", key=KEY)
+    anonymize_store(tmp_path / "scr", tmp_path / "scr3", levels=3)  # truncating keeps it scrambled
+    anonymize_store(tmp_path / "scr", tmp_path / "back", key=KEY, unscramble_codes=True)
+    assert checksums(src.root) == before  # the original is never written to
+    l2, scr, scr3, back = (TokenStore.open(tmp_path / n) for n in ("l2", "scr", "scr3", "back"))
+    perms = permutations(KEY, 6, 16)
+    for uid in src.ids():
+        clear = src[uid]
+        assert torch.equal(l2[uid], clear[:2]) and torch.equal(back[uid], clear)
+        assert torch.equal(scr[uid], scramble(clear, perms)) and not torch.equal(scr[uid], clear)
+        assert torch.equal(scr3[uid], scr[uid][:3])
+        assert scr.entry(uid)["source"] == "" and scr.entry(uid)["extra"] == {"split": src.entry(uid)["extra"]["split"]}
+    assert l2.codec.num_codebooks == 2 and l2.codec.config["num_codebooks"] == 2 and l2.codebook_vectors().shape[0] == 2
+    assert scr.info()["scrambled"] and scr3.info()["scrambled"] and not back.info()["scrambled"]
+    meta = (tmp_path / "scr" / "meta.json").read_text()
+    assert KEY.hex() not in meta and key_check(KEY) in meta
+    assert torch.equal(scr.codebook_vectors(), src.codebook_vectors())  # the public table, never a permuted one
+    with pytest.raises(PrivacyError, match="another key"):
+        anonymize_store(tmp_path / "scr", tmp_path / "x", key=bytes(32), unscramble_codes=True)
+    with pytest.raises(PrivacyError, match="already scrambled"):
+        anonymize_store(tmp_path / "scr", tmp_path / "y", key=KEY)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def _tiny_run(store: Path, run: Path, *extra: str):
+    from codec2vec.config import load_config
+
+    return load_config(None, [
+        f"data.store={store}", f"run.dir={run}", "data.crop_frames=100", "data.batch_frames=400", "data.min_frames=8",
+        "train.device=cpu", "train.lr=2e-3", "train.warmup_steps=3", "train.steps=8", "train.log_every=1",
+        "train.eval_every=8", "train.ckpt_every=8", "run.progress=off", "run.tensorboard=false",
+        "model.num_layers=2", "model.dim=32", "model.ffn_dim=64", "model.num_heads=2", "model.conv_pos_kernel=8",
+        "model.conv_pos_groups=2", "targets.online_top_k=2", "targets.online_codewords=8",
+        "targets=reconstruction,online", *extra,
+    ])  # fmt: skip
+
+
+def _losses(run: Path) -> list[float]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows]
+
+
+def test_training_on_scrambled_codes_with_the_key_equals_training_on_clear_codes(tmp_path: Path) -> None:
+    from codec2vec.errors import Codec2VecError
+    from codec2vec.privacy.anonymize import anonymize_store
+    from codec2vec.train import pretrain
+
+    src = fake_store(tmp_path / "clear")
+    anonymize_store(src.root, tmp_path / "scr", key=KEY, keep=("split",))
+    anonymize_store(src.root, tmp_path / "plain", keep=("split",))  # same metadata, clear codes
+    key_file = tmp_path / "k.key"
+    key_file.write_text(KEY.hex())
+    os.chmod(key_file, 0o600)
+    pretrain(_tiny_run(tmp_path / "plain", tmp_path / "r_clear"))
+    pretrain(_tiny_run(tmp_path / "scr", tmp_path / "r_key", f"data.codebook_key={key_file}"))
+    pretrain(_tiny_run(tmp_path / "scr", tmp_path / "r_nokey"))  # a third party: random embeddings
+    clear, keyed, nokey = (_losses(tmp_path / r) for r in ("r_clear", "r_key", "r_nokey"))
+    assert len(clear) >= 9 and clear[-1] < clear[0]
+    np.testing.assert_allclose(keyed, clear, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(nokey, clear, rtol=1e-3)  # without the key it is a different run
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text(bytes(32).hex())
+    os.chmod(wrong, 0o600)
+    with pytest.raises(Codec2VecError, match="another key"):
+        pretrain(_tiny_run(tmp_path / "scr", tmp_path / "r_wrong", f"data.codebook_key={wrong}"))
