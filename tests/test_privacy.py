@@ -32,7 +32,9 @@ KEY = bytes(range(32))
 
 
 def checksums(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def fake_store(path: Path, *, n: int = 48, k: int = 6, v: int = 16, speakers: int = 4, seed: int = 0):
@@ -254,3 +256,73 @@ def test_training_on_scrambled_codes_with_the_key_equals_training_on_clear_codes
     os.chmod(wrong, 0o600)
     with pytest.raises(Codec2VecError, match="another key"):
         pretrain(_tiny_run(tmp_path / "scr", tmp_path / "r_wrong", f"data.codebook_key={wrong}"))
+
+
+# --- the audit ------------------------------------------------------------------------------------------------
+
+
+def test_histogram_sid_probe_is_blind_to_scrambling_and_embedding_probe_beats_chance(tmp_path: Path) -> None:
+    from codec2vec.privacy.anonymize import anonymize_store
+    from codec2vec.privacy.audit import read_speakers, sid_audit
+    from codec2vec.store import TokenStore
+
+    src = fake_store(tmp_path / "clear", n=64, speakers=4)
+    anonymize_store(src.root, tmp_path / "scr", key=KEY)
+    scr = TokenStore.open(tmp_path / "scr")
+    speakers = read_speakers(None, src)  # the clear store's own `speaker` column; the scrambled one dropped it
+    assert len(speakers) == 64 and not read_speakers(None, scr)
+    clear, scrambled = sid_audit(src, speakers, per_speaker=4), sid_audit(scr, speakers, per_speaker=4, reference=src)
+    assert clear["embedding"]["chance"] == pytest.approx(0.25) and clear["embedding"]["accuracy"] >= 0.9
+    assert scrambled["histogram"]["accuracy"] == pytest.approx(clear["histogram"]["accuracy"])  # blind to keys
+    assert scrambled["embedding_from_reference"]["test"] == clear["embedding"]["test"] == 48
+
+
+def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir: Path) -> None:
+    """A real Lyra store of real speech: the audit leaves it untouched, lists ids, paths and columns, and the
+    public decoder gives back audio close to the source for clear codes, and not for scrambled ones."""
+    import soundfile as sf
+
+    from codec2vec.cli import main
+    from codec2vec.privacy.anonymize import anonymize_store
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    wavs = [sf.read(speech_dir / n, dtype="float32")[0] for n in ("lyra_sample1_16kHz.wav", "lyra_sample2_16kHz.wav")]
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(4):
+        w = wavs[i % 2][i * 4000 : i * 4000 + 24000]
+        sf.write(tmp_path / "audio" / f"talk{i}.wav", w, 16000)
+        rows.append({"path": f"audio/talk{i}.wav", "id": f"talk{i}", "speaker": f"s{i % 2}", "text": "some words"})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenize([str(manifest)], tmp_path / "clear", TokenizeOptions(codec="lyra"), progress=False)
+    anonymize_store(tmp_path / "clear", tmp_path / "scr", key=KEY)
+    key_file = tmp_path / "k.key"
+    key_file.write_text(KEY.hex())
+    os.chmod(key_file, 0o600)
+    before = {n: checksums(tmp_path / n) for n in ("clear", "scr")}
+    reports = {}
+    for name in ("clear", "scr"):
+        out = tmp_path / f"{name}.json"
+        argv = [str(tmp_path / name), "--labels", str(manifest), "--source-dir", str(manifest), "--json",
+                "--per-speaker", "1", "--scramble-key", str(key_file), "--reference", str(tmp_path / "clear")]  # fmt: skip
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main(["privacy-audit", *argv]) == 0
+        out.write_text(buf.getvalue())
+        reports[name] = json.loads(buf.getvalue())
+    assert {n: checksums(tmp_path / n) for n in ("clear", "scr")} == before  # auditing never writes
+    where = {m["where"]: m for m in reports["clear"]["metadata"]}
+    assert where["shard index: source"]["count"] == 4 and "talk0" in where["shard index: source"]["examples"][0]
+    assert {"shard index: id", "shard index: extra.speaker", "shard index: extra.text"} <= set(where)
+    scr_where = {m["where"] for m in reports["scr"]["metadata"]}
+    assert "shard index: source" not in scr_where and "shard index: extra.text" not in scr_where
+    clear, scr = reports["clear"]["decode"], reports["scr"]["decode"]
+    assert clear["files"] == 4 and clear["as_stored"] >= 0.85  # the public decoder gives the audio back
+    assert scr["with_key"] == pytest.approx(clear["as_stored"], abs=1e-6)  # the key gives exactly the clear codes
+    assert scr["as_stored"] < 0.6  # without the key: far from the source
+    assert "frequency_attack" in scr and 0.0 <= scr["frequency_attack_codes_recovered"] <= 1.0
+    assert reports["scr"]["scrambled"] and "embedding" in reports["clear"]["sid"]

@@ -38,7 +38,7 @@ KNOWN_FILES = {"meta.json", "codebooks.safetensors", "rejects.jsonl", ".lock"}
 
 
 def _examples(values: list[Any], n: int = 3) -> list[str]:
-    return [str(v)[:60] for v in values[:n]]
+    return [s if len(s) <= 60 else "..." + s[-57:] for s in map(str, values[:n])]  # a path's end names the file
 
 
 def metadata_report(store: TokenStore) -> list[dict[str, Any]]:
