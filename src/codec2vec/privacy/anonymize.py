@@ -46,7 +46,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ from codec2vec.files import atomic_write
 from codec2vec.privacy.keys import SCHEME, PrivacyError, key_check, permutations, scramble, unscramble
 from codec2vec.store import TokenStore
 from codec2vec.store.layout import check_free, publish
+
+if TYPE_CHECKING:
+    from codec2vec.pretrainer import Pretrainer
 
 DEFAULT_KEEP = ("split",)
 
@@ -160,7 +163,7 @@ def _permute_rows(weight: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
     return out.view_as(weight)
 
 
-def keyed_init(model: nn.Module, store: TokenStore, key_file: str | None) -> None:
+def keyed_init(model: Pretrainer, store: TokenStore, key_file: str | None) -> None:
     """Make a freshly built `Pretrainer` for a scrambled store train exactly as it would on the clear codes:
     with the key, the codec-initialised embedding rows and the reconstruction heads' class rows are permuted like
     the codes (so every logit and gradient is the clear run's, permuted). Without the key (a third party), the
@@ -168,7 +171,7 @@ def keyed_init(model: nn.Module, store: TokenStore, key_file: str | None) -> Non
     from codec2vec.privacy.keys import load_key
     from codec2vec.targets.reconstruction import ReconstructionTarget
 
-    enc = model.encoder  # type: ignore[attr-defined]
+    enc = model.encoder
     if not store.meta.get("scrambled"):
         if key_file:
             raise PrivacyError(f"data.codebook_key: the store {store.root} is not scrambled")
@@ -183,7 +186,7 @@ def keyed_init(model: nn.Module, store: TokenStore, key_file: str | None) -> Non
     perms = torch.from_numpy(permutations(key, enc.num_codebooks, enc.codebook_size))  # (K, V)
     with torch.no_grad():
         enc.table.copy_(_permute_rows(enc.table, perms))
-        for target in model.targets:  # type: ignore[attr-defined]
+        for target in model.targets:
             if isinstance(target, ReconstructionTarget):
                 target.head.weight.copy_(_permute_rows(target.head.weight, perms))
                 target.head.bias.copy_(_permute_rows(target.head.bias, perms))
