@@ -326,3 +326,28 @@ def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir
     assert scr["as_stored"] < 0.6  # without the key: far from the source
     assert "frequency_attack" in scr and 0.0 <= scr["frequency_attack_codes_recovered"] <= 1.0
     assert reports["scr"]["scrambled"] and "embedding" in reports["clear"]["sid"]
+
+
+def test_cli_anonymize_round_trip_and_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from codec2vec.cli import main
+    from codec2vec.store import TokenStore
+
+    src = fake_store(tmp_path / "clear", n=8)
+    key = tmp_path / "keys" / "scramble.key"
+    assert main(["anonymize", str(src.root), "--out", str(tmp_path / "scr"), "--scramble-key", str(key)]) == 0
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600  # created, private
+    argv = ["anonymize", str(tmp_path / "scr"), "--out", str(tmp_path / "back"), "--unscramble", "--scramble-key"]
+    assert main([*argv, str(key), "--levels", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["levels"] == 3
+    back = TokenStore.open(tmp_path / "back")
+    assert all(torch.equal(back[u], src[u][:3]) for u in src.ids())
+    other = tmp_path / "other.key"
+    load_key(other, create=True)
+    assert main([*argv[:3], str(tmp_path / "back2"), *argv[4:], str(other)]) == 2  # the wrong key: refused
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another key" in err
+    assert (
+        main(["anonymize", str(src.root), "--out", str(tmp_path / "z"), "--scramble-key", str(tmp_path / "z" / "k")])
+        == 2
+    )
+    assert main(["info", str(tmp_path / "scr")]) == 0 and "scrambled: yes" in capsys.readouterr().out

@@ -95,6 +95,11 @@ def open_private_store(
         private = store.meta.get("private")
         if private and private.get("key_check") != key_check(key):
             raise PrivacyError(f"{root}: a private store made with another key; use its key or another --out")
+        if private and list(private.get("columns_kept", [])) != list(keep):
+            raise PrivacyError(
+                f"{root}: a private store keeping columns {private.get('columns_kept')}, not {list(keep)}; "
+                "use the same --private-keep or another --out"
+            )
         if not private and len(store):
             raise PrivacyError(f"{root}: holds non-private utterances; use another --out")
         return store if private else _mark_private(store, key, keep)
