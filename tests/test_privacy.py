@@ -175,6 +175,14 @@ def test_private_store_holds_no_path_name_or_free_text(named_corpus, tmp_path: P
     assert all(store.entry(u)["source"] == "" and store.entry(u)["extra"] == {"split": "train"} for u in store.ids())
     assert "missing_dave_brown" in out.with_name("store.ids.rejects.jsonl").read_text()
     assert store.ids() == sorted(store.ids())  # order of hashed ids, not of file names
+    from codec2vec.privacy.audit import run_audit
+
+    audit = run_audit(out, labels=str(manifest), id_map=str(out.with_name("store.ids.jsonl")), decode_files=3)
+    ids_row = next(m for m in audit["metadata"] if m["where"] == "shard index: id")
+    assert ids_row["count"] == 0 and ids_row["hashed"] == 3  # only keyed hashes
+    assert {m["where"] for m in audit["metadata"]} == {"shard index: id", "shard index: extra.split",
+                                                       "shard index: seconds, source_bytes"}  # fmt: skip
+    assert audit["private"] and audit["decode"]["files"] == 3  # the id map (kept by the user) finds the sources
     again = tokenize([str(manifest)], out, opts, progress=False)  # resumable: same key, same ids
     assert again["stored"] == 0 and again["skipped_already_stored"] == 3
     with pytest.raises(PrivacyError, match="outside the store"):
