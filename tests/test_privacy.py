@@ -359,3 +359,14 @@ def test_cli_anonymize_round_trip_and_one_line_errors(tmp_path: Path, capsys: py
         == 2
     )
     assert main(["info", str(tmp_path / "scr")]) == 0 and "scrambled: yes" in capsys.readouterr().out
+
+
+def test_permuted_codebook_rows_would_give_the_permutation_away(lyra_codec) -> None:
+    """Why a scrambled store carries the public table and the key holder permutes it at training time: anyone
+    holding permuted rows and the public codec recovers every level's permutation by nearest-row matching."""
+    table = lyra_codec.codebook_vectors()  # (K, V, D), public
+    perms = permutations(KEY, table.shape[0], table.shape[1])
+    permuted = torch.empty_like(table)
+    permuted[torch.arange(table.shape[0])[:, None], torch.from_numpy(perms)] = table  # row perms[k, v] = table[k, v]
+    recovered = torch.cdist(table, permuted).argmin(-1).numpy()  # (K, V): clear v -> the row that matches it
+    assert np.array_equal(recovered, perms)
