@@ -15,7 +15,7 @@ What a private store holds, and what it does not (the audit, `audit.py`, lists w
 - no audio, ever (a store never holds audio); `meta.json` says `"private": {...}` and `codec2vec info` says so.
 
 What it does not hide: the codes themselves. Anyone with the public codec's decoder turns them back into audio
-(log-spectrogram correlation ~0.93 with the source for Lyra at 46 levels); `anonymize` (`anonymize.py`) and the
+(log-spectrogram correlation ~0.9 with the source for Lyra at 46 levels); `anonymize` (`anonymize.py`) and the
 audit's SID figures are about that.
 """
 
