@@ -334,6 +334,7 @@ def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir
     assert scr["as_stored"] < 0.6  # without the key: far from the source
     assert "frequency_attack" in scr and 0.0 <= scr["frequency_attack_codes_recovered"] <= 1.0
     assert reports["scr"]["scrambled"] and "embedding" in reports["clear"]["sid"]
+    assert "embedding_from_reference_after_frequency_attack" in reports["scr"]["sid"]
 
 
 def test_cli_anonymize_round_trip_and_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

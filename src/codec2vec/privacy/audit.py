@@ -96,14 +96,18 @@ def metadata_report(store: TokenStore) -> list[dict[str, Any]]:
 # --- 1. speaker identification ------------------------------------------------------------------------------
 
 
-def utterance_features(store: TokenStore, ids: list[str], kind: str) -> np.ndarray:
+def utterance_features(store: TokenStore, ids: list[str], kind: str, undo: np.ndarray | None = None) -> np.ndarray:
     """`embedding`: mean over frames of the summed codebook rows `(N, D)`; `histogram`: per-level code
-    frequencies `(N, K*V)`."""
+    frequencies `(N, K*V)`. `undo`: permutations `(K, V)` to unscramble the codes with first (an attacker's guess)."""
+    from codec2vec.privacy.keys import unscramble
+
     k, v = store.codec.num_codebooks, store.codec.codebook_size
     table = store.codebook_vectors().numpy() if kind == "embedding" else None  # (K, V, D)
     rows = []
     for uid in ids:
         codes = store.read_numpy(uid)  # (K, T)
+        if undo is not None:
+            codes = np.asarray(unscramble(codes, undo))
         counts = np.zeros((k, v))
         np.add.at(counts, (np.arange(k)[:, None], codes), 1.0)
         counts /= max(1, codes.shape[1])  # (K, V) frequencies
@@ -142,9 +146,15 @@ def linear_probe(x_train: np.ndarray, y_train: list[str], x_test: np.ndarray, y_
 
 
 def sid_audit(
-    store: TokenStore, speakers: dict[str, str], *, per_speaker: int = 8, reference: TokenStore | None = None
+    store: TokenStore,
+    speakers: dict[str, str],
+    *,
+    per_speaker: int = 8,
+    reference: TokenStore | None = None,
+    attack: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """SID accuracy of the two attackers (and, with `reference`, of one trained on clear tokens)."""
+    """SID accuracy of the two attackers (and, with `reference`, of one trained on clear tokens; with `attack`,
+    the permutations a frequency-analysis attacker estimated, also after unscrambling with those)."""
     train, test = attacker_split(store.ids(), speakers, per_speaker)
     if len({speakers[u] for u in train}) < 2 or not test:
         return {"error": "fewer than two labelled speakers, or nothing left to test on"}
@@ -155,9 +165,14 @@ def sid_audit(
     if reference is not None:
         ref_train = [u for u in train if u in reference]
         if ref_train:
+            x_ref, y_ref = utterance_features(reference, ref_train, "embedding"), [speakers[u] for u in ref_train]
+            y_test = [speakers[u] for u in test]
             out["embedding_from_reference"] = linear_probe(
-                utterance_features(reference, ref_train, "embedding"), [speakers[u] for u in ref_train],
-                utterance_features(store, test, "embedding"), [speakers[u] for u in test])  # fmt: skip
+                x_ref, y_ref, utterance_features(store, test, "embedding"), y_test
+            )
+            if attack is not None:
+                x_guess = utterance_features(store, test, "embedding", undo=attack)
+                out["embedding_from_reference_after_frequency_attack"] = linear_probe(x_ref, y_ref, x_guess, y_test)
     return out
 
 
@@ -234,18 +249,19 @@ def run_audit(
         "levels": store.codec.num_codebooks, "private": bool(store.meta.get("private")),
         "scrambled": bool(store.meta.get("scrambled")), "metadata": metadata_report(store),
     }  # fmt: skip
+    attack = None
+    if report["scrambled"] and ref is not None:
+        attack = frequency_attack(code_counts(store), code_counts(ref))
     if speakers:
-        report["sid"] = sid_audit(store, speakers, per_speaker=per_speaker, reference=ref)
+        report["sid"] = sid_audit(store, speakers, per_speaker=per_speaker, reference=ref, attack=attack)
     else:
         report["sid"] = {"error": "no speaker labels (pass --labels MANIFEST with id and speaker columns)"}
     if decode_files > 0:
         from codec2vec.tokenize import codec_for_store
 
-        perms = attack = None
+        perms = None
         if report["scrambled"] and key_file:
             perms = permutations(load_key(key_file), store.codec.num_codebooks, store.codec.codebook_size)
-        if report["scrambled"] and ref is not None:
-            attack = frequency_attack(code_counts(store), code_counts(ref))
         sources = find_sources(store, source_dir, rows)
         report["decode"] = decode_leakage(store, sources, codec_for_store(store, codec_path), speakers=speakers,
                                           perms=perms, attack=attack, max_files=decode_files)  # fmt: skip
@@ -259,10 +275,15 @@ def format_audit(r: dict[str, Any]) -> str:
     sid = r["sid"]
     if "error" in sid:
         lines.append(f"SID        {sid['error']}")
-    for kind in ("embedding", "histogram", "embedding_from_reference"):
+    for kind in (
+        "embedding",
+        "histogram",
+        "embedding_from_reference",
+        "embedding_from_reference_after_frequency_attack",
+    ):
         if kind in sid:
             s = sid[kind]
-            lines.append(f"SID        {kind:<24} accuracy {s['accuracy']:.3f} vs chance {s['chance']:.3f} "
+            lines.append(f"SID        {kind:<30} accuracy {s['accuracy']:.3f} vs chance {s['chance']:.3f} "
                          f"({s['speakers']} speakers, {s['train']} labelled, {s['test']} tested)")  # fmt: skip
     dec = r.get("decode", {})
     if "error" in dec:
