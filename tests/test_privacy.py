@@ -371,3 +371,22 @@ def test_permuted_codebook_rows_would_give_the_permutation_away(lyra_codec) -> N
     permuted[torch.arange(table.shape[0])[:, None], torch.from_numpy(perms)] = table  # row perms[k, v] = table[k, v]
     recovered = torch.cdist(table, permuted).argmin(-1).numpy()  # (K, V): clear v -> the row that matches it
     assert np.array_equal(recovered, perms)
+
+
+def test_cli_tokenize_private_keeps_only_the_columns_allowed(named_corpus, tmp_path: Path, capsys) -> None:
+    from codec2vec.cli import main
+    from codec2vec.store import TokenStore
+
+    manifest, _ = named_corpus
+    out, key, ids = tmp_path / "st", tmp_path / "mine" / "k.key", tmp_path / "mine" / "ids.jsonl"
+    argv = ["tokenize", str(manifest), "--out", str(out), "--private-key", str(key), "--id-map", str(ids)]
+    assert main([*argv, "--private-keep", "split,speaker", "--json"]) == 3  # the missing file: rejected
+    capsys.readouterr()
+    store = TokenStore.open(out)
+    assert {json.dumps(store.entry(u)["extra"], sort_keys=True) for u in store.ids()} == {
+        json.dumps({"speaker": s, "split": "train"}, sort_keys=True) for s in ("alice_x", "bob_x", "carol_x")
+    }
+    assert stat.S_IMODE(key.stat().st_mode) == stat.S_IMODE(ids.stat().st_mode) == 0o600
+    assert main(["info", str(out), "--json"]) == 0 and json.loads(capsys.readouterr().out)["private"] is True
+    assert main([*argv, "--private-keep", "split"]) == 2  # another column set than the store's: refused
+    assert "columns" in capsys.readouterr().err

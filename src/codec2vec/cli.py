@@ -44,7 +44,11 @@ def _add_tokenize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--private", action="store_true", help="keyed ids; no paths, names or free text in the store")
     p.add_argument("--private-key", default=None, help="--private: key file (created 0600; default OUT.key)")
     p.add_argument("--id-map", default=None, help="--private: hashed id -> source map (default OUT.ids.jsonl)")
-    p.add_argument("--private-keep", default="split", help="--private: manifest columns to keep (comma-separated)")
+    p.add_argument(
+        "--private-keep",
+        default="split",
+        help="--private: manifest columns to keep, comma-separated (free text and names only if listed)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -65,7 +69,7 @@ def _run_tokenize(args: argparse.Namespace) -> int:
             retry_rejects=args.retry_rejects,
             device=args.device,
             coding=args.coding,
-            private=args.private,
+            private=args.private or bool(args.private_key or args.id_map),  # naming a key means private
             private_key=args.private_key,
             id_map=args.id_map,
             private_keep=tuple(c for c in args.private_keep.split(",") if c),
