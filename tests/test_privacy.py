@@ -279,10 +279,10 @@ def test_histogram_sid_probe_is_blind_to_scrambling_and_embedding_probe_beats_ch
     scr = TokenStore.open(tmp_path / "scr")
     speakers = read_speakers(None, src)  # the clear store's own `speaker` column; the scrambled one dropped it
     assert len(speakers) == 64 and not read_speakers(None, scr)
-    clear, scrambled = sid_audit(src, speakers, per_speaker=4), sid_audit(scr, speakers, per_speaker=4, reference=src)
+    clear, scrambled = sid_audit(src, speakers, per_speaker=4), sid_audit(scr, speakers, per_speaker=4, clear=src)
     assert clear["embedding"]["chance"] == pytest.approx(0.25) and clear["embedding"]["accuracy"] >= 0.9
     assert scrambled["histogram"]["accuracy"] == pytest.approx(clear["histogram"]["accuracy"])  # blind to keys
-    assert scrambled["embedding_from_reference"]["test"] == clear["embedding"]["test"] == 48
+    assert scrambled["embedding_from_clear"]["test"] == clear["embedding"]["test"] == 48
 
 
 def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir: Path) -> None:
@@ -313,7 +313,8 @@ def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir
     for name in ("clear", "scr"):
         out = tmp_path / f"{name}.json"
         argv = [str(tmp_path / name), "--labels", str(manifest), "--source-dir", str(manifest), "--json",
-                "--per-speaker", "1", "--scramble-key", str(key_file), "--reference", str(tmp_path / "clear")]  # fmt: skip
+                "--per-speaker", "1", "--scramble-key", str(key_file), "--reference", str(tmp_path / "clear"),
+                "--clear", str(tmp_path / "clear")]  # fmt: skip
         import contextlib
         import io
 
@@ -334,7 +335,7 @@ def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir
     assert scr["as_stored"] < 0.6  # without the key: far from the source
     assert "frequency_attack" in scr and 0.0 <= scr["frequency_attack_codes_recovered"] <= 1.0
     assert reports["scr"]["scrambled"] and "embedding" in reports["clear"]["sid"]
-    assert "embedding_from_reference_after_frequency_attack" in reports["scr"]["sid"]
+    assert "embedding_from_clear_after_frequency_attack" in reports["scr"]["sid"]
 
 
 def test_cli_anonymize_round_trip_and_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

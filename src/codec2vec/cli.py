@@ -307,7 +307,10 @@ def _add_privacy_audit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source-dir", default=None, help="the source audio: a folder or manifest (decoded audio check)")
     p.add_argument("--id-map", default=None, help="a private store's id map (matches labels and sources)")
     p.add_argument("--scramble-key", default=None, help="a scrambled store's key: also decode with the key")
-    p.add_argument("--reference", default=None, help="the attacker's own clear token store (same codec)")
+    p.add_argument("--reference", default=None, help="the attacker's own clear tokens (same codec): frequency attack")
+    p.add_argument(
+        "--clear", default=None, help="the same utterances in clear codes: SID probe trained on clear tokens"
+    )
     p.add_argument("--codec-path", default=None)
     p.add_argument("--per-speaker", type=int, default=8, help="labelled utterances per speaker the attacker has")
     p.add_argument("--decode-files", type=int, default=40, help="utterances to decode (0: skip the decoder check)")
@@ -319,7 +322,7 @@ def _run_privacy_audit(args: argparse.Namespace) -> int:
 
     report = run_audit(
         args.store, labels=args.labels, source_dir=args.source_dir, id_map=args.id_map, key_file=args.scramble_key,
-        reference=args.reference, codec_path=args.codec_path, per_speaker=args.per_speaker,
+        reference=args.reference, clear=args.clear, codec_path=args.codec_path, per_speaker=args.per_speaker,
         decode_files=args.decode_files,
     )  # fmt: skip
     if args.json:

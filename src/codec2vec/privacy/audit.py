@@ -5,17 +5,19 @@
    mean-pooling + a linear classifier) and, as a second attacker, per-level code histograms `(K*V,)` (a linear
    probe on those is blind to any per-level permutation, so scrambling cannot lower it); a multinomial logistic
    regression is fitted on `train_per_speaker` utterances per speaker and tested on the rest; chance is the
-   majority speaker's share of the test set. With `reference` (the attacker's own clear tokens of labelled speech
-   of the same speakers), also a probe trained on the reference and tested on this store: the attacker without
-   the key.
+   majority speaker's share of the test set. With `clear` (the same utterances in clear codes, standing for the
+   attacker's own tokens of labelled recordings of these speakers), also a probe trained on clear tokens and
+   tested on this store: the attacker without the key (and after the frequency attack, for a scrambled store).
 2. Audio through the public decoder: log-spectrogram (512-point STFT, hop 10 ms, log(|X| + 1e-5)) Pearson
    correlation between the decoded codes and the source audio, averaged over utterances whose source is at hand,
    as stored; for a scrambled store also with the key (`key`) and after a frequency-analysis attack (per-level
-   code frequencies of `reference` rank-matched to this store's); the floor is the same correlation between the
-   sources of two unrelated utterances of different speakers.
+   code frequencies of `reference`, the attacker's own clear tokens, rank-matched to this store's); the floor is
+   the same correlation between the sources of two unrelated utterances of different speakers.
 3. Every piece of identifying metadata the store holds (`metadata_report`), listed with examples.
 
-This is our own small probe (mean-pool + linear, as SUPERB's SID head), not the `codec2vec probe` task head.
+This is our own small probe: a linear classifier on mean-pooled features is the function class of SUPERB's SID
+head (Linear(D, 256) -> mean -> Linear(256, C) is linear too); an L2-regularised logistic regression fits it in
+a second, without the `codec2vec probe` machinery (checkpoints, layer weights, early stopping).
 """
 
 from __future__ import annotations
@@ -150,11 +152,12 @@ def sid_audit(
     speakers: dict[str, str],
     *,
     per_speaker: int = 8,
-    reference: TokenStore | None = None,
+    clear: TokenStore | None = None,
     attack: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """SID accuracy of the two attackers (and, with `reference`, of one trained on clear tokens; with `attack`,
-    the permutations a frequency-analysis attacker estimated, also after unscrambling with those)."""
+    """SID accuracy of the two attackers (and, with `clear`, the clear codes of the same utterances, of one
+    trained on clear tokens; with `attack`, the permutations a frequency-analysis attacker estimated, also after
+    unscrambling with those)."""
     train, test = attacker_split(store.ids(), speakers, per_speaker)
     if len({speakers[u] for u in train}) < 2 or not test:
         return {"error": "fewer than two labelled speakers, or nothing left to test on"}
@@ -162,17 +165,17 @@ def sid_audit(
     for kind in ("embedding", "histogram"):
         out[kind] = linear_probe(utterance_features(store, train, kind), [speakers[u] for u in train],
                                  utterance_features(store, test, kind), [speakers[u] for u in test])  # fmt: skip
-    if reference is not None:
-        ref_train = [u for u in train if u in reference]
+    if clear is not None:
+        ref_train = [u for u in train if u in clear]
         if ref_train:
-            x_ref, y_ref = utterance_features(reference, ref_train, "embedding"), [speakers[u] for u in ref_train]
+            x_ref, y_ref = utterance_features(clear, ref_train, "embedding"), [speakers[u] for u in ref_train]
             y_test = [speakers[u] for u in test]
-            out["embedding_from_reference"] = linear_probe(
+            out["embedding_from_clear"] = linear_probe(
                 x_ref, y_ref, utterance_features(store, test, "embedding"), y_test
             )
             if attack is not None:
                 x_guess = utterance_features(store, test, "embedding", undo=attack)
-                out["embedding_from_reference_after_frequency_attack"] = linear_probe(x_ref, y_ref, x_guess, y_test)
+                out["embedding_from_clear_after_frequency_attack"] = linear_probe(x_ref, y_ref, x_guess, y_test)
     return out
 
 
@@ -231,17 +234,22 @@ def run_audit(
     id_map: str | None = None,
     key_file: str | None = None,
     reference: str | None = None,
+    clear: str | None = None,
     codec_path: str | None = None,
     per_speaker: int = 8,
     decode_files: int = 40,
 ) -> dict[str, Any]:
-    """The whole audit of one store (read only): SID, decoded audio (when `decode_files` > 0), metadata."""
+    """The whole audit of one store (read only): SID, decoded audio (when `decode_files` > 0), metadata.
+    `reference`: the attacker's own clear tokens of any speech (for the frequency attack on a scrambled store);
+    `clear`: the same utterances in clear codes (the store this one was made from), standing for the attacker's
+    own tokens of labelled recordings of these speakers (for a SID probe trained on clear tokens)."""
     from codec2vec.privacy.keys import load_key, permutations
     from codec2vec.privacy.leakage import code_counts, decode_leakage, frequency_attack
     from codec2vec.privacy.private import read_id_map
 
     store = TokenStore.open(store_path)
     ref = TokenStore.open(reference) if reference else None
+    clear_store = TokenStore.open(clear) if clear else None
     rows = read_id_map(id_map) if id_map else {}
     speakers = read_speakers(labels, store, rows)
     report: dict[str, Any] = {
@@ -253,7 +261,7 @@ def run_audit(
     if report["scrambled"] and ref is not None:
         attack = frequency_attack(code_counts(store), code_counts(ref))
     if speakers:
-        report["sid"] = sid_audit(store, speakers, per_speaker=per_speaker, reference=ref, attack=attack)
+        report["sid"] = sid_audit(store, speakers, per_speaker=per_speaker, clear=clear_store, attack=attack)
     else:
         report["sid"] = {"error": "no speaker labels (pass --labels MANIFEST with id and speaker columns)"}
     if decode_files > 0:
@@ -278,19 +286,19 @@ def format_audit(r: dict[str, Any]) -> str:
     for kind in (
         "embedding",
         "histogram",
-        "embedding_from_reference",
-        "embedding_from_reference_after_frequency_attack",
+        "embedding_from_clear",
+        "embedding_from_clear_after_frequency_attack",
     ):
         if kind in sid:
             s = sid[kind]
-            lines.append(f"SID        {kind:<30} accuracy {s['accuracy']:.3f} vs chance {s['chance']:.3f} "
+            lines.append(f"SID        {kind:<44} accuracy {s['accuracy']:.3f} vs chance {s['chance']:.3f} "
                          f"({s['speakers']} speakers, {s['train']} labelled, {s['test']} tested)")  # fmt: skip
     dec = r.get("decode", {})
     if "error" in dec:
         lines.append(f"decode     {dec['error']}")
     for key in ("as_stored", "with_key", "frequency_attack", "floor_unrelated"):
         if key in dec:
-            lines.append(f"decode     {key:<24} log-spectrogram correlation {dec[key]:.3f} ({dec['files']} files)")
+            lines.append(f"decode     {key:<44} log-spectrogram correlation {dec[key]:.3f} ({dec['files']} files)")
     if "frequency_attack_codes_recovered" in dec:
         lines.append(f"decode     frequency attack recovers {dec['frequency_attack_codes_recovered']:.1%} of codes")
     for m in r["metadata"]:
