@@ -172,7 +172,10 @@ def test_private_store_holds_no_path_name_or_free_text(named_corpus, tmp_path: P
     id_map = [json.loads(x) for x in out.with_name("store.ids.jsonl").read_text().splitlines()]
     assert {r["id"] for r in id_map} >= set(store.ids())
     assert {keyed_id(key, r["source_id"]) for r in id_map} == {r["id"] for r in id_map}
-    assert all(store.entry(u)["source"] == "" and store.entry(u)["extra"] == {"split": "train"} for u in store.ids())
+    for u in store.ids():
+        e = store.entry(u)
+        assert e["source"] == "" and e["extra"] == {"split": "train"} and e["source_bytes"] == 0
+        assert e["seconds"] == e["frames"] / 50.0  # on the frame grid, not the exact sample count
     assert "missing_dave_brown" in out.with_name("store.ids.rejects.jsonl").read_text()
     assert store.ids() == sorted(store.ids())  # order of hashed ids, not of file names
     from codec2vec.privacy.audit import run_audit
@@ -180,8 +183,9 @@ def test_private_store_holds_no_path_name_or_free_text(named_corpus, tmp_path: P
     audit = run_audit(out, labels=str(manifest), id_map=str(out.with_name("store.ids.jsonl")), decode_files=3)
     ids_row = next(m for m in audit["metadata"] if m["where"] == "shard index: id")
     assert ids_row["count"] == 0 and ids_row["hashed"] == 3  # only keyed hashes
-    assert {m["where"] for m in audit["metadata"]} == {"shard index: id", "shard index: extra.split",
-                                                       "shard index: seconds, source_bytes"}  # fmt: skip
+    where = {m["where"]: m for m in audit["metadata"]}
+    assert set(where) == {"shard index: id", "shard index: extra.split", "shard index: seconds"}
+    assert "frame grid" in where["shard index: seconds"]["note"]
     assert audit["private"] and audit["decode"]["files"] == 3  # the id map (kept by the user) finds the sources
     again = tokenize([str(manifest)], out, opts, progress=False)  # resumable: same key, same ids
     assert again["stored"] == 0 and again["skipped_already_stored"] == 3
@@ -298,7 +302,7 @@ def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir
     (tmp_path / "audio").mkdir()
     rows = []
     for i in range(4):
-        w = wavs[i % 2][i * 4000 : i * 4000 + 24000]
+        w = wavs[i % 2][i * 4000 : i * 4000 + 24077]  # not a whole number of frames
         sf.write(tmp_path / "audio" / f"talk{i}.wav", w, 16000)
         rows.append({"path": f"audio/talk{i}.wav", "id": f"talk{i}", "speaker": f"s{i % 2}", "text": "some words"})
     manifest = tmp_path / "m.jsonl"
@@ -326,7 +330,13 @@ def test_audit_never_writes_and_lists_what_identifies(tmp_path: Path, speech_dir
     assert {n: checksums(tmp_path / n) for n in ("clear", "scr")} == before  # auditing never writes
     where = {m["where"]: m for m in reports["clear"]["metadata"]}
     assert where["shard index: source"]["count"] == 4 and "talk0" in where["shard index: source"]["examples"][0]
-    assert {"shard index: id", "shard index: extra.speaker", "shard index: extra.text"} <= set(where)
+    assert {
+        "shard index: id",
+        "shard index: extra.speaker",
+        "shard index: extra.text",
+        "shard index: source_bytes",
+    } <= set(where)
+    assert "exact durations" in where["shard index: seconds"]["note"]
     scr_where = {m["where"] for m in reports["scr"]["metadata"]}
     assert "shard index: source" not in scr_where and "shard index: extra.text" not in scr_where
     clear, scr = reports["clear"]["decode"], reports["scr"]["decode"]

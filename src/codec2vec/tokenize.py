@@ -272,9 +272,11 @@ def tokenize(
                 writer.add(
                     enc.item.id,
                     enc.codes,
-                    seconds=enc.seconds,
+                    # private: no path, no file size, and durations on the frame grid (exact sample counts and
+                    # byte sizes can single out a file of a known corpus)
+                    seconds=enc.codes.shape[1] / codec.frame_rate if opts.private else enc.seconds,
                     source="" if opts.private else enc.item.path,
-                    source_bytes=enc.source_bytes,
+                    source_bytes=0 if opts.private else enc.source_bytes,
                     extra=scalar_metadata(enc.item.extra),
                 )
                 stored += 1

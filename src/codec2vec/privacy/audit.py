@@ -66,9 +66,16 @@ def metadata_report(store: TokenStore) -> list[dict[str, Any]]:
         items.append({"where": f"shard index: extra.{c}", "count": len(vals), "distinct": len(distinct),
                       "examples": _examples(distinct), "note": "manifest column"})  # fmt: skip
     if entries:
-        items.append({"where": "shard index: seconds, source_bytes", "count": len(entries),
-                      "examples": _examples([f"{e['seconds']:.2f} s, {e.get('source_bytes', 0)} B" for e in entries]),
-                      "note": "durations and source file sizes (not names, but can link a store to files)"})  # fmt: skip
+        rate = store.codec.frame_rate
+        grid = all(abs(e["seconds"] * rate - e["frames"]) < 1e-6 for e in entries)
+        items.append({"where": "shard index: seconds", "count": len(entries),
+                      "examples": _examples([f"{e['seconds']:.5f} s" for e in entries]),
+                      "note": "durations on the frame grid (what the codes show)" if grid else
+                      "exact durations (a sample count can single out a file of a known corpus)"})  # fmt: skip
+    sizes = [e["source_bytes"] for e in entries if e.get("source_bytes")]
+    if sizes:
+        items.append({"where": "shard index: source_bytes", "count": len(sizes), "examples": _examples(sizes),
+                      "note": "source file sizes (a byte count can single out a file)"})  # fmt: skip
     location = {k: v for k, v in store.codec.config.items() if k in ("path", "device")}
     if location:
         items.append({"where": "meta.json: codec.config", "count": len(location), "examples": _examples(

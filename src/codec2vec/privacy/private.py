@@ -9,8 +9,9 @@ What a private store holds, and what it does not (the audit, `audit.py`, lists w
   (`path`, `device`) is left out of `meta.json` (its config hash never included it), and inputs that were
   rejected are listed beside the id map (`STORE.ids.rejects.jsonl`), not in the store, since reasons name files;
 - manifest columns: only those the user allows (`--private-keep`, default `split` alone), and only scalars:
-  free text (transcripts), speaker names and labels stay out unless named. `seconds` and the source file's byte
-  count stay (they are what `info` reports and are not names);
+  free text (transcripts), speaker names and labels stay out unless named. Durations are kept on the codec's
+  frame grid (frames / frame rate: what the codes show anyway) and source file sizes are not kept, since an
+  exact sample count or byte size can single out a file of a known corpus (`info`'s ratio to the source is 0);
 - storage order is the order of the hashed ids, not of the file names (which often group files by speaker);
 - no audio, ever (a store never holds audio); `meta.json` says `"private": {...}` and `codec2vec info` says so.
 
