@@ -220,6 +220,16 @@ def test_anonymize_keeps_the_original_and_the_key_restores_codes(tmp_path: Path)
     meta = (tmp_path / "scr" / "meta.json").read_text()
     assert KEY.hex() not in meta and key_check(KEY) in meta
     assert torch.equal(scr.codebook_vectors(), src.codebook_vectors())  # the public table, never a permuted one
+    anonymize_store(src.root, tmp_path / "priv", levels=4, id_key=KEY, id_map=tmp_path / "ids.jsonl")
+    priv = TokenStore.open(tmp_path / "priv")
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "ids.jsonl").read_text().splitlines())}
+    assert priv.info()["private"] and priv.ids() == sorted(priv.ids()) and set(priv.ids()) == set(rows)
+    for hid in priv.ids():
+        old = rows[hid]["source_id"]
+        assert hid == keyed_id(KEY, old) and torch.equal(priv[hid], src[old][:4])
+        assert rows[hid]["path"] == src.entry(old)["source"] and priv.entry(hid)["source_bytes"] == 0
+    assert b"spk" not in b"".join(store_bytes(tmp_path / "priv"))  # no speaker-bearing id or path left
+    assert stat.S_IMODE((tmp_path / "ids.jsonl").stat().st_mode) == 0o600
     with pytest.raises(PrivacyError, match="another key"):
         anonymize_store(tmp_path / "scr", tmp_path / "x", key=bytes(32), unscramble_codes=True)
     with pytest.raises(PrivacyError, match="already scrambled"):

@@ -274,6 +274,9 @@ def _add_anonymize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scramble-key", default=None, help="key file (created 0600 if absent): secret code permutation")
     p.add_argument("--unscramble", action="store_true", help="restore a scrambled store's codes with its key")
     p.add_argument("--keep", default="split", help="manifest columns to keep (comma-separated; paths never kept)")
+    p.add_argument("--private", action="store_true", help="ids become keyed hashes, as tokenize --private")
+    p.add_argument("--private-key", default=None, help="--private: key file (created 0600; default OUT.key)")
+    p.add_argument("--id-map", default=None, help="--private: hashed id -> old id map (default OUT.ids.jsonl)")
     p.add_argument("--json", action="store_true")
 
 
@@ -289,9 +292,16 @@ def _run_anonymize(args: argparse.Namespace) -> int:
             raise PrivacyError(f"--scramble-key {args.scramble_key}: keep the key outside the store")
         key = load_key(args.scramble_key, create=not args.unscramble)
     keep = tuple(c for c in args.keep.split(",") if c)
+    id_key, id_map = None, None
+    if args.private or args.private_key or args.id_map:
+        from codec2vec.privacy.private import default_paths
+
+        default_key, default_map = default_paths(args.out)
+        id_key, id_map = load_key(args.private_key or default_key, create=True), args.id_map or default_map
     summary = anonymize_store(
-        args.store, args.out, levels=args.levels, key=key, unscramble_codes=args.unscramble, keep=keep
-    )
+        args.store, args.out, levels=args.levels, key=key, unscramble_codes=args.unscramble, keep=keep,
+        id_key=id_key, id_map=id_map,
+    )  # fmt: skip
     if args.json:
         _print_json(summary)
     else:

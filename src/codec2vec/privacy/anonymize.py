@@ -35,10 +35,11 @@ Threat model, honestly:
       keyed initialisation happens at training time in the key holder's process (`data.codebook_key=FILE`,
       `keyed_init`). A checkpoint trained that way holds the permuted rows: treat it like the key.
   Training without the key (a third party) starts from randomly initialised embeddings (`keyed_init` with no
-  key), which Codec2Vec reports as clearly worse than the codec initialisation.
+  key): the paper reports that the codec initialisation helped "significantly", so expect a weaker model.
 - Label sets are not carried over: k-means labels of the clear latent would describe the clear codes.
 - Paths are dropped (`source` emptied) and only the allowed manifest columns are kept (`keep`, default
-  `split`); ids are kept (the audit lists them), or come from a private store already hashed.
+  `split`); ids are kept (the audit lists them) unless `id_key` is given (`--private`): then they become keyed
+  hashes as in a private store (`private.py`), with the map back written outside the store.
 
 Shapes: codes `(K, T)` per utterance in, `(n, T)` out; permutations `(K, V)`.
 """
@@ -61,7 +62,17 @@ from torch import nn
 from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write
-from codec2vec.privacy.keys import SCHEME, PrivacyError, key_check, permutations, scramble, unscramble
+from codec2vec.privacy.keys import (
+    SCHEME,
+    PrivacyError,
+    key_check,
+    keyed_id,
+    permutations,
+    scramble,
+    unscramble,
+    write_secret,
+)
+from codec2vec.privacy.private import read_id_map
 from codec2vec.store import TokenStore
 from codec2vec.store.layout import check_free, publish
 
@@ -99,9 +110,13 @@ def anonymize_store(
     key: bytes | None = None,
     unscramble_codes: bool = False,
     keep: tuple[str, ...] = DEFAULT_KEEP,
+    id_key: bytes | None = None,
+    id_map: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write the anonymised copy of store `src` to the new store `out`: first `levels` levels, codes scrambled
-    with `key` (or, with `unscramble_codes`, a scrambled store restored with its key). Returns a summary."""
+    with `key` (or, with `unscramble_codes`, a scrambled store restored with its key); with `id_key`, ids become
+    keyed hashes as in a private store (the map back to the old ids and paths is written to `id_map`, outside
+    `out`), durations go on the frame grid and file sizes are dropped. Returns a summary."""
     store = TokenStore.open(src)
     k = store.codec.num_codebooks
     n = k if levels is None else int(levels)
@@ -122,6 +137,15 @@ def anonymize_store(
     else:
         scrambled = was  # truncating a scrambled store keeps it scrambled (the permutations are per level)
     info, extra_meta = _new_meta(store, n, scrambled)
+    rename = None
+    if id_key is not None:
+        if id_map is None or Path(id_map).resolve().is_relative_to(Path(out).resolve()):
+            raise PrivacyError(f"--id-map {id_map}: needed with a private key, and outside the store {out}")
+        rename = {uid: keyed_id(id_key, uid) for uid in store.ids()}
+        rows = read_id_map(id_map)
+        rows.update({h: {"id": h, "source_id": u, "path": store.entry(u).get("source", "")} for u, h in rename.items()})
+        write_secret(id_map, "".join(json.dumps(r) + "\n" for r in rows.values()).encode())
+        extra_meta["private"] = {"ids": "hmac-sha256", "key_check": key_check(id_key), "columns_kept": list(keep)}
     out = Path(out)
     if out.resolve() == store.root.resolve():
         raise StoreError(f"--out {out}: must be a new store, not the source")
@@ -133,26 +157,37 @@ def anonymize_store(
         meta = dict(new.meta, **extra_meta)
         atomic_write(new.root / "meta.json", json.dumps(meta, indent=2).encode())
         new = TokenStore.open(new.root)
-        _copy_codes(store, new, n, perms, unscramble_codes, keep)
+        _copy_codes(store, new, n, perms, unscramble_codes, keep, rename)
         (new.root / ".lock").unlink(missing_ok=True)
         publish(new.root, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return {"source_utterances": len(store), "utterances": len(TokenStore.open(out)), "levels": n, "of": k,
-            "scrambled": bool(scrambled), "unscrambled": unscramble_codes, "out": str(out)}  # fmt: skip
+            "scrambled": bool(scrambled), "unscrambled": unscramble_codes, "private": bool(extra_meta.get("private")),
+            "out": str(out)}  # fmt: skip
 
 
 def _copy_codes(
-    src: TokenStore, dst: TokenStore, n: int, perms: np.ndarray | None, inverse: bool, keep: tuple[str, ...]
+    src: TokenStore,
+    dst: TokenStore,
+    n: int,
+    perms: np.ndarray | None,
+    inverse: bool,
+    keep: tuple[str, ...],
+    rename: dict[str, str] | None,
 ) -> None:
+    ids = sorted(src.ids(), key=rename.__getitem__) if rename else src.ids()  # private: order of hashed ids
     with dst.writer() as w:
-        for uid in src.ids():
+        for uid in ids:
             codes = src.read_numpy(uid)[:n]  # (n, T)
             if perms is not None:
                 codes = np.asarray(unscramble(codes, perms) if inverse else scramble(codes, perms))
             e = src.entry(uid)
             extra = {c: v for c, v in (e.get("extra") or {}).items() if c in keep}
-            w.add(uid, codes, seconds=e["seconds"], source="", source_bytes=e.get("source_bytes", 0), extra=extra)
+            seconds, size = e["seconds"], e.get("source_bytes", 0)
+            if rename:
+                seconds, size = e["frames"] / src.codec.frame_rate, 0  # as in a private store
+            w.add(rename[uid] if rename else uid, codes, seconds=seconds, source="", source_bytes=size, extra=extra)
             if w.seconds >= 600.0:
                 w.commit()
 
