@@ -43,62 +43,50 @@ def _examples(values: list[Any], n: int = 3) -> list[str]:
     return [s if len(s) <= 60 else "..." + s[-57:] for s in map(str, values[:n])]  # a path's end names the file
 
 
+def _item(where: str, count: int, examples: list[Any], note: str, **more: Any) -> dict[str, Any]:
+    return {"where": where, "count": count, "examples": _examples(examples), "note": note, **more}
+
+
 def metadata_report(store: TokenStore) -> list[dict[str, Any]]:
     """Every field of the store that can name a person, a place or a file, with counts and examples."""
     ids = store.ids()
     entries = [store.entry(u) for u in ids]
     items: list[dict[str, Any]] = []
-    hashed = sum(bool(HASHED_ID.match(u)) for u in ids)
     if ids:
         plain = [u for u in ids if not HASHED_ID.match(u)]
-        items.append({"where": "shard index: id", "count": len(plain), "hashed": hashed, "examples": _examples(plain),
-                      "note": "keyed hashes" if not plain else "utterance names as given (often speaker/file names)"})  # fmt: skip
-    sources = [e.get("source") for e in entries if e.get("source")]
+        note = "utterance names as given (often speaker/file names)" if plain else "keyed hashes"
+        items.append(_item("shard index: id", len(plain), plain, note, hashed=len(ids) - len(plain)))
+    sources = [e["source"] for e in entries if e.get("source")]
     if sources:
-        items.append({"where": "shard index: source", "count": len(sources), "examples": _examples(sources),
-                      "note": "source file paths"})  # fmt: skip
+        items.append(_item("shard index: source", len(sources), sources, "source file paths"))
     columns: dict[str, list[Any]] = {}
     for e in entries:
         for c, v in (e.get("extra") or {}).items():
             columns.setdefault(c, []).append(v)
     for c, vals in sorted(columns.items()):
         distinct = sorted({str(v) for v in vals})
-        items.append({"where": f"shard index: extra.{c}", "count": len(vals), "distinct": len(distinct),
-                      "examples": _examples(distinct), "note": "manifest column"})  # fmt: skip
+        items.append(_item(f"shard index: extra.{c}", len(vals), distinct, "manifest column", distinct=len(distinct)))
     if entries:
-        rate = store.codec.frame_rate
-        grid = all(abs(e["seconds"] * rate - e["frames"]) < 1e-6 for e in entries)
-        items.append({"where": "shard index: seconds", "count": len(entries),
-                      "examples": _examples([f"{e['seconds']:.5f} s" for e in entries]),
-                      "note": "durations on the frame grid (what the codes show)" if grid else
-                      "exact durations (a sample count can single out a file of a known corpus)"})  # fmt: skip
+        on_grid = all(abs(e["seconds"] * store.codec.frame_rate - e["frames"]) < 1e-6 for e in entries)
+        note = "durations on the frame grid (what the codes show)" if on_grid else (
+            "exact durations (a sample count can single out a file of a known corpus)")  # fmt: skip
+        items.append(_item("shard index: seconds", len(entries), [f"{e['seconds']:.5f} s" for e in entries], note))
     sizes = [e["source_bytes"] for e in entries if e.get("source_bytes")]
     if sizes:
-        items.append({"where": "shard index: source_bytes", "count": len(sizes), "examples": _examples(sizes),
-                      "note": "source file sizes (a byte count can single out a file)"})  # fmt: skip
-    location = {k: v for k, v in store.codec.config.items() if k in ("path", "device")}
+        items.append(_item("shard index: source_bytes", len(sizes), sizes, "source file sizes (can single out a file)"))
+    location = [f"{k}={v}" for k, v in store.codec.config.items() if k in ("path", "device")]
     if location:
-        items.append({"where": "meta.json: codec.config", "count": len(location), "examples": _examples(
-            [f"{k}={v}" for k, v in location.items()]), "note": "where the codec weights were loaded from"})  # fmt: skip
+        items.append(_item("meta.json: codec.config", len(location), location, "where the codec weights were loaded"))
     for name in store.label_names():
-        items.append({"where": f"labels/{name}", "count": len(store.labels(name)), "examples": [],
-                      "note": "frame labels (k-means of the clear latent describe the clear codes)"})  # fmt: skip
+        note = "frame labels (k-means labels of the clear latent describe the clear codes)"
+        items.append(_item(f"labels/{name}", len(store.labels(name)), [], note))
     rejects = store.root / "rejects.jsonl"
     if rejects.is_file() and rejects.stat().st_size:
         rows = [json.loads(x) for x in rejects.read_text().splitlines() if x.strip()]
-        items.append({"where": "rejects.jsonl", "count": len(rows), "examples": _examples([r.get("path") for r in rows]),
-                      "note": "paths and reasons of rejected inputs"})  # fmt: skip
-    known = KNOWN_FILES | {"shards", "labels"}
-    other = [str(p.relative_to(store.root)) for p in store.root.iterdir() if p.name not in known]
+        items.append(_item("rejects.jsonl", len(rows), [r.get("path") for r in rows], "paths of rejected inputs"))
+    other = [p.name for p in store.root.iterdir() if p.name not in KNOWN_FILES | {"shards", "labels"}]
     if other:
-        items.append(
-            {
-                "where": "other files",
-                "count": len(other),
-                "examples": _examples(other),
-                "note": "not part of the format",
-            }
-        )
+        items.append(_item("other files", len(other), other, "not part of the store format"))
     return items
 
 
