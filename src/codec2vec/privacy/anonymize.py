@@ -102,6 +102,34 @@ def _new_meta(src: TokenStore, levels: int, scrambled: dict[str, Any] | None) ->
     return info, extra
 
 
+def _codes_mode(
+    store: TokenStore, n: int, key: bytes | None, unscramble_codes: bool
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """(permutations to apply or undo, the new store's `scrambled` meta) for the requested transformation."""
+    was = store.meta.get("scrambled")
+    if unscramble_codes:
+        if key is None or not was:
+            raise PrivacyError(f"{store.root}: --unscramble needs a scrambled store and its --scramble-key")
+        _check_key(store, key)
+        return permutations(key, n, store.codec.codebook_size), None
+    if key is not None:
+        if was:
+            raise PrivacyError(f"{store.root}: already scrambled; unscramble it first")
+        return permutations(key, n, store.codec.codebook_size), {"scheme": SCHEME, "key_check": key_check(key)}
+    return None, was  # truncating a scrambled store keeps it scrambled (the permutations are per level)
+
+
+def _keyed_ids(store: TokenStore, out: Path, id_key: bytes, id_map: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Old id -> keyed id; the map back (with the old paths) is merged into `id_map`, outside `out`."""
+    if id_map is None or Path(id_map).resolve().is_relative_to(out.resolve()):
+        raise PrivacyError(f"--id-map {id_map}: needed with a private key, and outside the store {out}")
+    rename = {uid: keyed_id(id_key, uid) for uid in store.ids()}
+    rows = read_id_map(id_map)
+    rows.update({h: {"id": h, "source_id": u, "path": store.entry(u).get("source", "")} for u, h in rename.items()})
+    write_secret(id_map, "".join(json.dumps(r) + "\n" for r in rows.values()).encode())
+    return rename
+
+
 def anonymize_store(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -122,42 +150,22 @@ def anonymize_store(
     n = k if levels is None else int(levels)
     if not 1 <= n <= k:
         raise StoreError(f"--levels {n}: the store {src} has 1..{k} levels")
-    was = store.meta.get("scrambled")
-    perms = None
-    if unscramble_codes:
-        if key is None or not was:
-            raise PrivacyError(f"{src}: --unscramble needs a scrambled store and its --scramble-key")
-        _check_key(store, key)
-        perms, scrambled = permutations(key, n, store.codec.codebook_size), None
-    elif key is not None:
-        if was:
-            raise PrivacyError(f"{src}: already scrambled; unscramble it first")
-        perms = permutations(key, n, store.codec.codebook_size)
-        scrambled = {"scheme": SCHEME, "key_check": key_check(key)}
-    else:
-        scrambled = was  # truncating a scrambled store keeps it scrambled (the permutations are per level)
+    perms, scrambled = _codes_mode(store, n, key, unscramble_codes)
     info, extra_meta = _new_meta(store, n, scrambled)
-    rename = None
-    if id_key is not None:
-        if id_map is None or Path(id_map).resolve().is_relative_to(Path(out).resolve()):
-            raise PrivacyError(f"--id-map {id_map}: needed with a private key, and outside the store {out}")
-        rename = {uid: keyed_id(id_key, uid) for uid in store.ids()}
-        rows = read_id_map(id_map)
-        rows.update({h: {"id": h, "source_id": u, "path": store.entry(u).get("source", "")} for u, h in rename.items()})
-        write_secret(id_map, "".join(json.dumps(r) + "\n" for r in rows.values()).encode())
-        extra_meta["private"] = {"ids": "hmac-sha256", "key_check": key_check(id_key), "columns_kept": list(keep)}
     out = Path(out)
     if out.resolve() == store.root.resolve():
         raise StoreError(f"--out {out}: must be a new store, not the source")
     check_free(out)
+    rename = None
+    if id_key is not None:
+        rename = _keyed_ids(store, out, id_key, id_map)
+        extra_meta["private"] = {"ids": "hmac-sha256", "key_check": key_check(id_key), "columns_kept": list(keep)}
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.anon-"))
     try:
         new = TokenStore.create(building / "store", info, store.codebook_vectors()[:n], coding=store.coding)
-        meta = dict(new.meta, **extra_meta)
-        atomic_write(new.root / "meta.json", json.dumps(meta, indent=2).encode())
-        new = TokenStore.open(new.root)
-        _copy_codes(store, new, n, perms, unscramble_codes, keep, rename)
+        atomic_write(new.root / "meta.json", json.dumps(dict(new.meta, **extra_meta), indent=2).encode())
+        _copy_codes(store, TokenStore.open(new.root), n, perms, unscramble_codes, keep, rename)
         (new.root / ".lock").unlink(missing_ok=True)
         publish(new.root, out)
     finally:
