@@ -44,6 +44,7 @@ class DataConfig:
     batch_frames: int = 4375  # padded frames per micro-batch over ALL processes (rows x longest row)
     bucket_pool: int = 2048  # crops sorted by length together into batches (data.py); 0 = no bucketing
     dev_batches: int = 0  # evaluation batches per dev pass; 0 = the whole dev split
+    codebook_key: str = ""  # key file of a scrambled store (`codec2vec anonymize`): keyed embedding init
 
 
 @dataclass

@@ -47,6 +47,10 @@ class TokenizeOptions:
     retry_rejects: bool = False
     device: str = "cpu"
     coding: str = "auto"  # a new store's shard coding: "auto" (entropy-code when smaller) or "packed"
+    private: bool = False  # keyed ids, no paths or free text in the store (privacy/private.py)
+    private_key: str | None = None  # default: OUT.key beside the store
+    id_map: str | None = None  # default: OUT.ids.jsonl beside the store
+    private_keep: tuple[str, ...] = ("split",)  # manifest columns a private store keeps
 
 
 @dataclass
@@ -237,8 +241,15 @@ def tokenize(
     shard_i, shard_n = parse_shard(opts.shard)
     items = scan_sources(srcs)[shard_i::shard_n]
     codec = get_codec(opts.codec, **_codec_kwargs(opts))
-    store = open_or_create(out, codec, opts.coding)
-    rejects_path = store.root / "rejects.jsonl"
+    if opts.private:  # keyed ids, allowed columns only; the key, id map and rejects stay outside the store
+        from codec2vec.privacy.private import prepare_private
+
+        items, store, rejects_path = prepare_private(
+            items, out, codec, key_file=opts.private_key, id_map=opts.id_map, keep=opts.private_keep, coding=opts.coding
+        )
+    else:
+        store = open_or_create(out, codec, opts.coding)
+        rejects_path = store.root / "rejects.jsonl"
     rejects = _read_rejects(rejects_path)
     known_bad = {p for p, r in rejects.items() if not r.get("retry")}
     todo = [it for it in items if it.id not in store and (opts.retry_rejects or it.path not in known_bad)]
@@ -261,9 +272,11 @@ def tokenize(
                 writer.add(
                     enc.item.id,
                     enc.codes,
-                    seconds=enc.seconds,
-                    source=enc.item.path,
-                    source_bytes=enc.source_bytes,
+                    # private: no path, no file size, and durations on the frame grid (exact sample counts and
+                    # byte sizes can single out a file of a known corpus)
+                    seconds=enc.codes.shape[1] / codec.frame_rate if opts.private else enc.seconds,
+                    source="" if opts.private else enc.item.path,
+                    source_bytes=0 if opts.private else enc.source_bytes,
                     extra=scalar_metadata(enc.item.extra),
                 )
                 stored += 1

@@ -39,6 +39,7 @@ from codec2vec.config import PretrainConfig, check_resumable, config_to_dict, sa
 from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_batches, dev_plan, open_stores
 from codec2vec.errors import ConfigError
 from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
+from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, fmt_time
 from codec2vec.store import TokenStore
 
@@ -166,7 +167,9 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     tr = cfg.train
     store, dev_store, train_ids, dev_ids = open_stores(cfg.data)
     torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
-    model = build_from_config(cfg, store).to(device)  # refuses a missing label set first
+    model = build_from_config(cfg, store)  # refuses a missing label set first
+    keyed_init(model, store, cfg.data.codebook_key or None)  # scrambled stores (privacy/anonymize.py)
+    model = model.to(device)
     label_names = label_names_for(cfg)
     loader = CropLoader(
         store,

@@ -254,6 +254,8 @@ class TokenStore:
             "ratio_to_pcm16": pcm16 / total if total else 0.0,
             "shards": len(self._packed.files.paths),
             "labels": self.label_names(),
+            "private": bool(self.meta.get("private")),  # keyed ids, no paths (privacy/private.py)
+            "scrambled": bool(self.meta.get("scrambled")),  # codes under a secret permutation (privacy/anonymize.py)
             "codec": {k: v for k, v in self.codec.to_dict().items() if k != "config"} | {"config": self.codec.config},
         }
 
@@ -277,5 +279,7 @@ def format_info(info: dict[str, Any]) -> str:
             f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
             f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
             f"labels     {', '.join(info['labels']) or 'none'}",
+            f"privacy    private: {'yes' if info.get('private') else 'no'}, scrambled: "
+            f"{'yes' if info.get('scrambled') else 'no'}",
         ]
     )
