@@ -40,6 +40,8 @@ class DataConfig:
     min_frames: int = 4  # shorter utterances are skipped
     batch_frames: int = 4375  # padded frames per micro-batch over ALL processes (rows x longest row)
     dev_batches: int = 0  # evaluation batches per dev pass; 0 = the whole dev split
+    audio: str = ""  # audio baselines (model.frontend waveform/mel): manifest (jsonl id/path); "" = the store's sources
+    workers: int = 0  # audio baselines: loader worker processes (0 = read in the training process)
 
 
 @dataclass
@@ -285,12 +287,28 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(f"train.precision: {tr.precision!r}; allowed: {', '.join(PRECISIONS)}")
     if tr.device not in DEVICES:
         raise ConfigError(f"train.device: {tr.device!r}; allowed: {', '.join(DEVICES)}")
+    _validate_frontend(cfg)
     if cfg.run.progress not in ("auto", "on", "off"):
         raise ConfigError(f"run.progress: {cfg.run.progress!r}; allowed: auto, on, off")
     if d.codec and d.codec not in CODEC_SHAPES:
         raise ConfigError(f"data.codec: unknown codec {d.codec!r}; allowed: {', '.join(CODEC_SHAPES)}")
     if not cfg.run.dir:
         raise ConfigError("run.dir: must name a directory")
+
+
+def _validate_frontend(cfg: PretrainConfig) -> None:
+    from codec2vec.frontends import FRONTENDS
+
+    front = cfg.model.frontend
+    if front not in FRONTENDS:
+        raise ConfigError(f"model.frontend: {front!r}; allowed: {', '.join(FRONTENDS)}")
+    if front != "codec" and "reconstruction" in cfg.targets.names:
+        raise ConfigError(
+            f"targets.names: reconstruction predicts codec codes, and model.frontend={front} reads audio "
+            "(there are no codes to reconstruct); use clusters or online"
+        )
+    if cfg.data.workers < 0:
+        raise ConfigError(f"data.workers: must be >= 0, got {cfg.data.workers}")
 
 
 # --- overrides -----------------------------------------------------------------------------------

@@ -93,8 +93,9 @@ class OnlineTarget(nn.Module):
 
     @torch.no_grad()
     def teacher_targets(self, codes: Tensor, lengths: Tensor) -> list[Tensor]:
-        """The teacher's top-k layers on the unmasked codes, instance-normalised: top_k x `(B, T, D)` float."""
-        x = self._student[0].features(codes)  # (B, T, D), all K levels, no mask
+        """The teacher's top-k layers on the unmasked codes (or audio, for the baselines), instance-normalised:
+        top_k x `(B, T, D)` float."""
+        x = self._student[0].features(codes, lengths)  # (B, T, D), all K levels, no mask
         layers = self.teacher(x, lengths)[-self.top_k :]
         return [masked_instance_norm(y.float(), lengths) for y in layers]
 
@@ -103,7 +104,7 @@ class OnlineTarget(nn.Module):
         valid = ~padding_mask(batch.lengths, batch.codes.shape[-1])  # (B, T)
         chosen = valid if mask is None else valid & mask  # frames whose statistics move the codebooks
         out, sums, counts = [], [], []
-        for i, y in enumerate(self.teacher_targets(batch.codes, batch.lengths)):
+        for i, y in enumerate(self.teacher_targets(batch.inputs, batch.lengths)):
             idx = nearest_codeword(y.reshape(-1, y.shape[-1]), self.codebooks[i]).view(y.shape[:2])  # (B, T)
             out.append(idx.masked_fill(~valid, IGNORE))
             if self.training:
