@@ -314,6 +314,23 @@ def _validate_frontend(cfg: PretrainConfig) -> None:
 # --- overrides -----------------------------------------------------------------------------------
 
 
+# Settings a resumed run may change (freezing the teacher late, re-weighting targets); the others define the model.
+_RESUME_MAY_CHANGE = {"targets.online_freeze_teacher_step", "targets.weights"}
+
+
+def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
+    """Refuse a resume whose config changes what defines the model (one line naming the key)."""
+    now = config_to_dict(cfg)
+    for section in ("model", "masking", "targets"):
+        for key in sorted(set(saved.get(section, {})) | set(now[section])):
+            a, b = saved.get(section, {}).get(key), now[section].get(key)
+            if a != b and f"{section}.{key}" not in _RESUME_MAY_CHANGE:
+                raise ConfigError(
+                    f"{section}.{key}: the run directory's checkpoints were made with {a!r}, this config says {b!r}; "
+                    f"use a new run.dir or the same setting"
+                )
+
+
 def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """`a.b=c` strings applied to a nested dict (values stay strings; `config_from_dict` converts them).
 
