@@ -221,8 +221,11 @@ def _run_corpus(args: argparse.Namespace) -> int:
 def _add_kmeans(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="token store; the labels are written into it")
     p.add_argument(
-        "--source", default="codec", help="'codec' (quantized latent) or CKPT[:LAYER] (default: middle layer)"
+        "--source",
+        default="codec",
+        help="'codec' (quantized latent), 'mfcc' (the store's audio; baselines' round 1) or CKPT[:LAYER]",
     )
+    p.add_argument("--audio", default="", help="manifest (id/path) of the store's audio; default: its sources")
     p.add_argument("--clusters", type=int, default=100)
     p.add_argument("--sample-frames", type=int, default=200_000, help="frames sampled for the fit (bounds memory)")
     p.add_argument("--name", default="km", help="label set name (targets.clusters_labels)")
@@ -245,6 +248,7 @@ def _run_kmeans(args: argparse.Namespace) -> int:
         fit_split=args.fit_split,
         seed=args.seed,
         backend=args.backend,
+        audio=args.audio,
     )
     summary = run_kmeans(args.store, opts, progress=not args.json)
     if args.json:

@@ -3,7 +3,9 @@
 HuBERT (Hsu et al. 2021) clusters MFCCs for round 1 and a middle layer of the round-1 model for round 2, with
 scikit-learn MiniBatchKMeans fitted on a ~10% sample and applied to everything. Codec2Vec has no MFCCs: round 1
 clusters the codec's quantized latent (sum of the stored codebook vectors, `(T, D_codec)` per utterance), later
-rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer).
+rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer). The continuous-input baselines
+(`model.frontend: waveform | mel`) cluster HuBERT's MFCCs for round 1 (`--source mfcc`: the audio the store was
+made from, `(T, 78)` on the store's 50 Hz grid, frontends.mfcc) and a layer of their own checkpoint later.
 
 Memory is bounded by the sample, never the corpus: utterances are streamed in a seeded random order and each
 frame is kept with probability sample/total (capped at the sample size). The fit uses faiss when it is
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from codec2vec.data import Crop
 from codec2vec.errors import ConfigError
 
 
@@ -30,7 +33,8 @@ from codec2vec.errors import ConfigError
 class KMeansOptions:
     """`codec2vec kmeans` settings."""
 
-    source: str = "codec"  # "codec" or "CKPT[:LAYER]"
+    source: str = "codec"  # "codec", "mfcc" (audio baselines' round 1) or "CKPT[:LAYER]"
+    audio: str = ""  # --source mfcc / audio-baseline checkpoints: manifest (id/path); "" = the store's sources
     clusters: int = 100
     sample_frames: int = 200_000
     name: str = "km"
@@ -45,11 +49,16 @@ class KMeansOptions:
 class FeatureSource:
     """Frame features of stored codes: the codec's quantized latent, or one layer of a checkpoint's encoder."""
 
-    def __init__(self, store: Any, source: str = "codec") -> None:
+    def __init__(self, store: Any, source: str = "codec", audio: str = "") -> None:
         self.store = store
         self.source = source
         self.layer: int | None = None
         self.encoder = None
+        self.audio = None  # an audio_data.AudioSource for "mfcc" and audio-baseline checkpoints
+        if source == "mfcc":
+            self.audio = _audio_source(store, audio, "mfcc")
+            self.dim = 78  # 13 MFCC + deltas + delta-deltas, two 10 ms frames per 20 ms frame (frontends.mfcc)
+            return
         if source == "codec":
             cb = store.codebook_vectors().float()  # (K, V, D)
             self.table = cb.reshape(-1, cb.shape[-1])  # (K*V, D)
@@ -67,7 +76,9 @@ class FeatureSource:
         self.layer = num_layers // 2 if layer is None else layer
         if not 0 <= self.layer <= num_layers:
             raise ConfigError(f"--source {source}: layer {self.layer} is outside 0..{num_layers}")
-        if self.encoder.num_codebooks != store.codec.num_codebooks:
+        if self.encoder.config.frontend != "codec":
+            self.audio = _audio_source(store, audio, self.encoder.config.frontend)
+        elif self.encoder.num_codebooks != store.codec.num_codebooks:
             raise ConfigError(
                 f"--source {source}: checkpoint expects K={self.encoder.num_codebooks} codebooks, "
                 f"the store has K={store.codec.num_codebooks}"
@@ -80,6 +91,13 @@ class FeatureSource:
     @torch.no_grad()
     def features(self, ids: Sequence[str], batch_frames: int = 20_000) -> Iterator[tuple[str, Tensor]]:
         """Yield `(id, (T, D) float32)` for `ids` (in that order for the codec source; by length otherwise)."""
+        if self.encoder is None and self.audio is not None:
+            from codec2vec.frontends import mfcc
+
+            for uid in ids:
+                t = self.store.num_frames(uid)
+                yield uid, mfcc(torch.from_numpy(self.audio.read(uid, 0, t)), t)  # (T, 78)
+            return
         if self.encoder is None:
             for uid in ids:
                 codes = self.store[uid]  # (K, T)
@@ -96,15 +114,25 @@ class FeatureSource:
             yield from self._forward(group)
 
     def _forward(self, ids: list[str]) -> Iterator[tuple[str, Tensor]]:
-        k = self.store.codec.num_codebooks
+        assert self.encoder is not None
         lengths = torch.tensor([self.store.num_frames(u) for u in ids])  # (B,)
-        codes = torch.zeros(len(ids), k, int(lengths.max()), dtype=torch.long)  # (B, K, T)
-        for b, uid in enumerate(ids):
-            codes[b, :, : lengths[b]] = self.store[uid]
-        layers, _ = self.encoder(codes, lengths)
+        if self.audio is not None:  # an audio baseline's checkpoint: its input is the audio on the same grid
+            inputs = self.audio.collate([Crop(u, 0, int(n), 0) for u, n in zip(ids, lengths)]).inputs  # (B, S)
+        else:
+            inputs = torch.zeros(len(ids), self.store.codec.num_codebooks, int(lengths.max()), dtype=torch.long)
+            for b, uid in enumerate(ids):
+                inputs[b, :, : lengths[b]] = self.store[uid]  # (B, K, T)
+        layers, _ = self.encoder(inputs, lengths)
         h = layers[self.layer].float()  # (B, T, D)
         for b, uid in enumerate(ids):
             yield uid, h[b, : lengths[b]]
+
+
+def _audio_source(store: Any, manifest: str, what: str) -> Any:
+    from codec2vec.audio_data import AudioSource, audio_paths, check_audio_store
+
+    check_audio_store(store, what)
+    return AudioSource(store_root=str(store.root), paths=audio_paths(store, manifest))
 
 
 def sample_frames(
@@ -239,7 +267,7 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
         fit_ids = [u for u in ids if str(_split_of(store.entry(u), o.split_field)) == o.fit_split]
         if not fit_ids:
             raise ConfigError(f"kmeans: no utterance in {store_path} has {o.split_field}={o.fit_split!r}")
-    source = FeatureSource(store, o.source)
+    source = FeatureSource(store, o.source, o.audio)
     _note(progress, f"kmeans: sampling up to {o.sample_frames} frames from {len(fit_ids)} utterances ({o.source})")
     x = sample_frames(source, fit_ids, o.sample_frames, seed=o.seed, batch_frames=o.batch_frames)
     _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames")
