@@ -256,6 +256,49 @@ def _run_kmeans(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench (bench/) ------------------------------------------------------------------------------------
+
+
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", nargs="*", help="audio files, folders or manifests (default: a synthetic corpus)")
+    p.add_argument("--out", default="", help="keep stores, FLAC files, bench.json and bench.png here")
+    p.add_argument("--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC")
+    p.add_argument("--sizes", default="tiny,base", help="model presets, comma-separated")
+    p.add_argument("--frontends", default="codec,waveform,mel", help="front ends, comma-separated")
+    p.add_argument("--batch-seconds", type=float, default=20.0, help="audio seconds per step (all front ends)")
+    p.add_argument("--crop-seconds", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after one warm-up)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per configuration")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--synth-hours", type=float, default=0.1, help="size of the corpus made when no SRC is given")
+    p.add_argument("--no-dac", action="store_true", help="skip the DAC-16k layout store")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from codec2vec.bench import BenchOptions, format_report, run_bench
+
+    opts = BenchOptions(
+        out=args.out,
+        quick=args.quick,
+        sizes=[s for s in args.sizes.split(",") if s],
+        frontends=[f for f in args.frontends.split(",") if f],
+        batch_seconds=args.batch_seconds,
+        crop_seconds=args.crop_seconds,
+        steps=args.steps,
+        threads=args.threads,
+        device=args.device,
+        synth_hours=args.synth_hours,
+        dac=not args.no_dac,
+    )
+    result = run_bench(args.src, opts, progress=not args.json)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_report(result))
+    return 0
+
+
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
     "info": ("summary of a token store", _add_info, _run_info),
@@ -266,6 +309,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "corpus": ("real dataset in its standard layout -> task manifests", _add_corpus, _run_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", _add_pretrain, _run_pretrain),
     "kmeans": ("k-means labels for the clusters target", _add_kmeans, _run_kmeans),
+    "bench": ("the efficiency benchmark: storage, reads, tokenization, training speed", _add_bench, _run_bench),
 }
 
 
