@@ -44,6 +44,7 @@ class BenchOptions:
     device: str = "auto"
     synth_hours: float = 0.1  # corpus made when no SRC is given
     dac: bool = True
+    dac_seconds: float = 60.0  # audio the DAC layout encodes (random weights; about real time on a busy CPU)
     profile: bool = True
 
 
@@ -127,7 +128,9 @@ def run_bench(srcs: Sequence[str], opts: BenchOptions, *, progress: bool = False
         items = _corpus(srcs, root, opts, progress)
         _note(progress, f"storage: {len(items)} utterances; Lyra levels, DAC layout, FLAC, PCM16")
         levels = (16, 46) if opts.quick else (16, 30, 46)
-        storage, made = measure_storage(items, root / "stores", lyra_levels=levels, dac=opts.dac)
+        storage, made = measure_storage(
+            items, root / "stores", lyra_levels=levels, dac=opts.dac, dac_seconds=opts.dac_seconds
+        )
         _note(progress, "read speed: random crops from each store and from FLAC")
         reads = measure_reads(made["stores"], made["flac_paths"], reads=200 if opts.quick else 2000)
         specs = _specs(opts, made["stores"], made["flac_paths"], device)

@@ -5,7 +5,8 @@ For one corpus (16 kHz mono after `audio.load_audio`), every operating point is 
 when that saves >= 1%, else bit-packed), and measured with all of the store's files counted:
   - Lyra v2 at 16, 30 and 46 levels (3.2, 6.0 and 9.2 kbps nominal);
   - DAC 16 kHz's real layout (12 x 1024 at 50 Hz, 6 kbps nominal) with random weights (`dac_16khz_config`):
-    its codes are close to uniform, so it shows the layout's cost, not trained DAC's entropy.
+    its codes are close to uniform, so it shows the layout's cost, not trained DAC's entropy; it runs at about
+    real time on one busy CPU core, so only the corpus's first `dac_seconds` are encoded.
 Each row: `codec`, `kbps` (store bytes * 8 / seconds), `ratio_to_flac`, `ratio_to_pcm16`, the order-0 entropy
 of the codes (per level, over the corpus) in kbps and the store's distance from it (all files, and the code
 payload alone). FLAC is libsndfile's, 16-bit, one file per utterance; PCM16 is 2 bytes per sample.
@@ -62,23 +63,24 @@ def encode_store(codec: Any, items: Sequence[Any], out: Path, batch: int = 8) ->
 
 
 def audio_baselines(items: Sequence[Any], flac_dir: Path) -> dict[str, Any]:
-    """FLAC (written to `flac_dir`, one file per utterance) and PCM16 sizes of the corpus at 16 kHz."""
+    """FLAC (written to `flac_dir`, one file per utterance) and PCM16 bytes of each utterance at 16 kHz."""
     import soundfile as sf
 
     from codec2vec.audio import load_audio
 
     flac_dir.mkdir(parents=True, exist_ok=True)
-    flac, samples, paths = 0, 0, {}
+    out: dict[str, Any] = {"flac": {}, "pcm16": {}, "seconds": {}, "flac_paths": {}}
     for it in items:
         wav = load_audio(it.path, 16000)
         buf = io.BytesIO()
         sf.write(buf, wav, 16000, format="FLAC", subtype="PCM_16")
-        path = flac_dir / f"{len(paths):06d}.flac"
+        path = flac_dir / f"{len(out['flac_paths']):06d}.flac"
         path.write_bytes(buf.getvalue())
-        paths[it.id] = str(path)
-        flac += len(buf.getvalue())
-        samples += len(wav)
-    return {"flac_bytes": flac, "pcm16_bytes": 2 * samples, "seconds": samples / 16000, "flac_paths": paths}
+        out["flac_paths"][it.id] = str(path)
+        out["flac"][it.id] = len(buf.getvalue())
+        out["pcm16"][it.id] = 2 * len(wav)
+        out["seconds"][it.id] = len(wav) / 16000
+    return out
 
 
 def _row(name: str, store: Any, flac: int, pcm: int, enc_seconds: float, audio_seconds: float) -> dict[str, Any]:
@@ -101,14 +103,21 @@ def _row(name: str, store: Any, flac: int, pcm: int, enc_seconds: float, audio_s
 
 
 def measure_storage(
-    items: Sequence[Any], root: Path, *, lyra_levels: Sequence[int] = LYRA_LEVELS, dac: bool = True
+    items: Sequence[Any],
+    root: Path,
+    *,
+    lyra_levels: Sequence[int] = LYRA_LEVELS,
+    dac: bool = True,
+    dac_seconds: float = 60.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Storage rows (stores, FLAC, PCM16) and the stores/FLAC paths the other measurements reuse."""
+    """Storage rows (stores, FLAC, PCM16) and the stores/FLAC paths the other measurements reuse. The DAC layout
+    (random weights, slow on a CPU) encodes only the first `dac_seconds` of the corpus; its row compares with the
+    FLAC and PCM16 of those same utterances."""
     from codec2vec import get_codec
 
     torch.set_num_threads(1)
     base = audio_baselines(items, root / "flac")
-    flac, pcm, secs = base["flac_bytes"], base["pcm16_bytes"], base["seconds"]
+    flac, pcm, secs = sum(base["flac"].values()), sum(base["pcm16"].values()), sum(base["seconds"].values())
     rows: list[dict[str, Any]] = []
     stores: dict[str, Any] = {}
     for levels in lyra_levels:
@@ -120,11 +129,18 @@ def measure_storage(
 
         from codec2vec.codecs.dac import DacCodec, dac_16khz_config
 
+        subset, total = [], 0.0
+        for it in items:
+            if total >= dac_seconds:
+                break
+            subset.append(it)
+            total += base["seconds"][it.id]
         torch.manual_seed(0)
         codec = DacCodec(model=DacModel(dac_16khz_config()), path=None)
-        store, audio_s, enc_s = encode_store(codec, items, root / "dac16k-layout")
+        store, audio_s, enc_s = encode_store(codec, subset, root / "dac16k-layout")
         stores["dac-16k-layout"] = store
-        rows.append(_row("dac-16k-layout", store, flac, pcm, enc_s, audio_s))
+        sub_flac, sub_pcm = (sum(base[k][it.id] for it in subset) for k in ("flac", "pcm16"))
+        rows.append({**_row("dac-16k-layout", store, sub_flac, sub_pcm, enc_s, audio_s), "seconds": audio_s})
     for name, size in (("flac", flac), ("pcm16", pcm)):
         rows.append({"codec": name, "bytes": size, "kbps": size * 8 / secs / 1000, "ratio_to_flac": flac / size,
                      "ratio_to_pcm16": pcm / size})  # fmt: skip

@@ -5,7 +5,7 @@ Each configuration (front end x size) builds the real `Pretrainer` (HuBERT span 
 store for the codec front end, `AudioCropLoader` (in-process) over the same utterances' FLAC files for the
 others, with the same plan (seed, crop and batch sizes in frames = audio seconds * 50), so every front end
 sees the same batch in audio seconds. After a warm-up step, `steps` steps are timed piece by piece: data,
-forward (front end / Transformer / masks, heads and loss), backward, optimizer. The front end's share is its
+forward (front end / Transformer / masks, heads and loss), backward, optimizer; rates use the median step. The front end's share is its
 forward + backward alone on the same batch, plus an AdamW update of its parameters alone, over the step's
 compute (forward + backward + optimizer). On CUDA the step runs in bf16 autocast and is
 synchronised before each reading. Each configuration runs in its own process (peak memory is that
@@ -15,6 +15,7 @@ process's max RSS on CPU, `max_memory_allocated` on CUDA) unless `isolate=False`
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from typing import Any
 
@@ -90,7 +91,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
     front_t, trans_t = _Timer(model.encoder.frontend, device), _Timer(model.encoder.transformer, device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     g = torch.Generator().manual_seed(0)
-    parts = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+    parts: dict[str, list[float]] = {"data": [], "forward": [], "backward": [], "optimizer": []}
     real_frames, padded_frames = 0, 0
 
     def one(timed: bool) -> Any:
@@ -110,7 +111,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
         t4 = _sync(device)
         if timed:
             for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                parts[key] += dt
+                parts[key].append(dt)
             real_frames += int(batch.lengths.sum())
             padded_frames += int(batch.lengths.numel() * batch.codes.shape[-1])
         return batch
@@ -134,8 +135,13 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
         front_opt.step()
     front_update = _sync(device) - t0
     opt.zero_grad(set_to_none=True)
-    step_s = sum(parts.values()) / steps
-    compute_s = (parts["forward"] + parts["backward"] + parts["optimizer"]) / steps
+    # Medians over the timed steps: robust to other processes' bursts on a shared machine.
+    med = {k: statistics.median(v) for k, v in parts.items()}
+    step_s = statistics.median([sum(x) for x in zip(*parts.values())])
+    compute_s = statistics.median(
+        [f + b + o for f, b, o in zip(parts["forward"], parts["backward"], parts["optimizer"])]
+    )
+    frames_per_step = real_frames / steps
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -148,12 +154,12 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
         "threads": int(spec["threads"]),
         "batch_audio_seconds": real_frames / steps / 50,
         "padded_fraction": 1 - real_frames / max(1, padded_frames),
-        "audio_seconds_per_second": real_frames / 50 / sum(parts.values()),
+        "audio_seconds_per_second": frames_per_step / 50 / step_s,
         "steps_per_second": 1 / step_s,
-        "frames_per_second": real_frames / sum(parts.values()),
-        "compute_frames_per_second": real_frames / steps / compute_s,
+        "frames_per_second": frames_per_step / step_s,
+        "compute_frames_per_second": frames_per_step / compute_s,
         "step_ms": 1000 * step_s,
-        **{f"{k}_ms": 1000 * v / steps for k, v in parts.items()},
+        **{f"{k}_ms": 1000 * v for k, v in med.items()},
         "forward_frontend_ms": 1000 * fwd_front / steps,
         "forward_transformer_ms": 1000 * fwd_trans / steps,
         "frontend_fwd_bwd_ms": 1000 * front_alone / steps,
