@@ -127,6 +127,11 @@ def test_audio_crops_are_the_files_samples_and_resume_exactly(audio_store: Path)
         piece = wav[starts[0] * HOP : (starts[0] + n) * HOP]
         want[: len(piece)] = piece
         np.testing.assert_array_equal(got, want)
+    torch.manual_seed(0)
+    expect = torch.rand(3)
+    torch.manual_seed(0)
+    next(loader(2))  # starting workers leaves the global RNG (each step's dropout) alone
+    assert torch.equal(torch.rand(3), expect)
     state = workers.state_dict()  # the workers have read ahead; the position is the last batch taken
     again = loader(2)
     again.load_state_dict(state)

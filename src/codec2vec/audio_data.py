@@ -183,6 +183,9 @@ class AudioCropLoader:
             collate_fn=_as_is,
             prefetch_factor=2,
             persistent_workers=False,
+            # its own generator: starting workers must not draw from the global RNG that seeds each step's
+            # dropout (a resumed run starts them at another step than the uninterrupted run did)
+            generator=torch.Generator().manual_seed(self.plan.seed),
         )
         return iter(loader)
 
