@@ -48,6 +48,8 @@ def num_frames(samples: int | Tensor) -> Any:
 class CodecFrontend(nn.Module):
     """Summed per-codebook embeddings (codec-initialised) -> LayerNorm -> projection: `(B, K, T)` -> `(B, T, D)`."""
 
+    level_offsets: Tensor
+
     def __init__(
         self,
         *,
@@ -133,11 +135,10 @@ class WaveformFrontend(nn.Module):
     def __init__(self, *, dim: int, conv_dim: int = 512, grad_scale: float = 0.1) -> None:
         super().__init__()
         chans = [1] + [conv_dim] * len(CONV_LAYERS)
-        self.convs = nn.ModuleList(
-            nn.Conv1d(chans[i], chans[i + 1], k, stride=s, bias=False) for i, (k, s) in enumerate(CONV_LAYERS)
-        )
-        for conv in self.convs:
+        convs = [nn.Conv1d(chans[i], chans[i + 1], k, stride=s, bias=False) for i, (k, s) in enumerate(CONV_LAYERS)]
+        for conv in convs:
             nn.init.kaiming_normal_(conv.weight)  # fairseq's init for these convs
+        self.convs = nn.ModuleList(convs)
         self.norm_weight = nn.Parameter(torch.ones(conv_dim))  # GroupNorm(512, 512)'s affine, after conv 1
         self.norm_bias = nn.Parameter(torch.zeros(conv_dim))
         self.layer_norm = nn.LayerNorm(conv_dim)
@@ -226,7 +227,9 @@ def _deltas(x: Tensor, width: int = 2) -> Tensor:
     """Regression deltas over time of `(F, C)` (Kaldi / torchaudio `compute_deltas`, window 2*width+1)."""
     pad = F.pad(x.t()[None], (width, width), mode="replicate")[0].t()  # (F + 2w, C)
     n = x.shape[0]
-    num = sum(i * (pad[width + i : width + i + n] - pad[width - i : width - i + n]) for i in range(1, width + 1))
+    num = torch.zeros_like(x)
+    for i in range(1, width + 1):
+        num += i * (pad[width + i : width + i + n] - pad[width - i : width - i + n])
     return num / (2 * sum(i * i for i in range(1, width + 1)))
 
 

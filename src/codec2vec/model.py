@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -198,19 +198,19 @@ class Codec2VecEncoder(nn.Module):
     # The codec front end's parts, under the names they had before front ends were modules.
     @property
     def table(self) -> nn.Parameter:
-        return self.frontend.table
+        return cast(nn.Parameter, self.frontend.table)
 
     @property
     def proj(self) -> nn.Linear:
-        return self.frontend.proj
+        return cast(nn.Linear, self.frontend.proj)
 
     @property
     def embed_norm(self) -> nn.LayerNorm:
-        return self.frontend.embed_norm
+        return cast(nn.LayerNorm, self.frontend.embed_norm)
 
     @property
     def codebook_dim(self) -> int:
-        return int(self.frontend.codebook_dim)
+        return int(cast(int, self.frontend.codebook_dim))
 
     @classmethod
     def from_state_dict(
@@ -232,7 +232,7 @@ class Codec2VecEncoder(nn.Module):
 
     def embed(self, codes: Tensor, keep_levels: Tensor | None = None) -> Tensor:
         """codes `(B, K, T)` -> summed table rows `(B, T, D_codec)` (codec front end only)."""
-        return self.frontend.embed(codes, keep_levels)
+        return cast(Tensor, self.frontend.embed(codes, keep_levels))  # type: ignore[operator]
 
     def features(self, inputs: Tensor, lengths: Tensor | None = None, keep_levels: Tensor | None = None) -> Tensor:
         """Projected input `(B, T, D)` without dropout or masking (the EMA teacher's input). `inputs`: codes

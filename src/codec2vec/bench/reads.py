@@ -51,7 +51,7 @@ def measure_reads(
     any_store = next(iter(stores.values()))
     frames = {u: int(any_store.num_frames(u)) for u in any_store.ids() if u in flac_paths}
     jobs = _jobs(frames, crop_frames, reads, seed=0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, store in stores.items():
         store.read(*jobs[0])  # warm: memory maps and decoding tables
         n, s = _timed(store.read, jobs, budget_s)
