@@ -272,6 +272,7 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--synth-hours", type=float, default=0.1, help="size of the corpus made when no SRC is given")
     p.add_argument("--no-dac", action="store_true", help="skip the DAC-16k layout store")
+    p.add_argument("--parts", default="storage,reads,throughput", help="what to measure (storage always runs)")
     p.add_argument("--dac-seconds", type=float, default=60.0, help="audio the DAC layout encodes (slow on CPU)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
@@ -292,6 +293,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         synth_hours=args.synth_hours,
         dac=not args.no_dac,
         dac_seconds=args.dac_seconds,
+        parts=[x for x in args.parts.split(",") if x],
     )
     result = run_bench(args.src, opts, progress=not args.json)
     if args.json:

@@ -46,6 +46,7 @@ class BenchOptions:
     dac: bool = True
     dac_seconds: float = 60.0  # audio the DAC layout encodes (random weights; about real time on a busy CPU)
     profile: bool = True
+    parts: list[str] = field(default_factory=lambda: ["storage", "reads", "throughput"])  # storage always runs
 
 
 def _note(progress: bool, msg: str) -> None:
@@ -132,8 +133,10 @@ def run_bench(srcs: Sequence[str], opts: BenchOptions, *, progress: bool = False
             items, root / "stores", lyra_levels=levels, dac=opts.dac, dac_seconds=opts.dac_seconds
         )
         _note(progress, "read speed: random crops from each store and from FLAC")
-        reads = measure_reads(made["stores"], made["flac_paths"], reads=200 if opts.quick else 2000)
-        specs = _specs(opts, made["stores"], made["flac_paths"], device)
+        reads: list[dict[str, Any]] = []
+        if "reads" in opts.parts:
+            reads = measure_reads(made["stores"], made["flac_paths"], reads=200 if opts.quick else 2000)
+        specs = _specs(opts, made["stores"], made["flac_paths"], device) if "throughput" in opts.parts else []
         throughput = measure_throughput(
             specs, isolate=not opts.quick, progress=(lambda m: _note(True, m)) if progress else None
         )
@@ -194,7 +197,7 @@ def format_report(r: dict[str, Any]) -> str:
     lines += ["", "random-crop reads (one core):"]
     lines += [f"  {x['source']:<16} {x['frames_per_second']:12,.0f} frames/s  {x['ratio_to_flac']:6.1f}x FLAC"
               for x in r["reads"]]  # fmt: skip
-    lines += ["", "training step, data included (same batch in audio seconds):"]
+    lines += ["", "training step, data included (same batch in audio seconds):"] if r["throughput"] else []
     for t in r["throughput"]:
         name = f"{t['model']}{'/' + t['codec'] if t['codec'] else ''} {t['size']}"
         lines.append(

@@ -95,6 +95,8 @@ def _row(name: str, store: Any, flac: int, pcm: int, enc_seconds: float, audio_s
         "nominal_kbps": info["nominal_kbps"],
         "ratio_to_flac": flac / info["bytes"],
         "ratio_to_pcm16": pcm / info["bytes"],
+        "codes_kbps": info["codes_kbps"],  # the code payload alone (no index, table or meta)
+        "codes_ratio_to_flac": flac / max(1, info["codes_bytes"]),
         "entropy_kbps": ent / info["seconds"] / 1000,
         "over_entropy_all_files": info["bytes"] * 8 / ent - 1 if ent else None,
         "over_entropy_codes": info["codes_bytes"] * 8 / ent - 1 if ent else None,
