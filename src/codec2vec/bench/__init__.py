@@ -189,9 +189,14 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [f"corpus: {c['utterances']} utterances, {c['seconds'] / 3600:.2f} h; {r['machine']['device']}, "
              f"{r['machine']['threads']} thread(s)", "", "storage (all files):"]  # fmt: skip
     for s in r["storage"]:
-        ent = f"  entropy {s['entropy_kbps']:.2f} kbps, store +{100 * s['over_entropy_all_files']:.1f}% " \
-              f"(codes +{100 * s['over_entropy_codes']:.1f}%, {s['coding']})" if "entropy_kbps" in s else ""  # fmt: skip
-        lines.append(f"  {s['codec']:<16} {s['kbps']:8.2f} kbps  {s['ratio_to_flac']:6.2f}x smaller than FLAC{ent}")
+        line = f"  {s['codec']:<16} {s['kbps']:8.2f} kbps  {s['ratio_to_flac']:6.2f}x smaller than FLAC"
+        if "entropy_kbps" in s:
+            line += (
+                f"; codes {s['codes_kbps']:.2f} kbps ({s['codes_ratio_to_flac']:.1f}x), order-0 entropy "
+                f"{s['entropy_kbps']:.2f} kbps: store +{100 * s['over_entropy_all_files']:.1f}%, "
+                f"codes +{100 * s['over_entropy_codes']:.1f}% ({s['coding']})"
+            )
+        lines.append(line)
     lines += ["", "tokenization (x real time per core):"]
     lines += [f"  {t['codec']:<16} {t['x_real_time_per_core']:8.1f}x" for t in r["tokenize"]]
     lines += ["", "random-crop reads (one core):"]

@@ -48,14 +48,14 @@ def measure_reads(
     """One row per store and one for FLAC: `source`, `frames_per_second`, `audio_seconds_per_second`."""
     import soundfile as sf
 
-    any_store = next(iter(stores.values()))
-    frames = {u: int(any_store.num_frames(u)) for u in any_store.ids() if u in flac_paths}
-    jobs = _jobs(frames, crop_frames, reads, seed=0)
     rows: list[dict[str, Any]] = []
-    for name, store in stores.items():
+    for name, store in stores.items():  # each store's own utterances (the DAC layout may hold a subset)
+        jobs = _jobs({u: int(store.num_frames(u)) for u in store.ids() if u in flac_paths}, crop_frames, reads, 0)
         store.read(*jobs[0])  # warm: memory maps and decoding tables
         n, s = _timed(store.read, jobs, budget_s)
         rows.append({"source": name, "frames_per_second": n / s, "audio_seconds_per_second": n / s / 50})
+    first = next(iter(stores.values()))
+    jobs = _jobs({u: int(first.num_frames(u)) for u in first.ids() if u in flac_paths}, crop_frames, reads, 0)
 
     def flac(uid: str, a: int, b: int) -> None:
         sf.read(flac_paths[uid], start=a * 320, stop=b * 320, dtype="float32")
