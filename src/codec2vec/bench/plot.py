@@ -17,8 +17,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     st = result["storage"]
+    whole = result["corpus"]["seconds"]
     a.barh(
-        [s["codec"] for s in st],
+        [s["codec"] + (f"\n({s['seconds']:.0f} s only)" if s.get("seconds", whole) < 0.99 * whole else "") for s in st],
         [s["kbps"] for s in st],
         color=["C3" if s["codec"] in ("flac", "pcm16") else "C0" for s in st],
     )
@@ -28,7 +29,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         a.text(s["kbps"], i, f" {s['ratio_to_flac']:.1f}x < FLAC", va="center", fontsize=8)
     a.set_title("storage")
     tp = result["throughput"]
-    names = [f"{t['model']}{'/' + t['codec'] if t['codec'] else ''}\n{t['size']}" for t in tp]
+    names = [f"{t['codec'].replace('-layout', '') if t['codec'] else t['model']}\n{t['size']}" for t in tp]
     b.bar(
         range(len(tp)),
         [t["audio_seconds_per_second"] for t in tp],
