@@ -2,14 +2,14 @@
 
 Each configuration (front end x size) builds the real `Pretrainer` (HuBERT span masking, the `clusters` head with
 100 classes, random labels) and AdamW, and runs the real loaders on the bench corpus: `CropLoader` over a token
-store for the codec front end, `AudioCropLoader` (in-process) over the same utterances' FLAC files for the
-others, with the same plan (seed, crop and batch sizes in frames = audio seconds * 50), so every front end
-sees the same batch in audio seconds. After a warm-up step, `steps` steps are timed piece by piece: data,
-forward (front end / Transformer / masks, heads and loss), backward, optimizer; rates use the median step. The front end's share is its
-forward + backward alone on the same batch, plus an AdamW update of its parameters alone, over the step's
-compute (forward + backward + optimizer). On CUDA the step runs in bf16 autocast and is
-synchronised before each reading. Each configuration runs in its own process (peak memory is that
-process's max RSS on CPU, `max_memory_allocated` on CUDA) unless `isolate=False`.
+store for the codec front end, `AudioCropLoader` (in-process) over the same utterances' FLAC files for the others,
+with the same plan (seed, crop and batch sizes in frames = audio seconds * 50), so every front end sees the same
+batch in audio seconds. After a warm-up step, `steps` steps are timed piece by piece: data, forward (front end /
+Transformer / masks, heads and loss), backward, optimizer; rates use the median step. The front end's share is its
+forward + backward alone on the same batch, plus an AdamW update of its parameters alone, over the step's compute
+(forward + backward + optimizer). On CUDA the step runs in bf16 autocast and is synchronised before each reading.
+Each configuration runs in its own process (peak memory is that process's max RSS on CPU, `max_memory_allocated` on
+CUDA) unless `isolate=False`.
 """
 
 from __future__ import annotations
