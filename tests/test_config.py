@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from codec2vec.codecs import CODECS, declared_layout
 from codec2vec.config import (
-    CODEC_SHAPES,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -16,6 +16,7 @@ from codec2vec.config import (
     load_config,
 )
 from codec2vec.errors import ConfigError
+from conftest import fake_info
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
@@ -31,24 +32,15 @@ def test_configs_exist_for_the_paper_and_cpu_runs() -> None:
 def test_every_config_loads_round_trips_and_builds(path: Path) -> None:
     import torch
 
-    from codec2vec.codecs.base import CodecInfo, config_hash
     from codec2vec.model import count_parameters
     from codec2vec.pretrainer import build_pretrainer
 
     cfg = load_config(path)
-    assert cfg.data.codec in CODEC_SHAPES, f"{path}: data.codec must name the codec the config is for"
+    assert cfg.data.codec in CODECS, f"{path}: data.codec must name the codec the config is for"
     # A YAML file is a serialized dataclass: dump -> load gives the same config.
     assert config_from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
-    k, v, d = CODEC_SHAPES[cfg.data.codec]
-    info = CodecInfo(
-        name=cfg.data.codec,
-        sample_rate=16000,
-        frame_rate=50.0,
-        num_codebooks=k,
-        codebook_size=v,
-        config={},
-        config_hash=config_hash({}),
-    )
+    k, v, d = declared_layout(cfg.data.codec)  # the codec's own declared (K, V, D)
+    info = fake_info(k, v, name=cfg.data.codec)
     label_classes = {cfg.targets.clusters_labels: 100} if "clusters" in cfg.targets.names else {}
     torch.manual_seed(0)
     with torch.device("meta"):  # sizes only: building base models for real costs seconds each

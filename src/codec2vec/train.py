@@ -167,7 +167,9 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     """Stores, data, model, optimizer and schedule of a fresh run (step 0)."""
     tr = cfg.train
     store, dev_store, train_ids, dev_ids = open_stores(cfg.data)
-    label_names = label_names_for(cfg, store)
+    torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
+    model = build_from_config(cfg, store).to(device)  # refuses a missing label set first
+    label_names = label_names_for(cfg)
     # codec: store crops; waveform/mel baselines: audio crops of the same plan, read in data.workers processes
     loader, dev_reader = make_loaders(cfg, store, train_ids, rank=rank, world_size=world, label_names=label_names)
     plan = dev_plan(
@@ -175,8 +177,6 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     )
     if cfg.data.dev_batches > 0:
         plan = plan[: cfg.data.dev_batches]
-    torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
-    model = build_from_config(cfg, store).to(device)
     params = list(model.trainable_parameters())
     opt = torch.optim.AdamW(
         params,
