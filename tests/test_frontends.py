@@ -222,6 +222,15 @@ def test_baseline_trains_and_its_checkpoint_loads(audio_store: Path, tmp_path: P
     assert isinstance(encoder.frontend, {"waveform": WaveformFrontend, "mel": MelFrontend}[frontend])
     layers, lengths = encoder(torch.randn(2, 320 * 30), torch.tensor([30, 12]))
     assert len(layers) == 3 and layers[-1].shape == (2, 30, 32)
+    # The next k-means round clusters a layer of the baseline, computed from the store's audio.
+    import shutil
+
+    from codec2vec.kmeans import KMeansOptions, run_kmeans
+    from codec2vec.store import TokenStore
+
+    shutil.copytree(audio_store, tmp_path / "store")
+    out = run_kmeans(str(tmp_path / "store"), KMeansOptions(source=f"{run}:1", clusters=4, sample_frames=500))
+    assert out["dim"] == 32 and out["layer"] == 1 and out["frames"] == TokenStore.open(audio_store).info()["frames"]
 
 
 @pytest.mark.slow
