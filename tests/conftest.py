@@ -118,3 +118,42 @@ def bad_corpus(tmp_path: Path, speech_dir: Path) -> Path:
     (root / "notes.wav").write_text("these are meeting notes, not audio\n")
     sf.write(root / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     return root
+
+
+def make_audio_store(root: Path, n: int = 24, seed: int = 0, flac_every: int = 3) -> Path:
+    """A store on the 16 kHz / 50 Hz grid whose utterances have real audio files beside it (the store's recorded
+    sources): segments of tones in noise, and fake codes that follow the same segments (K=8, V=16). Each file has
+    320 T - r samples (0 <= r < 320), so ceil(samples / 320) = T, the store's frame count. Returns the store."""
+    import soundfile as sf
+    import torch
+
+    from codec2vec.codecs.base import CodecInfo, config_hash
+    from codec2vec.store import TokenStore
+
+    k, v = 8, 16
+    info = CodecInfo(
+        name="lyra", sample_rate=16000, frame_rate=50.0, num_codebooks=k, codebook_size=v,
+        config={"fake": "audio"}, config_hash=config_hash({"fake": "audio"}),
+    )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    store = TokenStore.create(root / "store", info, torch.randn(k, v, 12, generator=torch.Generator().manual_seed(0)))
+    with store.writer() as w:
+        for i in range(n):
+            t = int(rng.integers(40, 160))
+            seg = rng.integers(3, 10, t)
+            phones = np.repeat(rng.integers(0, v, t), seg)[:t]  # (T,)
+            freq = 150.0 + 60.0 * phones.repeat(320)  # (320 T,)
+            wav = 0.3 * np.sin(2 * np.pi * np.cumsum(freq) / 16000) + 0.02 * rng.standard_normal(320 * t)
+            wav = wav[: 320 * t - int(rng.integers(0, 320))].astype(np.float32)
+            path = root / "audio" / f"utt{i:03d}.{'flac' if i % flac_every == 0 else 'wav'}"
+            sf.write(path, wav, 16000, subtype="PCM_16")
+            codes = np.stack([(phones * (j + 1) + j) % v for j in range(k)])  # (K, T)
+            w.add(f"utt{i:03d}", torch.from_numpy(codes), seconds=len(wav) / 16000, source=str(path))
+    return root / "store"
+
+
+@pytest.fixture(scope="session")
+def audio_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small store with real audio sources (see `make_audio_store`)."""
+    return make_audio_store(tmp_path_factory.mktemp("audio_store"))

@@ -8,7 +8,9 @@ A checkpoint is a directory `RUN/checkpoints/step-00001000/` holding
     classes and the sha256 of both files.
 It is written under a temporary name, every file fsync'ed, then renamed into place, so a killed writer
 never leaves a half checkpoint under a real name. Loading verifies the checksums and names the damaged file.
-`load_model(path)` rebuilds the `Codec2VecEncoder` for downstream stages from the checkpoint alone.
+`load_model(path)` rebuilds the `Codec2VecEncoder` for downstream stages from the checkpoint alone, with the front
+end its config names (`model.frontend`, also `meta["frontend"]`): codec tokens `(B, K, T)` in, or 16 kHz audio
+`(B, S)` for the waveform/mel baselines.
 """
 
 from __future__ import annotations
@@ -147,7 +149,8 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
 
 
 def load_model(path: str | Path) -> tuple[Codec2VecEncoder, dict[str, Any]]:
-    """The pre-trained encoder (eval mode, CPU) and the checkpoint's meta (config, codec, step, ...).
+    """The pre-trained encoder (eval mode, CPU) and the checkpoint's meta (config, codec, step, ...). Baselines
+    (`meta["frontend"]` waveform or mel) take audio `(B, S)` at 16 kHz and frame lengths, not codes.
 
     `path`: a checkpoint directory or a run directory (its newest checkpoint).
     """

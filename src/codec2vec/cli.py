@@ -233,8 +233,11 @@ def _run_corpus(args: argparse.Namespace) -> int:
 def _add_kmeans(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="token store; the labels are written into it")
     p.add_argument(
-        "--source", default="codec", help="'codec' (quantized latent) or CKPT[:LAYER] (default: middle layer)"
+        "--source",
+        default="codec",
+        help="'codec' (quantized latent), 'mfcc' (the store's audio; baselines' round 1) or CKPT[:LAYER]",
     )
+    p.add_argument("--audio", default="", help="manifest (id/path) of the store's audio; default: its sources")
     p.add_argument("--clusters", type=int, default=100)
     p.add_argument(
         "--sample-frames", type=int, default=0, help="frames sampled for the fit (0: clusters x --frames-per-cluster)"
@@ -265,6 +268,7 @@ def _run_kmeans(args: argparse.Namespace) -> int:
         fit_split=args.fit_split,
         seed=args.seed,
         backend=args.backend,
+        audio=args.audio,
     )
     summary = run_kmeans(args.store, opts, progress=not args.json)
     if args.json:
@@ -350,6 +354,53 @@ def _run_privacy_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench (bench/) ------------------------------------------------------------------------------------
+
+
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", nargs="*", help="audio files, folders or manifests (default: a synthetic corpus)")
+    p.add_argument("--out", default="", help="keep stores, FLAC files, bench.json and bench.png here")
+    p.add_argument("--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC")
+    p.add_argument("--sizes", default="tiny,base", help="model presets, comma-separated")
+    p.add_argument("--frontends", default="codec,waveform,mel", help="front ends, comma-separated")
+    p.add_argument("--batch-seconds", type=float, default=20.0, help="audio seconds per step (all front ends)")
+    p.add_argument("--crop-seconds", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after one warm-up)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per configuration")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--synth-hours", type=float, default=0.1, help="size of the corpus made when no SRC is given")
+    p.add_argument("--no-dac", action="store_true", help="skip the DAC-16k layout store")
+    p.add_argument("--parts", default="storage,reads,throughput", help="what to measure (storage always runs)")
+    p.add_argument("--dac-seconds", type=float, default=60.0, help="audio the DAC layout encodes (slow on CPU)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from codec2vec.bench import BenchOptions, format_report, run_bench
+
+    opts = BenchOptions(
+        out=args.out,
+        quick=args.quick,
+        sizes=[s for s in args.sizes.split(",") if s],
+        frontends=[f for f in args.frontends.split(",") if f],
+        batch_seconds=args.batch_seconds,
+        crop_seconds=args.crop_seconds,
+        steps=args.steps,
+        threads=args.threads,
+        device=args.device,
+        synth_hours=args.synth_hours,
+        dac=not args.no_dac,
+        dac_seconds=args.dac_seconds,
+        parts=[x for x in args.parts.split(",") if x],
+    )
+    result = run_bench(args.src, opts, progress=not args.json)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_report(result))
+    return 0
+
+
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
     "info": ("summary of a token store", _add_info, _run_info),
@@ -366,6 +417,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
         _add_privacy_audit,
         _run_privacy_audit,
     ),
+    "bench": ("the efficiency benchmark: storage, reads, tokenization, training speed", _add_bench, _run_bench),
 }
 
 

@@ -45,6 +45,8 @@ class DataConfig:
     bucket_pool: int = 2048  # crops sorted by length together into batches (data.py); 0 = no bucketing
     dev_batches: int = 0  # evaluation batches per dev pass; 0 = the whole dev split
     codebook_key: str = ""  # key file of a scrambled store (`codec2vec anonymize`): keyed embedding init
+    audio: str = ""  # audio baselines (model.frontend waveform/mel): manifest (jsonl id/path); "" = the store's sources
+    workers: int = 0  # audio baselines: loader worker processes (0 = read in the training process)
 
 
 @dataclass
@@ -286,12 +288,28 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(f"train.precision: {tr.precision!r}; allowed: {', '.join(PRECISIONS)}")
     if tr.device not in DEVICES:
         raise ConfigError(f"train.device: {tr.device!r}; allowed: {', '.join(DEVICES)}")
+    _validate_frontend(cfg)
     if cfg.run.progress not in ("auto", "on", "off"):
         raise ConfigError(f"run.progress: {cfg.run.progress!r}; allowed: auto, on, off")
     if d.codec and d.codec not in CODECS:
         raise ConfigError(f"data.codec: unknown codec {d.codec!r}; allowed: {', '.join(CODECS)}")
     if not cfg.run.dir:
         raise ConfigError("run.dir: must name a directory")
+
+
+def _validate_frontend(cfg: PretrainConfig) -> None:
+    from codec2vec.frontends import FRONTENDS
+
+    front = cfg.model.frontend
+    if front not in FRONTENDS:
+        raise ConfigError(f"model.frontend: {front!r}; allowed: {', '.join(FRONTENDS)}")
+    if front != "codec" and "reconstruction" in cfg.targets.names:
+        raise ConfigError(
+            f"targets.names: reconstruction predicts codec codes, and model.frontend={front} reads audio "
+            "(there are no codes to reconstruct); use clusters or online"
+        )
+    if cfg.data.workers < 0:
+        raise ConfigError(f"data.workers: must be >= 0, got {cfg.data.workers}")
 
 
 # --- overrides -----------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ The held-out dev split is deterministic: a manifest `split` field in `store.entr
 store has one (`dev`, `valid`, `validation`, `test` -> dev), otherwise a hash of the utterance id.
 
 Shapes: `Batch.codes` LongTensor (B, K, T) padded with 0; `lengths` (B,) frames; `seeds` (B,) int64;
-`labels[name]` (B, T) long padded with -100.
+`labels[name]` (B, T) long padded with -100; for the audio baselines (audio_data.py) `Batch.audio` (B, 320 T)
+float and `codes` (B, 0, T).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class Batch:
     seeds: Tensor  # (B,) int64
     labels: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, T) long (k-means labels, ...)
     ids: list[str] = field(default_factory=list)
+    audio: Tensor | None = None  # (B, 320 T) float 16 kHz, for the audio front ends (codes are then (B, 0, T))
+
+    @property
+    def inputs(self) -> Tensor:
+        """What the encoder's front end reads: the audio when the batch has it, else the codes."""
+        return self.audio if self.audio is not None else self.codes
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch with its tensors on `device` (seeds stay where they are: masks are drawn on the CPU)."""
@@ -53,6 +60,7 @@ class Batch:
             seeds=self.seeds,
             labels={k: v.to(device, non_blocking=True) for k, v in self.labels.items()},
             ids=list(self.ids),
+            audio=None if self.audio is None else self.audio.to(device, non_blocking=True),
         )
 
 

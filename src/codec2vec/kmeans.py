@@ -3,7 +3,9 @@
 HuBERT (Hsu et al. 2021) clusters MFCCs for round 1 and a middle layer of the round-1 model for round 2, with
 scikit-learn MiniBatchKMeans fitted on a ~10% sample and applied to everything. Codec2Vec has no MFCCs: round 1
 clusters the codec's quantized latent (sum of the stored codebook vectors, `(T, D_codec)` per utterance), later
-rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer).
+rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer). The continuous-input baselines
+(`model.frontend: waveform | mel`) cluster HuBERT's MFCCs for round 1 (`--source mfcc`: the audio the store was
+made from, `(T, 78)` on the store's 50 Hz grid, frontends.mfcc) and a layer of their own checkpoint later.
 
 The sample is drawn by utterances, as HuBERT's `sample_pct`: whole utterances in a seeded random order until a
 frame budget is reached, and only those utterances go through a checkpoint (the sample is chosen before any
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from codec2vec.data import Crop
 from codec2vec.errors import ConfigError
 
 
@@ -36,7 +39,8 @@ from codec2vec.errors import ConfigError
 class KMeansOptions:
     """`codec2vec kmeans` settings."""
 
-    source: str = "codec"  # "codec" or "CKPT[:LAYER]"
+    source: str = "codec"  # "codec", "mfcc" (audio baselines' round 1) or "CKPT[:LAYER]"
+    audio: str = ""  # --source mfcc / audio-baseline checkpoints: manifest (id/path); "" = the store's sources
     clusters: int = 100
     sample_frames: int = 0  # 0: clusters x frames_per_cluster, capped by max_sample_mb
     frames_per_cluster: int = 1000
@@ -54,11 +58,16 @@ class KMeansOptions:
 class FeatureSource:
     """Frame features of stored codes: the codec's quantized latent, or one layer of a checkpoint's encoder."""
 
-    def __init__(self, store: Any, source: str = "codec") -> None:
+    def __init__(self, store: Any, source: str = "codec", audio: str = "") -> None:
         self.store = store
         self.source = source
         self.layer: int | None = None
         self.encoder = None
+        self.audio = None  # an audio_data.AudioSource for "mfcc" and audio-baseline checkpoints
+        if source == "mfcc":
+            self.audio = _audio_source(store, audio, "mfcc")
+            self.dim = 78  # 13 MFCC + deltas + delta-deltas, two 10 ms frames per 20 ms frame (frontends.mfcc)
+            return
         if source == "codec":
             cb = store.codebook_vectors().float()  # (K, V, D)
             self.table = cb.reshape(-1, cb.shape[-1])  # (K*V, D)
@@ -76,7 +85,9 @@ class FeatureSource:
         self.layer = num_layers // 2 if layer is None else layer
         if not 0 <= self.layer <= num_layers:
             raise ConfigError(f"--source {source}: layer {self.layer} is outside 0..{num_layers}")
-        if self.encoder.num_codebooks != store.codec.num_codebooks:
+        if self.encoder.config.frontend != "codec":
+            self.audio = _audio_source(store, audio, self.encoder.config.frontend)
+        elif self.encoder.num_codebooks != store.codec.num_codebooks:
             raise ConfigError(
                 f"--source {source}: checkpoint expects K={self.encoder.num_codebooks} codebooks, "
                 f"the store has K={store.codec.num_codebooks}"
@@ -89,6 +100,13 @@ class FeatureSource:
     @torch.no_grad()
     def features(self, ids: Sequence[str], batch_frames: int = 20_000) -> Iterator[tuple[str, Tensor]]:
         """Yield `(id, (T, D) float32)` for `ids` (in that order for the codec source; by length otherwise)."""
+        if self.encoder is None and self.audio is not None:
+            from codec2vec.frontends import mfcc
+
+            for uid in ids:
+                t = self.store.num_frames(uid)
+                yield uid, mfcc(torch.from_numpy(self.audio.read(uid, 0, t)), t)  # (T, 78)
+            return
         if self.encoder is None:
             for uid in ids:
                 codes = self.store[uid]  # (K, T)
@@ -105,12 +123,15 @@ class FeatureSource:
             yield from self._forward(group)
 
     def _forward(self, ids: list[str]) -> Iterator[tuple[str, Tensor]]:
-        k = self.store.codec.num_codebooks
+        assert self.encoder is not None
         lengths = torch.tensor([self.store.num_frames(u) for u in ids])  # (B,)
-        codes = torch.zeros(len(ids), k, int(lengths.max()), dtype=torch.long)  # (B, K, T)
-        for b, uid in enumerate(ids):
-            codes[b, :, : lengths[b]] = self.store[uid]
-        layers, _ = self.encoder(codes, lengths)
+        if self.audio is not None:  # an audio baseline's checkpoint: its input is the audio on the same grid
+            inputs = self.audio.collate([Crop(u, 0, int(n), 0) for u, n in zip(ids, lengths)]).inputs  # (B, S)
+        else:
+            inputs = torch.zeros(len(ids), self.store.codec.num_codebooks, int(lengths.max()), dtype=torch.long)
+            for b, uid in enumerate(ids):
+                inputs[b, :, : lengths[b]] = self.store[uid]  # (B, K, T)
+        layers, _ = self.encoder(inputs, lengths)
         h = layers[self.layer].float()  # (B, T, D)
         for b, uid in enumerate(ids):
             yield uid, h[b, : lengths[b]]
@@ -126,6 +147,13 @@ def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: 
         chosen.append(ids[i])
         total += int(store.num_frames(ids[i]))
     return chosen
+
+
+def _audio_source(store: Any, manifest: str, what: str) -> Any:
+    from codec2vec.audio_data import AudioSource, audio_paths, check_audio_store
+
+    check_audio_store(store, what)
+    return AudioSource(store_root=str(store.root), paths=audio_paths(store, manifest))
 
 
 def sample_frames(
@@ -297,7 +325,7 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
         fit_ids = [u for u in ids if str(_split_of(store.entry(u), o.split_field)) == o.fit_split]
         if not fit_ids:
             raise ConfigError(f"kmeans: no utterance in {store_path} has {o.split_field}={o.fit_split!r}")
-    source = FeatureSource(store, o.source)
+    source = FeatureSource(store, o.source, o.audio)
     budget = sample_budget(o, source.dim)
     _note(progress, f"kmeans: sampling up to {budget} frames by utterance from {len(fit_ids)} utterances ({o.source})")
     x = sample_frames(source, fit_ids, budget, seed=o.seed, batch_frames=o.batch_frames)

@@ -1,14 +1,15 @@
-"""The Codec2Vec encoder: discrete codec tokens in, every Transformer layer's hidden states out.
+"""The Codec2Vec encoder: a front end (codec tokens, or audio for the baselines), then every Transformer layer.
 
 Codec2Vec (Tseng & Harwath 2025) replaces HuBERT's waveform CNN with codec tokens:
-  codes (B, K, T) -> sum_k E_k[codes[:, k]]      one fused lookup into a (K*V, D_codec) table, offset k*V
-                  -> LayerNorm -> Linear(D_codec, D) -> dropout -> learned mask vector at masked frames
+  codes (B, K, T) -> front end (frontends.py: sum_k E_k[codes[:, k]] -> LayerNorm -> Linear(D_codec, D))
+                  -> dropout -> learned mask vector at masked frames
                   -> + convolutional positional embedding -> LayerNorm -> L post-LN Transformer layers (HuBERT Base)
-The tables are initialised from the codec's codebook vectors `(K, V, D_codec)`, so before the LayerNorm the
-sum equals the codec's quantized latent (`embed`). Quantizer dropout keeps the first `keep_levels[b]` levels of
-row b (weights 0/1 in the same fused `embedding_bag`).
+`model.frontend` picks the front end: `codec` (the tables are initialised from the codec's codebook vectors
+`(K, V, D_codec)`; quantizer dropout keeps the first `keep_levels[b]` levels of row b), or the continuous-input
+baselines `waveform` (HuBERT's CNN) and `mel` (MelHuBERT's stacked log-mel), which read audio `(B, S)` at 16 kHz
+and put their frames on the same 50 Hz grid (T = ceil(S / 320)).
 
-`forward(codes (B, K, T), lengths (B,)) -> (layers, lengths)`: `layers[0]` is the Transformer input (after
+`forward(inputs, lengths (B,) frames) -> (layers, lengths)`: `layers[0]` is the Transformer input (after
 projection, masking and the positional conv), `layers[1..L]` each layer's output, all `(B, T, D)`. Padding
 (`t >= lengths[b]`) never changes the valid frames' outputs. `TransformerEncoder(x, lengths, return_ffn=True)`
 also returns each layer's FFN output before the residual add and LayerNorm (fairseq's `layer_result`, the
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,7 @@ class ModelConfig:
     quantizer_dropout_min_levels: int = 1
     codebook_dim: int | None = None  # D_codec when no codebook vectors are given (None: = dim)
     init: str = "bert"  # bert: Transformer Linears ~ N(0, 0.02), zero biases (fairseq/torchaudio) | default
+    frontend: str = "codec"  # codec | waveform | mel (frontends.py); the baselines read audio
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -198,79 +200,100 @@ class TransformerEncoder(nn.Module):
 
 
 class Codec2VecEncoder(nn.Module):
-    """Summed per-codebook embeddings (codec-initialised) -> LayerNorm -> projection -> mask -> Transformer."""
+    """Front end (frontends.py: codec tokens, or audio for the baselines) -> mask -> Transformer."""
 
     def __init__(
         self,
         *,
         config: ModelConfig,
-        num_codebooks: int,
-        codebook_size: int,
+        num_codebooks: int = 0,
+        codebook_size: int = 0,
         codebook_vectors: Tensor | None = None,
         codebook_dim: int | None = None,
     ) -> None:
+        from codec2vec.frontends import build_frontend
+
         super().__init__()
         self.config = config
-        self.num_codebooks, self.codebook_size = int(num_codebooks), int(codebook_size)
-        k, v = self.num_codebooks, self.codebook_size
-        if codebook_vectors is not None:
-            if codebook_vectors.ndim != 3 or tuple(codebook_vectors.shape[:2]) != (k, v):
-                raise ValueError(f"codebook_vectors must be (K={k}, V={v}, D), got {tuple(codebook_vectors.shape)}")
-            codebook_dim = int(codebook_vectors.shape[-1])
-        dc = int(codebook_dim or config.codebook_dim or config.dim)
-        self.codebook_dim = dc
-        # One (K*V, D_codec) table: level k's rows live at k*V .. k*V+V-1, so the K lookups are one embedding_bag.
-        self.table = nn.Parameter(torch.empty(k * v, dc), requires_grad=not config.freeze_embeddings)
-        if codebook_vectors is not None:
-            with torch.no_grad():
-                self.table.copy_(codebook_vectors.reshape(k * v, dc).float())
-        else:
-            nn.init.normal_(self.table, std=1.0 / math.sqrt(k))
-        self.register_buffer("level_offsets", torch.arange(k) * v, persistent=False)  # (K,)
-        self.embed_norm = nn.LayerNorm(dc)
-        self.proj = nn.Linear(dc, config.dim)
+        self.frontend = build_frontend(
+            config.frontend,
+            dim=config.dim,
+            num_codebooks=num_codebooks,
+            codebook_size=codebook_size,
+            codebook_vectors=codebook_vectors,
+            codebook_dim=codebook_dim or config.codebook_dim,
+            freeze=config.freeze_embeddings,
+        )
+        self.num_codebooks, self.codebook_size = self.frontend.num_codebooks, self.frontend.codebook_size
         self.input_dropout = nn.Dropout(config.input_dropout)
         self.mask_embedding = nn.Parameter(torch.empty(config.dim).uniform_())
         self.transformer = TransformerEncoder(config)
+        self._register_load_state_dict_pre_hook(_old_codec_keys)
+
+    # The codec front end's parts, under the names they had before front ends were modules.
+    @property
+    def table(self) -> nn.Parameter:
+        return cast(nn.Parameter, self.frontend.table)
+
+    @property
+    def proj(self) -> nn.Linear:
+        return cast(nn.Linear, self.frontend.proj)
+
+    @property
+    def embed_norm(self) -> nn.LayerNorm:
+        return cast(nn.LayerNorm, self.frontend.embed_norm)
+
+    @property
+    def codebook_dim(self) -> int:
+        return int(cast(int, self.frontend.codebook_dim))
 
     @classmethod
     def from_state_dict(
-        cls, state: dict[str, Tensor], *, config: ModelConfig, num_codebooks: int, codebook_size: int, prefix: str = ""
+        cls,
+        state: dict[str, Tensor],
+        *,
+        config: ModelConfig,
+        num_codebooks: int = 0,
+        codebook_size: int = 0,
+        prefix: str = "",
     ) -> Codec2VecEncoder:
-        """Build an encoder whose table width matches `state[prefix + "table"]`, then load `state`."""
-        dc = int(state[prefix + "table"].shape[-1])
-        enc = cls(config=config, num_codebooks=num_codebooks, codebook_size=codebook_size, codebook_dim=dc)
+        """Build an encoder (codec table width from the state) for `config.frontend`, then load `state`."""
         own = {k[len(prefix) :]: t for k, t in state.items() if k.startswith(prefix)}
+        own = {_OLD_KEYS.get(k.split(".")[0], "") + k: t for k, t in own.items()}
+        dc = int(own["frontend.table"].shape[-1]) if config.frontend == "codec" else None
+        enc = cls(config=config, num_codebooks=num_codebooks, codebook_size=codebook_size, codebook_dim=dc)
         enc.load_state_dict(own)
         return enc
 
     def embed(self, codes: Tensor, keep_levels: Tensor | None = None) -> Tensor:
-        """codes `(B, K, T)` -> summed table rows `(B, T, D_codec)`, before LayerNorm/projection.
-        `keep_levels (B,)`: use only the first `keep_levels[b]` levels of row b (quantizer dropout)."""
-        b, k, t = codes.shape
-        if k != self.num_codebooks:
-            raise ValueError(f"codes have K={k} codebooks; the model was built for K={self.num_codebooks}")
-        idx = (codes.long() + self.level_offsets[None, :, None]).transpose(1, 2).reshape(b * t, k)  # (B*T, K)
-        weights = None
-        if keep_levels is not None:
-            keep = torch.arange(k, device=codes.device)[None, :] < keep_levels[:, None]  # (B, K)
-            weights = keep[:, None, :].expand(b, t, k).reshape(b * t, k).to(self.table.dtype)  # (B*T, K)
-        e = F.embedding_bag(idx, self.table, mode="sum", per_sample_weights=weights)  # (B*T, D_codec)
-        return e.view(b, t, self.codebook_dim)
+        """codes `(B, K, T)` -> summed table rows `(B, T, D_codec)` (codec front end only)."""
+        return cast(Tensor, self.frontend.embed(codes, keep_levels))  # type: ignore[operator]
 
-    def features(self, codes: Tensor, keep_levels: Tensor | None = None) -> Tensor:
-        """Projected input `(B, T, D)` without dropout or masking (the EMA teacher's input)."""
-        return self.proj(self.embed_norm(self.embed(codes, keep_levels)))
+    def features(self, inputs: Tensor, lengths: Tensor | None = None, keep_levels: Tensor | None = None) -> Tensor:
+        """Projected input `(B, T, D)` without dropout or masking (the EMA teacher's input). `inputs`: codes
+        `(B, K, T)` for the codec front end, audio `(B, S)` for the others; `lengths (B,)` in frames."""
+        return self.frontend(inputs, lengths, keep_levels)
 
     def forward(
-        self, codes: Tensor, lengths: Tensor, *, mask: Tensor | None = None, keep_levels: Tensor | None = None
+        self, inputs: Tensor, lengths: Tensor, *, mask: Tensor | None = None, keep_levels: Tensor | None = None
     ) -> tuple[list[Tensor], Tensor]:
-        """codes `(B, K, T)`, lengths `(B,)` -> (`[L + 1] x (B, T, D)`, lengths). `mask (B, T)`: True frames
-        are replaced by the learned mask vector."""
-        x = self.input_dropout(self.features(codes, keep_levels))  # (B, T, D)
+        """codes `(B, K, T)` (or audio `(B, S)`, T = ceil(S / 320)), lengths `(B,)` frames -> (`[L + 1] x
+        (B, T, D)`, lengths). `mask (B, T)`: True frames are replaced by the learned mask vector."""
+        x = self.input_dropout(self.features(inputs, lengths, keep_levels))  # (B, T, D)
         if mask is not None:
             x = torch.where(mask[..., None], self.mask_embedding.to(x.dtype), x)
         return self.transformer(x, lengths), lengths
+
+
+# Checkpoints written before front ends were modules keep the codec front end's parts at the top level.
+_OLD_KEYS = {"table": "frontend.", "embed_norm": "frontend.", "proj": "frontend."}
+
+
+def _old_codec_keys(state: dict[str, Tensor], prefix: str, *args: Any) -> None:
+    for key in [k for k in state if k.startswith(prefix)]:
+        head = key[len(prefix) :].split(".")[0]
+        if head in _OLD_KEYS:
+            state[prefix + _OLD_KEYS[head] + key[len(prefix) :]] = state.pop(key)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -2,7 +2,7 @@
 
 Like torchaudio's `HuBERTPretrainModel(encoder, mask_generator, logit_generator)`. One forward:
   seeds (B,) -> span mask (B, T) and quantizer-dropout levels (B,)          (per utterance, `masking.py`)
-  encoder(codes (B, K, T), lengths, mask, keep_levels) -> layers [L + 1] x (B, T, D)
+  encoder(codes (B, K, T) or audio (B, S), lengths, mask, keep_levels) -> layers [L + 1] x (B, T, D)
   for each target: labels [(B, T)] -> keep masked frames -> logits of the last layer's masked frames (N, D)
   -> summed cross-entropy, masked-frame count and correct count per target.
 Sums (not means) come back so the training loop can divide by the count all-reduced over DDP ranks and
@@ -112,7 +112,7 @@ class Pretrainer(nn.Module):
         mask = span_mask(batch.lengths, batch.codes.shape[-1], self.masking, batch.seeds.cpu())
         keep = None
         cfg = self.encoder.config
-        if self.training and cfg.quantizer_dropout > 0:
+        if self.training and cfg.quantizer_dropout > 0 and self.encoder.num_codebooks > 0:
             keep = quantizer_keep_levels(
                 batch.seeds.cpu(), self.encoder.num_codebooks, cfg.quantizer_dropout, cfg.quantizer_dropout_min_levels
             ).to(batch.codes.device)
@@ -120,7 +120,7 @@ class Pretrainer(nn.Module):
 
     def forward(self, batch: Batch) -> PretrainOutput:
         mask, keep = self.masks(batch)  # (B, T), (B,) | None
-        layers, _ = self.encoder(batch.codes, batch.lengths, mask=mask, keep_levels=keep)
+        layers, _ = self.encoder(batch.inputs, batch.lengths, mask=mask, keep_levels=keep)
         x = layers[-1][mask]  # (N, D): the masked frames
         loss_sums, counts, correct, weights = {}, {}, {}, {}
         for target in self.targets:

@@ -155,9 +155,10 @@ class OnlineTarget(nn.Module):
 
     @torch.no_grad()
     def teacher_targets(self, codes: Tensor, lengths: Tensor) -> list[Tensor]:
-        """The teacher's top-k targets on the unmasked codes, instance-normalised: top_k x `(B, T, D)` fp32."""
+        """The teacher's top-k targets on the unmasked codes (or audio, for the baselines), instance-normalised:
+        top_k x `(B, T, D)` fp32."""
         front: Codec2VecEncoder = self.frontend if bool(self.frozen) else self._student[0]
-        x = front.features(codes)  # (B, T, D), all K levels, no mask
+        x = front.features(codes, lengths)  # (B, T, D), all K levels, no mask
         layers, ffn = self.teacher(x, lengths, return_ffn=True)
         chosen = ffn if self.target_point == "ffn" else layers[1:]
         return [masked_instance_norm(y, lengths) for y in chosen[-self.top_k :]]
@@ -167,7 +168,7 @@ class OnlineTarget(nn.Module):
         valid = ~padding_mask(batch.lengths, batch.codes.shape[-1])  # (B, T)
         chosen = valid if mask is None else valid & mask  # frames whose statistics move the codebooks
         out, sums, counts, recent = [], [], [], []
-        for i, y in enumerate(self.teacher_targets(batch.codes, batch.lengths)):
+        for i, y in enumerate(self.teacher_targets(batch.inputs, batch.lengths)):
             idx = nearest_codeword(y.reshape(-1, y.shape[-1]), self.codebooks[i]).view(y.shape[:2])  # (B, T)
             out.append(idx.masked_fill(~valid, IGNORE))
             if self.training:

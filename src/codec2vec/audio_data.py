@@ -1,0 +1,268 @@
+"""Audio crops for the continuous-input baselines (`model.frontend: waveform | mel`), as a waveform pipeline reads.
+
+The baselines train on the same utterances, splits, batch plan and k-means label sets as the codec model: the
+token store gives the ids, their frame counts (50 Hz grid) and the label sets; the audio comes from the files
+the store was made from (the `source` recorded per utterance, or a manifest: jsonl objects with `id` and
+`path`, as `synth` and the corpus loaders write). `CropLoader`'s global, seeded plan picks crops in frames;
+a crop of frames [a, b) reads samples [320 a, 320 b) at 16 kHz (resampled with soxr when the file has another
+rate; zero past the file's end), so the audio and the frame labels stay aligned.
+
+Reading happens in `data.workers` worker processes (a torch `DataLoader` over the planned batches, in order);
+each batch carries the plan position after it, so `state_dict()` is the position of the last batch the
+training loop took, and resuming is exact however far the workers had read ahead.
+
+Shapes: `Batch.audio` (B, 320 T) float32, zero past each row's crop; `Batch.codes` (B, 0, T) (no codes, but
+the frame count and device travel with it); `lengths` (B,) frames; labels (B, T) long padded with -100.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from codec2vec.data import IGNORE, Batch, Crop, CropLoader
+from codec2vec.errors import ConfigError
+from codec2vec.frontends import HOP, SAMPLE_RATE
+
+
+def audio_paths(store: Any, manifest: str = "") -> dict[str, str]:
+    """id -> audio file for every utterance of `store`: from `manifest` (jsonl/tsv/txt, see audio.py) when given,
+    else the `source` path the store recorded. ConfigError names the first utterance without a readable file."""
+    if manifest:
+        from codec2vec.audio import scan_sources
+
+        if not os.path.isfile(manifest):
+            raise ConfigError(f"data.audio: manifest {manifest} not found")
+        paths = {it.id: it.path for it in scan_sources([manifest])}
+    else:
+        paths = {u: str(store.entry(u).get("source") or "") for u in store.ids()}
+    for uid in store.ids():
+        p = paths.get(uid, "")
+        if not p or not os.path.isfile(p):
+            where = f"manifest {manifest}" if manifest else f"store {store.root} (its recorded source)"
+            raise ConfigError(
+                f"data.audio: no audio file for utterance {uid!r} in {where} ({p or 'none'}); "
+                "pass data.audio=MANIFEST.jsonl with id/path rows"
+            )
+    return paths
+
+
+class AudioSource:
+    """Reads frame-aligned audio crops (and their label rows) into a `Batch`; picklable for worker processes
+    (the store and file headers are opened lazily in each process)."""
+
+    def __init__(self, *, store_root: str, paths: dict[str, str], label_names: Sequence[str] = ()) -> None:
+        self.store_root = str(store_root)
+        self.paths = dict(paths)
+        self.label_names = list(label_names)
+        self._labels: dict[str, Any] | None = None
+        self._rates: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_labels": None, "_rates": {}}
+
+    def label_sets(self) -> dict[str, Any]:
+        if self._labels is None:
+            from codec2vec.store import TokenStore
+
+            store = TokenStore.open(self.store_root)
+            self._labels = {n: store.labels(n) for n in self.label_names}
+        return self._labels
+
+    def read(self, uid: str, start: int, stop: int) -> np.ndarray:
+        """Samples [320 start, 320 stop) of `uid` at 16 kHz, mono float32, zero-padded past the file's end."""
+        import soundfile as sf
+
+        path = self.paths[uid]
+        if path not in self._rates:
+            self._rates[path] = int(sf.info(path).samplerate)
+        sr = self._rates[path]
+        want = (stop - start) * HOP
+        a, b = start * HOP * sr // SAMPLE_RATE, -(-stop * HOP * sr // SAMPLE_RATE)
+        data, _ = sf.read(path, start=a, stop=b, dtype="float32", always_2d=True)  # (s, C)
+        wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (s,)
+        if sr != SAMPLE_RATE:
+            from codec2vec.audio import resample
+
+            wav = resample(wav, sr, SAMPLE_RATE)
+        out = np.zeros(want, dtype=np.float32)
+        out[: min(want, len(wav))] = wav[:want]
+        return out
+
+    def collate(self, crops: Sequence[Crop]) -> Batch:
+        """Read and pad the crops of one rank into a `Batch` with `audio (B, 320 T)`."""
+        lengths = torch.tensor([c.stop - c.start for c in crops], dtype=torch.long)  # (B,)
+        t_max = int(lengths.max()) if len(crops) else 0
+        audio = torch.zeros(len(crops), t_max * HOP)  # (B, S)
+        labels = {n: torch.full((len(crops), t_max), IGNORE, dtype=torch.long) for n in self.label_names}  # (B, T)
+        sets = self.label_sets() if self.label_names else {}
+        for b, c in enumerate(crops):
+            audio[b, : (c.stop - c.start) * HOP] = torch.from_numpy(self.read(c.utt_id, c.start, c.stop))
+            for n in self.label_names:
+                labels[n][b, : c.stop - c.start] = sets[n].read(c.utt_id, c.start, c.stop)  # (T,)
+        return Batch(
+            codes=torch.zeros(len(crops), 0, t_max, dtype=torch.long),
+            lengths=lengths,
+            seeds=torch.tensor([c.seed for c in crops], dtype=torch.long),
+            labels=labels,
+            ids=[c.utt_id for c in crops],
+            audio=audio,
+        )
+
+
+class _Plans:
+    """The planned global batches of one rank, each with the plan position after it (a DataLoader sampler)."""
+
+    def __init__(self, plan: CropLoader) -> None:
+        self.plan = plan
+
+    def __iter__(self) -> Iterator[tuple[dict[str, int], list[Crop]]]:
+        while True:
+            crops = self.plan.next_plan()
+            yield self.plan.state_dict(), crops[self.plan.rank :: self.plan.world_size]
+
+
+class _Reader(torch.utils.data.Dataset):
+    def __init__(self, source: AudioSource) -> None:
+        self.source = source
+
+    def __getitem__(self, item: tuple[dict[str, int], list[Crop]]) -> tuple[dict[str, int], Batch]:
+        state, crops = item
+        return state, self.source.collate(crops)
+
+
+def _as_is(x: Any) -> Any:
+    return x
+
+
+class AudioCropLoader:
+    """Endless random-crop audio batches for one rank: `CropLoader`'s plan, read by `workers` processes."""
+
+    def __init__(
+        self,
+        store: Any,
+        ids: Sequence[str],
+        *,
+        paths: dict[str, str],
+        batch_frames: int,
+        crop_frames: int,
+        min_frames: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        label_names: Sequence[str] = (),
+        workers: int = 0,
+        bucket_pool: int = 2048,
+    ) -> None:
+        self.plan = CropLoader(
+            store,
+            ids,
+            batch_frames=batch_frames,
+            crop_frames=crop_frames,
+            min_frames=min_frames,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            label_names=label_names,
+            bucket_pool=bucket_pool,
+        )
+        self.source = AudioSource(store_root=str(store.root), paths=paths, label_names=label_names)
+        self.workers = int(workers)
+        self._state = self.plan.state_dict()
+        self._it: Iterator[tuple[dict[str, int], Batch]] | None = None
+
+    def _iterator(self) -> Iterator[tuple[dict[str, int], Batch]]:
+        if self.workers == 0:
+            return iter(_Reader(self.source)[item] for item in _Plans(self.plan))
+        loader = torch.utils.data.DataLoader(
+            _Reader(self.source),
+            batch_size=None,
+            sampler=_Plans(self.plan),  # type: ignore[arg-type]
+            num_workers=self.workers,
+            collate_fn=_as_is,
+            prefetch_factor=2,
+            persistent_workers=False,
+            # its own generator: starting workers must not draw from the global RNG that seeds each step's
+            # dropout (a resumed run starts them at another step than the uninterrupted run did)
+            generator=torch.Generator().manual_seed(self.plan.seed),
+        )
+        return iter(loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        if self._it is None:
+            self._it = self._iterator()
+        state, batch = next(self._it)
+        self._state = state
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(self._state)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.plan.load_state_dict(state)
+        self._state = dict(state)
+        self._it = None  # workers that read ahead of the restored position are dropped
+
+
+def audio_dev_batches(
+    source: AudioSource, plan: Sequence[Sequence[Crop]], *, rank: int = 0, world_size: int = 1
+) -> Iterator[Batch | None]:
+    """This rank's rows of each planned dev batch, as audio (None where the rank has no rows in a batch)."""
+    for crops in plan:
+        mine = list(crops[rank::world_size])
+        yield source.collate(mine) if mine else None
+
+
+def make_loaders(
+    cfg: Any, store: Any, train_ids: Sequence[str], *, rank: int, world_size: int, label_names: Sequence[str]
+) -> tuple[Any, Any]:
+    """(training loader, dev-batch function `(dev_store, plan, rank, world) -> batches`) for `cfg.model.frontend`:
+    store crops for the codec front end, audio crops (in `data.workers` processes) for the baselines."""
+    from codec2vec.data import dev_batches
+
+    d = cfg.data
+    common = dict(
+        batch_frames=d.batch_frames,
+        crop_frames=d.crop_frames,
+        min_frames=d.min_frames,
+        seed=cfg.train.seed,
+        rank=rank,
+        world_size=world_size,
+        label_names=label_names,
+        bucket_pool=d.bucket_pool,
+    )
+    if cfg.model.frontend == "codec":
+
+        def dev(dev_store: Any, plan: Any, r: int, w: int) -> Iterator[Batch | None]:
+            return dev_batches(dev_store, plan, rank=r, world_size=w, label_names=label_names)
+
+        return CropLoader(store, train_ids, **common), dev  # type: ignore[arg-type]
+    check_audio_store(store, cfg.model.frontend)
+    paths = audio_paths(store, d.audio)
+    loader = AudioCropLoader(store, train_ids, paths=paths, workers=d.workers, **common)  # type: ignore[arg-type]
+
+    def dev_audio(dev_store: Any, plan: Any, r: int, w: int) -> Iterator[Batch | None]:
+        dev_paths = paths if dev_store is store else audio_paths(dev_store, "")
+        src = AudioSource(store_root=str(dev_store.root), paths=dev_paths, label_names=label_names)
+        return audio_dev_batches(src, plan, rank=r, world_size=w)
+
+    return loader, dev_audio
+
+
+def check_audio_store(store: Any, frontend: str) -> None:
+    """The audio front ends put frames on a 16 kHz, 50 Hz grid: the store's frames must be that grid."""
+    codec = store.codec
+    if int(codec.sample_rate) != SAMPLE_RATE or abs(float(codec.frame_rate) - SAMPLE_RATE / HOP) > 1e-6:
+        raise ConfigError(
+            f"model.frontend={frontend}: needs a store on the 16 kHz / 50 Hz frame grid (its frames index the audio "
+            f"and the labels); {store.root} holds {codec.name} at {codec.sample_rate} Hz, {codec.frame_rate} frames/s"
+        )
+
+
+__all__ = ["AudioCropLoader", "AudioSource", "audio_dev_batches", "audio_paths", "check_audio_store", "make_loaders"]

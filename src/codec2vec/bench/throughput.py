@@ -1,0 +1,196 @@
+"""Pre-training throughput, data loading included: codec, waveform and mel front ends on the same Transformer.
+
+Each configuration (front end x size) builds the real `Pretrainer` (HuBERT span masking, the `clusters` head with
+100 classes, random labels) and AdamW, and runs the real loaders on the bench corpus: `CropLoader` over a token
+store for the codec front end, `AudioCropLoader` (in-process) over the same utterances' FLAC files for the others,
+with the same plan (seed, crop and batch sizes in frames = audio seconds * 50), so every front end sees the same
+batch in audio seconds. After a warm-up step, `steps` steps are timed piece by piece: data, forward (front end /
+Transformer / masks, heads and loss), backward, optimizer; rates use the median step. The front end's share is its
+forward + backward alone on the same batch, plus an AdamW update of its parameters alone, over the step's compute
+(forward + backward + optimizer). On CUDA the step runs in bf16 autocast and is synchronised before each reading.
+Each configuration runs in its own process (peak memory is that process's max RSS on CPU, `max_memory_allocated` on
+CUDA) unless `isolate=False`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Any
+
+import torch
+
+
+def _sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class _Timer:
+    """Forward time of a module through hooks (summed over calls)."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device) -> None:
+        self.total, self._t0, self.device = 0.0, 0.0, device
+        module.register_forward_pre_hook(lambda *_: setattr(self, "_t0", _sync(device)))
+        module.register_forward_hook(lambda *_: setattr(self, "total", self.total + _sync(device) - self._t0))
+
+
+def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, Any]:
+    from codec2vec.audio_data import AudioCropLoader
+    from codec2vec.config import load_config
+    from codec2vec.data import CropLoader
+    from codec2vec.pretrainer import build_pretrainer
+    from codec2vec.store import TokenStore
+
+    front = spec["frontend"]
+    cfg = load_config(None, [f"model.preset={spec['size']}", f"model.frontend={front}", "targets=clusters"])
+    store = TokenStore.open(spec["store"] if front == "codec" else spec["audio_store"])
+    torch.manual_seed(0)
+    model = build_pretrainer(
+        model=cfg.model,
+        masking=cfg.masking,
+        targets=cfg.targets,
+        codec=store.codec,
+        codebook_vectors=store.codebook_vectors() if front == "codec" else None,
+        label_classes={cfg.targets.clusters_labels: 100},
+    ).to(device)
+    kw = dict(batch_frames=spec["batch_frames"], crop_frames=spec["crop_frames"], min_frames=1, seed=0)
+    ids = sorted(set(store.ids()) & set(spec["paths"]))
+    if front == "codec":
+        loader: Any = CropLoader(store, ids, **kw)  # type: ignore[arg-type]
+    else:
+        loader = AudioCropLoader(store, ids, paths=spec["paths"], workers=0, **kw)  # type: ignore[arg-type]
+    t = cfg.train
+    spec["train"] = dict(lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay)
+    return model, loader, cfg.targets.clusters_labels
+
+
+def _profile(step: Any) -> list[dict[str, Any]]:
+    """Top operators of one step by self CPU time (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops) or 1.0
+    return [
+        {"op": e.key, "self_ms": e.self_cpu_time_total / 1000, "share": e.self_cpu_time_total / total, "calls": e.count}
+        for e in ops[:12]
+    ]
+
+
+def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time `spec['steps']` training steps of one configuration; returns one throughput row."""
+    import resource
+
+    device = torch.device(spec["device"])
+    torch.set_num_threads(int(spec["threads"]))
+    model, loader, label_name = _build(spec, device)
+    model.train()
+    tr = spec["train"]  # train.py's optimizer (fused AdamW), betas, eps and weight decay
+    opt = torch.optim.AdamW(list(model.trainable_parameters()), fused=True, **tr)
+    front_t, trans_t = _Timer(model.encoder.frontend, device), _Timer(model.encoder.transformer, device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    g = torch.Generator().manual_seed(0)
+    parts: dict[str, list[float]] = {"data": [], "forward": [], "backward": [], "optimizer": []}
+    real_frames, padded_frames = 0, 0
+
+    def one(timed: bool) -> Any:
+        nonlocal real_frames, padded_frames
+        t0 = _sync(device)
+        batch = next(loader)
+        batch.labels = {label_name: torch.randint(0, 100, (len(batch.ids), batch.codes.shape[-1]), generator=g)}
+        batch = batch.to(device)
+        t1 = _sync(device)
+        with amp:
+            loss = model(batch).loss()
+        t2 = _sync(device)
+        loss.backward()
+        t3 = _sync(device)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t4 = _sync(device)
+        if timed:
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[key].append(dt)
+            real_frames += int(batch.lengths.sum())
+            padded_frames += int(batch.lengths.numel() * batch.codes.shape[-1])
+        return batch
+
+    for _ in range(int(spec.get("warmup", 1))):
+        one(False)
+    front_t.total = trans_t.total = 0.0
+    steps = int(spec["steps"])
+    for _ in range(steps):
+        batch = one(True)
+    fwd_front, fwd_trans = front_t.total, trans_t.total
+    t0 = _sync(device)
+    for _ in range(steps):  # the front end alone, forward and backward, on the last batch
+        with amp:
+            x = model.encoder.frontend(batch.inputs, batch.lengths)
+        x.float().sum().backward()
+    front_alone = _sync(device) - t0
+    front_opt = torch.optim.AdamW([p for p in model.encoder.frontend.parameters() if p.requires_grad], fused=True, **tr)
+    t0 = _sync(device)
+    for _ in range(steps):  # and its share of the optimizer update (the codec tables are large)
+        front_opt.step()
+    front_update = _sync(device) - t0
+    opt.zero_grad(set_to_none=True)
+    # Medians over the timed steps: robust to other processes' bursts on a shared machine.
+    med = {k: statistics.median(v) for k, v in parts.items()}
+    step_s = statistics.median([sum(x) for x in zip(*parts.values())])
+    compute_s = statistics.median(
+        [f + b + o for f, b, o in zip(parts["forward"], parts["backward"], parts["optimizer"])]
+    )
+    frames_per_step = real_frames / steps
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = {
+        "model": spec["frontend"],
+        "size": spec["size"],
+        "codec": spec.get("codec", "") if spec["frontend"] == "codec" else "",
+        "device": str(device),
+        "threads": int(spec["threads"]),
+        "batch_audio_seconds": real_frames / steps / 50,
+        "padded_fraction": 1 - real_frames / max(1, padded_frames),
+        "audio_seconds_per_second": frames_per_step / 50 / step_s,
+        "steps_per_second": 1 / step_s,
+        "frames_per_second": frames_per_step / step_s,
+        "compute_frames_per_second": frames_per_step / compute_s,
+        "step_ms": 1000 * step_s,
+        **{f"{k}_ms": 1000 * v for k, v in med.items()},
+        "forward_frontend_ms": 1000 * fwd_front / steps,
+        "forward_transformer_ms": 1000 * fwd_trans / steps,
+        "frontend_fwd_bwd_ms": 1000 * front_alone / steps,
+        "frontend_update_ms": 1000 * front_update / steps,
+        "frontend_share": (front_alone + front_update) / steps / compute_s,
+        "params_m": sum(p.numel() for p in model.encoder.parameters()) / 1e6,
+        "frontend_params_m": sum(p.numel() for p in model.encoder.frontend.parameters()) / 1e6,
+        "peak_memory_mb": peak,
+    }
+    if spec.get("profile") and device.type == "cpu":
+        row["profile"] = _profile(lambda: one(False))
+    return row
+
+
+def measure_throughput(specs: list[dict[str, Any]], *, isolate: bool = True, progress: Any = None) -> list[dict]:
+    """One row per spec; each in a fresh spawned process when `isolate` (clean peak memory, no shared caches)."""
+    rows = []
+    for spec in specs:
+        if progress:
+            progress(f"throughput: {spec['frontend']} {spec['size']} ({spec.get('codec', '')})")
+        if isolate:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(1) as pool:
+                rows.append(pool.apply(step_speed, (spec,)))
+        else:
+            rows.append(step_speed(spec))
+    return rows
+
+
+__all__ = ["measure_throughput", "step_speed"]

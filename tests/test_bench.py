@@ -1,0 +1,57 @@
+"""`codec2vec bench`: the JSON shape DESIGN.md promises, on a small corpus of real audio files, and the order-0
+entropy the storage rows are measured against."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_order0_entropy_of_a_store(tmp_path: Path) -> None:
+    from codec2vec.bench.storage import _entropy_bits
+    from codec2vec.codecs.base import CodecInfo, config_hash
+    from codec2vec.store import TokenStore
+
+    info = CodecInfo(name="lyra", sample_rate=16000, frame_rate=50.0, num_codebooks=2, codebook_size=16,
+                     config={}, config_hash=config_hash({}))  # fmt: skip
+    store = TokenStore.create(tmp_path / "s", info, torch.zeros(2, 16, 4))
+    rng = np.random.default_rng(0)
+    with store.writer() as w:
+        for i in range(4):
+            level0 = rng.permutation(np.repeat([3, 9], 50))  # 1 bit per frame
+            level1 = np.full(100, 7)  # 0 bits
+            w.add(f"u{i}", torch.from_numpy(np.stack([level0, level1])), seconds=2.0)
+    assert _entropy_bits(TokenStore.open(tmp_path / "s")) == pytest.approx(400.0)
+
+
+@pytest.mark.slow
+def test_bench_quick_json(audio_store: Path, lyra_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from codec2vec.cli import main
+
+    files = sorted((audio_store.parent / "audio").iterdir())[:4]
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--json", "--out", str(out), *map(str, files)]) == 0
+    r = json.loads(capsys.readouterr().out)  # one JSON object, nothing else on stdout
+    codecs = [s["codec"] for s in r["storage"]]
+    assert codecs == ["lyra-16", "lyra-46", "flac", "pcm16"]
+    for s in r["storage"]:
+        assert s["kbps"] > 0 and s["ratio_to_flac"] > 0
+    lyra = r["storage"][0]
+    assert lyra["entropy_kbps"] <= 16 * 4 * 50 / 1000 + 1e-9 and lyra["over_entropy_codes"] > -0.01
+    assert {(t["model"], t["size"]) for t in r["throughput"]} == {
+        ("codec", "tiny"),
+        ("waveform", "tiny"),
+        ("mel", "tiny"),
+    }
+    for t in r["throughput"]:
+        assert t["audio_seconds_per_second"] > 0 and t["steps_per_second"] > 0 and 0 < t["frontend_share"]
+        assert math.isclose(t["batch_audio_seconds"], r["throughput"][0]["batch_audio_seconds"])  # same batch
+    assert {x["baseline"] for x in r["ratios"]} == {"waveform", "mel"}
+    assert {x["source"] for x in r["reads"]} == {"lyra-16", "lyra-46", "flac"}
+    assert r["loader"]["lyra-46"]["loader_processes_needed"] >= 1
+    assert (out / "bench.png").stat().st_size > 1000 and json.loads((out / "bench.json").read_text())["storage"]
