@@ -2,42 +2,79 @@
 
 `committed(folder, suffix)` lists the committed container files (never a writer's hidden temporary file);
 `check_meta` checks that `meta.json` agrees with itself; `check_shard` that a shard belongs to the store's
-codec; `check_free` / `publish` make a new store appear in one rename.
+codec; `check_free` / `clean_builds` guard a new store's place (see `store.building`); `id_problem` says why a string cannot
+be an utterance id (ids become file names under `decode --out`, so they must be safe relative paths).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from codec2vec.errors import StoreError
-from codec2vec.files import fsync_dir
+from codec2vec.files import TMP_DIR_MARK
 from codec2vec.store import packing
 
 FORMAT = "codec2vec-token-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: contents.json records the shards, label sets and meta.json's SHA-256
 SHARD_SUFFIX = ".c2s"
 LABEL_SUFFIX = ".c2l"
 
 
+MAX_ID_PART_BYTES = 240  # a file name is at most 255 bytes; leave room for the extension `decode` adds
+
+
+def id_problem(uid: str) -> str | None:
+    """Why `uid` cannot be an utterance id (None when it can): ids are relative paths of '/'-separated parts,
+    none empty, '.' or '..', no backslash or control character, each part at most 240 bytes. Non-UTF-8 file
+    names are accepted (their undecodable bytes are kept as surrogate escapes)."""
+    if not isinstance(uid, str) or not uid:
+        return "empty id"
+    if uid.startswith("/"):
+        return f"id {uid!r} is an absolute path"
+    if any(ord(c) < 32 or ord(c) == 127 for c in uid):
+        return f"id {uid!r} contains a control character"
+    if "\\" in uid:
+        return f"id {uid!r} contains a backslash"
+    for part in uid.split("/"):
+        if part in ("", ".", ".."):
+            return f"id {uid!r} has an empty, '.' or '..' part"
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_ID_PART_BYTES:
+            return f"id {uid!r} has a part longer than {MAX_ID_PART_BYTES} bytes"
+    return None
+
+
 def check_free(root: Path) -> None:
     """`root` may become a new store: absent or empty (dot-files aside)."""
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root}: exists and is not a folder")
     if (root / "meta.json").exists():
         raise StoreError(f"{root}: a token store already exists here")
     if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
         raise StoreError(f"{root}: folder is not empty and is not a token store")
 
 
-def publish(tmp: Path, root: Path) -> None:
-    """Move a store built in `tmp` to `root` in one rename, so a killed create or merge leaves no
-    half-made store behind (only a hidden `.NAME.tmp-*` folder, which is never read)."""
-    check_free(root)
-    if root.exists():
-        shutil.rmtree(root)  # empty but for dot-files
-    os.replace(tmp, root)
-    fsync_dir(root.parent)
+def clean_builds(root: Path, min_age: float = 5.0) -> None:
+    """Remove hidden `.NAME.tmp-*` folders beside `root` that a killed or failed create or merge left: those
+    whose `.lock` nobody holds and that have not changed for `min_age` seconds (a build in progress holds
+    its lock and keeps writing)."""
+    import fcntl
+    import time
+
+    parent = root.parent
+    if not parent.is_dir():
+        return
+    prefixes = (f".{root.name}{TMP_DIR_MARK}", f".{root.name}.merge-")  # the second: older codec2vec's merge
+    for p in parent.iterdir():
+        if not p.name.startswith(prefixes) or not p.is_dir() or time.time() - p.stat().st_mtime < min_age:
+            continue
+        try:
+            with open(p / ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(p, ignore_errors=True)
+        except (BlockingIOError, FileNotFoundError, NotADirectoryError):
+            continue
 
 
 def check_meta(path: Path, meta: dict[str, Any]) -> None:
