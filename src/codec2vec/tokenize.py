@@ -20,13 +20,14 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from codec2vec.audio import AudioItem, load_audio, scan_sources
+from codec2vec.audio import MAX_SECONDS, AudioItem, load_audio, scan_sources
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import AudioError, Codec2VecError, StoreError
 from codec2vec.files import atomic_write
@@ -47,6 +48,7 @@ class TokenizeOptions:
     retry_rejects: bool = False
     device: str = "cpu"
     coding: str = "auto"  # a new store's shard coding: "auto" (entropy-code when smaller) or "packed"
+    max_seconds: float = MAX_SECONDS  # longer files are rejected from their header, before reading
 
 
 @dataclass
@@ -118,8 +120,12 @@ def _init_worker(name: str, kwargs: dict[str, Any]) -> None:
     _WORKER_CODEC = get_codec(name, **kwargs)
 
 
-def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
-    """Load, check and encode a batch; a failure is confined to the input that caused it."""
+LONG_SECONDS = 60.0  # longer inputs are encoded alone (never padded into a batch)
+
+
+def encode_batch(codec: Codec, items: list[AudioItem], max_seconds: float = MAX_SECONDS) -> list[Encoded]:
+    """Load, check and encode a batch; a failure is confined to the input that caused it. Inputs over a
+    minute are encoded one at a time, without a padded copy, so a long file costs its own size, not B times."""
     hop = codec.sample_rate / codec.frame_rate
     ready: list[tuple[AudioItem, np.ndarray, int]] = []
     out: dict[str, Encoded] = {}
@@ -129,7 +135,7 @@ def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
         except OSError:
             size = 0
         try:
-            wav = load_audio(it.path, codec.sample_rate)
+            wav = load_audio(it.path, codec.sample_rate, max_seconds=max_seconds)
             if wav.shape[0] < hop:
                 raise AudioError(
                     f"{it.path}: too short ({wav.shape[0]} samples at {codec.sample_rate} Hz, "
@@ -138,8 +144,10 @@ def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
             ready.append((it, wav, size))
         except AudioError as e:
             out[it.id] = Encoded(it, None, 0.0, size, str(e))
-    groups = [ready] if len(ready) > 1 else []
-    singles = ready if len(ready) <= 1 else []
+    limit = LONG_SECONDS * codec.sample_rate
+    short = [r for r in ready if r[1].shape[0] <= limit]
+    groups = [short] if len(short) > 1 else []
+    singles = [r for r in ready if r[1].shape[0] > limit] if groups else ready
     for group in groups:
         try:
             out.update({e.item.id: e for e in _encode_group(codec, group)})
@@ -156,9 +164,12 @@ def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
 
 def _encode_group(codec: Codec, group: list[tuple[AudioItem, np.ndarray, int]]) -> list[Encoded]:
     lengths = torch.tensor([w.shape[0] for _, w, _ in group], dtype=torch.long)
-    wav = torch.zeros(len(group), int(lengths.max()))  # (B, S)
-    for b, (_, w, _) in enumerate(group):
-        wav[b, : w.shape[0]] = torch.from_numpy(w)
+    if len(group) == 1:
+        wav = torch.from_numpy(group[0][1])[None]  # (1, S), no copy
+    else:
+        wav = torch.zeros(len(group), int(lengths.max()))  # (B, S)
+        for b, (_, w, _) in enumerate(group):
+            wav[b, : w.shape[0]] = torch.from_numpy(w)
     with torch.inference_mode():
         codes, frames = codec.encode(wav, lengths)  # (B, K, T), (B,)
     codes = codes.cpu().numpy()
@@ -168,9 +179,9 @@ def _encode_group(codec: Codec, group: list[tuple[AudioItem, np.ndarray, int]]) 
     ]
 
 
-def _worker_encode(items: list[AudioItem]) -> list[Encoded]:
+def _worker_encode(items: list[AudioItem], max_seconds: float = MAX_SECONDS) -> list[Encoded]:
     assert _WORKER_CODEC is not None
-    return encode_batch(_WORKER_CODEC, items)
+    return encode_batch(_WORKER_CODEC, items, max_seconds)
 
 
 def _batches(items: list[AudioItem], size: int) -> Iterator[list[AudioItem]]:
@@ -182,7 +193,7 @@ def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions)
     batches = list(_batches(items, max(1, opts.batch_size)))
     if opts.workers <= 1:
         for batch in batches:
-            yield from encode_batch(codec, batch)
+            yield from encode_batch(codec, batch, opts.max_seconds)
         return
     import multiprocessing as mp
 
@@ -190,7 +201,9 @@ def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions)
     with ProcessPoolExecutor(
         opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(opts.codec, _codec_kwargs(opts))
     ) as pool:
-        for result in pool.map(_worker_encode, batches):  # in input order: same store for any worker count
+        for result in pool.map(
+            partial(_worker_encode, max_seconds=opts.max_seconds), batches
+        ):  # in input order: same store for any worker count
             yield from result
 
 
@@ -198,12 +211,22 @@ def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions)
 
 
 def _read_rejects(path: Path) -> dict[str, dict[str, Any]]:
+    """The rejects of earlier runs; a broken line (a hand edit, a foreign tool) is skipped with a warning,
+    never an error: it only means that input is tried again."""
     rejects: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rejects[row["path"]] = row
+    if not path.is_file():
+        return rejects
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+                raise ValueError("no 'path'")
+        except ValueError as e:
+            print(f"codec2vec tokenize: warning: {path}:{n}: unreadable line skipped ({e})", file=sys.stderr)
+            continue
+        rejects[row["path"]] = row
     return rejects
 
 
@@ -232,65 +255,97 @@ def tokenize(
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Tokenize `srcs` into the store `out`; returns a summary (counts, rejects, speed, `store.info()`)."""
+    """Tokenize `srcs` into the store `out`; returns a summary (counts, rejects, speed, `store.info()`).
+
+    What is already stored is computed under the store's writer lock, from the store as re-read under it:
+    a second `tokenize` that committed in the meantime is seen, and nothing is stored twice."""
     start = time.perf_counter()
     shard_i, shard_n = parse_shard(opts.shard)
     items = scan_sources(srcs)[shard_i::shard_n]
     codec = get_codec(opts.codec, **_codec_kwargs(opts))
     store = open_or_create(out, codec, opts.coding)
     rejects_path = store.root / "rejects.jsonl"
-    rejects = _read_rejects(rejects_path)
-    known_bad = {p for p, r in rejects.items() if not r.get("retry")}
-    todo = [it for it in items if it.id not in store and (opts.retry_rejects or it.path not in known_bad)]
-    skipped = sum(it.id in store for it in items)
-    stored, seconds, new_rejects = 0, 0.0, 0
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True, disable=not (progress and sys.stderr.isatty())
-    )
-    with store.writer() as writer:
-        for enc in _encoded_stream(todo, codec, opts):
-            if enc.codes is None:
-                rejects[enc.item.path] = {"path": enc.item.path, "id": enc.item.id, "reason": enc.reason}
-                if enc.retry:
-                    rejects[enc.item.path]["retry"] = True
-                new_rejects += 1
-            else:
-                rejects.pop(enc.item.path, None)
-                writer.add(
-                    enc.item.id,
-                    enc.codes,
-                    seconds=enc.seconds,
-                    source=enc.item.path,
-                    source_bytes=enc.source_bytes,
-                    extra=scalar_metadata(enc.item.extra),
-                )
-                stored += 1
-                seconds += enc.seconds
-            bar.update(1)
-            bar.set_postfix_str(f"{seconds / max(1e-9, time.perf_counter() - start):.0f}x real time", refresh=False)
-            if writer.seconds >= opts.shard_seconds:
-                writer.commit()
-                _write_rejects(rejects_path, rejects)
-        writer.commit()
+    with store.writer() as writer:  # takes the lock, then re-reads the store
+        rejects = _read_rejects(rejects_path)
+        known_bad = {p for p, r in rejects.items() if not r.get("retry")}
+        bad_ids = [it for it in items if it.problem is not None]
+        for it in bad_ids:
+            rejects[it.path] = {"path": it.path, "id": it.id, "reason": it.problem}
+        good = [it for it in items if it.problem is None]
+        todo = [it for it in good if it.id not in store and (opts.retry_rejects or it.path not in known_bad)]
+        skipped = sum(it.id in store for it in good)
+        stats = _store_encoded(
+            writer,
+            todo,
+            codec=codec,
+            opts=opts,
+            rejects=rejects,
+            rejects_path=rejects_path,
+            start=start,
+            progress=progress,
+        )
         _write_rejects(rejects_path, rejects)
-    bar.close()
     elapsed = time.perf_counter() - start
-    rejected = [rejects[it.path] for it in items if it.path in rejects and it.id not in store]
+    rejected = [rejects[it.path] for it in items if it.path in rejects and (it.problem or it.id not in store)]
     return {
         "inputs": len(items),
-        "stored": stored,
+        "stored": stats["stored"],
         "skipped_already_stored": skipped,
         "rejected": len(rejected),
-        "rejected_this_run": new_rejects,
+        "rejected_this_run": stats["rejected"] + len(bad_ids),
         "rejects": rejected,
-        "seconds_encoded": seconds,
+        "seconds_encoded": stats["seconds"],
         "elapsed_seconds": elapsed,
-        "x_real_time": seconds / elapsed if elapsed else 0.0,
+        "x_real_time": stats["seconds"] / elapsed if elapsed else 0.0,
         "options": asdict(opts),
         "store": TokenStore.open(store.root).info(),
     }
+
+
+def _store_encoded(
+    writer: Any,
+    todo: list[AudioItem],
+    *,
+    codec: Codec,
+    opts: TokenizeOptions,
+    rejects: dict[str, dict[str, Any]],
+    rejects_path: Path,
+    start: float,
+    progress: bool,
+) -> dict[str, Any]:
+    """Encode `todo` and queue the codes; commit a shard (and the rejects so far) every `shard_seconds`."""
+    from tqdm import tqdm
+
+    stored, seconds, new_rejects = 0, 0.0, 0
+    bar = tqdm(
+        total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True, disable=not (progress and sys.stderr.isatty())
+    )
+    for enc in _encoded_stream(todo, codec, opts):
+        if enc.codes is None:
+            rejects[enc.item.path] = {"path": enc.item.path, "id": enc.item.id, "reason": enc.reason}
+            if enc.retry:
+                rejects[enc.item.path]["retry"] = True
+            new_rejects += 1
+        else:
+            rejects.pop(enc.item.path, None)
+            writer.add(
+                enc.item.id,
+                enc.codes,
+                seconds=enc.seconds,
+                source=enc.item.path,
+                source_bytes=enc.source_bytes,
+                extra=scalar_metadata(enc.item.extra),
+            )
+            stored += 1
+            seconds += enc.seconds
+        bar.update(1)
+        bar.set_postfix_str(f"{seconds / max(1e-9, time.perf_counter() - start):.0f}x real time", refresh=False)
+        if writer.seconds >= opts.shard_seconds:
+            writer.commit()
+            _write_rejects(rejects_path, rejects)
+    writer.commit()
+    bar.close()
+    return {"stored": stored, "seconds": seconds, "rejected": new_rejects}
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -341,12 +396,29 @@ def decode_store(
     missing = [u for u in wanted if u not in store]
     if missing:
         raise StoreError(f"{store_path}: no utterance(s) {', '.join(missing[:5])}")
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise Codec2VecError(f"--out {root}: exists and is not a folder")
+    targets = {uid: output_path(root, uid, fmt) for uid in wanted}  # all checked before anything is written
     codec = codec_for_store(store, codec_path)
     for uid in wanted:
         codes = store[uid][None]  # (1, K, T)
         with torch.inference_mode():
             wav, n = codec.decode(codes, torch.tensor([codes.shape[-1]]))
-        target = Path(out) / f"{uid}.{fmt}"
+        target = targets[uid]
         target.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(target, wav[0, : int(n[0])].cpu().numpy(), codec.sample_rate)
+        sf.write(os.fsencode(target), wav[0, : int(n[0])].cpu().numpy(), codec.sample_rate)
     return len(wanted)
+
+
+def output_path(root: Path, uid: str, suffix: str) -> Path:
+    """`root/<uid>.<suffix>`, proven to stay inside `root` (links resolved); StoreError naming the id if not
+    (a store written by an older codec2vec may hold an id such as '../x')."""
+    from codec2vec.store.layout import id_problem
+
+    problem = id_problem(uid)
+    target = root / f"{uid}.{suffix}"
+    base = root.resolve()
+    if problem or not target.resolve().is_relative_to(base) or target.resolve() == base:
+        raise StoreError(f"utterance id {uid!r}: {problem or 'leads outside the output folder'}; nothing decoded")
+    return target
