@@ -21,13 +21,14 @@ import torch
 def bench(
     preset: str, codec: str, targets: list[str], batch_frames: int, crop: int, steps: int, device: str
 ) -> dict[str, object]:
+    from codec2vec.codecs import declared_layout
     from codec2vec.codecs.base import CodecInfo, config_hash
-    from codec2vec.config import CODEC_SHAPES, load_config
+    from codec2vec.config import load_config
     from codec2vec.data import Batch, _hash64
     from codec2vec.model import count_parameters
     from codec2vec.pretrainer import build_pretrainer
 
-    k, v, d = CODEC_SHAPES[codec]
+    k, v, d = declared_layout(codec)
     cfg = load_config(None, [f"model.preset={preset}", f"targets={','.join(targets)}"])
     info = CodecInfo(
         name=codec,

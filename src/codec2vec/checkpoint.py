@@ -14,19 +14,17 @@ never leaves a half checkpoint under a real name. Loading verifies the checksums
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from codec2vec.config import config_from_dict
 from codec2vec.errors import StoreError
-from codec2vec.files import fsync_dir, sha256_file
-
-if TYPE_CHECKING:
-    import torch
-
-    from codec2vec.model import Codec2VecEncoder
+from codec2vec.files import atomic_dir, atomic_write, clean_stale, fsync_file, sha256_file
+from codec2vec.model import Codec2VecEncoder
 
 FORMAT = "codec2vec-checkpoint"
 VERSION = 1
@@ -35,11 +33,6 @@ _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 
 class CheckpointError(StoreError):
     """A checkpoint is missing, incomplete or damaged (the message names the file)."""
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:
@@ -69,37 +62,22 @@ def save_checkpoint(
     state: dict[str, Any],
     meta: dict[str, Any],
 ) -> Path:
-    """Write a checkpoint directory atomically; `meta` must be JSON-able (config, codec, step, ...)."""
-    import torch
+    """Write a checkpoint directory atomically (`files.atomic_dir`: built aside, fsynced, renamed; an existing
+    checkpoint of the same step is replaced); `meta` must be JSON-able (config, codec, step, ...)."""
     from safetensors.torch import save_file
 
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    for stale in final.parent.glob(".tmp-*") if final.parent.is_dir() else ():  # left by a killed save
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp.mkdir()
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
-    save_file(tensors, str(tmp / "model.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    files = {}
-    for name in ("model.safetensors", "state.pt"):
-        _fsync_file(tmp / name)
-        files[name] = sha256_file(tmp / name)
-    full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
-    with open(tmp / "meta.json", "w") as f:
-        json.dump(full_meta, f, indent=1, sort_keys=False, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(tmp)
-    if final.exists():  # re-writing the same step (e.g. after a resume): replace it
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    fsync_dir(final.parent)
+    clean_stale(final.parent)  # what a killed save left
+    with atomic_dir(final, replace=True) as tmp:
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
+        save_file(tensors, str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
+        files = {}
+        for name in ("model.safetensors", "state.pt"):
+            fsync_file(tmp / name)
+            files[name] = sha256_file(tmp / name)
+        full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
+        atomic_write(tmp / "meta.json", json.dumps(full_meta, indent=1, sort_keys=False, default=str))
     return final
 
 
@@ -146,7 +124,6 @@ def load_checkpoint(
     path: str | Path, *, with_state: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """(weights, state, meta) from a verified checkpoint; `state` is {} when `with_state` is False."""
-    import torch
     from safetensors.torch import load_file
 
     p = resolve(path)
@@ -174,9 +151,6 @@ def load_model(path: str | Path) -> tuple[Codec2VecEncoder, dict[str, Any]]:
 
     `path`: a checkpoint directory or a run directory (its newest checkpoint).
     """
-    from codec2vec.config import config_from_dict
-    from codec2vec.model import Codec2VecEncoder
-
     weights, _, meta = load_checkpoint(path, with_state=False)
     cfg = config_from_dict(meta["config"])
     codec = meta["codec"]

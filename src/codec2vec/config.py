@@ -18,14 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from codec2vec.codecs import CODECS
 from codec2vec.errors import ConfigError
+from codec2vec.files import atomic_write
+from codec2vec.masking import MaskingConfig
+from codec2vec.model import ModelConfig
+from codec2vec.targets import TARGETS, TargetsConfig
 
-TARGET_NAMES = ("reconstruction", "clusters", "online")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 # codec name -> (K, V, D_codec) of its usual token stores (DAC 16 kHz, Lyra v2 at 46 levels); used to build a
 # model from a config alone (tests, parameter counts); the store's own metadata always wins when training.
-CODEC_SHAPES = {"dac": (12, 1024, 1024), "lyra": (46, 16, 64), "encodec": (8, 1024, 128), "mimi": (8, 2048, 256)}
 
 
 @dataclass
@@ -76,9 +79,9 @@ class RunConfig:
 
 @dataclass
 class PretrainConfig:
-    model: Any  # codec2vec.model.ModelConfig
-    masking: Any  # codec2vec.masking.MaskingConfig
-    targets: Any  # codec2vec.targets.TargetsConfig
+    model: ModelConfig
+    masking: MaskingConfig
+    targets: TargetsConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -89,10 +92,6 @@ SECTIONS = ("model", "masking", "targets", "data", "train", "run")
 
 
 def _section_classes() -> dict[str, type]:
-    from codec2vec.masking import MaskingConfig
-    from codec2vec.model import ModelConfig
-    from codec2vec.targets import TargetsConfig
-
     return {
         "model": ModelConfig,
         "masking": MaskingConfig,
@@ -246,10 +245,10 @@ def validate(cfg: PretrainConfig) -> None:
     t, d, tr = cfg.targets, cfg.data, cfg.train
     names = list(t.names)
     if not names:
-        raise ConfigError(f"targets.names: at least one target needed; allowed: {', '.join(TARGET_NAMES)}")
+        raise ConfigError(f"targets.names: at least one target needed; allowed: {', '.join(TARGETS)}")
     for n in names:
-        if n not in TARGET_NAMES:
-            raise ConfigError(f"targets.names: unknown target {n!r}; allowed: {', '.join(TARGET_NAMES)}")
+        if n not in TARGETS:
+            raise ConfigError(f"targets.names: unknown target {n!r}; allowed: {', '.join(TARGETS)}")
     if len(set(names)) != len(names):
         raise ConfigError(f"targets.names: a target is listed twice: {names}")
     for n, w in dict(t.weights).items():
@@ -287,13 +286,30 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(f"train.device: {tr.device!r}; allowed: {', '.join(DEVICES)}")
     if cfg.run.progress not in ("auto", "on", "off"):
         raise ConfigError(f"run.progress: {cfg.run.progress!r}; allowed: auto, on, off")
-    if d.codec and d.codec not in CODEC_SHAPES:
-        raise ConfigError(f"data.codec: unknown codec {d.codec!r}; allowed: {', '.join(CODEC_SHAPES)}")
+    if d.codec and d.codec not in CODECS:
+        raise ConfigError(f"data.codec: unknown codec {d.codec!r}; allowed: {', '.join(CODECS)}")
     if not cfg.run.dir:
         raise ConfigError("run.dir: must name a directory")
 
 
 # --- overrides -----------------------------------------------------------------------------------
+
+
+# Settings a resumed run may change (freezing the teacher late, re-weighting targets); the others define the model.
+_RESUME_MAY_CHANGE = {"targets.online_freeze_teacher_step", "targets.weights"}
+
+
+def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
+    """Refuse a resume whose config changes what defines the model (one line naming the key)."""
+    now = config_to_dict(cfg)
+    for section in ("model", "masking", "targets"):
+        for key in sorted(set(saved.get(section, {})) | set(now[section])):
+            a, b = saved.get(section, {}).get(key), now[section].get(key)
+            if a != b and f"{section}.{key}" not in _RESUME_MAY_CHANGE:
+                raise ConfigError(
+                    f"{section}.{key}: the run directory's checkpoints were made with {a!r}, this config says {b!r}; "
+                    f"use a new run.dir or the same setting"
+                )
 
 
 def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -378,12 +394,4 @@ def dump_yaml(cfg: PretrainConfig) -> str:
 
 def save_config(cfg: PretrainConfig, path: str | Path) -> None:
     """Write the resolved config atomically (temp name, fsync, rename)."""
-    import os
-
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(dump_yaml(cfg))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    atomic_write(path, dump_yaml(cfg))

@@ -91,6 +91,20 @@ def split_ids(store: TokenStore, dev_fraction: float) -> tuple[list[str], list[s
     return [i for i in ids if i not in dev_set], dev
 
 
+def open_stores(data: Any) -> tuple[TokenStore, TokenStore, list[str], list[str]]:
+    """(train store, dev store, train ids, dev ids) of a `DataConfig`; the store must hold `data.codec`'s codes."""
+    store = TokenStore.open(data.store)
+    if data.codec and store.codec.name != data.codec:
+        raise ConfigError(
+            f"data.codec: the config expects {data.codec!r} tokens, {data.store} holds {store.codec.name!r}"
+        )
+    dev_store = TokenStore.open(data.dev_store) if data.dev_store else store
+    train_ids, dev_ids = split_ids(store, 0.0 if data.dev_store else data.dev_fraction)
+    if data.dev_store:
+        dev_ids = list(dev_store.ids())
+    return store, dev_store, train_ids, dev_ids
+
+
 @dataclass
 class Crop:
     utt_id: str

@@ -19,10 +19,54 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codec2vec.codecs.base import CodecInfo
+from codec2vec.config import PretrainConfig
 from codec2vec.data import IGNORE, Batch
+from codec2vec.errors import ConfigError
 from codec2vec.masking import MaskingConfig, quantizer_keep_levels, span_mask
 from codec2vec.model import Codec2VecEncoder, ModelConfig
+from codec2vec.store import TokenStore
 from codec2vec.targets import TargetsConfig, build_targets
+
+
+@dataclass
+class TargetSums:
+    """Per-target sums over masked frames, in named fields: summed loss, correct predictions, frames counted."""
+
+    loss: dict[str, float]
+    correct: dict[str, float]
+    count: dict[str, float]
+
+    @classmethod
+    def zeros(cls, names: list[str]) -> TargetSums:
+        return cls({n: 0.0 for n in names}, {n: 0.0 for n in names}, {n: 0.0 for n in names})
+
+    def add(self, other: TargetSums) -> None:
+        for n in self.loss:
+            self.loss[n] += other.loss[n]
+            self.correct[n] += other.correct[n]
+            self.count[n] += other.count[n]
+
+    def all_reduce(self, world: int, device: torch.device) -> TargetSums:
+        """The sums over all ranks (one all-reduce; itself when `world == 1`)."""
+        if world == 1:
+            return self
+        import torch.distributed as dist
+
+        names = list(self.loss)
+        flat = torch.tensor([*self.loss.values(), *self.correct.values(), *self.count.values()], device=device)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        k, v = len(names), flat.tolist()
+        return TargetSums(dict(zip(names, v[:k])), dict(zip(names, v[k : 2 * k])), dict(zip(names, v[2 * k :])))
+
+    def row(self, weights: dict[str, float] | None = None) -> dict[str, float]:
+        """`loss_<t>` and `acc_<t>` per target (and `loss`, the weighted sum, when `weights` are given)."""
+        out = {}
+        for n in self.loss:
+            out[f"loss_{n}"] = self.loss[n] / max(1.0, self.count[n])
+            out[f"acc_{n}"] = self.correct[n] / max(1.0, self.count[n])
+        if weights is not None:
+            out = {"loss": sum(weights[n] * out[f"loss_{n}"] for n in self.loss), **out}
+        return out
 
 
 @dataclass
@@ -40,6 +84,15 @@ class PretrainOutput:
         counts = counts_override or self.counts
         total = sum(self.weights[n] * s / counts[n].clamp(min=1) for n, s in self.loss_sums.items())
         return total  # type: ignore[return-value]
+
+    def sums(self) -> TargetSums:
+        """This output's (local) per-target sums as plain numbers."""
+        names = list(self.loss_sums)
+        return TargetSums(
+            {n: float(self.loss_sums[n].detach()) for n in names},
+            {n: float(self.correct[n]) for n in names},
+            {n: float(self.counts[n]) for n in names},
+        )
 
     def accuracy(self) -> dict[str, float]:
         """Masked-frame accuracy per target (local counts)."""
@@ -113,4 +166,30 @@ def build_pretrainer(
     return Pretrainer(encoder=encoder, masking=masking, targets=heads)
 
 
-__all__ = ["PretrainOutput", "Pretrainer", "build_pretrainer"]
+def build_from_config(cfg: PretrainConfig, store: TokenStore) -> Pretrainer:
+    """The `Pretrainer` for `cfg` on the codec and label sets of `store`."""
+    label_classes = {name: int(store.labels(name).num_classes) for name in label_names_for(cfg, store)}
+    return build_pretrainer(
+        model=cfg.model,
+        masking=cfg.masking,
+        targets=cfg.targets,
+        codec=store.codec,
+        codebook_vectors=store.codebook_vectors(),
+        label_classes=label_classes,
+    )
+
+
+def label_names_for(cfg: PretrainConfig, store: TokenStore) -> list[str]:
+    """The store label sets the configured targets read; the one place that checks they exist."""
+    if "clusters" not in cfg.targets.names:
+        return []
+    name = cfg.targets.clusters_labels
+    if name not in store.label_names():
+        raise ConfigError(
+            f"targets.clusters_labels: store {store.root} has no label set {name!r} "
+            f"(has: {', '.join(store.label_names()) or 'none'}); run `codec2vec kmeans STORE --name {name}` first"
+        )
+    return [name]
+
+
+__all__ = ["TargetSums", "build_from_config", "label_names_for", "PretrainOutput", "Pretrainer", "build_pretrainer"]

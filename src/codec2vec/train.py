@@ -12,29 +12,35 @@ A run directory holds `config.yaml` (resolved), `metrics.jsonl` (one object per 
 `checkpoints/step-*/` (checkpoint.py). Starting a run whose directory has checkpoints resumes it exactly:
 weights, optimizer, scheduler, scaler, data position and log accumulators come back, and the RNG is
 re-seeded from (seed, step, rank) at every step, so the next losses equal an uninterrupted run's.
+
+The loop reads as a recipe (torchtune style): `setup` builds a `Run` (everything one run holds: store,
+loader, model, optimizer, log window, step), `resume` restores it from the newest checkpoint, and `pretrain`
+repeats `train_step` -> `log_step` -> `maybe_evaluate` -> `maybe_save` until the last step. The loss that
+trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-from codec2vec.config import PretrainConfig, config_to_dict, save_config
-from codec2vec.data import CropLoader, _hash64, dev_batches, dev_plan, split_ids
+from codec2vec import checkpoint as ckpt
+from codec2vec.config import PretrainConfig, check_resumable, config_to_dict, save_config
+from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_batches, dev_plan, open_stores
 from codec2vec.errors import ConfigError
-
-if TYPE_CHECKING:
-    from codec2vec.pretrainer import Pretrainer
-
+from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
+from codec2vec.runlog import RunLog, Window, fmt_time
+from codec2vec.store import TokenStore
 
 # --- processes and devices ------------------------------------------------------------------------
 
@@ -70,137 +76,96 @@ def _lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
     return 1.0 - (1.0 - final_ratio) * frac
 
 
-# --- metrics --------------------------------------------------------------------------------------
-
-
-class _Metrics:
-    """Sums of per-target loss/correct/count over a window, in plain floats (saved with checkpoints)."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        self.reset()
-
-    def reset(self) -> None:
-        self.loss = 0.0
-        self.steps = 0
-        self.frames = 0.0
-        self.t = {n: [0.0, 0.0, 0.0] for n in self.names}  # loss_sum, correct, count
-
-    def add_target(self, name: str, loss_sum: float, correct: float, count: float) -> None:
-        row = self.t[name]
-        row[0] += loss_sum
-        row[1] += correct
-        row[2] += count
-
-    def row(self) -> dict[str, float]:
-        out: dict[str, float] = {"loss": self.loss / max(1, self.steps)}
-        for n, (ls, c, k) in self.t.items():
-            out[f"loss_{n}"] = ls / max(1.0, k)
-            out[f"acc_{n}"] = c / max(1.0, k)
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "loss": self.loss,
-            "steps": self.steps,
-            "frames": self.frames,
-            "t": {n: list(v) for n, v in self.t.items()},
-        }
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.loss, self.steps, self.frames = float(s["loss"]), int(s["steps"]), float(s["frames"])
-        self.t = {n: [float(x) for x in s["t"][n]] for n in self.names}
-
-
-def _stack(out_field: dict[str, torch.Tensor], names: list[str], device: torch.device) -> torch.Tensor:
-    return torch.stack([out_field[n].detach().float().reshape(()) for n in names]).to(device)  # (N_targets,)
-
-
-def _fmt_time(s: float) -> str:
-    s = int(max(0, s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+# --- sums over a window and over ranks ------------------------------------------------------------
 
 
 # --- building -------------------------------------------------------------------------------------
 
 
-def build_from_config(cfg: PretrainConfig, store: Any) -> Pretrainer:
-    """The `Pretrainer` for `cfg` on the codec and label sets of `store`."""
-    from codec2vec.pretrainer import build_pretrainer
+# --- the run --------------------------------------------------------------------------------------
 
-    label_classes: dict[str, int] = {}
-    if "clusters" in cfg.targets.names:
-        name = cfg.targets.clusters_labels
-        if name not in store.label_names():
-            raise ConfigError(
-                f"targets.clusters_labels: store {cfg.data.store} has no label set {name!r} "
-                f"(has: {', '.join(store.label_names()) or 'none'}); run `codec2vec kmeans` first"
-            )
-        label_classes[name] = int(store.labels(name).num_classes)
-    return build_pretrainer(
-        model=cfg.model,
-        masking=cfg.masking,
-        targets=cfg.targets,
-        codec=store.codec,
-        codebook_vectors=store.codebook_vectors(),
-        label_classes=label_classes,
+
+@dataclass
+class Run:
+    """Everything one pre-training run holds between steps (one per process)."""
+
+    cfg: PretrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    store: TokenStore
+    dev_store: TokenStore
+    train_ids: list[str]
+    dev_ids: list[str]
+    label_names: list[str]
+    loader: CropLoader
+    dev_plan: list[list[Crop]]
+    model: Pretrainer
+    ddp: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    precision: str
+    window: Window
+    step: int = 0
+    latest: Path | None = None
+    log: RunLog | None = None
+    started: float = field(default_factory=time.time)
+    steps_done: int = 0
+    frames_seen: float = 0.0
+    first_loss: float | None = None
+    last_row: dict[str, Any] = field(default_factory=dict)
+    last_dev: dict[str, Any] = field(default_factory=dict)
+    last_print: float = 0.0
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.cfg.targets.names)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {t.name: float(t.weight) for t in self.model.targets}
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.run.dir)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def _precision(cfg: PretrainConfig, device: torch.device) -> tuple[str, torch.dtype | None]:
+    precision = cfg.train.precision if cfg.train.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    if precision in ("bf16", "fp16") and device.type != "cuda":
+        raise ConfigError(f"train.precision: {precision} needs a CUDA device; use fp32 (or auto) on CPU")
+    return precision, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def _wrap_ddp(model: Pretrainer, cfg: PretrainConfig, world: int, device: torch.device) -> nn.Module:
+    if world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=getattr(cfg.model, "layer_drop", 0.0) > 0,
+        broadcast_buffers=False,  # codebooks and teacher buffers are kept equal by all-reduced updates
     )
 
 
-# Settings a resumed run may change (freezing the teacher late, re-weighting targets); the others define the model.
-_RESUME_MAY_CHANGE = {"targets.online_freeze_teacher_step", "targets.weights"}
-
-
-def _check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
-    now = config_to_dict(cfg)
-    for section in ("model", "masking", "targets"):
-        for key in sorted(set(saved.get(section, {})) | set(now[section])):
-            a, b = saved.get(section, {}).get(key), now[section].get(key)
-            if a != b and f"{section}.{key}" not in _RESUME_MAY_CHANGE:
-                raise ConfigError(
-                    f"{section}.{key}: the run directory's checkpoints were made with {a!r}, this config says {b!r}; "
-                    f"use a new run.dir or the same setting"
-                )
-
-
-# --- the loop -------------------------------------------------------------------------------------
-
-
-def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
-    """Train (or resume) the run described by `cfg`; returns a summary (steps, first/last loss, last dev row)."""
-    from codec2vec import checkpoint as ckpt
-    from codec2vec.store import TokenStore
-
-    if not cfg.data.store:
-        raise ConfigError("data.store: no token store given (pass data.store=PATH)")
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    rank, world, device = _init_distributed(cfg.train.device)
-    try:
-        return _pretrain(cfg, rank, world, device, ckpt, TokenStore)
-    finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _pretrain(
-    cfg: PretrainConfig, rank: int, world: int, device: torch.device, ckpt: Any, TokenStore: Any
-) -> dict[str, Any]:
+def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -> Run:
+    """Stores, data, model, optimizer and schedule of a fresh run (step 0)."""
     tr = cfg.train
-    run_dir = Path(cfg.run.dir)
-    is_main = rank == 0
-    names = list(cfg.targets.names)
-
-    store = TokenStore.open(cfg.data.store)
-    if cfg.data.codec and store.codec.name != cfg.data.codec:
-        raise ConfigError(
-            f"data.codec: the config expects {cfg.data.codec!r} tokens, {cfg.data.store} holds {store.codec.name!r}"
-        )
-    dev_store = TokenStore.open(cfg.data.dev_store) if cfg.data.dev_store else store
-    train_ids, dev_ids = split_ids(store, 0.0 if cfg.data.dev_store else cfg.data.dev_fraction)
-    if cfg.data.dev_store:
-        dev_ids = list(dev_store.ids())
-    label_names = [cfg.targets.clusters_labels] if "clusters" in names else []
+    store, dev_store, train_ids, dev_ids = open_stores(cfg.data)
+    label_names = label_names_for(cfg, store)
     loader = CropLoader(
         store,
         train_ids,
@@ -217,270 +182,235 @@ def _pretrain(
     )
     if cfg.data.dev_batches > 0:
         plan = plan[: cfg.data.dev_batches]
-
     torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
     model = build_from_config(cfg, store).to(device)
-    params = [p for p in model.trainable_parameters() if p.requires_grad]
+    params = list(model.trainable_parameters())
     opt = torch.optim.AdamW(
         params, lr=tr.lr, betas=(tr.betas[0], tr.betas[1]), eps=tr.eps, weight_decay=tr.weight_decay
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: _lr_factor(s, tr.warmup_steps, tr.steps, tr.final_lr_ratio)
     )
-    precision = tr.precision if tr.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    if precision in ("bf16", "fp16") and device.type != "cuda":
-        raise ConfigError(f"train.precision: {precision} needs a CUDA device; use fp32 (or auto) on CPU")
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    window = _Metrics(names)
+    precision, amp_dtype = _precision(cfg, device)
+    return Run(
+        cfg=cfg, rank=rank, world=world, device=device, store=store, dev_store=dev_store, train_ids=train_ids,
+        dev_ids=dev_ids, label_names=label_names, loader=loader, dev_plan=plan, model=model,
+        ddp=_wrap_ddp(model, cfg, world, device), opt=opt, sched=sched,
+        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, amp_dtype=amp_dtype,
+        precision=precision, window=Window(list(cfg.targets.names)),
+    )  # fmt: skip
 
-    start = 0
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is not None:
-        weights, state, meta = ckpt.load_checkpoint(latest)
-        _check_resumable(meta["config"], cfg)
-        model.load_state_dict(weights)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        loader.load_state_dict(state["data"])
-        window.load_state_dict(state["log"])
-        start = int(state["step"])
-    n_params = sum(p.numel() for p in model.encoder.parameters())
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        _truncate_metrics(run_dir / "metrics.jsonl", start)
-        what = f"resuming {latest.name}" if latest is not None else "starting"
+
+def resume(run: Run) -> None:
+    """Restore weights, optimizer, schedule, scaler, data position and log window from the newest checkpoint."""
+    run.latest = ckpt.latest_checkpoint(run.run_dir)
+    if run.latest is None:
+        return
+    weights, state, meta = ckpt.load_checkpoint(run.latest)
+    check_resumable(meta["config"], run.cfg)
+    run.model.load_state_dict(weights)
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.loader.load_state_dict(state["data"])
+    run.window.load_state_dict(state["log"])
+    run.step = int(state["step"])
+
+
+def start_log(run: Run) -> RunLog:
+    """Write the resolved config, open the run's log at the resumed step, announce the run."""
+    cfg = run.cfg
+    log = RunLog(run.run_dir, main=run.is_main, tensorboard=cfg.run.tensorboard, progress=cfg.run.progress)
+    if run.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run.run_dir / "config.yaml")
+        log.open(run.step)
+        n_params = sum(p.numel() for p in run.model.encoder.parameters())
+        what = f"resuming {run.latest.name}" if run.latest is not None else "starting"
         print(
-            f"pretrain: {what} at step {start}/{tr.steps}; encoder {n_params / 1e6:.2f}M params; "
-            f"{len(train_ids)} train / {len(dev_ids)} dev utterances; {world} process(es) on {device}; {precision}",
+            f"pretrain: {what} at step {run.step}/{cfg.train.steps}; encoder {n_params / 1e6:.2f}M params; "
+            f"{len(run.train_ids)} train / {len(run.dev_ids)} dev utterances; {run.world} process(es) on "
+            f"{run.device}; {run.precision}",
             file=sys.stderr,
         )
+    return log
 
-    ddp = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
 
-        ddp = DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=getattr(cfg.model, "layer_drop", 0.0) > 0,
-            broadcast_buffers=False,  # codebooks and teacher buffers are kept equal by all-reduced updates
+# --- one step -------------------------------------------------------------------------------------
+
+
+def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[float, TargetSums]:
+    """Forward and backward of one micro-batch; returns (global weighted loss, global per-target sums)."""
+    ctx = run.ddp.no_sync() if (not sync and run.world > 1) else contextlib.nullcontext()  # type: ignore[operator]
+    with ctx:
+        with run.autocast():
+            out: PretrainOutput = run.ddp(batch)
+        sums = out.sums().all_reduce(run.world, run.device)
+        counts = {n: torch.tensor(sums.count[n], device=run.device) for n in run.names}  # global masked frames
+        loss = out.loss(counts_override=counts)
+        scaled = loss * (run.world / run.cfg.train.accum_steps)  # DDP averages gradients over ranks
+        (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
+    return float(_all_reduce(loss.detach().float().reshape(1), run.world)), sums
+
+
+def train_step(run: Run) -> float:
+    """One optimizer step over `accum_steps` micro-batches; returns the step's loss (global)."""
+    tr = run.cfg.train
+    torch.manual_seed(_hash64("step", tr.seed, run.step, run.rank))  # dropout/layer drop: exact on resume
+    run.opt.zero_grad(set_to_none=True)
+    step_loss = 0.0
+    for micro in range(tr.accum_steps):
+        batch = next(run.loader).to(run.device)
+        loss, sums = _micro_step(run, batch, sync=micro == tr.accum_steps - 1)
+        frames = float(_all_reduce(batch.lengths.sum().float().reshape(1).to(run.device), run.world))
+        run.window.sums.add(sums)
+        run.window.frames += frames
+        run.frames_seen += frames
+        step_loss += loss / tr.accum_steps
+    if run.scaler is not None:
+        run.scaler.unscale_(run.opt)
+    if tr.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(list(run.model.trainable_parameters()), tr.grad_clip)
+    if run.scaler is not None:
+        run.scaler.step(run.opt)
+        run.scaler.update()
+    else:
+        run.opt.step()
+    run.sched.step()
+    run.model.update(run.step + 1)
+    run.step += 1
+    run.steps_done += 1
+    if not math.isfinite(step_loss):
+        raise FloatingPointError(f"pretrain: loss became {step_loss} at step {run.step}; lower train.lr")
+    if run.first_loss is None:
+        run.first_loss = step_loss
+    run.window.loss += step_loss
+    run.window.steps += 1
+    return step_loss
+
+
+# --- logging, evaluation, saving ------------------------------------------------------------------
+
+
+def log_step(run: Run, loss: float) -> None:
+    """A metrics row every `log_every` steps (and at the end); a live progress line on a terminal."""
+    assert run.log is not None
+    tr = run.cfg.train
+    elapsed = time.time() - run.started
+    if run.step % tr.log_every == 0 or run.step == tr.steps:
+        run.last_row = {
+            "step": run.step,
+            **run.window.row(),
+            "lr": run.sched.get_last_lr()[0],
+            "frames_per_s": run.frames_seen / max(elapsed, 1e-9),
+        }
+        run.window.reset()
+        run.log.write(run.last_row, "train")
+    if run.log.show and (time.time() - run.last_print > 0.2 or run.step == tr.steps):
+        run.last_print = time.time()
+        left = elapsed / run.steps_done * (tr.steps - run.step)
+        accs = " ".join(f"acc_{n} {run.last_row.get(f'acc_{n}', 0.0):.3f}" for n in run.names)
+        run.log.progress(
+            f"step {run.step}/{tr.steps} loss {loss:.4f} {accs} "
+            f"{run.frames_seen / max(elapsed, 1e-9):,.0f} frames/s left {fmt_time(left)}"
         )
-    tb = _tensorboard(run_dir / "tb", start) if (is_main and cfg.run.tensorboard) else None
-    show = is_main and (cfg.run.progress == "on" or (cfg.run.progress == "auto" and sys.stderr.isatty()))
-    metrics_path = run_dir / "metrics.jsonl"
-    weights_of = {n: float(t.weight) for n, t in ((t.name, t) for t in model.targets)}
-    first_loss: float | None = None
-    last_row: dict[str, Any] = {}
-    last_dev: dict[str, Any] = {}
-    t0 = time.time()
-    t_last_print = 0.0
-    steps_done = 0
-    frames_seen = 0.0
 
-    model.train()
-    for step in range(start, tr.steps):
-        torch.manual_seed(_hash64("step", tr.seed, step, rank))  # dropout/layer drop: exact on resume
-        opt.zero_grad(set_to_none=True)
-        step_loss = torch.zeros((), device=device)
-        for micro in range(tr.accum_steps):
-            batch = next(loader).to(device)
-            sync = micro == tr.accum_steps - 1 or world == 1
-            ctx = ddp.no_sync() if (not sync and world > 1) else contextlib.nullcontext()
-            with ctx:
-                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                    out = ddp(batch)
-                counts = _all_reduce(_stack(out.counts, names, device), world)  # (N_targets,) global
-                loss = sum(
-                    weights_of[n] * out.loss_sums[n].float() / counts[i].clamp(min=1.0) for i, n in enumerate(names)
-                )
-                scaled = loss * (world / tr.accum_steps)  # DDP averages gradients over ranks
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            sums = _all_reduce(
-                torch.cat(
-                    [
-                        _stack(out.loss_sums, names, device),
-                        _stack(out.correct, names, device),
-                        loss.detach().float().reshape(1),
-                        batch.lengths.sum().float().reshape(1),
-                    ]
-                ),
-                world,
-            )
-            k = len(names)
-            for i, n in enumerate(names):
-                window.add_target(n, float(sums[i]), float(sums[k + i]), float(counts[i]))
-            step_loss += sums[2 * k] / tr.accum_steps
-            frames_seen += float(sums[2 * k + 1])
-            window.frames += float(sums[2 * k + 1])
-        if scaler is not None:
-            scaler.unscale_(opt)
-        if tr.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, tr.grad_clip)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        sched.step()
-        model.update(step + 1)
-        done = step + 1
-        steps_done += 1
-        loss_value = float(step_loss)
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"pretrain: loss became {loss_value} at step {done}; lower train.lr")
-        if first_loss is None:
-            first_loss = loss_value
-        window.loss += loss_value
-        window.steps += 1
 
-        elapsed = time.time() - t0
-        if done % tr.log_every == 0 or done == tr.steps:
-            last_row = {
-                "step": done,
-                **window.row(),
-                "lr": sched.get_last_lr()[0],
-                "frames_per_s": frames_seen / max(elapsed, 1e-9),
-            }
-            window.reset()
-            if is_main:
-                _append(metrics_path, last_row)
-                if tb is not None:
-                    for key, v in last_row.items():
-                        if key != "step":
-                            tb.add_scalar(f"train/{key}", v, done)
-        if show and (time.time() - t_last_print > 0.2 or done == tr.steps):
-            t_last_print = time.time()
-            left = elapsed / steps_done * (tr.steps - done)
-            accs = " ".join(f"acc_{n} {v:.3f}" for n, v in ((n, last_row.get(f"acc_{n}", 0.0)) for n in names))
-            sys.stderr.write(
-                f"\rstep {done}/{tr.steps} loss {loss_value:.4f} {accs} "
-                f"{frames_seen / max(elapsed, 1e-9):,.0f} frames/s left {_fmt_time(left)}   "
-            )
-            sys.stderr.flush()
-        if plan and ((tr.eval_every and done % tr.eval_every == 0) or done == tr.steps):
-            last_dev = {
-                "step": done,
-                "split": "dev",
-                **evaluate(model, dev_store, plan, names, weights_of, label_names, device, amp_dtype, rank, world),
-            }
-            if is_main:
-                _append(metrics_path, last_dev)
-                if tb is not None:
-                    for key, v in last_dev.items():
-                        if key not in ("step", "split"):
-                            tb.add_scalar(f"dev/{key}", v, done)
-                if not show:
-                    accs = " ".join(f"acc_{n} {last_dev[f'acc_{n}']:.3f}" for n in names)
-                    print(f"pretrain: step {done} dev loss {last_dev['loss']:.4f} {accs}", file=sys.stderr)
-        if (tr.ckpt_every and done % tr.ckpt_every == 0) or done == tr.steps:
-            if is_main:
-                state = {
-                    "step": done,
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "rng": {"torch": torch.get_rng_state()},
-                    "data": loader.state_dict(),
-                    "log": window.state_dict(),
-                }
-                meta = {
-                    "step": done,
-                    "config": config_to_dict(cfg),
-                    "codec": store.codec.to_dict(),
-                    "label_classes": {n: int(store.labels(n).num_classes) for n in label_names},
-                    "world_size": world,
-                    "encoder_params": n_params,
-                    "metrics": last_row,
-                }
-                ckpt.save_checkpoint(ckpt.step_dir(run_dir, done), weights=model.state_dict(), state=state, meta=meta)
-                ckpt.prune_checkpoints(run_dir, tr.keep_checkpoints)
-            if world > 1:
-                dist.barrier()
-    if show:
-        sys.stderr.write("\n")
-    if tb is not None:
-        tb.close()
+def maybe_evaluate(run: Run) -> None:
+    """Dev loss and accuracy every `eval_every` steps and at the end (a `split: "dev"` metrics row)."""
+    assert run.log is not None
+    tr = run.cfg.train
+    if not run.dev_plan or not ((tr.eval_every and run.step % tr.eval_every == 0) or run.step == tr.steps):
+        return
+    dev = evaluate(run)
+    run.last_dev = {"step": run.step, "split": "dev", **dev}
+    run.log.write(run.last_dev, "dev")
+    if run.is_main and not run.log.show:
+        accs = " ".join(f"acc_{n} {dev[f'acc_{n}']:.3f}" for n in run.names)
+        print(f"pretrain: step {run.step} dev loss {dev['loss']:.4f} {accs}", file=sys.stderr)
+
+
+def maybe_save(run: Run) -> None:
+    """A checkpoint every `ckpt_every` steps and at the last step (rank 0 writes; all ranks wait)."""
+    tr = run.cfg.train
+    if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.step == tr.steps):
+        return
+    if run.is_main:
+        state = {
+            "step": run.step,
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else {},
+            "rng": {"torch": torch.get_rng_state()},
+            "data": run.loader.state_dict(),
+            "log": run.window.state_dict(),
+        }
+        meta = {
+            "step": run.step,
+            "config": config_to_dict(run.cfg),
+            "codec": run.store.codec.to_dict(),
+            "label_classes": {n: int(run.store.labels(n).num_classes) for n in run.label_names},
+            "world_size": run.world,
+            "encoder_params": sum(p.numel() for p in run.model.encoder.parameters()),
+            "metrics": run.last_row,
+        }
+        path = ckpt.step_dir(run.run_dir, run.step)
+        ckpt.save_checkpoint(path, weights=run.model.state_dict(), state=state, meta=meta)
+        ckpt.prune_checkpoints(run.run_dir, tr.keep_checkpoints)
+    if run.world > 1:
+        dist.barrier()
+
+
+def summary(run: Run) -> dict[str, Any]:
     return {
-        "run_dir": str(run_dir),
-        "step": max(start, tr.steps),
-        "steps_run": steps_done,
-        "first_loss": first_loss,
-        "last": last_row,
-        "dev": last_dev,
-        "encoder_params": n_params,
+        "run_dir": str(run.run_dir),
+        "step": max(run.step, run.cfg.train.steps),
+        "steps_run": run.steps_done,
+        "first_loss": run.first_loss,
+        "last": run.last_row,
+        "dev": run.last_dev,
+        "encoder_params": sum(p.numel() for p in run.model.encoder.parameters()),
     }
 
 
-@torch.no_grad()
-def evaluate(
-    model: Pretrainer,
-    store: Any,
-    plan: list,
-    names: list[str],
-    weights: dict[str, float],
-    label_names: list[str],
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    rank: int = 0,
-    world: int = 1,
-) -> dict[str, float]:
-    """Masked loss and accuracy per target over the fixed dev batches (summed over ranks)."""
-    k = len(names)
-    sums = torch.zeros(3 * k, device=device)  # loss_sum, correct, count per target
-    was_training = model.training
-    model.eval()
-    for batch in dev_batches(store, plan, rank=rank, world_size=world, label_names=label_names):
-        if batch is None:
-            continue
-        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-            out = model(batch.to(device))
-        sums += torch.cat(
-            [
-                _stack(out.loss_sums, names, device),
-                _stack(out.correct, names, device),
-                _stack(out.counts, names, device),
-            ]
-        )
-    _all_reduce(sums, world)
-    model.train(was_training)
-    row: dict[str, float] = {}
-    total = 0.0
-    for i, n in enumerate(names):
-        cnt = max(1.0, float(sums[2 * k + i]))
-        row[f"loss_{n}"] = float(sums[i]) / cnt
-        row[f"acc_{n}"] = float(sums[k + i]) / cnt
-        total += weights[n] * row[f"loss_{n}"]
-    return {"loss": total, **row}
+# --- the recipe -----------------------------------------------------------------------------------
 
 
-def _append(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after `step` (a killed run logs past its last checkpoint; the resume re-logs them)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if int(json.loads(line)["step"]) <= step:
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn last line from a kill
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
-    os.replace(tmp, path)
-
-
-def _tensorboard(log_dir: Path, start: int) -> Any:
+def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Train (or resume) the run described by `cfg`; returns a summary (steps, first/last loss, last dev row)."""
+    if not cfg.data.store:
+        raise ConfigError("data.store: no token store given (pass data.store=PATH)")
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    rank, world, device = _init_distributed(cfg.train.device)
     try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(log_dir), purge_step=start if start > 0 else None)
+        run = setup(cfg, rank=rank, world=world, device=device)
+        resume(run)
+        run.log = start_log(run)
+        run.model.train()
+        while run.step < cfg.train.steps:
+            loss = train_step(run)
+            log_step(run, loss)
+            maybe_evaluate(run)
+            maybe_save(run)
+        run.log.close()
+        return summary(run)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@torch.no_grad()
+def evaluate(run: Run) -> dict[str, float]:
+    """Masked loss and accuracy per target over the fixed dev batches (summed over ranks)."""
+    total = TargetSums.zeros(run.names)
+    was_training = run.model.training
+    run.model.eval()
+    batches = dev_batches(run.dev_store, run.dev_plan, rank=run.rank, world_size=run.world, label_names=run.label_names)
+    for batch in batches:
+        if batch is not None:  # None: this rank has no rows in this batch
+            with run.autocast():
+                total.add(run.model(batch.to(run.device)).sums())
+    run.model.train(was_training)
+    return total.all_reduce(run.world, run.device).row(run.weights)

@@ -42,6 +42,31 @@ CODECS: dict[str, Callable[..., Codec]] = {
 }
 
 
+def declared_layout(name: str) -> tuple[int, int, int]:
+    """(K, V, D) of the codec `name` at its default operating point, read from the backend's own declared
+    configuration (no weights loaded): the shape of `codebook_vectors()` of `get_codec(name)`."""
+    if name == "lyra":
+        from codec2vec.codecs.lyra import LATENT_DIM, MAX_LEVELS, LyraCodec
+
+        return MAX_LEVELS, LyraCodec.codebook_size, LATENT_DIM
+    if name == "dac":
+        from codec2vec.codecs.dac import dac_16khz_config
+
+        cfg = dac_16khz_config()
+        return int(cfg.n_codebooks), int(cfg.codebook_size), int(cfg.hidden_size)
+    if name == "encodec":
+        from codec2vec.codecs.encodec import DEFAULT_CODEBOOKS, encodec_24khz_config
+
+        cfg = encodec_24khz_config()
+        return DEFAULT_CODEBOOKS, int(cfg.codebook_size), int(cfg.codebook_dim or cfg.hidden_size)
+    if name == "mimi":
+        from codec2vec.codecs.mimi import DEFAULT_CODEBOOKS, mimi_config
+
+        cfg = mimi_config()
+        return DEFAULT_CODEBOOKS, int(cfg.codebook_size), int(cfg.hidden_size)
+    raise ValueError(f"unknown codec {name!r}; choose one of {sorted(CODECS)}")
+
+
 def get_codec(name: str, **kwargs: Any) -> Codec:
     """Build the codec `name` (a key of `CODECS`); kwargs go to the backend (e.g. `path=`, `num_codebooks=`)."""
     try:
@@ -51,4 +76,4 @@ def get_codec(name: str, **kwargs: Any) -> Codec:
     return factory(**kwargs)
 
 
-__all__ = ["CODECS", "Codec", "CodecInfo", "codec_info", "config_hash", "get_codec"]
+__all__ = ["CODECS", "Codec", "CodecInfo", "codec_info", "config_hash", "declared_layout", "get_codec"]

@@ -28,6 +28,8 @@ from torch import Tensor
 from codec2vec.codecs.hf_common import describe, load_model, run_decode, run_encode, weights_sha256
 from codec2vec.errors import Codec2VecError
 
+DEFAULT_CODEBOOKS = 8  # 6 kbps at 75 Hz: the bitrate of DAC 16 kHz
+
 
 def encodec_24khz_config() -> Any:
     """`EncodecConfig` of `facebook/encodec_24khz` (its defaults: hop 320, 32 x 1024 of dim 128, 24 kHz)."""
@@ -77,7 +79,11 @@ class EncodecCodec:
         self.codebook_size = int(cfg.codebook_size)
         rvq = self.model.quantizer
         levels = {rvq.get_num_quantizers_for_bandwidth(float(bw)): float(bw) for bw in cfg.target_bandwidths}
-        k = num_codebooks if num_codebooks is not None else (8 if 8 in levels else max(levels))
+        k = (
+            num_codebooks
+            if num_codebooks is not None
+            else (DEFAULT_CODEBOOKS if DEFAULT_CODEBOOKS in levels else max(levels))
+        )
         if k not in levels:
             raise Codec2VecError(
                 f"encodec: num_codebooks={num_codebooks} matches no bandwidth of this model; choose one of "

@@ -18,8 +18,8 @@ Weights are found, in order: the `path=` argument, `$CODEC2VEC_LYRA_DIR`, the us
 
 from __future__ import annotations
 
+import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from codec2vec.errors import Codec2VecError
-from codec2vec.files import sha256_file
+from codec2vec.files import atomic_write, sha256_file
 
 LYRA_COMMIT = "47698dadf0010abff6a848e02642f55f806d4842"
 LYRA_URL = f"https://raw.githubusercontent.com/google/lyra/{LYRA_COMMIT}/lyra/model_coeffs/{{name}}"
@@ -40,6 +40,7 @@ LYRA_FILES = {
 }
 HOP = 320
 MAX_LEVELS = 46
+LATENT_DIM = 64  # the encoder's latent per frame, which the quantizer's levels sum to
 
 
 def _cache_dir() -> Path:
@@ -48,27 +49,23 @@ def _cache_dir() -> Path:
 
 
 def _download(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Fetch the pinned weights into `folder`, each checked against its sha256 before it takes its real name."""
     for name, digest in LYRA_FILES.items():
         target = folder / name
         if target.is_file() and sha256_file(target) == digest:
             continue
         url = LYRA_URL.format(name=name)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                out.write(resp.read())
-            if sha256_file(Path(tmp)) != digest:
-                raise Codec2VecError(f"lyra: {url} does not match its pinned sha256 {digest}")
-            os.replace(tmp, target)
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                blob = resp.read()
         except OSError as e:
             raise Codec2VecError(
                 f"lyra: cannot download {url} ({e}); put the three .tflite files in a folder and pass "
                 "--codec-path or set CODEC2VEC_LYRA_DIR"
             ) from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise Codec2VecError(f"lyra: {url} does not match its pinned sha256 {digest}")
+        atomic_write(target, blob)
 
 
 def resolve_lyra_dir(path: str | os.PathLike[str] | None = None, *, download: bool = True) -> Path:

@@ -24,6 +24,8 @@ from torch import Tensor
 from codec2vec.codecs.hf_common import describe, load_model, run_decode, run_encode, weights_sha256
 from codec2vec.errors import Codec2VecError
 
+DEFAULT_CODEBOOKS = 8  # the 8 levels Moshi uses (1.1 kbps)
+
 
 def mimi_config() -> Any:
     """`MimiConfig` of `kyutai/mimi` (its defaults: 24 kHz, hop 1920, 32 x 2048, 8-layer transformers)."""
@@ -73,7 +75,7 @@ class MimiCodec:
         self.frame_rate = self.sample_rate / self.hop_length
         self.codebook_size = int(cfg.codebook_size)
         total, semantic = int(cfg.num_quantizers), int(cfg.num_semantic_quantizers)
-        k = min(8, total) if num_codebooks is None else int(num_codebooks)
+        k = min(DEFAULT_CODEBOOKS, total) if num_codebooks is None else int(num_codebooks)
         if not max(1, semantic) <= k <= total:
             raise Codec2VecError(f"mimi: num_codebooks must be in {max(1, semantic)}..{total}, got {num_codebooks}")
         self.num_codebooks = k

@@ -39,6 +39,7 @@ from codec2vec.codecs.lyra import LyraCodec
 from codec2vec.corpora.augment import add_noise, colored_noise, reverberate
 from codec2vec.corpora.lexicon import KS_LABELS, KS_UNKNOWN, command, sentence
 from codec2vec.errors import ConfigError
+from codec2vec.files import atomic_write
 
 GENERATOR = "codec2vec-synth/1"
 # Audio is written at the codec's rate and alignments live on its frame grid (Lyra v2 and DAC-16k share it:
@@ -357,10 +358,11 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
             frame_rate=SAMPLE_RATE / HOP,
         )
         summary["tasks"][task] = info["splits"]
-    with open(out / "all.jsonl", "w", encoding="utf-8") as f:
-        for row in rows:
-            keep = {k: row[k] for k in ("seconds", "speaker", "group", "text", "phones", "align")}
-            f.write(dumps_row({"id": row["id"], "path": row["path"][3:], **keep}) + "\n")  # relative to OUT
-    (out / "speakers.json").write_text(json.dumps(speakers, indent=1) + "\n", encoding="utf-8")
-    (out / "meta.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    lines = []
+    for row in rows:
+        keep = {k: row[k] for k in ("seconds", "speaker", "group", "text", "phones", "align")}
+        lines.append(dumps_row({"id": row["id"], "path": row["path"][3:], **keep}) + "\n")  # relative to OUT
+    atomic_write(out / "all.jsonl", "".join(lines))
+    atomic_write(out / "speakers.json", json.dumps(speakers, indent=1) + "\n")
+    atomic_write(out / "meta.json", json.dumps(summary, indent=1) + "\n")  # last: marks the corpus finished
     return summary

@@ -1,0 +1,117 @@
+"""A run's record: `metrics.jsonl` rows, TensorBoard scalars, the live progress line, and the log window.
+
+`Window` accumulates what is logged every `log_every` steps (mean step loss, per-target sums, frames) and is
+saved with each checkpoint, so a resumed run logs the same rows as an uninterrupted one. `RunLog` owns the
+files: on start it drops rows logged after the resumed step (a killed run logs past its last checkpoint),
+then appends one JSON object per row (`split: "dev"` on evaluation rows) and mirrors it to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codec2vec.files import atomic_write
+from codec2vec.pretrainer import TargetSums
+
+
+@dataclass
+class Window:
+    """What is logged every `log_every` steps: mean step loss, per-target sums, frames (saved with checkpoints)."""
+
+    names: list[str]
+    loss: float = 0.0
+    steps: int = 0
+    frames: float = 0.0
+    sums: TargetSums = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sums = TargetSums.zeros(self.names)
+
+    def reset(self) -> None:
+        self.loss, self.steps, self.frames = 0.0, 0, 0.0
+        self.sums = TargetSums.zeros(self.names)
+
+    def row(self) -> dict[str, float]:
+        return {"loss": self.loss / max(1, self.steps), **self.sums.row()}
+
+    def state_dict(self) -> dict[str, Any]:
+        t = {n: [self.sums.loss[n], self.sums.correct[n], self.sums.count[n]] for n in self.names}
+        return {"loss": self.loss, "steps": self.steps, "frames": self.frames, "t": t}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.loss, self.steps, self.frames = float(s["loss"]), int(s["steps"]), float(s["frames"])
+        for n in self.names:
+            self.sums.loss[n], self.sums.correct[n], self.sums.count[n] = (float(x) for x in s["t"][n])
+
+
+class RunLog:
+    """metrics.jsonl + TensorBoard + progress line of one run (rank 0 writes; the others hold a silent one)."""
+
+    def __init__(self, run_dir: Path, *, main: bool, tensorboard: bool, progress: str) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.main = main
+        self.tensorboard = tensorboard
+        self.show = main and (progress == "on" or (progress == "auto" and sys.stderr.isatty()))
+        self.tb: Any = None
+
+    def open(self, step: int) -> None:
+        """Drop rows past `step` and start TensorBoard at `step`."""
+        if not self.main:
+            return
+        _truncate_metrics(self.path, step)
+        if self.tensorboard:
+            self.tb = _tensorboard(self.path.parent / "tb", step)
+
+    def write(self, row: dict[str, Any], prefix: str) -> None:
+        """Append one row (rank 0 only) and mirror its numbers to TensorBoard under `prefix/`."""
+        if not self.main:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for key, v in row.items():
+                if key not in ("step", "split") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"{prefix}/{key}", v, row["step"])
+
+    def progress(self, text: str) -> None:
+        """Overwrite the progress line (terminal only)."""
+        if self.show:
+            sys.stderr.write(f"\r{text}   ")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.show:
+            sys.stderr.write("\n")
+        if self.tb is not None:
+            self.tb.close()
+
+
+def fmt_time(s: float) -> str:
+    s = int(max(0, s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after `step` (a killed run logs past its last checkpoint; the resume re-logs them)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line from a kill
+    atomic_write(path, "".join(x + "\n" for x in keep))
+
+
+def _tensorboard(log_dir: Path, start: int) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(log_dir), purge_step=start if start > 0 else None)
