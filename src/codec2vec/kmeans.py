@@ -226,8 +226,10 @@ def _split_of(entry: dict[str, Any], field: str) -> Any:
 def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = False) -> dict[str, Any]:
     """Fit on a sample (of the `fit_split` utterances), label every utterance, `store.write_labels(name, ...)`."""
     from codec2vec.store import TokenStore
+    from codec2vec.store.labels import check_label_name
 
     o = options
+    check_label_name(o.name)  # before the fit, not after it
     if o.clusters < 1 or o.sample_frames < 1:
         raise ConfigError(f"kmeans: --clusters ({o.clusters}) and --sample-frames ({o.sample_frames}) must be >= 1")
     store = TokenStore.open(store_path)

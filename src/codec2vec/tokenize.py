@@ -260,6 +260,8 @@ def tokenize(
     What is already stored is computed under the store's writer lock, from the store as re-read under it:
     a second `tokenize` that committed in the meantime is seen, and nothing is stored twice."""
     start = time.perf_counter()
+    if not opts.max_seconds > 0:
+        raise Codec2VecError(f"--max-hours: must be > 0, got {opts.max_seconds / 3600:g}")
     shard_i, shard_n = parse_shard(opts.shard)
     items = scan_sources(srcs)[shard_i::shard_n]
     codec = get_codec(opts.codec, **_codec_kwargs(opts))

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from codec2vec.errors import StoreError
-from codec2vec.store import packing
 from codec2vec.files import sha256_file
+from codec2vec.store import packing
 from codec2vec.store.container import read_container_index, record_offsets
 from codec2vec.store.contents import CONTENTS, check_meta_hash, is_upgraded, read_contents
 from codec2vec.store.layout import LABEL_SUFFIX, SHARD_SUFFIX, check_shard, committed
