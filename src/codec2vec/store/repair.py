@@ -100,7 +100,7 @@ def _drop_duplicates(root: Path, meta: dict[str, Any], frame_bytes: int) -> list
         for j, (uid, crc) in enumerate(zip(idx["entries"]["id"], idx["entries"]["crc32"])):
             copies.setdefault(uid, []).append((s, j, zlib.crc32(body[offs[j] : offs[j + 1]]) == crc))
     drop: dict[int, set[int]] = {}
-    for uid, where in copies.items():
+    for where in copies.values():
         if len(where) > 1:
             keep = next((w for w in where if w[2]), where[0])
             for s, j, _ in where:
