@@ -93,3 +93,34 @@ def bad_corpus(tmp_path: Path, speech_dir: Path) -> Path:
     (root / "notes.wav").write_text("these are meeting notes, not audio\n")
     sf.write(root / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     return root
+
+
+@pytest.fixture(scope="session")
+def short_clips(tmp_path_factory: pytest.TempPathFactory, speech_dir: Path) -> Path:
+    """Six short real-speech clips (0.3-0.8 s, 16 kHz mono WAV) in one folder: cheap inputs for tests that
+    tokenize many times (Lyra encodes them in a few milliseconds each)."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("clips")
+    wav, sr = sf.read(speech_dir / "lyra_sample1_16kHz.wav", dtype="float32")
+    for i in range(6):
+        start = i * sr // 2
+        sf.write(root / f"c{i}.wav", wav[start : start + int(sr * (0.3 + 0.1 * i))], sr)
+    return root
+
+
+def make_store(root: Path, utterances: dict[str, int], *, k: int = 4, v: int = 16, seed: int = 0):
+    """A small token store of random codes (no codec needed): id -> frame count, one shard."""
+    import torch
+
+    from codec2vec.codecs.base import CodecInfo, config_hash
+    from codec2vec.store import TokenStore
+
+    cfg = {"k": k, "v": v}
+    info = CodecInfo("lyra", 16000, 50.0, k, v, cfg, config_hash(cfg))
+    store = TokenStore.create(root, info, torch.randn(k, v, 3, generator=torch.Generator().manual_seed(seed)))
+    rng = np.random.default_rng(seed)
+    with store.writer() as w:
+        for uid, frames in utterances.items():
+            w.add(uid, rng.integers(0, v, size=(k, frames)), seconds=frames / 50)
+    return store
