@@ -256,15 +256,16 @@ def test_6_synth_refuses_a_folder_that_is_not_its_corpus(tmp_path: Path) -> None
 
 
 def test_7_failed_merge_and_create_leave_no_hidden_folders(tmp_path: Path, monkeypatch) -> None:
-    import codec2vec.store.merge as merge
-
     a = make_store(tmp_path / "a", {"x": 4})
     b = make_store(tmp_path / "b", {"y": 4})
+    real = os.replace
 
-    def full(*args, **kw):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full(src, dst, *args, **kw):  # the disk fills up while the merged shards are written
+        if str(dst).endswith(".c2s"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst, *args, **kw)
 
-    monkeypatch.setattr(merge, "write_contents", full)
+    monkeypatch.setattr(os, "replace", full)
     assert main(["merge", str(a.root), str(b.root), "--out", str(tmp_path / "m")]) == 2
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
