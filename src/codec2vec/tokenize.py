@@ -210,10 +210,13 @@ def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions)
 # --- the driver -----------------------------------------------------------------------------------
 
 
-def _read_rejects(path: Path) -> dict[str, dict[str, Any]]:
+Rejects = dict[tuple[str, str], dict[str, Any]]  # (path, id) -> {path, id, reason[, retry]}
+
+
+def _read_rejects(path: Path) -> Rejects:
     """The rejects of earlier runs; a broken line (a hand edit, a foreign tool) is skipped with a warning,
     never an error: it only means that input is tried again."""
-    rejects: dict[str, dict[str, Any]] = {}
+    rejects: Rejects = {}
     if not path.is_file():
         return rejects
     for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -226,11 +229,11 @@ def _read_rejects(path: Path) -> dict[str, dict[str, Any]]:
         except ValueError as e:
             print(f"codec2vec tokenize: warning: {path}:{n}: unreadable line skipped ({e})", file=sys.stderr)
             continue
-        rejects[row["path"]] = row
+        rejects[(row["path"], str(row.get("id", "")))] = row
     return rejects
 
 
-def _write_rejects(path: Path, rejects: dict[str, dict[str, Any]]) -> None:
+def _write_rejects(path: Path, rejects: Rejects) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
 
 
@@ -269,12 +272,12 @@ def tokenize(
     rejects_path = store.root / "rejects.jsonl"
     with store.writer() as writer:  # takes the lock, then re-reads the store
         rejects = _read_rejects(rejects_path)
-        known_bad = {p for p, r in rejects.items() if not r.get("retry")}
+        known_bad = {key for key, r in rejects.items() if not r.get("retry")}
         bad_ids = [it for it in items if it.problem is not None]
         for it in bad_ids:
-            rejects[it.path] = {"path": it.path, "id": it.id, "reason": it.problem}
+            rejects[(it.path, it.id)] = {"path": it.path, "id": it.id, "reason": it.problem}
         good = [it for it in items if it.problem is None]
-        todo = [it for it in good if it.id not in store and (opts.retry_rejects or it.path not in known_bad)]
+        todo = [it for it in good if it.id not in store and (opts.retry_rejects or (it.path, it.id) not in known_bad)]
         skipped = sum(it.id in store for it in good)
         stats = _store_encoded(
             writer,
@@ -288,7 +291,9 @@ def tokenize(
         )
         _write_rejects(rejects_path, rejects)
     elapsed = time.perf_counter() - start
-    rejected = [rejects[it.path] for it in items if it.path in rejects and (it.problem or it.id not in store)]
+    rejected = [
+        rejects[(it.path, it.id)] for it in items if (it.path, it.id) in rejects and (it.problem or it.id not in store)
+    ]
     return {
         "inputs": len(items),
         "stored": stats["stored"],
@@ -310,7 +315,7 @@ def _store_encoded(
     *,
     codec: Codec,
     opts: TokenizeOptions,
-    rejects: dict[str, dict[str, Any]],
+    rejects: Rejects,
     rejects_path: Path,
     start: float,
     progress: bool,
@@ -324,12 +329,13 @@ def _store_encoded(
     )
     for enc in _encoded_stream(todo, codec, opts):
         if enc.codes is None:
-            rejects[enc.item.path] = {"path": enc.item.path, "id": enc.item.id, "reason": enc.reason}
+            key = (enc.item.path, enc.item.id)
+            rejects[key] = {"path": enc.item.path, "id": enc.item.id, "reason": enc.reason}
             if enc.retry:
-                rejects[enc.item.path]["retry"] = True
+                rejects[key]["retry"] = True
             new_rejects += 1
         else:
-            rejects.pop(enc.item.path, None)
+            rejects.pop((enc.item.path, enc.item.id), None)
             writer.add(
                 enc.item.id,
                 enc.codes,

@@ -55,10 +55,10 @@ def check_free(root: Path) -> None:
         raise StoreError(f"{root}: folder is not empty and is not a token store")
 
 
-def clean_builds(root: Path, min_age: float = 5.0) -> None:
+def clean_builds(root: Path, min_age: float = 1.0) -> None:
     """Remove hidden `.NAME.tmp-*` folders beside `root` that a killed or failed create or merge left: those
-    whose `.lock` nobody holds and that have not changed for `min_age` seconds (a build in progress holds
-    its lock and keeps writing)."""
+    whose `.lock` nobody holds (a build holds it from its first instant to its rename) and that have not
+    changed for `min_age` seconds (the instant between making the folder and locking it)."""
     import fcntl
     import time
 

@@ -280,17 +280,23 @@ def _load(root: Path, check: bool) -> tuple[dict[str, Any], PackedRecords]:
 
 @contextlib.contextmanager
 def building(root: Path) -> Iterator[Path]:
-    """A hidden folder beside `root` to build a new store in (flock-ed while in use, so that a concurrent
-    start does not remove it), renamed to `root` at the end; removed on failure, and folders left by a killed
-    build are removed on the next start (`layout.clean_builds`)."""
+    """A hidden folder beside `root` to build a new store in, renamed to `root` at the end; removed on failure.
+    Its `.lock` is held until after the rename, so that `layout.clean_builds` (run at every start, removing
+    what a killed build left) never touches a build in progress."""
     import fcntl
 
     check_free(root)
     clean_builds(root)
-    with atomic_dir(root, replace=root.exists()) as tmp, open(tmp / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield tmp
-        check_free(root)
+    lock = None
+    try:
+        with atomic_dir(root, replace=root.exists()) as tmp:
+            lock = open(tmp / ".lock", "a")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield tmp
+            check_free(root)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def new_store_meta(info: CodecInfo, codebook_vectors: Tensor, coding: str) -> tuple[dict[str, Any], bytes]:
