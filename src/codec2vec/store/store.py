@@ -285,8 +285,8 @@ def building(root: Path) -> Iterator[Path]:
     what a killed build left) never touches a build in progress."""
     import fcntl
 
+    clean_builds(root)  # first: a killed build's folder goes even when `root` is taken
     check_free(root)
-    clean_builds(root)
     lock = None
     try:
         with atomic_dir(root, replace=root.exists()) as tmp:
