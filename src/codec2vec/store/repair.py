@@ -36,7 +36,7 @@ from codec2vec.store.contents import (
 )
 from codec2vec.store.layout import FORMAT_VERSION, LABEL_SUFFIX, SHARD_SUFFIX, check_shard, committed
 from codec2vec.store.verify import foreign_files
-from codec2vec.store.writer import label_record, store_lock
+from codec2vec.store.writer import label_record, record_file, store_lock
 
 
 def repair_store(root: str | Path) -> list[str]:
@@ -98,7 +98,7 @@ def _drop_duplicates(root: Path, meta: dict[str, Any], frame_bytes: int) -> list
     for s, (_, idx, body) in enumerate(shards):
         offs = record_offsets(idx, frame_bytes)
         for j, (uid, crc) in enumerate(zip(idx["entries"]["id"], idx["entries"]["crc32"])):
-            copies.setdefault(uid, []).append((s, j, zlib.crc32(body[offs[j] : offs[j + 1]]) == crc))
+            copies.setdefault(uid, []).append((s, j, zlib.crc32(body[offs[j] : offs[j + 1]].tobytes()) == crc))
     drop: dict[int, set[int]] = {}
     for where in copies.values():
         if len(where) > 1:
@@ -118,6 +118,8 @@ def _rewrite_without(path: Path, idx: dict[str, Any], body: np.ndarray, rows: se
     keep = [j for j in range(len(cols["id"])) if j not in rows]
     dropped = [cols["id"][j] for j in sorted(rows)]
     if not keep:
+        if read_contents(path.parent.parent) is not None:  # drop the record first: a kill leaves a duplicate
+            record_file(path.parent.parent, "shards", path, None)  # that the next repair removes, never a loss
         path.unlink()
         return f"removed {path}: every utterance in it ({', '.join(map(repr, dropped[:5]))}...) has a copy elsewhere"
     offs = record_offsets(idx, frame_bytes)

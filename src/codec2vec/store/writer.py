@@ -101,7 +101,7 @@ def label_record(path: Path) -> dict[str, Any]:
 
 
 def record_file(root: Path, kind: str, path: Path | None, record: dict[str, Any] | None = None) -> None:
-    """Record (or, with `path` None, drop) one committed shard or label set in `contents.json`, under the lock."""
+    """Record (or, with `record` None, drop) one committed shard or label set in `contents.json`, under the lock."""
     doc = read_contents(root)
     if doc is None:
         raise StoreError(f"{root}: {CONTENTS} missing; run `codec2vec verify --repair {root}`")
