@@ -175,6 +175,26 @@ def test_4_duration_bound_and_blocked_reads(tmp_path: Path, speech_dir: Path, mo
     assert np.abs(blocked[:n] - whole[:n]).max() < 1e-3  # the same audio, read in blocks
 
 
+def test_4_long_files_are_streamed_through_the_codec(tmp_path: Path, speech_dir: Path, lyra_codec, monkeypatch) -> None:
+    """Over LONG_SECONDS, tokenize reads, resamples and encodes block by block (bounded memory); the codes are
+    exactly those of the whole audio (here with tiny blocks, on a short real file at 8 kHz -> 16 kHz)."""
+    import codec2vec.audio as audio
+    import codec2vec.tokenize as tk
+
+    monkeypatch.setattr(audio, "STREAM_SECONDS", 0.37)
+    monkeypatch.setattr(tk, "LONG_SECONDS", 0.5)
+    src = speech_dir / "lyra_sample1_8kHz.wav"
+    whole = load_audio(src, 16000)
+    assert np.array_equal(np.concatenate(list(audio.audio_blocks(src, 16000))), whole)
+    streamed = lyra_codec.encode_stream(audio.audio_blocks(src, 16000))
+    assert np.array_equal(streamed, lyra_codec.encode_one(whole))
+    summary = tokenize([str(src)], tmp_path / "s", _opts(), progress=False)
+    assert summary["stored"] == 1
+    assert np.array_equal(TokenStore.open(tmp_path / "s")["lyra_sample1_8kHz"].numpy(), streamed)
+    (tmp_path / "cut.wav").write_bytes(src.read_bytes()[:-3000])  # truncated: rejected while streaming
+    assert tokenize([str(tmp_path / "cut.wav")], tmp_path / "s", _opts(), progress=False)["rejected"] == 1
+
+
 # 5 ------------------------------------------------------------------------------------------------
 
 

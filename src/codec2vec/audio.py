@@ -23,7 +23,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -91,6 +91,16 @@ def header_problem(sample_rate: int, channels: int, frames: int, max_seconds: fl
     return None
 
 
+def _check_file(p: str) -> None:
+    if not os.path.isfile(p):
+        raise AudioError(f"{p}: no such file")
+    if os.path.getsize(p) == 0:
+        raise AudioError(f"{p}: empty file (0 bytes)")
+    reason = _wav_truncation(p)
+    if reason:
+        raise AudioError(f"{p}: {reason}")
+
+
 def load_audio(
     path: str | os.PathLike[str], sample_rate: int | None = None, *, max_seconds: float = MAX_SECONDS
 ) -> np.ndarray:
@@ -103,13 +113,7 @@ def load_audio(
     import soundfile as sf
 
     p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise AudioError(f"{p}: no such file")
-    if os.path.getsize(p) == 0:
-        raise AudioError(f"{p}: empty file (0 bytes)")
-    reason = _wav_truncation(p)
-    if reason:
-        raise AudioError(f"{p}: {reason}")
+    _check_file(p)
     try:
         with sf.SoundFile(os.fsencode(p)) as f:  # bytes: libsndfile opens any file name, UTF-8 or not
             sr, declared = int(f.samplerate), int(f.frames)
@@ -127,32 +131,61 @@ def load_audio(
 
 def _read_mono(f: Any, sr: int, out_sr: int, p: str) -> np.ndarray:
     """The open file's samples, mixed to mono and resampled to `out_sr`: whole for short files (one-shot
-    soxr), in blocks for long ones (soxr's stream resampler into a preallocated output)."""
+    soxr), in blocks for long ones (`_blocks`, into a preallocated output)."""
     declared = int(f.frames)
-    if declared <= STREAM_SECONDS * sr:
-        data = f.read(dtype="float32", always_2d=True)  # (S, C)
-        got = data.shape[0]
-        wav = _finite(p, data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])  # (S,)
-        out = resample(wav, sr, out_sr) if out_sr != sr else wav
-    else:
-        import soxr
-
-        stream = soxr.ResampleStream(sr, out_sr, 1, dtype="float32", quality="HQ") if out_sr != sr else None
+    if declared > STREAM_SECONDS * sr:
         out = np.empty(int(np.ceil(declared * out_sr / sr)) + 64, dtype=np.float32)  # (S_out,) and a margin
-        got = n = 0
-        for block in f.blocks(blocksize=int(STREAM_SECONDS * sr), dtype="float32", always_2d=True):  # (S_b, C)
-            got += block.shape[0]
-            mono = _finite(p, block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
-            piece = stream.resample_chunk(mono, last=False) if stream is not None else mono
+        n = 0
+        for piece in _blocks(f, sr, out_sr, p):
             out, n = _append(out, n, piece)
-        if stream is not None:
-            out, n = _append(out, n, stream.resample_chunk(np.zeros(0, np.float32), last=True))
-        out = out[:n]
+        return out[:n]
+    data = f.read(dtype="float32", always_2d=True)  # (S, C)
+    if data.shape[0] == 0:
+        raise AudioError(f"{p}: no samples (empty audio)")
+    if data.shape[0] < declared:  # e.g. a cut MP3 whose header still announces the whole stream
+        raise AudioError(f"{p}: truncated: the header announces {declared} samples, only {data.shape[0]} decode")
+    wav = _finite(p, data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])  # (S,)
+    return resample(wav, sr, out_sr) if out_sr != sr else wav
+
+
+def _blocks(f: Any, sr: int, out_sr: int, p: str) -> Iterator[np.ndarray]:
+    """Mono blocks `(S_b,)` float32 at `out_sr` of an open file, `STREAM_SECONDS` at a time (soxr's stream
+    resampler carries its state across blocks); AudioError for NaN, empty or truncated audio."""
+    import soxr
+
+    stream = soxr.ResampleStream(sr, out_sr, 1, dtype="float32", quality="HQ") if out_sr != sr else None
+    got = 0
+    for block in f.blocks(blocksize=int(STREAM_SECONDS * sr), dtype="float32", always_2d=True):  # (S_b, C)
+        got += block.shape[0]
+        mono = _finite(p, block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
+        yield stream.resample_chunk(mono, last=False) if stream is not None else mono
     if got == 0:
         raise AudioError(f"{p}: no samples (empty audio)")
-    if got < declared:  # e.g. a cut MP3 whose header still announces the whole stream
-        raise AudioError(f"{p}: truncated: the header announces {declared} samples, only {got} decode")
-    return out
+    if got < int(f.frames):
+        raise AudioError(f"{p}: truncated: the header announces {int(f.frames)} samples, only {got} decode")
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def audio_blocks(
+    path: str | os.PathLike[str], sample_rate: int, *, max_seconds: float = MAX_SECONDS
+) -> Iterator[np.ndarray]:
+    """`load_audio` in pieces: mono float32 blocks at `sample_rate` whose concatenation is what `load_audio`
+    returns for a long file, with the same checks (AudioError), holding one block at a time."""
+    import soundfile as sf
+
+    p = os.fspath(path)
+    _check_file(p)
+    try:
+        f = sf.SoundFile(os.fsencode(p))
+    except Exception as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise AudioError(f"{p}: not readable as audio ({msg})") from None
+    with f:
+        problem = header_problem(int(f.samplerate), int(f.channels), int(f.frames), max_seconds)
+        if problem:
+            raise AudioError(f"{p}: {problem}")
+        yield from _blocks(f, int(f.samplerate), sample_rate, p)
 
 
 def _finite(p: str, wav: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from codec2vec.audio import MAX_SECONDS, AudioItem, load_audio, scan_sources
+from codec2vec.audio import MAX_SECONDS, AudioItem, audio_blocks, audio_duration, load_audio, scan_sources
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import AudioError, Codec2VecError, StoreError
 from codec2vec.files import atomic_write
@@ -125,7 +125,8 @@ LONG_SECONDS = 60.0  # longer inputs are encoded alone (never padded into a batc
 
 def encode_batch(codec: Codec, items: list[AudioItem], max_seconds: float = MAX_SECONDS) -> list[Encoded]:
     """Load, check and encode a batch; a failure is confined to the input that caused it. Inputs over a
-    minute are encoded one at a time, without a padded copy, so a long file costs its own size, not B times."""
+    minute are encoded one at a time, without a padded copy: streamed block by block when the codec can
+    (`encode_stream`, Lyra), so memory stays bounded whatever the length; else loaded whole (blocked reads)."""
     hop = codec.sample_rate / codec.frame_rate
     ready: list[tuple[AudioItem, np.ndarray, int]] = []
     out: dict[str, Encoded] = {}
@@ -134,6 +135,9 @@ def encode_batch(codec: Codec, items: list[AudioItem], max_seconds: float = MAX_
             size = os.path.getsize(it.path)
         except OSError:
             size = 0
+        if hasattr(codec, "encode_stream") and audio_duration(it.path) > LONG_SECONDS:
+            out[it.id] = _encode_streamed(codec, it, size, max_seconds)
+            continue
         try:
             wav = load_audio(it.path, codec.sample_rate, max_seconds=max_seconds)
             if wav.shape[0] < hop:
@@ -152,14 +156,37 @@ def encode_batch(codec: Codec, items: list[AudioItem], max_seconds: float = MAX_
         try:
             out.update({e.item.id: e for e in _encode_group(codec, group)})
         except Exception:  # isolate the failing input: one at a time
-            singles = group
+            singles = group + singles
     for one in singles:
         try:
             out.update({e.item.id: e for e in _encode_group(codec, [one])})
         except Exception as exc:  # a codec error on one input rejects that input only
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            out[one[0].id] = Encoded(one[0], None, 0.0, one[2], f"{one[0].path}: codec failed ({msg})", retry=True)
+            out[one[0].id] = _codec_failed(one[0], one[2], exc)
     return [out[it.id] for it in items]
+
+
+def _codec_failed(it: AudioItem, size: int, exc: Exception) -> Encoded:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Encoded(it, None, 0.0, size, f"{it.path}: codec failed ({msg})", retry=True)
+
+
+def _encode_streamed(codec: Any, it: AudioItem, size: int, max_seconds: float) -> Encoded:
+    """A long input read, resampled and encoded block by block (`audio_blocks` -> `codec.encode_stream`)."""
+    samples = 0
+
+    def counted() -> Iterator[np.ndarray]:
+        nonlocal samples
+        for block in audio_blocks(it.path, codec.sample_rate, max_seconds=max_seconds):
+            samples += block.shape[0]
+            yield block
+
+    try:
+        codes = codec.encode_stream(counted())  # (K, T)
+    except AudioError as e:
+        return Encoded(it, None, 0.0, size, str(e))
+    except Exception as exc:  # a codec error rejects this input only
+        return _codec_failed(it, size, exc)
+    return Encoded(it, codes.astype(np.uint16), samples / codec.sample_rate, size)
 
 
 def _encode_group(codec: Codec, group: list[tuple[AudioItem, np.ndarray, int]]) -> list[Encoded]:
