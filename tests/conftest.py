@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 import pytest
@@ -21,6 +22,30 @@ os.environ.setdefault("CODEC2VEC_LYRA_DIR", str(LYRA_DIR))
 # One intra-op thread, in this process and the CLI processes tests start: tiny models run 10x slower with
 # two threads on a busy 2-core machine, and results do not depend on the thread count.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# --- factories shared by the tests (import them: `from conftest import fake_info, store_from_codes`) ----------
+
+
+def fake_info(k: int, v: int, *, name: str = "fake", config: dict[str, Any] | None = None) -> Any:
+    """A `CodecInfo` of K x V codes on the 16 kHz / 50 Hz grid whose config hash is its config's."""
+    from codec2vec.codecs.base import CodecInfo, config_hash
+
+    config = {} if config is None else config
+    return CodecInfo(name, 16000, 50.0, k, v, config, config_hash(config))
+
+
+def store_from_codes(
+    path: Path, info: Any, codebooks: Any, items: Iterable[tuple[str, Any, dict[str, Any]]], *, coding: str = "auto"
+) -> Any:
+    """A token store at `path` holding `(id, codes (K, T), extra)` items (50 frames per second), reopened."""
+    from codec2vec.store import TokenStore
+
+    store = TokenStore.create(path, info, codebooks, coding=coding)
+    with store.writer() as w:
+        for uid, codes, extra in items:
+            w.add(uid, codes, seconds=codes.shape[1] / 50.0, extra=extra)
+    return TokenStore.open(path)
 
 
 def pytest_configure(config: pytest.Config) -> None:

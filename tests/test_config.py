@@ -16,6 +16,7 @@ from codec2vec.config import (
     load_config,
 )
 from codec2vec.errors import ConfigError
+from conftest import fake_info
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
@@ -31,7 +32,6 @@ def test_configs_exist_for_the_paper_and_cpu_runs() -> None:
 def test_every_config_loads_round_trips_and_builds(path: Path) -> None:
     import torch
 
-    from codec2vec.codecs.base import CodecInfo, config_hash
     from codec2vec.model import count_parameters
     from codec2vec.pretrainer import build_pretrainer
 
@@ -40,15 +40,7 @@ def test_every_config_loads_round_trips_and_builds(path: Path) -> None:
     # A YAML file is a serialized dataclass: dump -> load gives the same config.
     assert config_from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
     k, v, d = declared_layout(cfg.data.codec)  # the codec's own declared (K, V, D)
-    info = CodecInfo(
-        name=cfg.data.codec,
-        sample_rate=16000,
-        frame_rate=50.0,
-        num_codebooks=k,
-        codebook_size=v,
-        config={},
-        config_hash=config_hash({}),
-    )
+    info = fake_info(k, v, name=cfg.data.codec)
     label_classes = {cfg.targets.clusters_labels: 100} if "clusters" in cfg.targets.names else {}
     torch.manual_seed(0)
     with torch.device("meta"):  # sizes only: building base models for real costs seconds each

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.kmeans import FeatureSource, KMeansOptions, assign, fit_kmeans, run_kmeans, sample_frames
 from codec2vec.store import TokenStore
+from conftest import fake_info, store_from_codes
 
 V = 8
 
@@ -47,17 +47,11 @@ def _store(root: Path, n_utts: int = 12) -> TokenStore:
     cb = torch.zeros(2, V, 4)
     cb[0] = torch.randn(V, 4, generator=g) * 10
     cb[1] = torch.randn(V, 4, generator=g) * 0.1
-    store = TokenStore.create(root / "store", CodecInfo("fake", 16000, 50.0, 2, V, {}, config_hash({})), cb)
-    with store.writer() as w:
-        for i in range(n_utts):
-            t = 30 + 7 * i
-            w.add(
-                f"u{i:02d}",
-                torch.randint(0, V, (2, t), generator=g),
-                seconds=t / 50,
-                extra={"split": "train" if i % 3 else "dev"},
-            )
-    return TokenStore.open(root / "store")
+    items = (
+        (f"u{i:02d}", torch.randint(0, V, (2, 30 + 7 * i), generator=g), {"split": "train" if i % 3 else "dev"})
+        for i in range(n_utts)
+    )
+    return store_from_codes(root / "store", fake_info(2, V), cb, items)
 
 
 def test_sampling_is_bounded_and_seeded(tmp_path: Path) -> None:

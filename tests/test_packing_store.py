@@ -11,16 +11,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec2vec.codecs.base import CodecInfo, config_hash
+from codec2vec.codecs.base import CodecInfo
 from codec2vec.errors import StoreError
 from codec2vec.store import TokenStore, packing
 from codec2vec.store.container import read_container_index
 from codec2vec.store.merge import merge_stores
+from conftest import fake_info
 
 
 def _info(k: int = 46, v: int = 16, name: str = "lyra", cfg: dict | None = None) -> CodecInfo:
-    cfg = cfg or {"k": k}
-    return CodecInfo(name, 16000, 50.0, k, v, cfg, config_hash(cfg))
+    return fake_info(k, v, name=name, config=cfg or {"k": k})
 
 
 @settings(max_examples=60, deadline=None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.data import Batch
 from codec2vec.errors import ConfigError
 from codec2vec.masking import MaskingConfig
@@ -14,9 +13,10 @@ from codec2vec.model import model_config
 from codec2vec.pretrainer import build_pretrainer
 from codec2vec.targets import IGNORE, TargetsConfig
 from codec2vec.targets.online import OnlineTarget, ema_decay, masked_instance_norm
+from conftest import fake_info
 
 K, V = 4, 16
-INFO = CodecInfo("fake", 16000, 50.0, K, V, {}, config_hash({}))
+INFO = fake_info(K, V)
 
 
 @pytest.fixture(autouse=True)

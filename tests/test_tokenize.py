@@ -94,6 +94,7 @@ def _big_corpus(speech_corpus: Path, root: Path, copies: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_one_go(tmp_path: Path, speech_corpus: Path) -> None:
     corpus = _big_corpus(speech_corpus, tmp_path / "corpus", 8)  # 192 files
     args = ["tokenize", str(corpus), "--batch-size", "2", "--shard-seconds", "3"]
@@ -130,6 +131,7 @@ def test_sigkill_then_resume_equals_one_go(tmp_path: Path, speech_corpus: Path) 
     same_codes(killed, tmp_path / "one_go")
 
 
+@pytest.mark.slow
 def test_workers_shards_and_merge(tmp_path: Path, speech_corpus: Path) -> None:
     run("tokenize", str(speech_corpus), "--out", str(tmp_path / "ref"))
     run("tokenize", str(speech_corpus), "--out", str(tmp_path / "w2"), "--workers", "2")
@@ -157,6 +159,7 @@ def test_manifests_carry_ids_and_metadata(tmp_path: Path, speech_dir: Path) -> N
     assert s.entry("b")["extra"] == {"speaker": "bob", "split": "dev"}
 
 
+@pytest.mark.slow
 def test_verify_names_a_damaged_shard_and_codec_mismatch_is_refused(tmp_path: Path, speech_dir: Path) -> None:
     store = tmp_path / "s"
     run("tokenize", str(speech_dir / "lyra_sample1_16kHz.wav"), "--out", str(store))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec2vec.codecs.base import CodecInfo, config_hash
 from codec2vec.config import PretrainConfig, load_config, save_config
 from codec2vec.errors import ConfigError
+from conftest import fake_info, store_from_codes
 
 K, V = 8, 16
 
@@ -25,20 +25,10 @@ def make_store(path: Path, n: int = 40, seed: int = 0, splits: bool = False):
     """A store of structured fake codes: per utterance, levels 0-3 hold a constant 'speaker' code (the first
     levels, which quantizer dropout keeps) and levels 4-7 follow a 'phone' sequence of 4-12 frame segments,
     so masked frames are predictable from context."""
-    from codec2vec.store import TokenStore
-
-    info = CodecInfo(
-        name="lyra",
-        sample_rate=16000,
-        frame_rate=50.0,
-        num_codebooks=K,
-        codebook_size=V,
-        config={"fake": True},
-        config_hash=config_hash({"fake": True}),
-    )
     g = torch.Generator().manual_seed(seed)
-    store = TokenStore.create(path, info, torch.randn(K, V, 12, generator=g))
-    with store.writer() as w:
+    codebooks = torch.randn(K, V, 12, generator=g)
+
+    def items():
         for i in range(n):
             t = int(torch.randint(60, 220, (), generator=g))
             seg = torch.randint(4, 13, (t,), generator=g)
@@ -47,9 +37,9 @@ def make_store(path: Path, n: int = 40, seed: int = 0, splits: bool = False):
             codes = torch.cat(
                 [speaker[:, None].expand(K - 4, t), torch.stack([(phones * (k + 1) + k) % V for k in range(4)])]
             )  # (K, T)
-            extra = {"split": "dev" if i % 8 == 0 else "train"} if splits else {}
-            w.add(f"utt{i:03d}", codes, seconds=t / 50.0, extra=extra)
-    return TokenStore.open(path)
+            yield f"utt{i:03d}", codes, ({"split": "dev" if i % 8 == 0 else "train"} if splits else {})
+
+    return store_from_codes(path, fake_info(K, V, name="lyra", config={"fake": True}), codebooks, items())
 
 
 @pytest.fixture(scope="module")

@@ -165,7 +165,9 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     """Stores, data, model, optimizer and schedule of a fresh run (step 0)."""
     tr = cfg.train
     store, dev_store, train_ids, dev_ids = open_stores(cfg.data)
-    label_names = label_names_for(cfg, store)
+    torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
+    model = build_from_config(cfg, store).to(device)  # refuses a missing label set first
+    label_names = label_names_for(cfg)
     loader = CropLoader(
         store,
         train_ids,
@@ -182,8 +184,6 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     )
     if cfg.data.dev_batches > 0:
         plan = plan[: cfg.data.dev_batches]
-    torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
-    model = build_from_config(cfg, store).to(device)
     params = list(model.trainable_parameters())
     opt = torch.optim.AdamW(
         params, lr=tr.lr, betas=(tr.betas[0], tr.betas[1]), eps=tr.eps, weight_decay=tr.weight_decay

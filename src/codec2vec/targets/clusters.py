@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codec2vec.data import Batch
-from codec2vec.errors import ConfigError
 from codec2vec.targets.base import valid_labels
 
 
@@ -40,12 +39,6 @@ class ClustersTarget(nn.Module):
         self.label_embeddings = nn.Parameter(torch.empty(num_clusters, final_dim).uniform_())
 
     def labels(self, batch: Batch, student_layers: list[Tensor], mask: Tensor | None = None) -> list[Tensor]:
-        if self.label_name not in batch.labels:
-            raise ConfigError(
-                f"targets: clusters needs the label set {self.label_name!r} in the batch "
-                f"(have {sorted(batch.labels)}); run `codec2vec kmeans STORE --name "
-                f"{self.label_name}` first"
-            )
         return [valid_labels(batch.labels[self.label_name], batch.lengths)]
 
     def logits(self, x: Tensor) -> list[Tensor]:
