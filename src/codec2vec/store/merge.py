@@ -15,8 +15,7 @@ from pathlib import Path
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_file, atomic_write
 from codec2vec.store.container import read_container_index
-from codec2vec.store.contents import file_record, read_contents, write_contents
-from codec2vec.store.layout import SHARD_SUFFIX
+from codec2vec.store.layout import SHARD_SUFFIX, file_record, read_contents, write_contents
 from codec2vec.store.store import TokenStore, building, new_store_meta, write_new_store
 
 

@@ -41,26 +41,24 @@ from codec2vec.files import atomic_dir, atomic_write
 from codec2vec.store import packing
 from codec2vec.store.codebooks import pack_codebooks, unpack_codebooks
 from codec2vec.store.container import PackedRecords, read_container_index
-from codec2vec.store.contents import (
-    CONTENTS,
-    check_meta_hash,
-    empty_contents,
-    is_upgraded,
-    meta_bytes,
-    read_contents,
-    write_contents,
-)
 from codec2vec.store.labels import LabelSet, check_label_name, fingerprint, write_label_set
 from codec2vec.store.layout import (
+    CONTENTS,
     FORMAT,
     FORMAT_VERSION,
     LABEL_SUFFIX,
     SHARD_SUFFIX,
     check_free,
     check_meta,
+    check_meta_hash,
     check_shard,
     clean_builds,
     committed,
+    empty_contents,
+    is_upgraded,
+    meta_bytes,
+    read_contents,
+    write_contents,
 )
 from codec2vec.store.verify import verify_store
 from codec2vec.store.writer import ShardWriter, label_record, open_writer, record_all, record_file, store_lock
@@ -229,7 +227,7 @@ class TokenStore:
 
     def repair(self) -> list[str]:
         """`verify --repair`: drop duplicate copies and foreign files, record the contents (`repair.py`)."""
-        from codec2vec.store.repair import repair_store
+        from codec2vec.store.verify import repair_store
 
         return repair_store(self.root)
 

@@ -24,17 +24,21 @@ from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write, clean_stale
 from codec2vec.store import entropy, packing
 from codec2vec.store.container import read_container_index, write_container
-from codec2vec.store.contents import (
+from codec2vec.store.entropy import HuffmanModel
+from codec2vec.store.layout import (
     CONTENTS,
+    FORMAT_VERSION,
+    LABEL_SUFFIX,
+    SHARD_SUFFIX,
+    committed,
     empty_contents,
     file_record,
+    id_problem,
     is_upgraded,
     meta_bytes,
     read_contents,
     write_contents,
 )
-from codec2vec.store.entropy import HuffmanModel
-from codec2vec.store.layout import FORMAT_VERSION, LABEL_SUFFIX, SHARD_SUFFIX, committed, id_problem
 
 MAX_CODED_FRAMES = 3000  # 60 s at 50 Hz: longer utterances keep their shard bit-packed (crop cost)
 
