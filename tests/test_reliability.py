@@ -195,6 +195,16 @@ def test_4_long_files_are_streamed_through_the_codec(tmp_path: Path, speech_dir:
     assert tokenize([str(tmp_path / "cut.wav")], tmp_path / "s", _opts(), progress=False)["rejected"] == 1
 
 
+def test_4_long_utterances_are_packed_in_pieces(monkeypatch) -> None:
+    from codec2vec.store import packing
+
+    codes = np.random.default_rng(0).integers(0, 16, size=(46, 1000))
+    whole = packing.pack(codes, 4)
+    monkeypatch.setattr(packing, "PACK_FRAMES", 96)
+    assert np.array_equal(packing.pack(codes, 4), whole)
+    assert np.array_equal(packing.unpack(whole, 46, 4), codes)
+
+
 # 5 ------------------------------------------------------------------------------------------------
 
 
