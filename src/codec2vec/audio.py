@@ -76,7 +76,8 @@ def _wav_truncation(path: str) -> str | None:
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 384_000  # Hz a header may claim (telephone band .. 384 kHz studio)
 MAX_CHANNELS = 64
 MAX_SECONDS = 4 * 3600.0  # default bound on one file's duration (`tokenize --max-hours`)
-STREAM_SECONDS = 60.0  # longer files are read, mixed and resampled in blocks of this many seconds
+STREAM_SECONDS = 60.0  # longer files are read, mixed and resampled in blocks
+BLOCK_SECONDS = 10.0  # ... of this many seconds (or STREAM_SECONDS when that is smaller: tests)
 
 
 def header_problem(sample_rate: int, channels: int, frames: int, max_seconds: float = MAX_SECONDS) -> str | None:
@@ -149,13 +150,14 @@ def _read_mono(f: Any, sr: int, out_sr: int, p: str) -> np.ndarray:
 
 
 def _blocks(f: Any, sr: int, out_sr: int, p: str) -> Iterator[np.ndarray]:
-    """Mono blocks `(S_b,)` float32 at `out_sr` of an open file, `STREAM_SECONDS` at a time (soxr's stream
+    """Mono blocks `(S_b,)` float32 at `out_sr` of an open file, `BLOCK_SECONDS` at a time (soxr's stream
     resampler carries its state across blocks); AudioError for NaN, empty or truncated audio."""
     import soxr
 
     stream = soxr.ResampleStream(sr, out_sr, 1, dtype="float32", quality="HQ") if out_sr != sr else None
     got = 0
-    for block in f.blocks(blocksize=int(STREAM_SECONDS * sr), dtype="float32", always_2d=True):  # (S_b, C)
+    size = max(1, int(min(BLOCK_SECONDS, STREAM_SECONDS) * sr))
+    for block in f.blocks(blocksize=size, dtype="float32", always_2d=True):  # (S_b, C)
         got += block.shape[0]
         mono = _finite(p, block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
         yield stream.resample_chunk(mono, last=False) if stream is not None else mono
