@@ -233,8 +233,11 @@ def _rewrite_without(path: Path, idx: dict[str, Any], body: np.ndarray, rows: se
     keep = [j for j in range(len(cols["id"])) if j not in rows]
     dropped = [cols["id"][j] for j in sorted(rows)]
     if not keep:
-        if read_contents(path.parent.parent) is not None:  # drop the record first: a kill leaves a duplicate
-            record_file(path.parent.parent, "shards", path, None)  # that the next repair removes, never a loss
+        try:  # drop the record first: a kill in between leaves a duplicate that the next repair removes
+            if read_contents(path.parent.parent) is not None:
+                record_file(path.parent.parent, "shards", path, None)
+        except StoreError:  # a damaged record is rewritten whole at the end
+            pass
         path.unlink()
         return f"removed {path}: every utterance in it ({', '.join(map(repr, dropped[:5]))}...) has a copy elsewhere"
     offs = record_offsets(idx, frame_bytes)
