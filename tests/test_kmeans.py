@@ -151,3 +151,50 @@ def test_kmeans_cli_rejects_zero_clusters(tmp_path: Path, capsys: pytest.Capture
     assert main(["kmeans", str(tmp_path / "store"), "--clusters", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--clusters" in err and len(err.splitlines()) == 1
+
+
+def test_sample_is_chosen_by_utterance_before_any_model_runs(tmp_path: Path) -> None:
+    from codec2vec.kmeans import sample_budget, sample_utterances
+
+    store = _store(tmp_path, 12)
+    src = FeatureSource(store, "codec")
+    seen: list[str] = []
+    features = src.features
+
+    def spy(ids, batch_frames=20_000):  # what a checkpoint would be run on
+        seen.extend(ids)
+        return features(ids, batch_frames)
+
+    src.features = spy  # type: ignore[method-assign]
+    x = sample_frames(src, store.ids(), 150, seed=3)
+    chosen = sample_utterances(store, store.ids(), 150, seed=3)
+    assert x.shape[0] == 150 and seen == chosen and len(chosen) < 12
+    assert sum(store.num_frames(u) for u in chosen[:-1]) < 150 <= sum(store.num_frames(u) for u in chosen)
+    # the budget scales with the clusters and is capped by memory
+    assert sample_budget(KMeansOptions(clusters=500), 64) == 500_000
+    assert sample_budget(KMeansOptions(clusters=500, sample_frames=1234), 64) == 1234
+    assert sample_budget(KMeansOptions(clusters=10_000, max_sample_mb=100), 768) == 100 * 2**20 // (4 * 768)
+
+
+def test_more_inits_never_worse_and_inertia_and_use_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codec2vec.cli import main
+    from codec2vec.kmeans import inertia
+
+    pytest.importorskip("faiss", reason="faiss-cpu is the optional fast path (the 'cluster' extra)")
+    x, _ = _blobs(n=2000, k=12, seed=4)
+    one, _ = fit_kmeans(x, 12, seed=0, backend="faiss", n_init=1)
+    three, _ = fit_kmeans(x, 12, seed=0, backend="faiss", n_init=3)  # starts 0, 1, 2: keeps the best
+    assert inertia(x, three)[0] <= inertia(x, one)[0] * (1 + 1e-6)
+    total, counts = inertia(x, three)
+    d2 = ((x[:, None, :] - three[None]) ** 2).sum(-1)  # (N, C)
+    assert total == pytest.approx(float(d2.min(1).sum()), rel=1e-4)
+    assert counts.sum() == 2000 and np.array_equal(counts, np.bincount(d2.argmin(1), minlength=12))
+    _store(tmp_path)
+    assert main(["kmeans", str(tmp_path / "store"), "--clusters", str(V), "--name", "k8", "--backend", "sklearn"]) == 0
+    err = capsys.readouterr().err
+    assert "inertia" in err and f"cluster use {V}/{V} (100.0%)" in err
+    info = TokenStore.open(tmp_path / "store").labels("k8").info
+    assert info["clusters_used"] == V and info["cluster_use"] == 1.0 and info["inertia"] > 0
+    assert info["sample_clusters_used"] == V and info["n_init"] == 3 and 1 < info["cluster_perplexity"] <= V

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,3 +72,20 @@ def test_quantizer_keep_levels() -> None:
     assert abs((keep < 12).float().mean().item() - 0.5 * 9 / 10) < 0.05  # dropped rows, minus draws of n = K
     assert set(quantizer_keep_levels(seeds, 12, 1.0, min_levels=3).tolist()) == set(range(3, 13))
     assert torch.equal(keep, quantizer_keep_levels(seeds, 12, 0.5, min_levels=3))
+
+
+def test_probabilities_that_mask_almost_everything_are_refused_with_the_fairseq_relation() -> None:
+    from codec2vec.config import load_config
+    from codec2vec.errors import ConfigError
+    from codec2vec.masking import expected_masked_fraction
+
+    assert abs(expected_masked_fraction(0.08, 10) - (1 - 0.92**10)) < 1e-12
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["masking.prob=0.8"])  # fairseq's mask_prob copied as is
+    msg = str(e.value)
+    assert "masking.prob" in msg and "mask_prob" in msg and "prob = mask_prob / span" in msg and "0.08" in msg
+    assert "\n" not in msg
+    with pytest.raises(ConfigError, match="masking.prob"):
+        MaskingConfig(prob=0.3, span=10)  # 97% masked
+    assert MaskingConfig(prob=0.065, span=10).prob == 0.065  # wav2vec 2.0's 0.65 / 10 is fine
+    assert MaskingConfig(prob=0.5, span=1).span == 1  # 50% with single-frame spans is fine

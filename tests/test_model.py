@@ -132,3 +132,19 @@ def test_codebook_initialised_sum_equals_lyra_quantized_latent() -> None:
         ours = enc.embed(codes)[0].numpy()  # (T, 64)
     theirs = codec.quantized_latent(codes[0].numpy())  # (T, 64)
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_bert_init_is_the_default_and_default_keeps_pytorch() -> None:
+    from codec2vec.errors import ConfigError
+
+    bert = _encoder()
+    assert bert.config.init == "bert"
+    linears = [m for m in bert.transformer.layers.modules() if isinstance(m, torch.nn.Linear)]
+    w = torch.cat([m.weight.detach().flatten() for m in linears])
+    assert abs(float(w.std()) - 0.02) < 0.002 and abs(float(w.mean())) < 0.002
+    assert all(float(m.bias.abs().max()) == 0.0 for m in linears)
+    plain = _encoder(init="default")
+    fc1 = plain.transformer.layers[0].fc1  # PyTorch: U(-1/sqrt(in), 1/sqrt(in)), std 1/sqrt(3 * 128) ~ 0.051
+    assert float(fc1.weight.std()) > 0.04 and float(fc1.bias.abs().max()) > 0
+    with pytest.raises(ConfigError, match="model.init"):
+        _encoder(init="xavier")

@@ -130,6 +130,30 @@ def test_plan_is_global_deterministic_and_resumable(store_path: Path) -> None:
         assert any(torch.equal(full[:, s : s + n], window) for s in range(full.shape[1] - n + 1))
 
 
+def test_bucketed_batches_are_mostly_real_frames_and_cover_each_epoch(tmp_path: Path) -> None:
+    from codec2vec.data import CropLoader, real_frame_share
+
+    store = make_store(tmp_path / "store", n=300)  # utterances of 60-219 frames, crops of up to 150
+    ids = store.ids()
+
+    def share_and_ids(pool: int) -> tuple[float, list[str]]:
+        loader = CropLoader(store, ids, batch_frames=1200, crop_frames=150, seed=1, bucket_pool=pool)
+        real = padded = 0.0
+        seen: list[str] = []
+        while loader.epoch == 0:
+            b = next(loader)
+            assert b.codes.shape[0] * b.codes.shape[2] <= 1200
+            real, padded = real + float(b.lengths.sum()), padded + b.codes.shape[0] * b.codes.shape[2]
+            seen += b.ids
+            assert real_frame_share(b) == float(b.lengths.sum()) / (b.codes.shape[0] * b.codes.shape[2])
+        return real / padded, seen[: -len(b.ids)]  # the last batch read is epoch 1's first
+
+    padded_share, padded_ids = share_and_ids(0)
+    bucketed_share, bucketed_ids = share_and_ids(2048)
+    assert bucketed_share >= 0.95 > padded_share  # measured: 0.987 vs 0.846
+    assert sorted(bucketed_ids) == sorted(padded_ids) == sorted(ids)  # every utterance once per epoch
+
+
 def test_manifest_split_field_wins(tmp_path: Path) -> None:
     from codec2vec.data import split_ids
 
@@ -252,6 +276,8 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(store_path: 
     for a, b in zip(rows, ref_rows):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6), (a, b)
         assert a["acc_online"] == pytest.approx(b["acc_online"], abs=1e-6)
+        for key in ("real_frame_share", "online_used_l0", "online_ppl_target_l1", "online_ppl_pred_l1"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5), (key, a, b)  # the figures resume exactly too
     assert [r["loss"] for r in dev] == pytest.approx([r["loss"] for r in ref_dev], rel=1e-5)
 
 
@@ -300,6 +326,9 @@ def test_torchrun_two_processes_match_one(store_path: Path, tmp_path: Path) -> N
     for a, b in zip(one + one_dev, two + two_dev):
         for key in ("loss", "acc_reconstruction", "acc_online"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a, b)  # measured: ~1e-7
+    for a, b in zip(one, two):  # codewords in use and perplexities are summed over the ranks
+        for key in ("online_used_l0", "online_used_l1", "online_ppl_target_l0", "online_ppl_pred_l1"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (key, a, b)
     assert two[-1]["frames_per_s"] > 0
 
 

@@ -270,7 +270,13 @@ def _id_reason(where: str, uid: str) -> str | None:
     return f"{where}: {problem}" if problem else None
 
 
-def _manifest_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+def _manifest_rows(path: Path) -> Iterable[dict[str, Any]]:
+    """The rows of a manifest."""
+    for _, row in _numbered_rows(path):
+        yield row
+
+
+def _numbered_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     """(line number, row) of a manifest."""
     ext = path.suffix.lower()
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
@@ -302,7 +308,7 @@ def _scan_manifest(path: Path) -> list[AudioItem]:
     becomes an item with a `problem` naming the manifest line, rejected by `tokenize` with that reason."""
     base = path.parent
     items = []
-    for n, row in _manifest_rows(path):
+    for n, row in _numbered_rows(path):
         rel = row.pop("path")
         if not isinstance(rel, str) or not rel:
             raise AudioError(f"{path}:{n}: 'path' must be a non-empty string")

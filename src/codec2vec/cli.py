@@ -43,6 +43,14 @@ def _add_tokenize(p: argparse.ArgumentParser) -> None:
         help="a new store's shards: entropy-coded when smaller (auto) or exact-width bit packing",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument("--private", action="store_true", help="keyed ids; no paths, names or free text in the store")
+    p.add_argument("--private-key", default=None, help="--private: key file (created 0600; default OUT.key)")
+    p.add_argument("--id-map", default=None, help="--private: hashed id -> source map (default OUT.ids.jsonl)")
+    p.add_argument(
+        "--private-keep",
+        default="split",
+        help="--private: manifest columns to keep, comma-separated (free text and names only if listed)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -64,6 +72,10 @@ def _run_tokenize(args: argparse.Namespace) -> int:
             device=args.device,
             coding=args.coding,
             max_seconds=args.max_hours * 3600.0,
+            private=args.private or bool(args.private_key or args.id_map),  # naming a key means private
+            private_key=args.private_key,
+            id_map=args.id_map,
+            private_keep=tuple(c for c in args.private_keep.split(",") if c),
         ),
         progress=not args.json,
     )
@@ -236,7 +248,12 @@ def _add_kmeans(p: argparse.ArgumentParser) -> None:
         "--source", default="codec", help="'codec' (quantized latent) or CKPT[:LAYER] (default: middle layer)"
     )
     p.add_argument("--clusters", type=int, default=100)
-    p.add_argument("--sample-frames", type=int, default=200_000, help="frames sampled for the fit (bounds memory)")
+    p.add_argument(
+        "--sample-frames", type=int, default=0, help="frames sampled for the fit (0: clusters x --frames-per-cluster)"
+    )
+    p.add_argument("--frames-per-cluster", type=int, default=1000, help="sample budget per cluster when not given")
+    p.add_argument("--max-sample-mb", type=int, default=4096, help="memory cap of the sampled features")
+    p.add_argument("--n-init", type=int, default=3, help="k-means++ initialisations; the lowest inertia is kept")
     p.add_argument("--name", default="km", help="label set name (targets.clusters_labels)")
     p.add_argument("--split-field", default=None, help="entry field naming the split; fit only on --fit-split")
     p.add_argument("--fit-split", default="train")
@@ -252,6 +269,9 @@ def _run_kmeans(args: argparse.Namespace) -> int:
         source=args.source,
         clusters=args.clusters,
         sample_frames=args.sample_frames,
+        frames_per_cluster=args.frames_per_cluster,
+        max_sample_mb=args.max_sample_mb,
+        n_init=args.n_init,
         name=args.name,
         split_field=args.split_field,
         fit_split=args.fit_split,
@@ -261,6 +281,84 @@ def _run_kmeans(args: argparse.Namespace) -> int:
     summary = run_kmeans(args.store, opts, progress=not args.json)
     if args.json:
         _print_json(summary)
+    return 0
+
+
+# --- anonymize / privacy-audit (privacy/) ----------------------------------------------------------
+
+
+def _add_anonymize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="the token store to anonymise (never written to)")
+    p.add_argument("--out", required=True, help="the new, anonymised store")
+    p.add_argument("--levels", type=int, default=None, help="keep only the first N codebook levels")
+    p.add_argument("--scramble-key", default=None, help="key file (created 0600 if absent): secret code permutation")
+    p.add_argument("--unscramble", action="store_true", help="restore a scrambled store's codes with its key")
+    p.add_argument("--keep", default="split", help="manifest columns to keep (comma-separated; paths never kept)")
+    p.add_argument("--private", action="store_true", help="ids become keyed hashes, as tokenize --private")
+    p.add_argument("--private-key", default=None, help="--private: key file (created 0600; default OUT.key)")
+    p.add_argument("--id-map", default=None, help="--private: hashed id -> old id map (default OUT.ids.jsonl)")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_anonymize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from codec2vec.privacy.anonymize import anonymize_store
+    from codec2vec.privacy.keys import PrivacyError, load_key
+
+    key = None
+    if args.scramble_key:
+        if Path(args.scramble_key).resolve().is_relative_to(Path(args.out).resolve()):
+            raise PrivacyError(f"--scramble-key {args.scramble_key}: keep the key outside the store")
+        key = load_key(args.scramble_key, create=not args.unscramble)
+    keep = tuple(c for c in args.keep.split(",") if c)
+    id_key, id_map = None, None
+    if args.private or args.private_key or args.id_map:
+        from codec2vec.privacy.private import default_paths
+
+        default_key, default_map = default_paths(args.out)
+        id_key, id_map = load_key(args.private_key or default_key, create=True), args.id_map or default_map
+    summary = anonymize_store(
+        args.store, args.out, levels=args.levels, key=key, unscramble_codes=args.unscramble, keep=keep,
+        id_key=id_key, id_map=id_map,
+    )  # fmt: skip
+    if args.json:
+        _print_json(summary)
+    else:
+        what = "unscrambled" if summary["unscrambled"] else "scrambled" if summary["scrambled"] else "clear"
+        print(f"{args.out}: {summary['utterances']} utterances, {summary['levels']} of {summary['of']} levels, "
+              f"{what}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _add_privacy_audit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="the token store to audit (never written to)")
+    p.add_argument("--labels", default=None, help="manifest with id and speaker columns (for the SID probe)")
+    p.add_argument("--source-dir", default=None, help="the source audio: a folder or manifest (decoded audio check)")
+    p.add_argument("--id-map", default=None, help="a private store's id map (matches labels and sources)")
+    p.add_argument("--scramble-key", default=None, help="a scrambled store's key: also decode with the key")
+    p.add_argument("--reference", default=None, help="the attacker's own clear tokens (same codec): frequency attack")
+    p.add_argument(
+        "--clear", default=None, help="the same utterances in clear codes: SID probe trained on clear tokens"
+    )
+    p.add_argument("--codec-path", default=None)
+    p.add_argument("--per-speaker", type=int, default=8, help="labelled utterances per speaker the attacker has")
+    p.add_argument("--decode-files", type=int, default=40, help="utterances to decode (0: skip the decoder check)")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_privacy_audit(args: argparse.Namespace) -> int:
+    from codec2vec.privacy.audit import format_audit, run_audit
+
+    report = run_audit(
+        args.store, labels=args.labels, source_dir=args.source_dir, id_map=args.id_map, key_file=args.scramble_key,
+        reference=args.reference, clear=args.clear, codec_path=args.codec_path, per_speaker=args.per_speaker,
+        decode_files=args.decode_files,
+    )  # fmt: skip
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_audit(report))
     return 0
 
 
@@ -274,6 +372,12 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "corpus": ("real dataset in its standard layout -> task manifests", _add_corpus, _run_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", _add_pretrain, _run_pretrain),
     "kmeans": ("k-means labels for the clusters target", _add_kmeans, _run_kmeans),
+    "anonymize": ("a new store with fewer levels and/or secretly permuted codes", _add_anonymize, _run_anonymize),
+    "privacy-audit": (
+        "what a store gives away: SID, decodable audio, metadata",
+        _add_privacy_audit,
+        _run_privacy_audit,
+    ),
 }
 
 

@@ -44,7 +44,9 @@ class DataConfig:
     crop_frames: int = 780  # longest random crop (HuBERT: ~15.6 s = 780 frames at 50 Hz)
     min_frames: int = 4  # shorter utterances are skipped
     batch_frames: int = 4375  # padded frames per micro-batch over ALL processes (rows x longest row)
+    bucket_pool: int = 2048  # crops sorted by length together into batches (data.py); 0 = no bucketing
     dev_batches: int = 0  # evaluation batches per dev pass; 0 = the whole dev split
+    codebook_key: str = ""  # key file of a scrambled store (`codec2vec anonymize`): keyed embedding init
 
 
 @dataclass
@@ -365,6 +367,8 @@ _RESUME_MAY_CHANGE = {
     "train.log_every",
     "train.eval_every",
     "data.dev_batches",
+    "targets.online_reseed",
+    "targets.online_warn_used",
 }
 
 

@@ -5,7 +5,11 @@ crop) using only the store's index; each DDP rank then reads only its own rows (
 the store. A batch is global: it holds as many crops as fit in `batch_frames` padded frames (rows x
 longest crop), so one process and N processes see the same rows for the same step. Every row carries a
 seed made from (run seed, epoch, utterance id) so masks and quantizer dropout never depend on the rank.
-The loader's position (epoch, cursor) is plain data: `state_dict()` / `load_state_dict()` resume exactly.
+Batches are length-bucketed (fairseq's `batch_by_size` on HuBERT's shuffled order): each epoch's shuffled
+crops are cut into pools of `bucket_pool` crops, each pool is sorted by crop length and packed, and the
+pool's batches are shuffled, so a batch holds crops of similar length and padding stays a few percent
+(`bucket_pool=0`: pack in the shuffled order, padding every crop to the longest of a random batch).
+The loader's position (epoch, batch) is plain data: `state_dict()` / `load_state_dict()` resume exactly.
 
 The held-out dev split is deterministic: a manifest `split` field in `store.entry(id)["extra"]` when the
 store has one (`dev`, `valid`, `validation`, `test` -> dev), otherwise a hash of the utterance id.
@@ -150,6 +154,29 @@ def _open_labels(store: TokenStore, label_names: Sequence[str], ids: Sequence[st
     return sets
 
 
+def pack(crops: Sequence[Crop], batch_frames: int) -> list[list[Crop]]:
+    """Greedy packing in order: a batch grows while rows x longest crop stays within `batch_frames`."""
+    batches: list[list[Crop]] = []
+    cur: list[Crop] = []
+    longest = 0
+    for c in crops:
+        n = c.stop - c.start
+        if cur and (len(cur) + 1) * max(longest, n) > batch_frames:
+            batches.append(cur)
+            cur, longest = [], 0
+        cur.append(c)
+        longest = max(longest, n)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def real_frame_share(batch: Batch) -> float:
+    """Valid frames / padded frames (rows x longest) of a collated batch."""
+    padded = batch.codes.shape[0] * batch.codes.shape[-1]
+    return float(batch.lengths.sum()) / padded if padded else 1.0
+
+
 class CropLoader:
     """Endless random-crop batches for one rank; the plan is global and seeded, reading is per rank."""
 
@@ -165,6 +192,7 @@ class CropLoader:
         rank: int = 0,
         world_size: int = 1,
         label_names: Sequence[str] = (),
+        bucket_pool: int = 2048,
     ) -> None:
         self.store = store
         self.batch_frames = int(batch_frames)
@@ -172,6 +200,7 @@ class CropLoader:
         self.seed = int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.label_names = list(label_names)
+        self.bucket_pool = int(bucket_pool)
         self.label_sets = _open_labels(store, self.label_names, ids)
         frames = {i: int(store.num_frames(i)) for i in ids}
         self.ids = sorted(i for i in ids if frames[i] >= min_frames)  # sorted: independent of store order
@@ -185,8 +214,8 @@ class CropLoader:
                 f"fewer than the {self.world_size} processes; raise data.batch_frames or lower data.crop_frames"
             )
         self.epoch = 0
-        self.cursor = 0
-        self._perm = self._permutation(0)
+        self.cursor = 0  # next batch of the epoch's plan
+        self._plan = self._epoch_plan(0)
 
     def _permutation(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(_hash64("perm", self.seed, epoch))
@@ -200,29 +229,29 @@ class CropLoader:
         start = r % (n - c + 1)
         return Crop(utt, start, start + c, utterance_seed(self.seed, epoch, utt))
 
+    def _epoch_plan(self, epoch: int) -> list[list[Crop]]:
+        """Every global batch of `epoch`, from the seed and the index only; batches with fewer rows than
+        processes (a pool's tail) are dropped."""
+        crops = [self._crop(epoch, i) for i in self._permutation(epoch)]
+        if self.bucket_pool <= 1:
+            batches = pack(crops, self.batch_frames)
+        else:
+            batches = []
+            for p0 in range(0, len(crops), self.bucket_pool):
+                pool = sorted(crops[p0 : p0 + self.bucket_pool], key=lambda c: c.stop - c.start)  # stable
+                packed = pack(pool, self.batch_frames)
+                g = torch.Generator().manual_seed(_hash64("pool", self.seed, epoch, p0))
+                batches += [packed[i] for i in torch.randperm(len(packed), generator=g).tolist()]
+        return [b for b in batches if len(b) >= self.world_size]
+
     def next_plan(self) -> list[Crop]:
         """The next global batch as crops (all ranks), advancing the position."""
-        crops: list[Crop] = []
-        longest = 0
-        while True:
-            if self.cursor >= len(self._perm):
-                if crops:  # batches never straddle epochs
-                    break
-                self.epoch += 1
-                self.cursor = 0
-                self._perm = self._permutation(self.epoch)
-            crop = self._crop(self.epoch, self._perm[self.cursor])
-            length = crop.stop - crop.start
-            if crops and (len(crops) + 1) * max(longest, length) > self.batch_frames:
-                break
-            crops.append(crop)
-            longest = max(longest, length)
-            self.cursor += 1
-        if len(crops) < self.world_size:  # the epoch's tail: top up from the start of the next epoch's order
+        while self.cursor >= len(self._plan):
             self.epoch += 1
             self.cursor = 0
-            self._perm = self._permutation(self.epoch)
-            return self.next_plan()
+            self._plan = self._epoch_plan(self.epoch)
+        crops = self._plan[self.cursor]
+        self.cursor += 1
         return crops
 
     def __iter__(self) -> Iterator[Batch]:
@@ -233,7 +262,13 @@ class CropLoader:
         return collate(self.store, crops[self.rank :: self.world_size], self.label_names, self.label_sets)
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed, "num_ids": len(self.ids)}
+        return {
+            "epoch": self.epoch,
+            "batch": self.cursor,
+            "seed": self.seed,
+            "num_ids": len(self.ids),
+            "bucket_pool": self.bucket_pool,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if int(state["num_ids"]) != len(self.ids) or int(state["seed"]) != self.seed:
@@ -241,8 +276,13 @@ class CropLoader:
                 f"data: cannot resume the data position: the checkpoint saw {state['num_ids']} training utterances "
                 f"with seed {state['seed']}, this run has {len(self.ids)} with seed {self.seed}"
             )
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
-        self._perm = self._permutation(self.epoch)
+        if "batch" not in state or int(state.get("bucket_pool", -1)) != self.bucket_pool:
+            raise ConfigError(
+                "data: cannot resume the data position: the checkpoint was made with another batching "
+                f"(bucket_pool {state.get('bucket_pool', 'none')}, this run {self.bucket_pool}); use a new run.dir"
+            )
+        self.epoch, self.cursor = int(state["epoch"]), int(state["batch"])
+        self._plan = self._epoch_plan(self.epoch)
 
 
 def dev_plan(

@@ -5,11 +5,17 @@ scikit-learn MiniBatchKMeans fitted on a ~10% sample and applied to everything. 
 clusters the codec's quantized latent (sum of the stored codebook vectors, `(T, D_codec)` per utterance), later
 rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer).
 
-Memory is bounded by the sample, never the corpus: utterances are streamed in a seeded random order and each
-frame is kept with probability sample/total (capped at the sample size). The fit uses faiss when it is
-importable (fast path), else scikit-learn MiniBatchKMeans. It is fitted once (on the utterances whose
-`split_field` equals `fit_split` when given) and applied to every utterance, frame by frame, on the store's grid;
-labelling streams too (`StreamedLabels`: labels are computed while the store writes them).
+The sample is drawn by utterances, as HuBERT's `sample_pct`: whole utterances in a seeded random order until a
+frame budget is reached, and only those utterances go through a checkpoint (the sample is chosen before any
+model runs). The budget scales with the clusters (`frames_per_cluster`, 1000 by default: 500k frames for 500
+clusters; HuBERT fits on ~10% of LibriSpeech, ~17M frames at 50 Hz) and is capped by memory (`max_sample_mb`
+of float32 features). The fit uses faiss when it is importable (fast path, `n_init` k-means++ starts, the
+lowest inertia kept), else scikit-learn MiniBatchKMeans with `n_init` starts. It reports the inertia (sum of
+squared distances of the sample to its centroid, and per frame) and cluster use (clusters with at least one
+frame, in the sample and over the corpus, and the perplexity of the corpus histogram), printed and stored in
+the label set's info. It is fitted once (on the utterances whose `split_field` equals `fit_split` when given)
+and applied to every utterance, frame by frame, on the store's grid; labelling streams too (`StreamedLabels`:
+labels are computed while the store writes them).
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ class KMeansOptions:
 
     source: str = "codec"  # "codec" or "CKPT[:LAYER]"
     clusters: int = 100
-    sample_frames: int = 200_000
+    sample_frames: int = 0  # 0: clusters x frames_per_cluster, capped by max_sample_mb
+    frames_per_cluster: int = 1000
+    max_sample_mb: int = 4096  # memory cap of the sample (float32 features)
+    n_init: int = 3  # k-means++ initialisations; the fit with the lowest inertia is kept
     name: str = "km"
     split_field: str | None = None  # entry field naming the split (in `extra` or the entry itself)
     fit_split: str = "train"
@@ -107,23 +116,54 @@ class FeatureSource:
             yield uid, h[b, : lengths[b]]
 
 
+def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: int = 0) -> list[str]:
+    """Whole utterances in a seeded random order until they hold at least `num_frames` frames (or all of them)."""
+    rng = np.random.default_rng(seed)
+    chosen, total = [], 0
+    for i in rng.permutation(len(ids)):
+        if total >= num_frames:
+            break
+        chosen.append(ids[i])
+        total += int(store.num_frames(ids[i]))
+    return chosen
+
+
 def sample_frames(
     source: FeatureSource, ids: Sequence[str], num_frames: int, *, seed: int = 0, batch_frames: int = 20_000
 ) -> np.ndarray:
-    """About `num_frames` frames `(N, D)` float32 drawn uniformly from `ids` (never more than `num_frames`)."""
-    rng = np.random.default_rng(seed)
-    ids = [ids[i] for i in rng.permutation(len(ids))]
-    total = sum(source.store.num_frames(u) for u in ids)
-    p = min(1.0, num_frames / max(1, total))
-    out = np.empty((min(num_frames, total), source.dim), dtype=np.float32)
+    """`min(num_frames, frames of ids)` frames `(N, D)` float32: the frames of utterances picked by
+    `sample_utterances` (only those are run through a checkpoint), thinned at random to `num_frames`."""
+    chosen = sample_utterances(source.store, ids, num_frames, seed=seed)
+    total = sum(int(source.store.num_frames(u)) for u in chosen)
+    out = np.empty((total, source.dim), dtype=np.float32)
     n = 0
-    for _, x in source.features(ids, batch_frames):
-        keep = np.flatnonzero(rng.random(x.shape[0]) < p)[: out.shape[0] - n]
-        out[n : n + len(keep)] = x[torch.from_numpy(keep)].numpy()
-        n += len(keep)
-        if n >= out.shape[0]:
-            break
+    for _, x in source.features(chosen, batch_frames):
+        out[n : n + x.shape[0]] = x.numpy()
+        n += x.shape[0]
+    if n > num_frames:  # the last utterance overshot the budget
+        keep = np.sort(np.random.default_rng(seed + 1).choice(n, num_frames, replace=False))
+        return out[keep]
     return out[:n]
+
+
+def sample_budget(options: KMeansOptions, dim: int) -> int:
+    """Frames to sample: `--sample-frames`, or clusters x frames_per_cluster; at most `max_sample_mb` of features."""
+    want = options.sample_frames or options.clusters * options.frames_per_cluster
+    return max(1, min(want, options.max_sample_mb * 2**20 // (4 * max(1, dim))))
+
+
+def inertia(x: np.ndarray, centroids: np.ndarray, chunk: int = 8192) -> tuple[float, np.ndarray]:
+    """Sum of squared distances of `(N, D)` frames to their nearest of `(C, D)` centroids, and the frames per
+    cluster `(C,)` (float64 sums)."""
+    c = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))  # (C, D)
+    c2 = (c * c).sum(-1)  # (C,)
+    total, counts = 0.0, torch.zeros(c.shape[0], dtype=torch.long)
+    for part in torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).split(chunk):
+        d = (part * part).sum(-1, keepdim=True) + c2[None, :] - 2 * part @ c.t()  # (n, C)
+        best, idx = d.min(-1)
+        total += float(best.clamp(min=0).double().sum())
+        counts += torch.bincount(idx, minlength=c.shape[0])
+    return total, counts.numpy()
 
 
 def _kmeans_plusplus(x: np.ndarray, clusters: int, seed: int, sample: int = 100_000) -> np.ndarray:
@@ -137,9 +177,10 @@ def _kmeans_plusplus(x: np.ndarray, clusters: int, seed: int, sample: int = 100_
 
 
 def fit_kmeans(
-    x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "auto", max_iter: int = 100
+    x: np.ndarray, clusters: int, *, seed: int = 0, backend: str = "auto", max_iter: int = 100, n_init: int = 3
 ) -> tuple[np.ndarray, str]:
-    """Fit k-means on `(N, D)` frames -> centroids `(C, D)` float32 and the backend used."""
+    """Fit k-means on `(N, D)` frames with `n_init` k-means++ starts -> the centroids `(C, D)` float32 of the
+    lowest-inertia fit and the backend used."""
     if x.shape[0] < clusters:
         raise ConfigError(f"kmeans: {x.shape[0]} sampled frames are fewer than --clusters {clusters}")
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -153,12 +194,19 @@ def fit_kmeans(
                 ) from None
         else:
             per = max(256, -(-x.shape[0] // clusters))  # use the whole sample (faiss subsamples to 256/centroid)
-            km = faiss.Kmeans(
-                x.shape[1], clusters, niter=max_iter, seed=seed, nredo=1, verbose=False, max_points_per_centroid=per
-            )
-            # faiss starts from random points and often merges clusters; start from k-means++ as sklearn does
-            km.train(x, init_centroids=_kmeans_plusplus(x, clusters, seed))
-            return np.asarray(km.centroids, dtype=np.float32), "faiss"
+            best: tuple[float, np.ndarray] | None = None
+            for r in range(max(1, n_init)):  # faiss's nredo would restart from the same given seeds: loop here
+                km = faiss.Kmeans(
+                    x.shape[1], clusters, niter=max_iter, seed=seed + r, verbose=False, max_points_per_centroid=per
+                )
+                # faiss starts from random points and often merges clusters; start from k-means++ as sklearn does
+                km.train(x, init_centroids=_kmeans_plusplus(x, clusters, seed + r))
+                centroids = np.asarray(km.centroids, dtype=np.float32).copy()
+                obj = inertia(x, centroids)[0]  # of the final centroids (faiss's obj lags one update)
+                if best is None or obj < best[0]:
+                    best = (obj, centroids)
+            assert best is not None
+            return best[1], "faiss"
     if backend not in ("auto", "sklearn", "faiss"):
         raise ConfigError(f"kmeans: unknown --backend {backend!r}; choose auto, faiss or sklearn")
     from sklearn.cluster import MiniBatchKMeans
@@ -171,7 +219,7 @@ def fit_kmeans(
         batch_size=10_000,
         tol=0.0,
         max_no_improvement=100,
-        n_init=3,
+        n_init=max(1, n_init),
         reassignment_ratio=0.0,
         random_state=seed,
         compute_labels=False,
@@ -198,6 +246,7 @@ class StreamedLabels(Mapping[str, Tensor]):
         self.source, self.ids, self.centroids = source, list(ids), centroids
         self.batch_frames, self.progress = batch_frames, progress
         self.counts = torch.zeros(centroids.shape[0], dtype=torch.long)
+        self.info: dict[str, Any] | None = None  # gets clusters_used / cluster_use / cluster_perplexity at the end
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -216,6 +265,12 @@ class StreamedLabels(Mapping[str, Tensor]):
             if (i + 1) % 200 == 0:
                 _note(self.progress, f"kmeans: labelled {i + 1}/{len(self.ids)} utterances")
             yield uid, lab
+        if self.info is not None:
+            used = int((self.counts > 0).sum())
+            p = self.counts.double() / max(1, int(self.counts.sum()))
+            self.info["clusters_used"] = used
+            self.info["cluster_use"] = used / len(self.counts)
+            self.info["cluster_perplexity"] = float(torch.exp(-(p * p.clamp(min=1e-30).log()).sum()))
 
 
 def _split_of(entry: dict[str, Any], field: str) -> Any:
@@ -230,8 +285,11 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
 
     o = options
     check_label_name(o.name)  # before the fit, not after it
-    if o.clusters < 1 or o.sample_frames < 1:
-        raise ConfigError(f"kmeans: --clusters ({o.clusters}) and --sample-frames ({o.sample_frames}) must be >= 1")
+    if o.clusters < 1 or o.sample_frames < 0 or o.frames_per_cluster < 1 or o.n_init < 1:
+        raise ConfigError(
+            f"kmeans: --clusters ({o.clusters}), --frames-per-cluster ({o.frames_per_cluster}) and --n-init "
+            f"({o.n_init}) must be >= 1, --sample-frames ({o.sample_frames}) >= 0"
+        )
     store = TokenStore.open(store_path)
     ids = store.ids()
     if not ids:
@@ -242,30 +300,44 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
         if not fit_ids:
             raise ConfigError(f"kmeans: no utterance in {store_path} has {o.split_field}={o.fit_split!r}")
     source = FeatureSource(store, o.source)
-    _note(progress, f"kmeans: sampling up to {o.sample_frames} frames from {len(fit_ids)} utterances ({o.source})")
-    x = sample_frames(source, fit_ids, o.sample_frames, seed=o.seed, batch_frames=o.batch_frames)
-    _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames")
-    centroids, backend = fit_kmeans(x, o.clusters, seed=o.seed, backend=o.backend, max_iter=o.max_iter)
-    c = torch.from_numpy(centroids)  # (C, D)
-    labels = StreamedLabels(source, ids, c, batch_frames=o.batch_frames, progress=progress)
-    info = {
+    budget = sample_budget(o, source.dim)
+    _note(progress, f"kmeans: sampling up to {budget} frames by utterance from {len(fit_ids)} utterances ({o.source})")
+    x = sample_frames(source, fit_ids, budget, seed=o.seed, batch_frames=o.batch_frames)
+    _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames, {o.n_init} init(s)")
+    centroids, backend = fit_kmeans(x, o.clusters, seed=o.seed, backend=o.backend, max_iter=o.max_iter, n_init=o.n_init)
+    total, sample_counts = inertia(x, centroids)
+    sample_used = int((sample_counts > 0).sum())
+    _note(
+        progress,
+        f"kmeans: inertia {total:.4g} ({total / max(1, x.shape[0]):.4g} per frame); "
+        f"{sample_used}/{o.clusters} clusters used in the sample",
+    )
+    info: dict[str, Any] = {
         **source.describe(),
         "clusters": o.clusters,
         "sample_frames": int(x.shape[0]),
+        "frames_per_cluster": x.shape[0] / o.clusters,
+        "n_init": o.n_init,
         "backend": backend,
+        "inertia": total,
+        "inertia_per_frame": total / max(1, x.shape[0]),
+        "sample_clusters_used": sample_used,
         "fit_utterances": len(fit_ids),
         "split_field": o.split_field,
         "fit_split": o.fit_split,
         "seed": o.seed,
     }
+    labels = StreamedLabels(source, ids, torch.from_numpy(centroids), batch_frames=o.batch_frames, progress=progress)
+    labels.info = info  # filled with the corpus cluster use once labelling ends, before the index is written
     store.write_labels(o.name, labels, o.clusters, info)  # streams: one utterance's labels at a time
-    used = int((labels.counts > 0).sum())
+    used = info["clusters_used"]
     _note(
         progress,
-        f"kmeans: wrote label set {o.name!r} ({len(ids)} utterances, {used}/{o.clusters} "
-        f"clusters used) into {store_path}",
+        f"kmeans: wrote label set {o.name!r} ({len(ids)} utterances); cluster use {used}/{o.clusters} "
+        f"({100 * used / o.clusters:.1f}%), perplexity {info['cluster_perplexity']:.1f}; inertia "
+        f"{info['inertia_per_frame']:.4g} per frame; into {store_path}",
     )
-    return {**info, "name": o.name, "utterances": len(ids), "frames": int(labels.counts.sum()), "clusters_used": used}
+    return {**info, "name": o.name, "utterances": len(ids), "frames": int(labels.counts.sum())}
 
 
 def _note(progress: bool, msg: str) -> None:
@@ -273,4 +345,15 @@ def _note(progress: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-__all__ = ["FeatureSource", "KMeansOptions", "StreamedLabels", "assign", "fit_kmeans", "run_kmeans", "sample_frames"]
+__all__ = [
+    "FeatureSource",
+    "KMeansOptions",
+    "StreamedLabels",
+    "assign",
+    "fit_kmeans",
+    "inertia",
+    "run_kmeans",
+    "sample_budget",
+    "sample_frames",
+    "sample_utterances",
+]

@@ -3,7 +3,10 @@
 Follows HuBERT's `compute_mask_indices` (Hsu et al. 2021; fairseq `data_utils.compute_mask_indices`): in a row
 of `L` valid frames, `n = max(min_spans, floor(prob * L + u))` span starts (u ~ U[0, 1)) are drawn without
 replacement from the positions where a whole span fits, and each start masks `span` frames (spans may overlap).
-With `prob=0.08, span=10` about 1 - 0.92**10 ~ 57% of the frames are masked.
+With `prob=0.08, span=10` about 1 - 0.92**10 ~ 57% of the frames are masked. `prob` is fairseq's `mask_prob`
+divided by `mask_length` (HuBERT's 0.8 and 10 are `prob=0.08, span=10` here); values whose expected masked
+fraction `1 - (1 - prob)**span` exceeds `MAX_MASKED_FRACTION` are refused (fairseq's 0.8 copied as is would
+mask 99.9999% of the frames, leaving nothing to predict from).
 
 Unlike fairseq, a row's mask depends only on its own length and seed (a `torch.Generator` per row), never on the
 rest of the batch: the same utterance gets the same mask alone, padded in a batch, or on another DDP rank.
@@ -19,7 +22,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from codec2vec.errors import ConfigError
+
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
+MAX_MASKED_FRACTION = 0.95  # refuse settings that leave (in expectation) under 5% of the frames visible
+
+
+def expected_masked_fraction(prob: float, span: int) -> float:
+    """Expected share of masked frames in a long row: each frame is covered unless none of the `span` starts
+    that would cover it is drawn, `1 - (1 - prob)**span` (overlapping spans; fairseq's no_overlap=False)."""
+    return 1.0 - (1.0 - prob) ** max(1, int(span))
 
 
 @dataclass
@@ -29,6 +41,18 @@ class MaskingConfig:
     prob: float = 0.08
     span: int = 10
     min_spans: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0:
+            raise ConfigError(f"masking.prob: must be in [0, 1], got {self.prob}")
+        frac = expected_masked_fraction(self.prob, self.span)
+        if frac > MAX_MASKED_FRACTION:
+            raise ConfigError(
+                f"masking.prob={self.prob} with masking.span={self.span} masks about {100 * frac:.2f}% of the frames "
+                f"(1 - (1 - prob)^span > {MAX_MASKED_FRACTION}): masking.prob is the chance that a frame STARTS a "
+                f"span, fairseq's mask_prob / mask_length (HuBERT's mask_prob=0.8, mask_length=10 is "
+                f"masking.prob={0.8 / max(1, self.span):g} with span {self.span}: prob = mask_prob / span)"
+            )
 
 
 def row_generator(seed: int, stream: int = 0) -> torch.Generator:
@@ -80,4 +104,12 @@ def quantizer_keep_levels(seeds: Tensor, num_levels: int, prob: float, min_level
     return out.to(seeds.device)
 
 
-__all__ = ["MaskingConfig", "quantizer_keep_levels", "row_generator", "row_span_mask", "span_mask"]
+__all__ = [
+    "MAX_MASKED_FRACTION",
+    "MaskingConfig",
+    "expected_masked_fraction",
+    "quantizer_keep_levels",
+    "row_generator",
+    "row_span_mask",
+    "span_mask",
+]

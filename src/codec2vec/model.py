@@ -10,7 +10,13 @@ row b (weights 0/1 in the same fused `embedding_bag`).
 
 `forward(codes (B, K, T), lengths (B,)) -> (layers, lengths)`: `layers[0]` is the Transformer input (after
 projection, masking and the positional conv), `layers[1..L]` each layer's output, all `(B, T, D)`. Padding
-(`t >= lengths[b]`) never changes the valid frames' outputs.
+(`t >= lengths[b]`) never changes the valid frames' outputs. `TransformerEncoder(x, lengths, return_ffn=True)`
+also returns each layer's FFN output before the residual add and LayerNorm (fairseq's `layer_result`, the
+DinoSR/data2vec target point).
+
+Initialisation (`model.init`): `bert` (default) is BERT's, as fairseq's `init_bert_params` and torchaudio's
+HuBERT use for the Transformer: every Linear of the Transformer layers ~ N(0, 0.02) with zero biases
+(LayerNorms at 1/0, the positional conv keeps its own wav2vec 2.0 init). `default` keeps PyTorch's init.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from codec2vec.errors import ConfigError
 
 
 @dataclass
@@ -43,6 +51,7 @@ class ModelConfig:
     quantizer_dropout: float = 0.5  # probability per utterance
     quantizer_dropout_min_levels: int = 1
     codebook_dim: int | None = None  # D_codec when no codebook vectors are given (None: = dim)
+    init: str = "bert"  # bert: Transformer Linears ~ N(0, 0.02), zero biases (fairseq/torchaudio) | default
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -120,8 +129,10 @@ class TransformerLayer(nn.Module):
         self.act_dropout = nn.Dropout(config.activation_dropout)
         self.attention_dropout = config.attention_dropout
 
-    def forward(self, x: Tensor, attend: Tensor) -> Tensor:
-        """x `(B, T, D)`; attend `(B, 1, 1, T)` bool, True for keys that may be attended to."""
+    def forward(self, x: Tensor, attend: Tensor, return_ffn: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """x `(B, T, D)`; attend `(B, 1, 1, T)` bool, True for keys that may be attended to -> `(B, T, D)`, and
+        with `return_ffn` also the FFN output before dropout, residual add and LayerNorm (fairseq's
+        `layer_result`) `(B, T, D)`."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         p = self.attention_dropout if self.training else 0.0
@@ -129,7 +140,20 @@ class TransformerLayer(nn.Module):
         a = self.out(a.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
         x = self.attn_norm(x + self.dropout(a))
         h = self.fc2(self.act_dropout(F.gelu(self.fc1(x))))  # (B, T, D)
-        return self.ffn_norm(x + self.dropout(h))
+        out = self.ffn_norm(x + self.dropout(h))
+        return (out, h) if return_ffn else out
+
+
+INITS = ("bert", "default")
+
+
+def init_bert_(module: nn.Module) -> None:
+    """BERT initialisation of every Linear in `module` (fairseq `init_bert_params`): N(0, 0.02), zero bias."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class TransformerEncoder(nn.Module):
@@ -144,22 +168,33 @@ class TransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
         self.layer_drop = config.layer_drop
+        if config.init not in INITS:
+            raise ConfigError(f"model.init: unknown initialisation {config.init!r}; allowed: {', '.join(INITS)}")
+        if config.init == "bert":
+            init_bert_(self.layers)
 
-    def forward(self, x: Tensor, lengths: Tensor) -> list[Tensor]:
-        """x `(B, T, D)`, lengths `(B,)` -> `[input, layer 1, ..., layer L]`, each `(B, T, D)`."""
+    def forward(
+        self, x: Tensor, lengths: Tensor, return_ffn: bool = False
+    ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+        """x `(B, T, D)`, lengths `(B,)` -> `[input, layer 1, ..., layer L]`, each `(B, T, D)`; with `return_ffn`
+        also `[ffn 1, ..., ffn L]`, each layer's FFN output before its residual add (a dropped layer's is 0)."""
         if x.shape[1] == 0:  # zero frames: nothing to attend to or convolve
-            return [x] * (len(self.layers) + 1)
+            empty = [x] * (len(self.layers) + 1)
+            return (empty, empty[1:]) if return_ffn else empty
         pad = padding_mask(lengths, x.shape[1])  # (B, T)
         x = x.masked_fill(pad[..., None], 0.0)  # padding must not leak into valid frames through the conv
         x = self.dropout(self.norm(x + self.pos_conv(x)))
         # Rows with no valid frame attend everywhere (their outputs are padding; this avoids NaN softmax).
         attend = (~pad | (lengths == 0)[:, None])[:, None, None, :]  # (B, 1, 1, T)
-        out = [x]
+        out, ffn = [x], []
         for layer in self.layers:
-            if not (self.training and self.layer_drop > 0 and float(torch.rand(())) < self.layer_drop):
-                x = layer(x, attend)
+            if self.training and self.layer_drop > 0 and float(torch.rand(())) < self.layer_drop:
+                h = torch.zeros_like(x)  # a dropped layer adds nothing to the residual stream
+            else:
+                x, h = layer(x, attend, return_ffn=True)
             out.append(x)
-        return out
+            ffn.append(h)
+        return (out, ffn) if return_ffn else out
 
 
 class Codec2VecEncoder(nn.Module):
@@ -249,6 +284,7 @@ __all__ = [
     "ModelConfig",
     "TransformerEncoder",
     "count_parameters",
+    "init_bert_",
     "model_config",
     "padding_mask",
 ]

@@ -12,7 +12,7 @@ accumulation steps, which makes N processes equal one process with the same glob
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -139,6 +139,21 @@ class Pretrainer(nn.Module):
         """After each optimizer step: EMA teacher and online codebooks (no-op for offline targets)."""
         for target in self.targets:
             target.update(step)
+
+    @torch.no_grad()
+    def window_metrics(self, reduce: Callable[[Tensor], Tensor]) -> tuple[dict[str, float], list[str]]:
+        """Figures the targets gathered since the last call (e.g. the online target's codewords in use and
+        perplexities), summed over ranks with `reduce`, and one-time warnings; every rank must call it."""
+        row: dict[str, float] = {}
+        notes: list[str] = []
+        for target in self.targets:
+            fn = getattr(target, "window_metrics", None)
+            if fn is not None:
+                figures, note = fn(reduce)
+                row.update(figures)
+                if note:
+                    notes.append(note)
+        return row, notes
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the optimizer owns: the EMA teacher, online codebooks and frozen tables are excluded."""

@@ -26,24 +26,27 @@ class Window:
     loss: float = 0.0
     steps: int = 0
     frames: float = 0.0
+    padded: float = 0.0  # rows x longest row, summed over micro-batches and ranks
     sums: TargetSums = field(init=False)
 
     def __post_init__(self) -> None:
         self.sums = TargetSums.zeros(self.names)
 
     def reset(self) -> None:
-        self.loss, self.steps, self.frames = 0.0, 0, 0.0
+        self.loss, self.steps, self.frames, self.padded = 0.0, 0, 0.0, 0.0
         self.sums = TargetSums.zeros(self.names)
 
     def row(self) -> dict[str, float]:
-        return {"loss": self.loss / max(1, self.steps), **self.sums.row()}
+        share = {"real_frame_share": self.frames / self.padded} if self.padded else {}
+        return {"loss": self.loss / max(1, self.steps), **self.sums.row(), **share}
 
     def state_dict(self) -> dict[str, Any]:
         t = {n: [self.sums.loss[n], self.sums.correct[n], self.sums.count[n]] for n in self.names}
-        return {"loss": self.loss, "steps": self.steps, "frames": self.frames, "t": t}
+        return {"loss": self.loss, "steps": self.steps, "frames": self.frames, "padded": self.padded, "t": t}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.loss, self.steps, self.frames = float(s["loss"]), int(s["steps"]), float(s["frames"])
+        self.padded = float(s.get("padded", 0.0))
         for n in self.names:
             self.sums.loss[n], self.sums.correct[n], self.sums.count[n] = (float(x) for x in s["t"][n])
 
@@ -82,6 +85,11 @@ class RunLog:
         if self.show:
             sys.stderr.write(f"\r{text}   ")
             sys.stderr.flush()
+
+    def warn(self, text: str) -> None:
+        """A one-line warning on stderr (rank 0), below the progress line."""
+        if self.main:
+            print(f"{chr(10) if self.show else ''}pretrain: warning: {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.show:

@@ -49,6 +49,10 @@ class TokenizeOptions:
     device: str = "cpu"
     coding: str = "auto"  # a new store's shard coding: "auto" (entropy-code when smaller) or "packed"
     max_seconds: float = MAX_SECONDS  # longer files are rejected from their header, before reading
+    private: bool = False  # keyed ids, no paths or free text in the store (privacy/private.py)
+    private_key: str | None = None  # default: OUT.key beside the store
+    id_map: str | None = None  # default: OUT.ids.jsonl beside the store
+    private_keep: tuple[str, ...] = ("split",)  # manifest columns a private store keeps
 
 
 @dataclass
@@ -295,8 +299,15 @@ def tokenize(
     shard_i, shard_n = parse_shard(opts.shard)
     items = scan_sources(srcs)[shard_i::shard_n]
     codec = get_codec(opts.codec, **_codec_kwargs(opts))
-    store = open_or_create(out, codec, opts.coding)
-    rejects_path = store.root / "rejects.jsonl"
+    if opts.private:  # keyed ids, allowed columns only; the key, id map and rejects stay outside the store
+        from codec2vec.privacy.private import prepare_private
+
+        items, store, rejects_path = prepare_private(
+            items, out, codec, key_file=opts.private_key, id_map=opts.id_map, keep=opts.private_keep, coding=opts.coding
+        )
+    else:
+        store = open_or_create(out, codec, opts.coding)
+        rejects_path = store.root / "rejects.jsonl"
     with store.writer() as writer:  # takes the lock, then re-reads the store
         rejects = _read_rejects(rejects_path)
         known_bad = {key for key, r in rejects.items() if not r.get("retry")}
@@ -366,9 +377,11 @@ def _store_encoded(
             writer.add(
                 enc.item.id,
                 enc.codes,
-                seconds=enc.seconds,
-                source=enc.item.path,
-                source_bytes=enc.source_bytes,
+                # private: no path, no file size, and durations on the frame grid (exact sample counts and
+                # byte sizes can single out a file of a known corpus)
+                seconds=enc.codes.shape[1] / codec.frame_rate if opts.private else enc.seconds,
+                source="" if opts.private else enc.item.path,
+                source_bytes=0 if opts.private else enc.source_bytes,
                 extra=scalar_metadata(enc.item.extra),
             )
             stored += 1

@@ -39,6 +39,7 @@ from codec2vec.config import PretrainConfig, check_resumable, config_to_dict, sa
 from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_batches, dev_plan, open_stores
 from codec2vec.errors import ConfigError
 from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
+from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, fmt_time
 from codec2vec.store import TokenStore
 
@@ -166,7 +167,9 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     tr = cfg.train
     store, dev_store, train_ids, dev_ids = open_stores(cfg.data)
     torch.manual_seed(tr.seed)  # the initial weights are the same on every rank
-    model = build_from_config(cfg, store).to(device)  # refuses a missing label set first
+    model = build_from_config(cfg, store)  # refuses a missing label set first
+    keyed_init(model, store, cfg.data.codebook_key or None)  # scrambled stores (privacy/anonymize.py)
+    model = model.to(device)
     label_names = label_names_for(cfg)
     loader = CropLoader(
         store,
@@ -178,6 +181,7 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
         rank=rank,
         world_size=world,
         label_names=label_names,
+        bucket_pool=cfg.data.bucket_pool,
     )
     plan = dev_plan(
         dev_store, dev_ids, batch_frames=cfg.data.batch_frames, crop_frames=cfg.data.crop_frames, seed=tr.seed
@@ -296,9 +300,12 @@ def train_step(run: Run) -> float:
     for micro in range(tr.accum_steps):
         batch = next(run.loader).to(run.device)
         loss, sums = _micro_step(run, batch, sync=micro == tr.accum_steps - 1)
-        frames = float(_all_reduce(batch.lengths.sum().float().reshape(1).to(run.device), run.world))
+        padded = float(batch.codes.shape[0] * batch.codes.shape[-1])
+        local = torch.tensor([float(batch.lengths.sum()), padded], device=run.device)
+        frames, padded = _all_reduce(local, run.world).tolist()  # real and padded frames, all ranks
         run.window.sums.add(sums)
         run.window.frames += frames
+        run.window.padded += padded
         run.frames_seen += frames
         step_loss += loss / tr.accum_steps
     if run.scaler is not None:
@@ -332,14 +339,18 @@ def log_step(run: Run, loss: float) -> None:
     tr = run.cfg.train
     elapsed = time.time() - run.started
     if run.step % tr.log_every == 0 or run.step == tr.steps:
+        figures, notes = run.model.window_metrics(lambda t: _all_reduce(t, run.world))  # online: codewords in use
         run.last_row = {
             "step": run.step,
             **run.window.row(),
             "lr": run.sched.get_last_lr()[0],
             "frames_per_s": run.frames_seen / max(elapsed, 1e-9),
+            **figures,
         }
         run.window.reset()
         run.log.write(run.last_row, "train")
+        for note in notes:
+            run.log.warn(note)
     if run.log.show and (time.time() - run.last_print > 0.2 or run.step == tr.steps):
         run.last_print = time.time()
         left = elapsed / run.steps_done * (tr.steps - run.step)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from codec2vec.errors import StoreError
-from codec2vec.files import TMP_DIR_MARK, atomic_write, sha256_file
+from codec2vec.files import TMP_DIR_MARK, atomic_write, fsync_dir, sha256_file
 from codec2vec.store import packing
 
 FORMAT = "codec2vec-token-store"
@@ -66,6 +67,15 @@ def check_free(root: Path) -> None:
         raise StoreError(f"{root}: a token store already exists here")
     if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
         raise StoreError(f"{root}: folder is not empty and is not a token store")
+
+
+def publish(tmp: Path, root: Path) -> None:
+    """Move a store built in `tmp` to `root` in one rename (for builders that do not use `store.building`)."""
+    check_free(root)
+    if root.exists():
+        shutil.rmtree(root)  # empty but for dot-files
+    os.replace(tmp, root)
+    fsync_dir(root.parent)
 
 
 def clean_builds(root: Path, min_age: float = 1.0) -> None:
@@ -178,8 +188,8 @@ def check_meta_hash(meta_path: Path, meta: dict[str, Any], contents: dict[str, A
             if (version >= CONTENTS_VERSION)
             else None
         )
-    if hashlib.sha256(raw).hexdigest() == contents["meta_sha256"]:
-        return None
+    if hashlib.sha256(raw).hexdigest() in (contents["meta_sha256"], contents.get("meta_sha256_pending")):
+        return None  # (pending: `TokenStore.update_meta` was between its two writes)
     if version < CONTENTS_VERSION:
         upgraded = meta_bytes({**meta, "format_version": CONTENTS_VERSION})
         if hashlib.sha256(upgraded).hexdigest() == contents["meta_sha256"]:

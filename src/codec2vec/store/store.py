@@ -157,6 +157,23 @@ class TokenStore:
         shard atomically; an exception discards the uncommitted utterances and stores nothing partial."""
         return open_writer(self)
 
+    def update_meta(self, meta: dict[str, Any]) -> None:
+        """Replace `meta.json` (e.g. marking a store private) under the writer lock, keeping its SHA-256 in
+        `contents.json` true: the new hash is first recorded as pending, so a crash at any instant leaves a
+        store whose meta matches its record."""
+        meta = {**meta, "format_version": max(int(meta.get("format_version", 1)), FORMAT_VERSION)}
+        check_meta(self.root / "meta.json", meta)
+        with store_lock(self.root):
+            self.refresh()
+            record_all(self)
+            doc = read_contents(self.root)
+            assert doc is not None
+            new = hashlib.sha256(meta_bytes(meta)).hexdigest()
+            write_contents(self.root, {**doc, "meta_sha256_pending": new})
+            atomic_write(self.root / "meta.json", meta_bytes(meta))
+            write_contents(self.root, {**doc, "meta_sha256": new})
+            self.refresh()
+
     def add_shard(self, path: Path, index: dict[str, Any]) -> None:
         """Make a just-committed shard readable through this handle."""
         self._packed.add(path, index)
@@ -222,6 +239,8 @@ class TokenStore:
             "ratio_to_pcm16": pcm16 / total if total else 0.0,
             "shards": len(self._packed.files.paths),
             "labels": self.label_names(),
+            "private": bool(self.meta.get("private")),  # keyed ids, no paths (privacy/private.py)
+            "scrambled": bool(self.meta.get("scrambled")),  # codes under a secret permutation (privacy/anonymize.py)
             "codec": {k: v for k, v in self.codec.to_dict().items() if k != "config"} | {"config": self.codec.config},
         }
 
@@ -349,5 +368,7 @@ def format_info(info: dict[str, Any]) -> str:
             f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
             f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
             f"labels     {', '.join(info['labels']) or 'none'}",
+            f"privacy    private: {'yes' if info.get('private') else 'no'}, scrambled: "
+            f"{'yes' if info.get('scrambled') else 'no'}",
         ]
     )

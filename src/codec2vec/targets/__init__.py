@@ -56,6 +56,9 @@ def _online(
         ema_end=cfg.online_ema_end,
         ema_anneal_steps=cfg.online_ema_anneal_steps,
         freeze_teacher_step=cfg.online_freeze_teacher_step,
+        target_point=cfg.online_target_point,
+        reseed=cfg.online_reseed,
+        warn_used=cfg.online_warn_used,
         weight=weight,
     )
 

@@ -63,7 +63,10 @@ class TargetsConfig:
     online_ema_start: float = 0.999
     online_ema_end: float = 0.9999
     online_ema_anneal_steps: int = 30000
-    online_freeze_teacher_step: int | None = None
+    online_freeze_teacher_step: int | None = None  # teacher and its own copy of the front end frozen from here
+    online_target_point: str = "ffn"  # ffn: FFN output before residual + LayerNorm (DinoSR) | layer: layer output
+    online_reseed: bool = False  # restart codewords that got no frame for RESEED_AFTER steps (not in DinoSR)
+    online_warn_used: float = 0.5  # warn once when a teacher layer uses fewer than this share of its codewords
 
 
 def valid_labels(labels: Tensor, lengths: Tensor) -> Tensor:

@@ -1,0 +1,130 @@
+"""Private token stores (`codec2vec tokenize ... --private`): a store that can leave the device holding the audio.
+
+What a private store holds, and what it does not (the audit, `audit.py`, lists what any store holds):
+
+- ids are keyed hashes, `HMAC-SHA256(key, original id)` (`keys.keyed_id`); the key (`--private-key`, default
+  `STORE.key` beside the store, created 0600 if absent) and the map from hashed ids back to the original ids and
+  paths (`--id-map`, default `STORE.ids.jsonl`, 0600) are written OUTSIDE the store and stay with the user;
+- no source path, file name or folder name: the index's `source` column is empty, the codec's weight location
+  (`path`, `device`) is left out of `meta.json` (its config hash never included it), and inputs that were
+  rejected are listed beside the id map (`STORE.ids.rejects.jsonl`), not in the store, since reasons name files;
+- manifest columns: only those the user allows (`--private-keep`, default `split` alone), and only scalars:
+  free text (transcripts), speaker names and labels stay out unless named. Durations are kept on the codec's
+  frame grid (frames / frame rate: what the codes show anyway) and source file sizes are not kept, since an
+  exact sample count or byte size can single out a file of a known corpus (`info`'s ratio to the source is 0);
+- storage order is the order of the hashed ids, not of the file names (which often group files by speaker);
+- no audio, ever (a store never holds audio); `meta.json` says `"private": {...}` and `codec2vec info` says so.
+
+What it does not hide: the codes themselves. Anyone with the public codec's decoder turns them back into audio
+(log-spectrogram correlation ~0.9 with the source for Lyra at 46 levels); `anonymize` (`anonymize.py`) and the
+audit's SID figures are about that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from codec2vec.audio import AudioItem
+from codec2vec.codecs.base import LOCATION_KEYS, Codec, codec_info
+from codec2vec.privacy.keys import PrivacyError, key_check, keyed_id, load_key, write_secret
+from codec2vec.store import TokenStore
+
+DEFAULT_KEEP = ("split",)
+
+
+def default_paths(out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(key file, id map) used when not given: `OUT.key` and `OUT.ids.jsonl`, beside the store, not in it."""
+    root = Path(out)
+    return root.with_name(root.name + ".key"), root.with_name(root.name + ".ids.jsonl")
+
+
+def _outside(store: Path, path: Path, flag: str) -> None:
+    if path.resolve().is_relative_to(store.resolve()):
+        raise PrivacyError(f"{flag} {path}: must be outside the store {store} (it is what stays with you)")
+
+
+def read_id_map(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Hashed id -> `{"id", "source_id", "path"}` from an id map file (empty if the file does not exist)."""
+    p = Path(path)
+    if not p.is_file():
+        return {}
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return {r["id"]: r for r in rows}
+
+
+def private_items(
+    items: list[AudioItem], *, key: bytes, id_map: str | os.PathLike[str], keep: tuple[str, ...] = DEFAULT_KEEP
+) -> list[AudioItem]:
+    """The inputs with keyed ids and only the allowed scalar columns, sorted by hashed id; the id map (merged
+    with what an earlier run wrote) is written before anything is stored."""
+    rows = read_id_map(id_map)
+    out = []
+    for it in items:
+        hid = keyed_id(key, it.id)
+        rows[hid] = {"id": hid, "source_id": it.id, "path": it.path}
+        extra = {k: it.extra[k] for k in keep if isinstance(it.extra.get(k), (str, int, float, bool))}
+        out.append(AudioItem(hid, it.path, extra))
+    write_secret(id_map, "".join(json.dumps(r) + "\n" for r in rows.values()).encode())
+    return sorted(out, key=lambda it: it.id)
+
+
+def _mark_private(store: TokenStore, key: bytes, keep: tuple[str, ...]) -> TokenStore:
+    meta = dict(store.meta)
+    meta["private"] = {"ids": "hmac-sha256", "key_check": key_check(key), "columns_kept": list(keep)}
+    meta["codec"] = dict(
+        meta["codec"], config={k: v for k, v in meta["codec"]["config"].items() if k not in LOCATION_KEYS}
+    )
+    store.update_meta(meta)  # keeps meta.json's SHA-256 in contents.json true (issue 8)
+    return TokenStore.open(store.root)
+
+
+def open_private_store(
+    out: str | os.PathLike[str], codec: Codec, *, key: bytes, keep: tuple[str, ...], coding: str = "auto"
+) -> TokenStore:
+    """A private store at `out` (created, or reopened to append to with the same key); a store that already
+    holds non-private utterances, or was made with another key, is refused."""
+    from codec2vec.tokenize import open_or_create
+
+    root = Path(out)
+    if (root / "meta.json").exists():
+        store = open_or_create(root, codec, coding)  # checks the codec
+        private = store.meta.get("private")
+        if private and private.get("key_check") != key_check(key):
+            raise PrivacyError(f"{root}: a private store made with another key; use its key or another --out")
+        if private and list(private.get("columns_kept", [])) != list(keep):
+            raise PrivacyError(
+                f"{root}: a private store keeping columns {private.get('columns_kept')}, not {list(keep)}; "
+                "use the same --private-keep or another --out"
+            )
+        if not private and len(store):
+            raise PrivacyError(f"{root}: holds non-private utterances; use another --out")
+        return store if private else _mark_private(store, key, keep)
+    info = codec_info(codec)
+    info = replace(info, config={k: v for k, v in info.config.items() if k not in LOCATION_KEYS})
+    return _mark_private(TokenStore.create(root, info, codec.codebook_vectors(), coding=coding), key, keep)
+
+
+def prepare_private(
+    items: list[AudioItem],
+    out: str | os.PathLike[str],
+    codec: Codec,
+    *,
+    key_file: str | None,
+    id_map: str | None,
+    keep: tuple[str, ...] = DEFAULT_KEEP,
+    coding: str = "auto",
+) -> tuple[list[AudioItem], TokenStore, Path]:
+    """`tokenize --private`'s one call: (inputs with keyed ids, the private store, where rejects are listed)."""
+    default_key, default_map = default_paths(out)
+    key_path = Path(key_file) if key_file else default_key
+    map_path = Path(id_map) if id_map else default_map
+    _outside(Path(out), key_path, "--private-key")
+    _outside(Path(out), map_path, "--id-map")
+    key = load_key(key_path, create=True)
+    store = open_private_store(out, codec, key=key, keep=tuple(keep), coding=coding)
+    items = private_items(items, key=key, id_map=map_path, keep=tuple(keep))
+    return items, store, map_path.with_name(map_path.stem + ".rejects.jsonl")
