@@ -117,7 +117,7 @@ def test_merge_killed_at_random_points(tmp_path: Path) -> None:
         code = _kill_when([*args, str(out)], ready, rng.uniform(0, 0.1))
         print(f"merge: kill {i} after {target} shards: exit {code}, hidden folders {_hidden(tmp_path)}")
         if out.exists():  # all or nothing: a merged store is complete
-            assert code in (0, 2)  # 2: a run after a completed one refuses to overwrite it
+            # (finished, or killed after its rename: either way complete; 2 would be a refusal to overwrite)
             assert sorted(TokenStore.open(out).ids()) == sorted(a.ids() + b.ids())
             break
     time.sleep(1.1)  # a killed build's folder is removed by the next start once it is a second old
