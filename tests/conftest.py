@@ -127,14 +127,10 @@ def make_audio_store(root: Path, n: int = 24, seed: int = 0, flac_every: int = 3
     import soundfile as sf
     import torch
 
-    from codec2vec.codecs.base import CodecInfo, config_hash
     from codec2vec.store import TokenStore
 
     k, v = 8, 16
-    info = CodecInfo(
-        name="lyra", sample_rate=16000, frame_rate=50.0, num_codebooks=k, codebook_size=v,
-        config={"fake": "audio"}, config_hash=config_hash({"fake": "audio"}),
-    )  # fmt: skip
+    info = fake_info(k, v, name="lyra", config={"fake": "audio"})
     rng = np.random.default_rng(seed)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     store = TokenStore.create(root / "store", info, torch.randn(k, v, 12, generator=torch.Generator().manual_seed(0)))
@@ -157,3 +153,32 @@ def make_audio_store(root: Path, n: int = 24, seed: int = 0, flac_every: int = 3
 def audio_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small store with real audio sources (see `make_audio_store`)."""
     return make_audio_store(tmp_path_factory.mktemp("audio_store"))
+
+
+@pytest.fixture(scope="session")
+def short_clips(tmp_path_factory: pytest.TempPathFactory, speech_dir: Path) -> Path:
+    """Six short real-speech clips (0.3-0.8 s, 16 kHz mono WAV) in one folder: cheap inputs for tests that
+    tokenize many times (Lyra encodes them in a few milliseconds each)."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("clips")
+    wav, sr = sf.read(speech_dir / "lyra_sample1_16kHz.wav", dtype="float32")
+    for i in range(6):
+        start = i * sr // 2
+        sf.write(root / f"c{i}.wav", wav[start : start + int(sr * (0.3 + 0.1 * i))], sr)
+    return root
+
+
+def make_store(root: Path, utterances: dict[str, int], *, k: int = 4, v: int = 16, seed: int = 0):
+    """A small token store of random codes (no codec needed): id -> frame count, one shard."""
+    import torch
+
+    from codec2vec.store import TokenStore
+
+    info = fake_info(k, v, name="lyra", config={"k": k, "v": v})
+    store = TokenStore.create(root, info, torch.randn(k, v, 3, generator=torch.Generator().manual_seed(seed)))
+    rng = np.random.default_rng(seed)
+    with store.writer() as w:
+        for uid, frames in utterances.items():
+            w.add(uid, rng.integers(0, v, size=(k, frames)), seconds=frames / 50)
+    return store

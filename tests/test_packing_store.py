@@ -177,7 +177,7 @@ def test_merge(tmp_path: Path) -> None:
 def test_meta_is_self_describing(tmp_path: Path) -> None:
     _small_store(tmp_path / "s")
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
-    assert meta["format_version"] == 1 and meta["bits_per_code"] == 4
+    assert meta["format_version"] == 2 and meta["bits_per_code"] == 4
     assert {"name", "config_hash", "sample_rate", "frame_rate", "num_codebooks", "codebook_size"} <= set(meta["codec"])
 
 
@@ -270,7 +270,8 @@ def test_create_is_all_or_nothing(tmp_path: Path) -> None:
     (tmp_path / ".s.tmp-left-by-a-killed-create").mkdir()  # what a kill during create leaves: ignored
     (tmp_path / "s").mkdir()  # an empty folder may become a store
     TokenStore.create(tmp_path / "s", _info(), torch.randn(46, 16, 8))
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["codebooks.safetensors", "meta.json", "shards"]
+    names = sorted(p.name for p in (tmp_path / "s").iterdir() if not p.name.startswith("."))
+    assert names == ["codebooks.safetensors", "contents.json", "meta.json", "shards"]
     bad = CodecInfo("lyra", 16000, 50.0, 46, 16, {"a": 1}, "not-its-hash")
     with pytest.raises(StoreError, match="does not match its hash"):
         TokenStore.create(tmp_path / "t", bad, torch.randn(46, 16, 8))

@@ -8,6 +8,7 @@ Each verb owns one `_add_<verb>` (arguments) and one `_run_<verb>` (call) pair b
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ def _add_tokenize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, help="I/N: tokenize only the I-th of N slices (0-based)")
     p.add_argument("--shard-seconds", type=float, default=600.0, help="audio seconds per committed shard")
     p.add_argument("--retry-rejects", action="store_true", help="try inputs rejected by an earlier run again")
+    p.add_argument("--max-hours", type=float, default=4.0, help="reject longer files (from their header)")
     p.add_argument(
         "--coding",
         default="auto",
@@ -69,6 +71,7 @@ def _run_tokenize(args: argparse.Namespace) -> int:
             retry_rejects=args.retry_rejects,
             device=args.device,
             coding=args.coding,
+            max_seconds=args.max_hours * 3600.0,
             private=args.private or bool(args.private_key or args.id_map),  # naming a key means private
             private_key=args.private_key,
             id_map=args.id_map,
@@ -104,17 +107,26 @@ def _run_info(args: argparse.Namespace) -> int:
 def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("store")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="first keep one copy of each utterance, move foreign files out, record the contents (never "
+        "deletes the only copy of anything), then verify",
+    )
 
 
 def _run_verify(args: argparse.Namespace) -> int:
     from codec2vec.store import TokenStore
 
+    actions = TokenStore.open(args.store, check=False).repair() if args.repair else []
+    for line in actions if not args.json else []:
+        print(f"repaired: {line}", file=sys.stderr)
     try:
         problems = TokenStore.open(args.store, check=False).verify()
     except Codec2VecError as e:  # meta.json damaged, or a duplicate id across shards
         problems = [str(e)]
     if args.json:
-        _print_json({"ok": not problems, "problems": problems})
+        _print_json({"ok": not problems, "problems": problems, "repairs": actions})
     elif problems:
         for line in problems:
             print(f"DAMAGED: {line}", file=sys.stderr)
@@ -429,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_USER_ERRNOS = frozenset(
+    getattr(errno, n)
+    for n in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "EEXIST", "EISDIR", "ENOTDIR", "ENAMETOOLONG")
+    if hasattr(errno, n)
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _, _, run = VERBS[args.verb]
@@ -437,6 +456,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Codec2VecError, FileNotFoundError) as e:
         # Expected failures: one clear line, no traceback.
         print(f"codec2vec {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS:
+            raise
+        # The machine's answer (disk full, read-only, no permission, a file where a folder is wanted), named.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"codec2vec {args.verb}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"codec2vec {args.verb}: interrupted", file=sys.stderr)

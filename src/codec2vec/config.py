@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -295,6 +297,61 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(f"data.codec: unknown codec {d.codec!r}; allowed: {', '.join(CODECS)}")
     if not cfg.run.dir:
         raise ConfigError("run.dir: must name a directory")
+    _check_ranges(cfg)
+
+
+# key -> (low, high, what): closed bounds unless noted; every float anywhere must also be finite.
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "train.lr": (0.0, 1.0, "in (0, 1]"),
+    "train.eps": (0.0, 1.0, "in (0, 1)"),
+    "train.weight_decay": (0.0, 1.0, "in [0, 1]"),
+    "train.final_lr_ratio": (0.0, 1.0, "in [0, 1]"),
+    "train.grad_clip": (0.0, math.inf, ">= 0 (0 disables)"),
+    "model.dropout": (0.0, 1.0, "in [0, 1)"),
+    "model.attention_dropout": (0.0, 1.0, "in [0, 1)"),
+    "model.activation_dropout": (0.0, 1.0, "in [0, 1)"),
+    "model.input_dropout": (0.0, 1.0, "in [0, 1)"),
+    "model.layer_drop": (0.0, 1.0, "in [0, 1)"),
+    "model.quantizer_dropout": (0.0, 1.0, "in [0, 1]"),
+    "targets.clusters_temperature": (0.0, math.inf, "> 0"),
+}
+_OPEN_LOW = {"train.lr", "train.eps", "targets.clusters_temperature"}
+_OPEN_HIGH = {"train.eps", "model.dropout", "model.attention_dropout", "model.activation_dropout"}
+_OPEN_HIGH |= {"model.input_dropout", "model.layer_drop"}
+_DIMS = ("num_layers", "dim", "ffn_dim", "num_heads", "conv_pos_kernel", "conv_pos_groups", "codebook_dim")
+MAX_DIM = 1 << 16  # beyond any published speech model; larger sizes are typos that would exhaust memory
+
+
+def _check_ranges(cfg: PretrainConfig) -> None:
+    """No NaN or infinity anywhere; learning rate, eps, weight decay, dropouts, clipping, sizes and threads
+    within their meaningful ranges (ConfigError naming the key)."""
+    for section in SECTIONS:
+        for key, value in dataclasses.asdict(getattr(cfg, section)).items():
+            values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ConfigError(f"{section}.{key}: must be a finite number, got {value!r}")
+    for name, (low, high, what) in _RANGES.items():
+        section, key = name.split(".")
+        v = getattr(getattr(cfg, section), key, None)
+        if v is None:
+            continue
+        bad = v < low or v > high or (name in _OPEN_LOW and v <= low) or (name in _OPEN_HIGH and v >= high)
+        if bad:
+            raise ConfigError(f"{name}: must be {what}, got {v}")
+    for key in _DIMS:
+        v = getattr(cfg.model, key, None)
+        if v is not None and not 1 <= v <= MAX_DIM:
+            raise ConfigError(f"model.{key}: must be in [1, {MAX_DIM}], got {v}")
+    heads, groups = getattr(cfg.model, "num_heads", 1), getattr(cfg.model, "conv_pos_groups", 1)
+    if getattr(cfg.model, "dim", 0) % heads:
+        raise ConfigError(f"model.dim: {cfg.model.dim} is not divisible by model.num_heads={heads}")
+    if getattr(cfg.model, "dim", 0) % groups:
+        raise ConfigError(f"model.dim: {cfg.model.dim} is not divisible by model.conv_pos_groups={groups}")
+    max_threads = (os.cpu_count() or 1) * 4
+    if cfg.train.threads > max_threads:
+        raise ConfigError(
+            f"train.threads: at most {max_threads} (4 x the {os.cpu_count()} CPUs), got {cfg.train.threads}"
+        )
 
 
 def _validate_frontend(cfg: PretrainConfig) -> None:
@@ -315,26 +372,41 @@ def _validate_frontend(cfg: PretrainConfig) -> None:
 # --- overrides -----------------------------------------------------------------------------------
 
 
-# Settings a resumed run may change (freezing the teacher late, re-weighting targets); the others define the model.
+# Settings a resumed run may change: freezing the teacher late, re-weighting targets, more steps (the schedule's
+# decay then stretches to the new end), and what only affects logging and checkpoint files. Every other key
+# defines the trained weights, so a changed value would make the run's `config.yaml` untrue: it is refused.
 _RESUME_MAY_CHANGE = {
     "targets.online_freeze_teacher_step",
     "targets.weights",
+    "train.steps",
+    "train.threads",
+    "train.keep_checkpoints",
+    "train.ckpt_every",
+    "train.log_every",
+    "train.eval_every",
+    "data.dev_batches",
     "targets.online_reseed",
     "targets.online_warn_used",
 }
 
 
 def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
-    """Refuse a resume whose config changes what defines the model (one line naming the key)."""
+    """Refuse a resume whose config changes anything but `_RESUME_MAY_CHANGE` (one line naming the keys)."""
     now = config_to_dict(cfg)
-    for section in ("model", "masking", "targets"):
+    changed = []
+    for section in ("model", "masking", "targets", "data", "train"):
+        if section not in saved:
+            continue  # a checkpoint from before this section was recorded
         for key in sorted(set(saved.get(section, {})) | set(now[section])):
             a, b = saved.get(section, {}).get(key), now[section].get(key)
             if a != b and f"{section}.{key}" not in _RESUME_MAY_CHANGE:
-                raise ConfigError(
-                    f"{section}.{key}: the run directory's checkpoints were made with {a!r}, this config says {b!r}; "
-                    f"use a new run.dir or the same setting"
-                )
+                changed.append(f"{section}.{key} ({a!r} -> {b!r})")
+    if changed:
+        raise ConfigError(
+            f"{', '.join(changed)}: the run directory's checkpoints were made with other settings; "
+            "use a new run.dir or the recorded settings (a resume may change only "
+            f"{', '.join(sorted(_RESUME_MAY_CHANGE))})"
+        )
 
 
 def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -309,8 +309,10 @@ def _split_of(entry: dict[str, Any], field: str) -> Any:
 def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = False) -> dict[str, Any]:
     """Fit on a sample (of the `fit_split` utterances), label every utterance, `store.write_labels(name, ...)`."""
     from codec2vec.store import TokenStore
+    from codec2vec.store.labels import check_label_name
 
     o = options
+    check_label_name(o.name)  # before the fit, not after it
     if o.clusters < 1 or o.sample_frames < 0 or o.frames_per_cluster < 1 or o.n_init < 1:
         raise ConfigError(
             f"kmeans: --clusters ({o.clusters}), --frames-per-cluster ({o.frames_per_cluster}) and --n-init "

@@ -20,13 +20,14 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from codec2vec.audio import AudioItem, load_audio, scan_sources
+from codec2vec.audio import MAX_SECONDS, AudioItem, audio_blocks, audio_duration, load_audio, scan_sources
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import AudioError, Codec2VecError, StoreError
 from codec2vec.files import atomic_write
@@ -47,6 +48,7 @@ class TokenizeOptions:
     retry_rejects: bool = False
     device: str = "cpu"
     coding: str = "auto"  # a new store's shard coding: "auto" (entropy-code when smaller) or "packed"
+    max_seconds: float = MAX_SECONDS  # longer files are rejected from their header, before reading
     private: bool = False  # keyed ids, no paths or free text in the store (privacy/private.py)
     private_key: str | None = None  # default: OUT.key beside the store
     id_map: str | None = None  # default: OUT.ids.jsonl beside the store
@@ -122,8 +124,13 @@ def _init_worker(name: str, kwargs: dict[str, Any]) -> None:
     _WORKER_CODEC = get_codec(name, **kwargs)
 
 
-def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
-    """Load, check and encode a batch; a failure is confined to the input that caused it."""
+LONG_SECONDS = 60.0  # longer inputs are encoded alone (never padded into a batch)
+
+
+def encode_batch(codec: Codec, items: list[AudioItem], max_seconds: float = MAX_SECONDS) -> list[Encoded]:
+    """Load, check and encode a batch; a failure is confined to the input that caused it. Inputs over a
+    minute are encoded one at a time, without a padded copy: streamed block by block when the codec can
+    (`encode_stream`, Lyra), so memory stays bounded whatever the length; else loaded whole (blocked reads)."""
     hop = codec.sample_rate / codec.frame_rate
     ready: list[tuple[AudioItem, np.ndarray, int]] = []
     out: dict[str, Encoded] = {}
@@ -132,8 +139,11 @@ def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
             size = os.path.getsize(it.path)
         except OSError:
             size = 0
+        if hasattr(codec, "encode_stream") and audio_duration(it.path) > LONG_SECONDS:
+            out[it.id] = _encode_streamed(codec, it, size, max_seconds)
+            continue
         try:
-            wav = load_audio(it.path, codec.sample_rate)
+            wav = load_audio(it.path, codec.sample_rate, max_seconds=max_seconds)
             if wav.shape[0] < hop:
                 raise AudioError(
                     f"{it.path}: too short ({wav.shape[0]} samples at {codec.sample_rate} Hz, "
@@ -142,27 +152,55 @@ def encode_batch(codec: Codec, items: list[AudioItem]) -> list[Encoded]:
             ready.append((it, wav, size))
         except AudioError as e:
             out[it.id] = Encoded(it, None, 0.0, size, str(e))
-    groups = [ready] if len(ready) > 1 else []
-    singles = ready if len(ready) <= 1 else []
+    limit = LONG_SECONDS * codec.sample_rate
+    short = [r for r in ready if r[1].shape[0] <= limit]
+    groups = [short] if len(short) > 1 else []
+    singles = [r for r in ready if r[1].shape[0] > limit] if groups else ready
     for group in groups:
         try:
             out.update({e.item.id: e for e in _encode_group(codec, group)})
         except Exception:  # isolate the failing input: one at a time
-            singles = group
+            singles = group + singles
     for one in singles:
         try:
             out.update({e.item.id: e for e in _encode_group(codec, [one])})
         except Exception as exc:  # a codec error on one input rejects that input only
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            out[one[0].id] = Encoded(one[0], None, 0.0, one[2], f"{one[0].path}: codec failed ({msg})", retry=True)
+            out[one[0].id] = _codec_failed(one[0], one[2], exc)
     return [out[it.id] for it in items]
+
+
+def _codec_failed(it: AudioItem, size: int, exc: Exception) -> Encoded:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Encoded(it, None, 0.0, size, f"{it.path}: codec failed ({msg})", retry=True)
+
+
+def _encode_streamed(codec: Any, it: AudioItem, size: int, max_seconds: float) -> Encoded:
+    """A long input read, resampled and encoded block by block (`audio_blocks` -> `codec.encode_stream`)."""
+    samples = 0
+
+    def counted() -> Iterator[np.ndarray]:
+        nonlocal samples
+        for block in audio_blocks(it.path, codec.sample_rate, max_seconds=max_seconds):
+            samples += block.shape[0]
+            yield block
+
+    try:
+        codes = codec.encode_stream(counted())  # (K, T)
+    except AudioError as e:
+        return Encoded(it, None, 0.0, size, str(e))
+    except Exception as exc:  # a codec error rejects this input only
+        return _codec_failed(it, size, exc)
+    return Encoded(it, codes.astype(np.uint16), samples / codec.sample_rate, size)
 
 
 def _encode_group(codec: Codec, group: list[tuple[AudioItem, np.ndarray, int]]) -> list[Encoded]:
     lengths = torch.tensor([w.shape[0] for _, w, _ in group], dtype=torch.long)
-    wav = torch.zeros(len(group), int(lengths.max()))  # (B, S)
-    for b, (_, w, _) in enumerate(group):
-        wav[b, : w.shape[0]] = torch.from_numpy(w)
+    if len(group) == 1:
+        wav = torch.from_numpy(group[0][1])[None]  # (1, S), no copy
+    else:
+        wav = torch.zeros(len(group), int(lengths.max()))  # (B, S)
+        for b, (_, w, _) in enumerate(group):
+            wav[b, : w.shape[0]] = torch.from_numpy(w)
     with torch.inference_mode():
         codes, frames = codec.encode(wav, lengths)  # (B, K, T), (B,)
     codes = codes.cpu().numpy()
@@ -172,9 +210,9 @@ def _encode_group(codec: Codec, group: list[tuple[AudioItem, np.ndarray, int]]) 
     ]
 
 
-def _worker_encode(items: list[AudioItem]) -> list[Encoded]:
+def _worker_encode(items: list[AudioItem], max_seconds: float = MAX_SECONDS) -> list[Encoded]:
     assert _WORKER_CODEC is not None
-    return encode_batch(_WORKER_CODEC, items)
+    return encode_batch(_WORKER_CODEC, items, max_seconds)
 
 
 def _batches(items: list[AudioItem], size: int) -> Iterator[list[AudioItem]]:
@@ -186,7 +224,7 @@ def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions)
     batches = list(_batches(items, max(1, opts.batch_size)))
     if opts.workers <= 1:
         for batch in batches:
-            yield from encode_batch(codec, batch)
+            yield from encode_batch(codec, batch, opts.max_seconds)
         return
     import multiprocessing as mp
 
@@ -194,24 +232,39 @@ def _encoded_stream(items: list[AudioItem], codec: Codec, opts: TokenizeOptions)
     with ProcessPoolExecutor(
         opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(opts.codec, _codec_kwargs(opts))
     ) as pool:
-        for result in pool.map(_worker_encode, batches):  # in input order: same store for any worker count
+        for result in pool.map(
+            partial(_worker_encode, max_seconds=opts.max_seconds), batches
+        ):  # in input order: same store for any worker count
             yield from result
 
 
 # --- the driver -----------------------------------------------------------------------------------
 
 
-def _read_rejects(path: Path) -> dict[str, dict[str, Any]]:
-    rejects: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rejects[row["path"]] = row
+Rejects = dict[tuple[str, str], dict[str, Any]]  # (path, id) -> {path, id, reason[, retry]}
+
+
+def _read_rejects(path: Path) -> Rejects:
+    """The rejects of earlier runs; a broken line (a hand edit, a foreign tool) is skipped with a warning,
+    never an error: it only means that input is tried again."""
+    rejects: Rejects = {}
+    if not path.is_file():
+        return rejects
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+                raise ValueError("no 'path'")
+        except ValueError as e:
+            print(f"codec2vec tokenize: warning: {path}:{n}: unreadable line skipped ({e})", file=sys.stderr)
+            continue
+        rejects[(row["path"], str(row.get("id", "")))] = row
     return rejects
 
 
-def _write_rejects(path: Path, rejects: dict[str, dict[str, Any]]) -> None:
+def _write_rejects(path: Path, rejects: Rejects) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
 
 
@@ -236,8 +289,13 @@ def tokenize(
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Tokenize `srcs` into the store `out`; returns a summary (counts, rejects, speed, `store.info()`)."""
+    """Tokenize `srcs` into the store `out`; returns a summary (counts, rejects, speed, `store.info()`).
+
+    What is already stored is computed under the store's writer lock, from the store as re-read under it:
+    a second `tokenize` that committed in the meantime is seen, and nothing is stored twice."""
     start = time.perf_counter()
+    if not opts.max_seconds > 0:
+        raise Codec2VecError(f"--max-hours: must be > 0, got {opts.max_seconds / 3600:g}")
     shard_i, shard_n = parse_shard(opts.shard)
     items = scan_sources(srcs)[shard_i::shard_n]
     codec = get_codec(opts.codec, **_codec_kwargs(opts))
@@ -250,60 +308,92 @@ def tokenize(
     else:
         store = open_or_create(out, codec, opts.coding)
         rejects_path = store.root / "rejects.jsonl"
-    rejects = _read_rejects(rejects_path)
-    known_bad = {p for p, r in rejects.items() if not r.get("retry")}
-    todo = [it for it in items if it.id not in store and (opts.retry_rejects or it.path not in known_bad)]
-    skipped = sum(it.id in store for it in items)
-    stored, seconds, new_rejects = 0, 0.0, 0
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True, disable=not (progress and sys.stderr.isatty())
-    )
-    with store.writer() as writer:
-        for enc in _encoded_stream(todo, codec, opts):
-            if enc.codes is None:
-                rejects[enc.item.path] = {"path": enc.item.path, "id": enc.item.id, "reason": enc.reason}
-                if enc.retry:
-                    rejects[enc.item.path]["retry"] = True
-                new_rejects += 1
-            else:
-                rejects.pop(enc.item.path, None)
-                writer.add(
-                    enc.item.id,
-                    enc.codes,
-                    # private: no path, no file size, and durations on the frame grid (exact sample counts and
-                    # byte sizes can single out a file of a known corpus)
-                    seconds=enc.codes.shape[1] / codec.frame_rate if opts.private else enc.seconds,
-                    source="" if opts.private else enc.item.path,
-                    source_bytes=0 if opts.private else enc.source_bytes,
-                    extra=scalar_metadata(enc.item.extra),
-                )
-                stored += 1
-                seconds += enc.seconds
-            bar.update(1)
-            bar.set_postfix_str(f"{seconds / max(1e-9, time.perf_counter() - start):.0f}x real time", refresh=False)
-            if writer.seconds >= opts.shard_seconds:
-                writer.commit()
-                _write_rejects(rejects_path, rejects)
-        writer.commit()
+    with store.writer() as writer:  # takes the lock, then re-reads the store
+        rejects = _read_rejects(rejects_path)
+        known_bad = {key for key, r in rejects.items() if not r.get("retry")}
+        bad_ids = [it for it in items if it.problem is not None]
+        for it in bad_ids:
+            rejects[(it.path, it.id)] = {"path": it.path, "id": it.id, "reason": it.problem}
+        good = [it for it in items if it.problem is None]
+        todo = [it for it in good if it.id not in store and (opts.retry_rejects or (it.path, it.id) not in known_bad)]
+        skipped = sum(it.id in store for it in good)
+        stats = _store_encoded(
+            writer,
+            todo,
+            codec=codec,
+            opts=opts,
+            rejects=rejects,
+            rejects_path=rejects_path,
+            start=start,
+            progress=progress,
+        )
         _write_rejects(rejects_path, rejects)
-    bar.close()
     elapsed = time.perf_counter() - start
-    rejected = [rejects[it.path] for it in items if it.path in rejects and it.id not in store]
+    rejected = [
+        rejects[(it.path, it.id)] for it in items if (it.path, it.id) in rejects and (it.problem or it.id not in store)
+    ]
     return {
         "inputs": len(items),
-        "stored": stored,
+        "stored": stats["stored"],
         "skipped_already_stored": skipped,
         "rejected": len(rejected),
-        "rejected_this_run": new_rejects,
+        "rejected_this_run": stats["rejected"] + len(bad_ids),
         "rejects": rejected,
-        "seconds_encoded": seconds,
+        "seconds_encoded": stats["seconds"],
         "elapsed_seconds": elapsed,
-        "x_real_time": seconds / elapsed if elapsed else 0.0,
+        "x_real_time": stats["seconds"] / elapsed if elapsed else 0.0,
         "options": asdict(opts),
         "store": TokenStore.open(store.root).info(),
     }
+
+
+def _store_encoded(
+    writer: Any,
+    todo: list[AudioItem],
+    *,
+    codec: Codec,
+    opts: TokenizeOptions,
+    rejects: Rejects,
+    rejects_path: Path,
+    start: float,
+    progress: bool,
+) -> dict[str, Any]:
+    """Encode `todo` and queue the codes; commit a shard (and the rejects so far) every `shard_seconds`."""
+    from tqdm import tqdm
+
+    stored, seconds, new_rejects = 0, 0.0, 0
+    bar = tqdm(
+        total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True, disable=not (progress and sys.stderr.isatty())
+    )
+    for enc in _encoded_stream(todo, codec, opts):
+        if enc.codes is None:
+            key = (enc.item.path, enc.item.id)
+            rejects[key] = {"path": enc.item.path, "id": enc.item.id, "reason": enc.reason}
+            if enc.retry:
+                rejects[key]["retry"] = True
+            new_rejects += 1
+        else:
+            rejects.pop((enc.item.path, enc.item.id), None)
+            writer.add(
+                enc.item.id,
+                enc.codes,
+                # private: no path, no file size, and durations on the frame grid (exact sample counts and
+                # byte sizes can single out a file of a known corpus)
+                seconds=enc.codes.shape[1] / codec.frame_rate if opts.private else enc.seconds,
+                source="" if opts.private else enc.item.path,
+                source_bytes=0 if opts.private else enc.source_bytes,
+                extra=scalar_metadata(enc.item.extra),
+            )
+            stored += 1
+            seconds += enc.seconds
+        bar.update(1)
+        bar.set_postfix_str(f"{seconds / max(1e-9, time.perf_counter() - start):.0f}x real time", refresh=False)
+        if writer.seconds >= opts.shard_seconds:
+            writer.commit()
+            _write_rejects(rejects_path, rejects)
+    writer.commit()
+    bar.close()
+    return {"stored": stored, "seconds": seconds, "rejected": new_rejects}
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -354,12 +444,29 @@ def decode_store(
     missing = [u for u in wanted if u not in store]
     if missing:
         raise StoreError(f"{store_path}: no utterance(s) {', '.join(missing[:5])}")
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise Codec2VecError(f"--out {root}: exists and is not a folder")
+    targets = {uid: output_path(root, uid, fmt) for uid in wanted}  # all checked before anything is written
     codec = codec_for_store(store, codec_path)
     for uid in wanted:
         codes = store[uid][None]  # (1, K, T)
         with torch.inference_mode():
             wav, n = codec.decode(codes, torch.tensor([codes.shape[-1]]))
-        target = Path(out) / f"{uid}.{fmt}"
+        target = targets[uid]
         target.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(target, wav[0, : int(n[0])].cpu().numpy(), codec.sample_rate)
+        sf.write(os.fsencode(target), wav[0, : int(n[0])].cpu().numpy(), codec.sample_rate)
     return len(wanted)
+
+
+def output_path(root: Path, uid: str, suffix: str) -> Path:
+    """`root/<uid>.<suffix>`, proven to stay inside `root` (links resolved); StoreError naming the id if not
+    (a store written by an older codec2vec may hold an id such as '../x')."""
+    from codec2vec.store.layout import id_problem
+
+    problem = id_problem(uid)
+    target = root / f"{uid}.{suffix}"
+    base = root.resolve()
+    if problem or not target.resolve().is_relative_to(base) or target.resolve() == base:
+        raise StoreError(f"utterance id {uid!r}: {problem or 'leads outside the output folder'}; nothing decoded")
+    return target

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -209,6 +209,7 @@ def resume(run: Run) -> None:
         return
     weights, state, meta = ckpt.load_checkpoint(run.latest)
     check_resumable(meta["config"], run.cfg)
+    _check_label_fingerprints(meta.get("label_fingerprints", {}), run)
     run.model.load_state_dict(weights)
     run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
@@ -217,6 +218,38 @@ def resume(run: Run) -> None:
     run.loader.load_state_dict(state["data"])
     run.window.load_state_dict(state["log"])
     run.step = int(state["step"])
+
+
+def _check_label_fingerprints(saved: dict[str, str], run: Run) -> None:
+    """The label sets a run trains on are the ones its checkpoints were made with (a k-means re-fit under the
+    same name would silently change a resumed run's targets)."""
+    for name, fp in saved.items():
+        now = run.store.labels(name).fingerprint if name in run.label_names else None
+        if now is not None and now != fp:
+            raise ConfigError(
+                f"targets.clusters_labels: label set {name!r} in {run.store.root} changed since the run's "
+                f"checkpoints were made (fingerprint {fp[:12]} -> {now[:12]}); use a new run.dir or the same labels"
+            )
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, rank: int) -> Iterator[None]:
+    """One `pretrain` per run directory: rank 0 holds an flock on `RUN/.lock` for the whole run; a second
+    process is refused with one line (two would delete each other's checkpoints and interleave metrics)."""
+    if rank != 0:
+        yield
+        return
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"run.dir: {run_dir} is in use by another pretrain process (it holds {run_dir / '.lock'})"
+            ) from None
+        yield
 
 
 def start_log(run: Run) -> RunLog:
@@ -360,6 +393,7 @@ def maybe_save(run: Run) -> None:
             "codec": run.store.codec.to_dict(),
             "frontend": run.cfg.model.frontend,  # codec, or the waveform/mel baselines (audio input)
             "label_classes": {n: int(run.store.labels(n).num_classes) for n in run.label_names},
+            "label_fingerprints": {n: run.store.labels(n).fingerprint for n in run.label_names},
             "world_size": run.world,
             "encoder_params": sum(p.numel() for p in run.model.encoder.parameters()),
             "metrics": run.last_row,
@@ -394,20 +428,26 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.train.threads)
     rank, world, device = _init_distributed(cfg.train.device)
     try:
-        run = setup(cfg, rank=rank, world=world, device=device)
-        resume(run)
-        run.log = start_log(run)
-        run.model.train()
-        while run.step < cfg.train.steps:
-            loss = train_step(run)
-            log_step(run, loss)
-            maybe_evaluate(run)
-            maybe_save(run)
-        run.log.close()
-        return summary(run)
+        with run_lock(Path(cfg.run.dir), rank):
+            return _train(cfg, rank=rank, world=world, device=device)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -> dict[str, Any]:
+    """setup -> resume -> (train_step, log_step, maybe_evaluate, maybe_save) until the last step."""
+    run = setup(cfg, rank=rank, world=world, device=device)
+    resume(run)
+    run.log = start_log(run)
+    run.model.train()
+    while run.step < cfg.train.steps:
+        loss = train_step(run)
+        log_step(run, loss)
+        maybe_evaluate(run)
+        maybe_save(run)
+    run.log.close()
+    return summary(run)
 
 
 @torch.no_grad()

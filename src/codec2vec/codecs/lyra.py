@@ -19,10 +19,11 @@ Weights are found, in order: the `path=` argument, `$CODEC2VEC_LYRA_DIR`, the us
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -147,6 +148,31 @@ class LyraCodec:
             latent = self._enc.get_tensor(self._enc_out)  # (1, 1, 64)
             codes[i] = self._q_encode(input_frames=latent, num_quantizers=levels)["output_0"].reshape(-1)
         return np.ascontiguousarray(codes[:, : self.num_codebooks].T)  # (K, T)
+
+    def encode_stream(self, blocks: Iterable[np.ndarray]) -> np.ndarray:
+        """Audio in consecutive `(S_i,)` float32 blocks at 16 kHz -> codes `(K, T)` uint16, exactly
+        `encode_one` of their concatenation (one encoder state throughout, the last frame zero-padded), with
+        memory for one block and the codes only: how `tokenize` encodes long files."""
+        self._enc = self._fresh(self._enc_bytes)
+        levels = np.int32(self.num_codebooks)
+        out: list[np.ndarray] = []  # (K, n) uint16 per block
+        carry = np.zeros(0, dtype=np.float32)
+        for block in itertools.chain(blocks, [None]):  # lazily: one block in memory at a time
+            if block is None:  # the end: pad the last partial frame
+                if not carry.size:
+                    break
+                block, carry = np.zeros(HOP - carry.size, dtype=np.float32), carry
+            x = np.concatenate([carry, np.asarray(block, dtype=np.float32)])  # (S,)
+            n = x.shape[0] // HOP
+            codes = np.empty((n, MAX_LEVELS), dtype=np.int64)  # (n, 46)
+            for i in range(n):
+                self._enc.set_tensor(self._enc_in, x[i * HOP : (i + 1) * HOP][None])
+                self._enc.invoke()
+                latent = self._enc.get_tensor(self._enc_out)  # (1, 1, 64)
+                codes[i] = self._q_encode(input_frames=latent, num_quantizers=levels)["output_0"].reshape(-1)
+            out.append(codes[:, : self.num_codebooks].T.astype(np.uint16))
+            carry = x[n * HOP :]
+        return np.concatenate(out, axis=1) if out else np.zeros((self.num_codebooks, 0), dtype=np.uint16)
 
     def quantized_latent(self, codes: np.ndarray) -> np.ndarray:
         """codes `(K, T)` -> the quantizer's own decode, `(T, 64)`."""

@@ -288,6 +288,31 @@ def _label_vocab(task: str, rows: list[dict[str, Any]], speakers: list[str]) -> 
     return sorted({r["label"] for r in rows})
 
 
+def _existing_corpus(out: Path, options: SynthOptions) -> dict[str, Any] | None:
+    """The summary of a finished corpus with the same settings at `out` (None: make it). A folder that holds
+    anything else (another corpus, a token store, the user's files) is refused, never written into; an
+    unfinished corpus (no meta.json yet, only synth's own names) is made again."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    meta_path = out / "meta.json"
+    if meta_path.is_file():
+        try:
+            summary = json.loads(meta_path.read_text(encoding="utf-8"))
+        except ValueError:
+            summary = None
+        same = isinstance(summary, dict) and summary.get("generator") == GENERATOR
+        if same and summary.get("options") == asdict(replace(options, workers=1)):
+            return summary
+        raise ConfigError(f"{out}: holds something else (not a synth corpus with these settings); use another folder")
+    own = {"audio", "all.jsonl", "speakers.json", *TASKS}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in own and not p.name.startswith("."))
+    if foreign:
+        raise ConfigError(f"{out}: folder is not empty ({', '.join(foreign[:3])}); use an empty or new folder")
+    return None
+
+
 def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = True) -> dict[str, Any]:
     """Make the whole corpus under `out` (see the module docstring); returns the summary written to meta.json."""
     import multiprocessing as mp
@@ -304,6 +329,9 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
     if options.split_by == "speaker" and options.speakers < 3:
         raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {options.speakers}")
     out = Path(out)
+    done = _existing_corpus(out, options)
+    if done is not None:
+        return done  # the same corpus is already there: nothing to do
     out.mkdir(parents=True, exist_ok=True)
     # eSpeak NG keeps synthesis state between calls (e.g. the pitch-flutter phase), so a clip's exact audio
     # depends on what its process spoke before. Fixed chunks, each in a fresh process (forked from a server

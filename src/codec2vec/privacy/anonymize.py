@@ -61,7 +61,6 @@ from torch import nn
 
 from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
-from codec2vec.files import atomic_write
 from codec2vec.pretrainer import Pretrainer
 from codec2vec.privacy.keys import (
     SCHEME,
@@ -162,7 +161,7 @@ def anonymize_store(
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.anon-"))
     try:
         new = TokenStore.create(building / "store", info, store.codebook_vectors()[:n], coding=store.coding)
-        atomic_write(new.root / "meta.json", json.dumps(dict(new.meta, **extra_meta), indent=2).encode())
+        new.update_meta(dict(new.meta, **extra_meta))  # keeps meta.json's SHA-256 in contents.json true
         _copy_codes(store, TokenStore.open(new.root), n, perms, unscramble_codes, keep, rename)
         (new.root / ".lock").unlink(missing_ok=True)
         publish(new.root, out)

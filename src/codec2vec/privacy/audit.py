@@ -33,7 +33,7 @@ import numpy as np
 from codec2vec.store import TokenStore
 
 HASHED_ID = re.compile(r"^[0-9a-f]{32}$")
-KNOWN_FILES = {"meta.json", "codebooks.safetensors", "rejects.jsonl", ".lock"}
+KNOWN_FILES = {"meta.json", "contents.json", "codebooks.safetensors", "rejects.jsonl", ".lock"}
 
 
 # --- 3. metadata --------------------------------------------------------------------------------------------

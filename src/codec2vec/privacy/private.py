@@ -30,7 +30,6 @@ from typing import Any
 
 from codec2vec.audio import AudioItem
 from codec2vec.codecs.base import LOCATION_KEYS, Codec, codec_info
-from codec2vec.files import atomic_write
 from codec2vec.privacy.keys import PrivacyError, key_check, keyed_id, load_key, write_secret
 from codec2vec.store import TokenStore
 
@@ -79,7 +78,7 @@ def _mark_private(store: TokenStore, key: bytes, keep: tuple[str, ...]) -> Token
     meta["codec"] = dict(
         meta["codec"], config={k: v for k, v in meta["codec"]["config"].items() if k not in LOCATION_KEYS}
     )
-    atomic_write(store.root / "meta.json", json.dumps(meta, indent=2).encode())
+    store.update_meta(meta)  # keeps meta.json's SHA-256 in contents.json true (issue 8)
     return TokenStore.open(store.root)
 
 

@@ -136,7 +136,9 @@ class PackedRecords:
         for j, uid in enumerate(cols["id"]):
             if uid in self.locs:
                 other = self.files.paths[self.locs[uid].file]
-                raise StoreError(f"{path}: utterance {uid!r} is also stored in {other}")
+                raise StoreError(
+                    f"{path}: utterance {uid!r} is also stored in {other} (`codec2vec verify --repair` keeps one copy)"
+                )
             self.locs[uid] = _Loc(fi, offsets[j], offsets[j + 1] - offsets[j], cols["frames"][j], cols["crc32"][j])
             self.entries[uid] = {key: cols[key][j] for key in cols if key not in ("crc32", "nbytes")}
 

@@ -2,20 +2,21 @@
 
 The usual source is a corpus tokenized in slices (`tokenize --shard I/N` in a job array or under torchrun):
 shards are copied byte for byte (never re-encoded), ids must not repeat, and the merged store is built in a
-hidden folder beside `out` and renamed into place at the end, so a killed merge leaves nothing half-made.
+hidden folder beside `out` and renamed into place at the end, so a killed merge leaves nothing half-made
+(the hidden folder is removed on failure, and a killed merge's is removed by the next start).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from codec2vec.errors import StoreError
-from codec2vec.files import atomic_write, fsync_dir
-from codec2vec.store.layout import SHARD_SUFFIX, check_free, publish
-from codec2vec.store.store import TokenStore
+from codec2vec.files import atomic_file, atomic_write
+from codec2vec.store.container import read_container_index
+from codec2vec.store.layout import SHARD_SUFFIX, file_record, read_contents, write_contents
+from codec2vec.store.store import TokenStore, building, new_store_meta, write_new_store
 
 
 def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[str]) -> int:
@@ -37,29 +38,23 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
                 raise StoreError(f"utterance {uid!r} is in both {seen[uid]} and {s.root}")
             seen[uid] = s.root
     out = Path(out)
-    check_free(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.merge-"))
-    merged = TokenStore.create(building / "store", first.codec, first.codebook_vectors(), coding=first.coding)
-    with merged.writer():
-        n = 0
-        rejects: list[bytes] = []
+    with building(out) as tmp:  # removed if anything fails; a killed merge's folder goes at the next start
+        write_new_store(tmp, *new_store_meta(first.codec, first.codebook_vectors(), first.coding))
+        n, rejects = 0, []
+        doc = read_contents(tmp)
+        assert doc is not None
         for s in stores:
             for src in s.shard_paths():
-                dst = merged.root / "shards" / f"{n:06d}{SHARD_SUFFIX}"
-                fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
-                os.close(fd)
-                shutil.copyfile(src, tmp)
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, dst)
+                dst = tmp / "shards" / f"{n:06d}{SHARD_SUFFIX}"
+                with atomic_file(dst) as f, open(src, "rb") as g:
+                    shutil.copyfileobj(g, f)
+                doc["shards"][dst.name] = file_record(dst, len(read_container_index(dst)["entries"]["id"]))
                 n += 1
             if (s.root / "rejects.jsonl").is_file():
                 rejects.append((s.root / "rejects.jsonl").read_bytes())
-        fsync_dir(merged.root / "shards")
+        write_contents(tmp, doc)
         if rejects:
-            atomic_write(merged.root / "rejects.jsonl", rejects)
-    (merged.root / ".lock").unlink(missing_ok=True)
-    publish(merged.root, out)
-    building.rmdir()
+            atomic_write(tmp / "rejects.jsonl", rejects)
+        if TokenStore.open(tmp).verify():
+            raise StoreError(f"{out}: the merged store does not verify; nothing was written")
     return len(TokenStore.open(out))

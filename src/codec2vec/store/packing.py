@@ -36,6 +36,9 @@ def frame_bytes(num_codebooks: int, bits: int) -> int:
     return -(-num_codebooks * bits // 8)
 
 
+PACK_FRAMES = 8192  # frames packed at a time (an hour of 50 Hz codes is 180k frames)
+
+
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     """codes `(K, T)` (any integer dtype, values in [0, 2**bits)) -> uint8 `(T * F,)`."""
     c = np.asarray(codes)
@@ -44,6 +47,8 @@ def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     k, t = c.shape
     if t and (c.min() < 0 or c.max() >= (1 << bits)):
         raise ValueError(f"codes outside [0, {1 << bits}) cannot be packed in {bits} bits")
+    if t > PACK_FRAMES:  # frames are whole bytes: pack in pieces, so the uint64 temporaries stay small
+        return np.concatenate([pack(c[:, i : i + PACK_FRAMES], bits) for i in range(0, t, PACK_FRAMES)])
     frames = np.ascontiguousarray(c.T, dtype=np.uint64)  # (T, K)
     per, nbytes = _group(k, bits)
     if per:

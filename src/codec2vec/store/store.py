@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -38,24 +37,31 @@ from torch import Tensor
 
 from codec2vec.codecs.base import CodecInfo
 from codec2vec.errors import StoreError
-from codec2vec.files import atomic_write
+from codec2vec.files import atomic_dir, atomic_write
 from codec2vec.store import packing
 from codec2vec.store.codebooks import pack_codebooks, unpack_codebooks
 from codec2vec.store.container import PackedRecords, read_container_index
-from codec2vec.store.labels import LabelSet, write_label_set
+from codec2vec.store.labels import LabelSet, check_label_name, fingerprint, write_label_set
 from codec2vec.store.layout import (
+    CONTENTS,
     FORMAT,
     FORMAT_VERSION,
     LABEL_SUFFIX,
     SHARD_SUFFIX,
     check_free,
     check_meta,
+    check_meta_hash,
     check_shard,
+    clean_builds,
     committed,
-    publish,
+    empty_contents,
+    is_upgraded,
+    meta_bytes,
+    read_contents,
+    write_contents,
 )
 from codec2vec.store.verify import verify_store
-from codec2vec.store.writer import ShardWriter, open_writer
+from codec2vec.store.writer import ShardWriter, label_record, open_writer, record_all, record_file, store_lock
 
 
 class TokenStore:
@@ -78,70 +84,25 @@ class TokenStore:
         """A new, empty store for codes of `info`'s codec; `codebook_vectors` is `(K, V, D)`. `coding`: "auto"
         entropy-codes a shard when that makes it at least 1% smaller; "packed" keeps exact-width bit packing
         (reads ~10x faster, still far faster than training needs)."""
-        if coding not in ("auto", "packed"):
-            raise StoreError(f"coding {coding!r}: choose 'auto' or 'packed'")
-        from safetensors.torch import save
-
         root = Path(path)
         check_free(root)
-        cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()
-        if tuple(cb.shape[:2]) != (info.num_codebooks, info.codebook_size):
-            raise StoreError(
-                f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}"
-            )
-        blob = save(pack_codebooks(cb))
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "codec": info.to_dict(),
-            "bits_per_code": packing.bits_for(info.codebook_size),
-            "coding": coding,
-            "frame_bytes": packing.frame_bytes(info.num_codebooks, packing.bits_for(info.codebook_size)),
-            "layout": "frame-major, big-endian bit packing (codec2vec.packing)",
-            "codebooks": {
-                "file": "codebooks.safetensors",
-                "shape": list(cb.shape),
-                "sha256": hashlib.sha256(blob).hexdigest(),
-            },
-        }
-        check_meta(root / "meta.json", meta)  # e.g. a CodecInfo whose hash is not its config's
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))  # built aside, then renamed
-        (tmp / "shards").mkdir()
-        atomic_write(tmp / "codebooks.safetensors", blob)
-        atomic_write(tmp / "meta.json", json.dumps(meta, indent=2).encode())
-        publish(tmp, root)
+        meta, blob = new_store_meta(info, codebook_vectors, coding)
+        with building(root) as tmp:  # built in a hidden folder beside `root`, then renamed into place
+            write_new_store(tmp, meta, blob)
         return cls.open(root)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, check: bool = True) -> TokenStore:
-        """Open an existing store. With `check`, a damaged shard index raises `StoreError` naming the file;
-        without it (for `verify`), damaged shards are left out and reported by `verify()`."""
+        """Open an existing store. With `check`, a damaged shard index, a shard recorded in `contents.json` but
+        missing, or an edited `meta.json` raise `StoreError` naming the file; without it (for `verify`),
+        damaged shards are left out and reported by `verify()`."""
         root = Path(path)
-        meta_path = root / "meta.json"
-        if not meta_path.is_file():
-            raise StoreError(f"{root}: not a token store (no meta.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as e:
-            raise StoreError(f"{meta_path}: damaged ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise StoreError(f"{meta_path}: not a codec2vec token store")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise StoreError(f"{meta_path}: format version {meta['format_version']} is newer than this codec2vec reads")
-        check_meta(meta_path, meta)
-        paths, indexes = [], []
-        for p in committed(root / "shards", SHARD_SUFFIX):
-            try:
-                idx = read_container_index(p)
-                check_shard(p, idx, meta)
-                indexes.append(idx)
-                paths.append(p)
-            except StoreError:
-                if check:
-                    raise
-        packed = PackedRecords(paths, indexes, int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
+        meta, packed = _load(root, check)
         return cls(root, meta, packed)
+
+    def refresh(self) -> None:
+        """Re-read the store from disk (the writer does this under its lock)."""
+        self.meta, self._packed = _load(self.root, True)
 
     # reading ------------------------------------------------------------------------------------
 
@@ -196,6 +157,23 @@ class TokenStore:
         shard atomically; an exception discards the uncommitted utterances and stores nothing partial."""
         return open_writer(self)
 
+    def update_meta(self, meta: dict[str, Any]) -> None:
+        """Replace `meta.json` (e.g. marking a store private) under the writer lock, keeping its SHA-256 in
+        `contents.json` true: the new hash is first recorded as pending, so a crash at any instant leaves a
+        store whose meta matches its record."""
+        meta = {**meta, "format_version": max(int(meta.get("format_version", 1)), FORMAT_VERSION)}
+        check_meta(self.root / "meta.json", meta)
+        with store_lock(self.root):
+            self.refresh()
+            record_all(self)
+            doc = read_contents(self.root)
+            assert doc is not None
+            new = hashlib.sha256(meta_bytes(meta)).hexdigest()
+            write_contents(self.root, {**doc, "meta_sha256_pending": new})
+            atomic_write(self.root / "meta.json", meta_bytes(meta))
+            write_contents(self.root, {**doc, "meta_sha256": new})
+            self.refresh()
+
     def add_shard(self, path: Path, index: dict[str, Any]) -> None:
         """Make a just-committed shard readable through this handle."""
         self._packed.add(path, index)
@@ -216,10 +194,17 @@ class TokenStore:
 
     def write_labels(
         self, name: str, labels: Mapping[str, Tensor | np.ndarray], num_classes: int, info: dict[str, Any] | None = None
-    ) -> None:
+    ) -> str:
         """Store frame-level labels `(T,)` in [0, num_classes) for some or all utterances, atomically
-        (replacing a label set of the same name). Each must have exactly the utterance's frame count."""
-        write_label_set(self, name, labels, num_classes, info)
+        (replacing a label set of the same name), under the writer lock, and record it in `contents.json`.
+        Each must have exactly the utterance's frame count. Returns the set's fingerprint."""
+        check_label_name(name)
+        with store_lock(self.root):
+            self.refresh()
+            record_all(self)
+            path = write_label_set(self, name, labels, num_classes, info)
+            record_file(self.root, "labels", path, label_record(path))
+        return str(fingerprint(read_container_index(path)))
 
     def labels(self, name: str) -> LabelSet:
         path = self.root / "labels" / f"{name}{LABEL_SUFFIX}"
@@ -259,10 +244,114 @@ class TokenStore:
             "codec": {k: v for k, v in self.codec.to_dict().items() if k != "config"} | {"config": self.codec.config},
         }
 
+    def repair(self) -> list[str]:
+        """`verify --repair`: drop duplicate copies and foreign files, record the contents (`repair.py`)."""
+        from codec2vec.store.verify import repair_store
+
+        return repair_store(self.root)
+
     def verify(self) -> list[str]:
         """Recheck meta, codebooks, every shard's footer, index, payload hash and each utterance's CRC-32.
         Returns one line per problem (empty when sound)."""
         return verify_store(self)
+
+
+def _load(root: Path, check: bool) -> tuple[dict[str, Any], PackedRecords]:
+    """Read `meta.json`, check it (and its recorded SHA-256), and index the committed shards."""
+    meta_path = root / "meta.json"
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root}: not a token store (a file, not a folder)")
+    if not meta_path.is_file():
+        raise StoreError(f"{root}: not a token store (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{meta_path}: damaged ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise StoreError(f"{meta_path}: not a codec2vec token store")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise StoreError(f"{meta_path}: format version {meta['format_version']} is newer than this codec2vec reads")
+    check_meta(meta_path, meta)
+    contents = read_contents(root) if check else None
+    problem = check_meta_hash(meta_path, meta, contents) if check else None
+    if problem:
+        raise StoreError(problem)
+    if check and contents is not None and is_upgraded(meta):
+        for name, rec in contents["shards"].items():
+            p = root / "shards" / name
+            if not p.is_file():
+                raise StoreError(f"{p}: missing (recorded in {CONTENTS} with {rec['utterances']} utterances)")
+            if p.stat().st_size != rec["bytes"]:
+                raise StoreError(f"{p}: not the shard recorded in {CONTENTS} (size differs)")
+    packed = PackedRecords([], [], int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
+    for p in committed(root / "shards", SHARD_SUFFIX):
+        try:
+            idx = read_container_index(p)
+            check_shard(p, idx, meta)
+            packed.add(p, idx)  # StoreError on an id stored twice (`verify --repair` mends that)
+        except StoreError:
+            if check:
+                raise
+    return meta, packed
+
+
+@contextlib.contextmanager
+def building(root: Path) -> Iterator[Path]:
+    """A hidden folder beside `root` to build a new store in, renamed to `root` at the end; removed on failure.
+    Its `.lock` is held until after the rename, so that `layout.clean_builds` (run at every start, removing
+    what a killed build left) never touches a build in progress."""
+    import fcntl
+
+    clean_builds(root)  # first: a killed build's folder goes even when `root` is taken
+    check_free(root)
+    lock = None
+    try:
+        with atomic_dir(root, replace=root.exists()) as tmp:
+            lock = open(tmp / ".lock", "a")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield tmp
+            check_free(root)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def new_store_meta(info: CodecInfo, codebook_vectors: Tensor, coding: str) -> tuple[dict[str, Any], bytes]:
+    """A new store's `meta.json` and its codebook file's bytes."""
+    if coding not in ("auto", "packed"):
+        raise StoreError(f"coding {coding!r}: choose 'auto' or 'packed'")
+    from safetensors.torch import save
+
+    cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()
+    if tuple(cb.shape[:2]) != (info.num_codebooks, info.codebook_size):
+        raise StoreError(
+            f"codebook vectors {tuple(cb.shape)} do not match K={info.num_codebooks}, V={info.codebook_size}"
+        )
+    blob = save(pack_codebooks(cb))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "codec": info.to_dict(),
+        "bits_per_code": packing.bits_for(info.codebook_size),
+        "coding": coding,
+        "frame_bytes": packing.frame_bytes(info.num_codebooks, packing.bits_for(info.codebook_size)),
+        "layout": "frame-major, big-endian bit packing (codec2vec.packing)",
+        "codebooks": {
+            "file": "codebooks.safetensors",
+            "shape": list(cb.shape),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        },
+    }
+    check_meta(Path("meta.json"), meta)  # e.g. a CodecInfo whose hash is not its config's
+    return meta, blob
+
+
+def write_new_store(folder: Path, meta: dict[str, Any], codebooks_blob: bytes) -> None:
+    """The files of an empty store (format 2) in `folder`."""
+    (folder / "shards").mkdir(exist_ok=True)
+    atomic_write(folder / "codebooks.safetensors", codebooks_blob)
+    write_contents(folder, empty_contents(meta))
+    atomic_write(folder / "meta.json", meta_bytes(meta))
 
 
 def format_info(info: dict[str, Any]) -> str:

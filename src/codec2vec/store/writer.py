@@ -1,9 +1,12 @@
 """Writing to a token store: one writer at a time, each shard committed by one atomic rename.
 
-`open_writer(store)` takes an exclusive lock on the store (an flock on `STORE/.lock`), removes what a killed
-writer left, and yields a `ShardWriter`; `ShardWriter.add(id, codes (K, T), ...)` queues an utterance and
-`commit()` writes the queued ones as a new shard: bit-packed (`packing.py`) or, when the store's coding is
-"auto" and it saves at least 1%, Huffman-coded with a model fitted on that shard (`entropy.py`).
+`open_writer(store)` takes an exclusive lock on the store (an flock on `STORE/.lock`, `store_lock`), removes
+what a killed writer left, re-reads the store under the lock (so what another process committed before is
+seen: nothing is stored twice), records its contents (`contents.py`, upgrading a format-1 store) and yields
+a `ShardWriter`; `ShardWriter.add(id, codes (K, T), ...)` checks the id (`layout.id_problem`) and queues an
+utterance, and `commit()` writes the queued ones as a new shard: bit-packed (`packing.py`) or, when the
+store's coding is "auto" and it saves at least 1%, Huffman-coded with a model fitted on that shard
+(`entropy.py`); then it records the shard in `contents.json`.
 """
 
 from __future__ import annotations
@@ -18,29 +21,100 @@ import numpy as np
 from torch import Tensor
 
 from codec2vec.errors import StoreError
+from codec2vec.files import atomic_write, clean_stale
 from codec2vec.store import entropy, packing
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.entropy import HuffmanModel
-from codec2vec.store.layout import SHARD_SUFFIX, committed
+from codec2vec.store.layout import (
+    CONTENTS,
+    FORMAT_VERSION,
+    LABEL_SUFFIX,
+    SHARD_SUFFIX,
+    committed,
+    empty_contents,
+    file_record,
+    id_problem,
+    is_upgraded,
+    meta_bytes,
+    read_contents,
+    write_contents,
+)
 
 MAX_CODED_FRAMES = 3000  # 60 s at 50 Hz: longer utterances keep their shard bit-packed (crop cost)
 
 
 @contextlib.contextmanager
-def open_writer(store: Any) -> Iterator[ShardWriter]:
-    """One writer at a time (an flock on the store). Each `commit()` and the end of the block commit a
-    shard atomically; an exception discards the uncommitted utterances and stores nothing partial."""
-    lock_path = store.root / ".lock"
-    with open(lock_path, "a") as lock:
+def store_lock(root: Path) -> Iterator[None]:
+    """The store's exclusive writer lock (an flock on `STORE/.lock`); StoreError if another process holds it.
+    Removes the temporary files a killed writer left."""
+    with open(root / ".lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(f"{store.root}: another process is writing to this store") from None
-        for stale in (store.root / "shards").glob(".tmp-*"):  # left by a killed writer
-            stale.unlink(missing_ok=True)
+            raise StoreError(f"{root}: another process is writing to this store") from None
+        for folder in (root, root / "shards", root / "labels"):
+            clean_stale(folder)  # hidden `.tmp-*.part` files of a killed write
+        yield
+
+
+@contextlib.contextmanager
+def open_writer(store: Any) -> Iterator[ShardWriter]:
+    """One writer at a time (an flock on the store). The store handle is re-read under the lock. Each
+    `commit()` and the end of the block commit a shard atomically; an exception discards the uncommitted
+    utterances and stores nothing partial."""
+    with store_lock(store.root):
+        store.refresh()  # what another writer committed before we held the lock
+        record_all(store)
         w = ShardWriter(store)
         yield w
         w.commit()
+
+
+def record_all(store: Any) -> None:
+    """Make `contents.json` list every committed shard and label set (upgrading a format-1 store): a no-op
+    when it already does. Call under the lock."""
+    contents = read_contents(store.root)
+    meta = store.meta
+    if contents is not None and is_upgraded(meta):
+        listed_shards, listed_labels = set(contents["shards"]), set(contents["labels"])
+    else:
+        contents, listed_shards, listed_labels = None, set(), set()
+    on_disk = {p.name: p for p in store.shard_paths()}
+    labels = {p.name: p for p in committed(store.root / "labels", LABEL_SUFFIX)}
+    if contents is not None and set(on_disk) <= listed_shards and set(labels) <= listed_labels:
+        return
+    new_meta = {**meta, "format_version": FORMAT_VERSION}
+    doc = contents or empty_contents(new_meta)
+    for name, path in on_disk.items():
+        if name not in listed_shards:
+            doc["shards"][name] = file_record(path, len(read_container_index(path)["entries"]["id"]))
+    for name, path in labels.items():
+        if name not in listed_labels:
+            doc["labels"][name] = label_record(path)
+    write_contents(store.root, doc)
+    if not is_upgraded(meta):  # format 1 -> 2: the record first, then meta.json (see contents.py)
+        atomic_write(store.root / "meta.json", meta_bytes(new_meta))
+        store.meta = new_meta
+
+
+def label_record(path: Path) -> dict[str, Any]:
+    from codec2vec.store.labels import fingerprint
+
+    index = read_container_index(path)
+    return file_record(path, len(index["entries"]["id"]), fingerprint=fingerprint(index))
+
+
+def record_file(root: Path, kind: str, path: Path | None, record: dict[str, Any] | None = None) -> None:
+    """Record (or, with `record` None, drop) one committed shard or label set in `contents.json`, under the lock."""
+    doc = read_contents(root)
+    if doc is None:
+        raise StoreError(f"{root}: {CONTENTS} missing; run `codec2vec verify --repair {root}`")
+    if record is None:
+        doc[kind].pop(path.name if path else "", None)
+    else:
+        assert path is not None
+        doc[kind][path.name] = record
+    write_contents(root, doc)
 
 
 class ShardWriter:
@@ -75,6 +149,9 @@ class ShardWriter:
             raise StoreError(f"{uid!r}: codes must be (K={info.num_codebooks}, T), got {arr.shape}")
         if arr.size and (arr.min() < 0 or arr.max() >= info.codebook_size):
             raise StoreError(f"{uid!r}: codes outside [0, {info.codebook_size})")
+        problem = id_problem(uid)
+        if problem:
+            raise StoreError(f"{self.store.root}: {problem}")
         if uid in self.store or uid in self._pending:
             raise StoreError(f"{self.store.root}: utterance {uid!r} is already stored")
         row = (uid, int(arr.shape[1]), float(seconds), str(source), int(source_bytes), extra or {})
@@ -111,7 +188,9 @@ class ShardWriter:
         existing = [int(p.stem) for p in committed(shards, SHARD_SUFFIX) if p.stem.isdigit()]
         path = shards / f"{max(existing, default=-1) + 1:06d}{SHARD_SUFFIX}"
         index = {"kind": "shard", "codec_hash": self.store.codec.config_hash, **fields, "entries": cols}
+        path.parent.mkdir(exist_ok=True)
         write_container(path, payload, index)
         self.store.add_shard(path, read_container_index(path))
+        record_file(self.store.root, "shards", path, file_record(path, len(payload)))
         self.__init__(self.store)  # type: ignore[misc]  # start the next shard empty
         return path
