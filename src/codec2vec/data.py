@@ -126,7 +126,7 @@ class Crop:
 
 
 def collate(
-    store: TokenStore, crops: Sequence[Crop], label_names: Sequence[str] = (), label_sets: dict | None = None
+    store: TokenStore, crops: Sequence[Crop], label_names: Sequence[str] = (), label_sets: dict[str, Any] | None = None
 ) -> Batch:
     """Read the crops of one rank and pad them into a `Batch`."""
     k = store.codec.num_codebooks
@@ -137,6 +137,7 @@ def collate(
     for b, c in enumerate(crops):
         codes[b, :, : c.stop - c.start] = store.read(c.utt_id, c.start, c.stop)
         for n in label_names:
+            assert label_sets is not None, "label_names need label_sets"
             labels[n][b, : c.stop - c.start] = label_sets[n].read(c.utt_id, c.start, c.stop)  # (T,)
     seeds = torch.tensor([c.seed for c in crops], dtype=torch.long)  # (B,)
     return Batch(codes=codes, lengths=lengths, seeds=seeds, labels=labels, ids=[c.utt_id for c in crops])

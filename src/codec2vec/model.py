@@ -101,7 +101,8 @@ class ConvPositionalEmbedding(nn.Module):
         super().__init__()
         conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
         nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 * (1.0 - dropout) / (kernel * dim)))
-        nn.init.zeros_(conv.bias)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
         self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
         self.trim = 1 if kernel % 2 == 0 else 0
 
@@ -202,6 +203,10 @@ class TransformerEncoder(nn.Module):
 class Codec2VecEncoder(nn.Module):
     """Front end (frontends.py: codec tokens, or audio for the baselines) -> mask -> Transformer."""
 
+    config: ModelConfig
+    num_codebooks: int  # K of the codec front end (0 for the audio baselines)
+    codebook_size: int
+
     def __init__(
         self,
         *,
@@ -224,7 +229,8 @@ class Codec2VecEncoder(nn.Module):
             codebook_dim=codebook_dim or config.codebook_dim,
             freeze=config.freeze_embeddings,
         )
-        self.num_codebooks, self.codebook_size = self.frontend.num_codebooks, self.frontend.codebook_size
+        self.num_codebooks = int(cast(int, self.frontend.num_codebooks))
+        self.codebook_size = int(cast(int, self.frontend.codebook_size))
         self.input_dropout = nn.Dropout(config.input_dropout)
         self.mask_embedding = nn.Parameter(torch.empty(config.dim).uniform_())
         self.transformer = TransformerEncoder(config)

@@ -12,7 +12,7 @@ accumulation steps, which makes N processes equal one process with the same glob
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from codec2vec.data import IGNORE, Batch
 from codec2vec.masking import MaskingConfig, quantizer_keep_levels, span_mask
 from codec2vec.model import Codec2VecEncoder, ModelConfig
 from codec2vec.store import TokenStore
-from codec2vec.targets import TargetsConfig, build_targets
+from codec2vec.targets import Target, TargetsConfig, build_targets
 
 
 @dataclass
@@ -101,11 +101,17 @@ class PretrainOutput:
 class Pretrainer(nn.Module):
     """Encoder + masking + targets; `forward(batch) -> PretrainOutput`, `update(step)` after each optimizer step."""
 
+    encoder: Codec2VecEncoder
+
     def __init__(self, *, encoder: Codec2VecEncoder, masking: MaskingConfig, targets: list[nn.Module]) -> None:
         super().__init__()
         self.encoder = encoder
         self.masking = masking
         self.targets = nn.ModuleList(targets)
+
+    def target_list(self) -> list[Target]:
+        """The targets, typed by their protocol (an `nn.ModuleList` holds them for parameters and state)."""
+        return [cast(Target, t) for t in self.targets]
 
     def masks(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """Span mask `(B, T)` and quantizer-dropout levels `(B,)` (None outside training) from the seeds."""
@@ -123,7 +129,7 @@ class Pretrainer(nn.Module):
         layers, _ = self.encoder(batch.inputs, batch.lengths, mask=mask, keep_levels=keep)
         x = layers[-1][mask]  # (N, D): the masked frames
         loss_sums, counts, correct, weights = {}, {}, {}, {}
-        for target in self.targets:
+        for target in self.target_list():
             labels = [y[mask] for y in target.labels(batch, layers, mask=mask)]  # heads x (N,)
             logits = target.logits(x)  # heads x (N, C)
             ce = [F.cross_entropy(z.float(), y, ignore_index=IGNORE, reduction="sum") for z, y in zip(logits, labels)]
@@ -137,7 +143,7 @@ class Pretrainer(nn.Module):
     @torch.no_grad()
     def update(self, step: int) -> None:
         """After each optimizer step: EMA teacher and online codebooks (no-op for offline targets)."""
-        for target in self.targets:
+        for target in self.target_list():
             target.update(step)
 
     @torch.no_grad()
@@ -146,7 +152,7 @@ class Pretrainer(nn.Module):
         perplexities), summed over ranks with `reduce`, and one-time warnings; every rank must call it."""
         row: dict[str, float] = {}
         notes: list[str] = []
-        for target in self.targets:
+        for target in self.target_list():
             fn = getattr(target, "window_metrics", None)
             if fn is not None:
                 figures, note = fn(reduce)

@@ -202,8 +202,8 @@ def _encode_group(codec: Codec, group: list[tuple[AudioItem, np.ndarray, int]]) 
         for b, (_, w, _) in enumerate(group):
             wav[b, : w.shape[0]] = torch.from_numpy(w)
     with torch.inference_mode():
-        codes, frames = codec.encode(wav, lengths)  # (B, K, T), (B,)
-    codes = codes.cpu().numpy()
+        encoded, frames = codec.encode(wav, lengths)  # (B, K, T), (B,)
+    codes = encoded.cpu().numpy()
     return [
         Encoded(it, codes[b, :, : int(frames[b])].astype(np.uint16), w.shape[0] / codec.sample_rate, size)
         for b, (it, w, size) in enumerate(group)

@@ -128,7 +128,7 @@ class Run:
 
     @property
     def weights(self) -> dict[str, float]:
-        return {t.name: float(t.weight) for t in self.model.targets}
+        return {t.name: float(t.weight) for t in self.model.target_list()}
 
     @property
     def is_main(self) -> bool:

@@ -180,7 +180,7 @@ def voxceleb1(root: str | Path, out: str | Path) -> dict[str, dict[str, Any]]:
     root, out = Path(root), Path(out)
     split_file = _need(root / "iden_split.txt", "VoxCeleb1 identification split")
     names = {"1": "train", "2": "dev", "3": "test"}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n, line in enumerate(split_file.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -198,7 +198,7 @@ def voxceleb1(root: str | Path, out: str | Path) -> dict[str, dict[str, Any]]:
 def fluent_speech_commands(root: str | Path, out: str | Path) -> dict[str, dict[str, Any]]:
     """Fluent Speech Commands -> OUT/ic, label = "action|object|location"."""
     root, out = Path(root), Path(out)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, split in (("train", "train"), ("valid", "dev"), ("test", "test")):
         table = _need(root / "data" / f"{name}_data.csv", "Fluent Speech Commands split table")
         with open(table, newline="", encoding="utf-8") as f:
@@ -222,7 +222,7 @@ def iemocap(root: str | Path, out: str | Path, *, fold: int = 1) -> dict[str, di
     if fold not in range(1, 6):
         raise Codec2VecError(f"iemocap fold: {fold} is not one of 1..5")
     line_re = re.compile(r"^\[[\d.]+ - [\d.]+\]\s+(\S+)\s+(\S+)\s+\[")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for session in range(1, 6):
         base = _need(root / f"Session{session}", "IEMOCAP session folder")
         texts: dict[str, str] = {}

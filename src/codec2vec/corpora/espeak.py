@@ -18,6 +18,7 @@ import ctypes
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,7 +145,7 @@ class _Engine:
         self.lib.espeak_SetSynthCallback(self._callback)
         self.voice: Voice | None = None
 
-    def _collect(self, wav: ctypes.POINTER(ctypes.c_short), n: int, events: ctypes.POINTER(_Event)) -> int:
+    def _collect(self, wav: Any, n: int, events: Any) -> int:  # short* samples, espeak_EVENT* events
         if n > 0:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         i = 0

@@ -24,7 +24,6 @@ reads `id` and `path` and carries the other columns along as per-utterance metad
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -58,7 +57,7 @@ def write_task(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
-    seconds: Counter[str] = Counter()
+    seconds: dict[str, float] = {s: 0.0 for s in SPLITS}
     seen: set[str] = set()
     for row in rows:
         missing = [k for k in REQUIRED if k not in row]

@@ -139,7 +139,8 @@ def plan(options: SynthOptions) -> tuple[list[dict[str, Any]], list[Clip]]:
         who = rng.permutation(np.resize(np.arange(len(speakers)), count))  # balanced, independent of labels
         for i in range(count):
             spk = speakers[int(who[i])]
-            voice, fields, fixed, silence = spk["voice"], {}, 0.0, False
+            fields: dict[str, Any] = {}
+            voice, fixed, silence = spk["voice"], 0.0, False
             if group == "sent":
                 text = sentence(rng, options.seed)
             elif group == "ic":
@@ -341,7 +342,7 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["codec2vec.corpora.synth", "numpy", "soundfile", "soxr", "torch"])
     else:  # Windows
-        ctx = mp.get_context("spawn")
+        ctx = mp.get_context("spawn")  # type: ignore[assignment]
     bar = tqdm(total=len(clips), unit="clip", desc="synth", disable=not (progress and sys.stderr.isatty()))
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max(1, options.workers), mp_context=ctx, max_tasks_per_child=1) as pool:

@@ -146,7 +146,7 @@ class PackedRecords:
         loc = self._loc(uid)
         raw = self.files.bytes(loc)
         if uid not in self._verified:
-            if zlib.crc32(raw) != loc.crc:
+            if zlib.crc32(raw.data) != loc.crc:
                 raise StoreError(
                     f"{self.files.paths[loc.file]}: utterance {uid!r} fails its checksum (the file is damaged; "
                     "run `codec2vec verify`)"

@@ -77,7 +77,8 @@ def write_label_set(
     (replacing a label set of the same name). Each must have exactly the utterance's frame count."""
     check_label_name(name)
     bits = packing.bits_for(num_classes)
-    payload, cols = [], {"id": [], "frames": [], "crc32": []}
+    payload: list[bytes] = []
+    cols: dict[str, list[Any]] = {"id": [], "frames": [], "crc32": []}
     for uid, lab in labels.items():
         arr = np.asarray(lab.cpu() if isinstance(lab, Tensor) else lab).reshape(-1)
         if uid not in store:

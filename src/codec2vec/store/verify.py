@@ -76,7 +76,8 @@ def verify_store(store: Any) -> list[str]:
         except StoreError as e:
             problems.append(str(e))
             continue
-        body = np.memmap(path, dtype=np.uint8, mode="r")[: idx["payload_bytes"]] if idx["payload_bytes"] else b""
+        n = int(idx["payload_bytes"])
+        body = np.memmap(path, dtype=np.uint8, mode="r")[:n].data if n else memoryview(b"")  # bytes of the payload
         if hashlib.sha256(body).hexdigest() != idx["payload_sha256"]:
             cols = idx["entries"]
             fb = (
