@@ -149,13 +149,13 @@ def extract_to_dir(
         raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
     fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
     store = codes_for_sources(srcs, meta=source.meta, codec_path=codec_path, progress=progress)
-    todo = [uid for uid in store.ids if uid not in fdir]
+    todo = [uid for uid in store.ids() if uid not in fdir]
     done = fdir.fill(source, store, todo, batch_frames=batch_frames, progress=progress)
     summary = {
         "out": str(out),
         "utterances": len(fdir),
         "extracted": done,
-        "skipped_already_done": len(store.ids) - len(todo),
+        "skipped_already_done": len(store.ids()) - len(todo),
         "layers": chosen,
         "dim": source.dim,
         "frames": fdir.total_frames,

@@ -350,7 +350,10 @@ def cached_features(
         dim=source.dim,
         describe=source.describe(),
     )
-    fdir.fill(source, codes, [u for u in codes.ids if u not in fdir], progress=progress)
+    from codec2vec.corpora.manifest import read_manifest
+
+    wanted = [r["id"] for m in manifests for r in read_manifest(m)]
+    fdir.fill(source, codes, [u for u in wanted if u in codes and u not in fdir], progress=progress)
     return fdir
 
 

@@ -112,7 +112,7 @@ def _fit(
             l_.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
             opt.step()
-            losses.append(float(l_))
+            losses.append(l_.item())
         dev = ratio_of_sums(_evaluate(spec, head, data["dev"], layers, vocabs))
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else 0.0, "dev": dev})
         if sign * dev > best + 1e-9:
