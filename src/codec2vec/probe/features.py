@@ -256,7 +256,8 @@ class FeatureDir:
             self._arrays[shard] = np.load(self.root / f"feats-{shard:06d}.npy", mmap_mode="r")
         return self._arrays[shard][off : off + n]
 
-    def _write_shard(self, rows: list[tuple[str, np.ndarray]]) -> None:
+    def add(self, rows: list[tuple[str, np.ndarray]]) -> None:
+        """Commit one shard of `(uid, (T, layers, D))` arrays (array first, then its index)."""
         shard = max((s for s, _, _ in self.index.values()), default=-1) + 1
         frames = [int(a.shape[0]) for _, a in rows]
         offsets = np.concatenate([[0], np.cumsum(frames)[:-1]]).tolist() if rows else []
@@ -300,10 +301,10 @@ class FeatureDir:
             pending += [(uid, h[b, : int(lengths[b])]) for b, uid in enumerate(batch)]
             bar.update(len(batch))
             if sum(a.shape[0] for _, a in pending) >= shard_frames:
-                self._write_shard(pending)
+                self.add(pending)
                 pending = []
         if pending:
-            self._write_shard(pending)
+            self.add(pending)
         bar.close()
         return len(todo)
 

@@ -151,15 +151,36 @@ def run_probe(
     """Probe `source` on the task folder `data`; returns {"task", "metric", "value", "ci", "layer_weights",
     "per_layer"? , "n_test", "model", "epochs", "history"}. `shuffle_labels` permutes the train and dev targets
     across utterances (a control that must score at chance)."""
-    spec = get_task(task)
     t0 = time.monotonic()
     data = Path(data)
     fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)
     rows, _ = _load_task(data)
+    result = probe_features(
+        task, fdir=fdir, rows=rows, seed=seed, per_layer=per_layer, max_epochs=max_epochs, patience=patience,
+        progress=progress, shuffle_labels=shuffle_labels,
+    )  # fmt: skip
+    result.update(model=source.name, source=source.kind, seconds=round(time.monotonic() - t0, 2))
+    return result
+
+
+def probe_features(
+    task: str,
+    *,
+    fdir: FeatureDir,
+    rows: dict[str, list[dict[str, Any]]],
+    seed: int = 0,
+    per_layer: bool = False,
+    max_epochs: int = 40,
+    patience: int = 6,
+    progress: bool = False,
+    shuffle_labels: bool = False,
+) -> dict[str, Any]:
+    """The probe proper, on features already in `fdir` for the manifest `rows` of each split."""
+    spec = get_task(task)
     rows = {s: [r for r in rows[s] if r["id"] in fdir] for s in SPLITS}
     for s in SPLITS:
         if not rows[s]:
-            raise ConfigError(f"{data}/{s}.jsonl: no utterance with features (all rejected or empty)")
+            raise ConfigError(f"task {task}: the {s} split has no utterance with features (all rejected or empty)")
     vocabs = vocabularies(spec, [r for s in SPLITS for r in rows[s]])
     tgt = {s: targets(spec, rows[s], vocabs) for s in SPLITS}
     if shuffle_labels:
@@ -178,12 +199,13 @@ def run_probe(
         "ci": bootstrap_ci(stats, seed=seed),
         "layer_weights": head.mix.weights(),  # type: ignore[union-attr,operator]
         "n_test": len(stats),
-        "model": source.name,
-        "source": source.kind,
+        "n_train": len(rows["train"]),
         "epochs": len(history),
         "history": history,
         "seed": seed,
     }
+    if progress:
+        print(f"probe {task}: {spec.metric} {result['value']:.4f} after {len(history)} epochs", file=sys.stderr)
     if per_layer:
         result["per_layer"] = []
         for i in range(num_layers):
@@ -192,7 +214,6 @@ def run_probe(
             result["per_layer"].append({"layer": i, "value": ratio_of_sums(s), "ci": bootstrap_ci(s, seed=seed)})
             if progress:
                 print(f"probe {task} layer {i}: {spec.metric} {ratio_of_sums(s):.4f}", file=sys.stderr)
-    result["seconds"] = round(time.monotonic() - t0, 2)
     return result
 
 
@@ -222,4 +243,4 @@ def probe_with_references(
     return result
 
 
-__all__ = ["probe_with_references", "run_probe"]
+__all__ = ["probe_features", "probe_with_references", "run_probe"]
