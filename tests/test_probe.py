@@ -145,11 +145,11 @@ def test_ctc_phone_head_learns_and_is_at_chance_on_shuffled(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_ctc_lstm_character_head_learns_and_is_at_chance_on_shuffled(tmp_path: Path) -> None:
     fd, rows = _synthetic(tmp_path / "asr", "asr", (120, 30, 60))
-    real = probe_features("asr", fdir=fd, rows=rows, max_epochs=25)
-    shuffled = probe_features("asr", fdir=fd, rows=rows, max_epochs=10, shuffle_labels=True)
+    real = probe_features("asr", fdir=fd, rows=rows, max_epochs=8)
+    shuffled = probe_features("asr", fdir=fd, rows=rows, max_epochs=6, shuffle_labels=True)
     assert real["metric"] == "wer"
     assert shuffled["value"] >= 0.9  # no word is recognised from features once the labels are shuffled
-    assert real["value"] < shuffled["value"] - 0.2
+    assert real["value"] <= 0.3
 
 
 def test_per_layer_puts_the_information_where_it_is(tmp_path: Path) -> None:

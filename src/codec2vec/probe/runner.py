@@ -28,6 +28,7 @@ from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
 from codec2vec.probe.tasks import TaskSpec, get_task, item_stats, loss, make_head, targets, vocabularies
 
 SPLITS = ("train", "dev", "test")
+MAX_FRAMES = 4000  # frame tasks: at most this many padded frames per batch (80 s of audio at 50 Hz)
 
 
 class _Split:
@@ -59,7 +60,8 @@ class _Split:
         groups: list[list[int]] = []
         group: list[int] = []
         for i in order:
-            if group and (len(group) + 1) * max(int(self.frames[i]), 1) > self.spec.batch:
+            full = len(group) >= self.spec.batch or (len(group) + 1) * max(int(self.frames[i]), 1) > MAX_FRAMES
+            if group and full:
                 groups.append(group)
                 group = []
             group.append(int(i))
