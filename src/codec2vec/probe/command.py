@@ -28,7 +28,6 @@ def probe_command(
 
     kw.pop("max_epochs", None)
     kw.pop("per_layer", None)
-    kw.pop("store", None)
     result = abx(data, source=feature_source("pretrained", ckpt), **kw)
     sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
     sources += [feature_source("pretrained", o) for o in others]
@@ -54,9 +53,10 @@ def _abx_summary(r: dict[str, Any]) -> dict[str, Any]:
 
 def _fmt(value: float | None, ci: Sequence[float | None]) -> str:
     """Rates and accuracies in percent, with the interval."""
-    if value is None or None in ci:
+    lo, hi = ci
+    if value is None or lo is None or hi is None:
         return "   n/a (no test item)"
-    return f"{value * 100:6.2f}% [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]"
+    return f"{value * 100:6.2f}% [{lo * 100:.2f}, {hi * 100:.2f}]"
 
 
 def format_result(result: dict[str, Any]) -> str:

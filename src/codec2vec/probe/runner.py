@@ -67,13 +67,13 @@ class _Split:
             group.append(int(i))
         groups += [group] if group else []
         for g in rng.permutation(len(groups)) if rng is not None else range(len(groups)):
-            idx = groups[g]
-            lengths = torch.from_numpy(self.frames[idx])  # (B,)
-            first = self.fdir.get(self.ids[idx[0]])[:, layers]
-            x = np.zeros((len(idx), int(lengths.max()), *first.shape[1:]), dtype=np.float32)  # (B, T, L, D)
-            for b, i in enumerate(idx):
+            members = groups[g]
+            lengths = torch.from_numpy(self.frames[members])  # (B,)
+            first = self.fdir.get(self.ids[members[0]])[:, layers]
+            x = np.zeros((len(members), int(lengths.max()), *first.shape[1:]), dtype=np.float32)  # (B, T, L, D)
+            for b, i in enumerate(members):
                 x[b, : self.frames[i]] = self.fdir.get(self.ids[i])[:, layers]
-            yield torch.from_numpy(x), lengths, [self.tgt[i] for i in idx]
+            yield torch.from_numpy(x), lengths, [self.tgt[i] for i in members]
 
 
 def _evaluate(
