@@ -129,3 +129,22 @@ def test_extract_cli_writes_memory_mapped_features_and_resumes(tiny_run: dict, t
     np.testing.assert_allclose(got[:, 1].astype(np.float32), want[4][0].numpy(), atol=2e-2, rtol=1e-2)
     bad = subprocess.run(base + ["--out", str(tmp_path / "x"), "--layers", "9"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--layers [9]" in bad.stderr
+
+
+@pytest.mark.slow
+def test_extract_cli_on_audio_files_tokenizes_them_once(tiny_run: dict, speech_dir: Path, tmp_path: Path) -> None:
+    from codec2vec.audio import load_audio
+    from codec2vec.probe.features import FeatureDir
+
+    out = tmp_path / "feats"
+    cmd = [sys.executable, "-m", "codec2vec", "extract", str(tiny_run["run"]), str(speech_dir), "--out", str(out)]
+    first = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["extracted"] == 4
+    meta = json.loads((out / "meta.json").read_text())
+    fd = FeatureDir.open_or_create(out, key=meta["key"], layers=meta["layers"], dim=meta["dim"], describe={})
+    for p in speech_dir.glob("*.wav"):
+        uid = p.stem
+        assert abs(fd.num_frames(uid) - math.ceil(len(load_audio(p, 16000)) / 320)) <= 1
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 new, 4 already there" in again.stderr

@@ -148,7 +148,8 @@ def extract_to_dir(
     if bad:
         raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
     fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
-    store = codes_for_sources(srcs, meta=source.meta, codec_path=codec_path, progress=progress)
+    # Audio is tokenized once into OUT/codes (a token store, resumable like `tokenize`); a store is read as is.
+    store = codes_for_sources(srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress)
     todo = [uid for uid in store.ids() if uid not in fdir]
     done = fdir.fill(source, store, todo, batch_frames=batch_frames, progress=progress)
     summary = {
