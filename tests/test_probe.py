@@ -263,3 +263,10 @@ def test_probe_json_prints_one_object_with_references(tiny_run: dict, tmp_path: 
     # The features were cached: a second run extracts nothing and gives the same numbers.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert json.loads(again.stdout)["value"] == r["value"]
+
+
+def test_probe_cli_names_an_unknown_task_or_reference_on_one_line(tmp_path: Path) -> None:
+    from codec2vec.cli import main
+
+    assert main(["probe", "nope", "--ckpt", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert main(["probe", "sid", "--ckpt", str(tmp_path), "--data", str(tmp_path), "--references", "mfcc"]) == 2
