@@ -95,14 +95,14 @@ def _encoder_like(meta: dict[str, Any], vectors: Tensor | None, seed: int | None
 
     cfg = config_from_dict(meta["config"]).model
     codec = meta["codec"]
-    if seed is not None:
-        torch.manual_seed(seed)
-    return Codec2VecEncoder(
-        config=cfg,
-        num_codebooks=int(codec["num_codebooks"]),
-        codebook_size=int(codec["codebook_size"]),
-        codebook_vectors=vectors,
-    )
+    with torch.random.fork_rng(devices=[]):  # a fixed seed without touching the caller's random state
+        torch.manual_seed(0 if seed is None else seed)
+        return Codec2VecEncoder(
+            config=cfg,
+            num_codebooks=int(codec["num_codebooks"]),
+            codebook_size=int(codec["codebook_size"]),
+            codebook_vectors=vectors,
+        )
 
 
 def checkpoint_source(ckpt: str | Path) -> FeatureSource:
