@@ -270,3 +270,32 @@ def test_probe_cli_names_an_unknown_task_or_reference_on_one_line(tmp_path: Path
 
     assert main(["probe", "nope", "--ckpt", str(tmp_path), "--data", str(tmp_path)]) == 2
     assert main(["probe", "sid", "--ckpt", str(tmp_path), "--data", str(tmp_path), "--references", "mfcc"]) == 2
+
+
+@pytest.mark.slow
+def test_reference_sources_codec_embeddings_and_seeded_random_model(tiny_run: dict) -> None:
+    import torch
+
+    from codec2vec.probe.features import feature_source
+    from codec2vec.store import TokenStore
+
+    store = TokenStore.open(tiny_run["store"])
+    uid = store.ids()[0]
+    codes = store[uid][None]  # (1, K, T)
+    lengths = torch.tensor([codes.shape[-1]])
+    vectors = store.codebook_vectors()  # (K, V, D_codec)
+    codec = feature_source("codec", tiny_run["run"])
+    codec.prepare(vectors)
+    (h,) = codec(codes, lengths)
+    want = sum(vectors[k][codes[0, k]] for k in range(codes.shape[1]))  # (T, D_codec): the quantized latent
+    torch.testing.assert_close(h[0], want, atol=1e-4, rtol=1e-4)
+    outs = []
+    for _ in range(2):
+        src = feature_source("random", tiny_run["run"], seed=3)
+        src.prepare(vectors)
+        outs.append(src(codes, lengths))
+    assert len(outs[0]) == 5 and all(torch.equal(a, b) for a, b in zip(*outs))
+    trained = feature_source("pretrained", tiny_run["run"])
+    trained.prepare(vectors)
+    assert not torch.allclose(trained(codes, lengths)[-1], outs[0][-1])
+    assert len({codec.key, src.key, trained.key}) == 3
