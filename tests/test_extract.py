@@ -118,8 +118,8 @@ def test_extract_cli_writes_memory_mapped_features_and_resumes(tiny_run: dict, t
     assert s1["extracted"] == len(store) and s1["layers"] == [0, 4]
     second = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout)
     assert second["extracted"] == 0 and second["skipped_already_done"] == len(store)
-    meta = json.loads((out / "meta.json").read_text())
-    fd = FeatureDir.open_or_create(out, key=meta["key"], layers=[0, 4], dim=meta["dim"], describe={})
+    fd = FeatureDir.open(out)
+    assert fd.layers == [0, 4] and len(fd) == len(store)
     uid = store.ids()[0]
     model, _ = codec2vec.load_model(tiny_run["run"])
     codes = store[uid][None]  # (1, K, T)
@@ -141,8 +141,7 @@ def test_extract_cli_on_audio_files_tokenizes_them_once(tiny_run: dict, speech_d
     first = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["extracted"] == 4
-    meta = json.loads((out / "meta.json").read_text())
-    fd = FeatureDir.open_or_create(out, key=meta["key"], layers=meta["layers"], dim=meta["dim"], describe={})
+    fd = FeatureDir.open(out)
     for p in speech_dir.glob("*.wav"):
         uid = p.stem
         assert abs(fd.num_frames(uid) - math.ceil(len(load_audio(p, 16000)) / 320)) <= 1

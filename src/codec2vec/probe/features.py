@@ -213,6 +213,18 @@ class FeatureDir:
                 self.index[uid] = (shard, int(off), int(n))
 
     @classmethod
+    def open(cls, root: str | Path) -> FeatureDir:
+        """An existing feature folder (e.g. `codec2vec extract`'s output), for reading."""
+        meta_path = Path(root) / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"{meta_path}: not a feature folder ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{meta_path}: not a {FORMAT} folder")
+        return cls(Path(root), meta)
+
+    @classmethod
     def open_or_create(
         cls, root: str | Path, *, key: str, layers: list[int], dim: int | None, describe: dict[str, Any]
     ) -> FeatureDir:
