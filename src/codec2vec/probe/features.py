@@ -356,6 +356,7 @@ def cached_features(
         cache=root / "codes" / f"{source.meta['codec']['config_hash']}-{data_key}",
         progress=progress,
     )
+    source.prepare(codes.codebook_vectors())  # the codec source learns its width here
     fdir = FeatureDir.open_or_create(
         root / "features" / f"{source.key}-{data_key}",
         key=source.key,
