@@ -188,7 +188,8 @@ def codes_for_sources(
         return store
     if cache is None:
         raise ConfigError("audio sources need a folder for their codes (cache)")
-    opts = TokenizeOptions(codec=want["name"], codec_path=codec_path, num_codebooks=int(want["num_codebooks"]))
+    path = codec_path if codec_path is not None else want.get("config", {}).get("path")  # e.g. a hub id
+    opts = TokenizeOptions(codec=want["name"], codec_path=path, num_codebooks=int(want["num_codebooks"]))
     summary = tokenize([str(s) for s in srcs], cache, opts, progress=progress)
     if summary["rejected"]:
         first = summary["rejects"][0]
