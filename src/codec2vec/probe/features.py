@@ -196,7 +196,11 @@ def codes_for_sources(
         print(
             f"codes: {summary['rejected']} inputs rejected (first: {first['path']}: {first['reason']})", file=sys.stderr
         )
-    return TokenStore.open(cache)
+    made = TokenStore.open(cache)
+    if made.codec.config_hash != want["config_hash"] and codec_path is None:
+        raise StoreError(f"{cache}: the codec rebuilt for the checkpoint ({made.codec.config}) is not the one it was "
+                         f"trained on ({want.get('config')}); pass --codec-path")  # fmt: skip
+    return made
 
 
 class FeatureDir:
