@@ -252,6 +252,29 @@ def _run_kmeans(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- demo (demo.py, report.py) ---------------------------------------------------------------------------
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="folder for the corpus, store, run, results.json and report.html")
+    p.add_argument("--small", action="store_true", help="the tests' setting: a few minutes instead of ~20")
+    p.add_argument("--config", default="", help="pre-training config (default: configs/demo.yaml)")
+    p.add_argument("--json", action="store_true", help="print results.json's probes as JSON")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from codec2vec.demo import DemoSettings, run_demo, settings_from_env
+
+    base = DemoSettings.small() if args.small else DemoSettings()
+    settings = settings_from_env(replace(base, config=args.config) if args.config else base)
+    results = run_demo(args.out, settings, progress=not args.json)
+    if args.json:
+        _print_json({"report": os.path.join(args.out, "report.html"), "probes": results["probes"]})
+    return 0
+
+
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
     "info": ("summary of a token store", _add_info, _run_info),
@@ -262,6 +285,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "corpus": ("real dataset in its standard layout -> task manifests", _add_corpus, _run_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", _add_pretrain, _run_pretrain),
     "kmeans": ("k-means labels for the clusters target", _add_kmeans, _run_kmeans),
+    "demo": ("the whole pipeline on a synthetic corpus, with a report", _add_demo, _run_demo),
 }
 
 
