@@ -13,6 +13,9 @@ _LAZY = {
     "get_codec": ("codec2vec.codecs", "get_codec"),
     "CODECS": ("codec2vec.codecs", "CODECS"),
     "TokenStore": ("codec2vec.store", "TokenStore"),
+    "load_model": ("codec2vec.checkpoint", "load_model"),
+    "extract": ("codec2vec.extract", "extract"),
+    "Upstream": ("codec2vec.extract", "Upstream"),
 }
 
 
@@ -25,4 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'codec2vec' has no attribute {name!r}")
 
 
-__all__ = ["CODECS", "TokenStore", "__version__", "get_codec"]
+__all__ = ["CODECS", "TokenStore", "Upstream", "__version__", "extract", "get_codec", "load_model"]

@@ -252,6 +252,69 @@ def _run_kmeans(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- extract / probe (extract.py, probe/) ------------------------------------------------------------
+
+
+def _add_extract(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", help="checkpoint directory or run directory (its newest checkpoint)")
+    p.add_argument("src", nargs="+", help="a token store, or audio files, folders (recursive) or manifests")
+    p.add_argument("--out", required=True, help="feature folder (created or appended to; reruns skip done items)")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="hidden states to keep (0 = input; default all)")
+    p.add_argument("--codec-path", default=None, help="the codec's weights (a local folder or a hub id)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from codec2vec.extract import extract_to_dir
+
+    summary = extract_to_dir(
+        args.ckpt, args.src, Path(args.out), layers=args.layers, codec_path=args.codec_path, progress=not args.json
+    )
+    if args.json:
+        _print_json(summary)
+    else:
+        print(
+            f"{args.out}: {summary['utterances']} utterances, {summary['frames']} frames, layers {summary['layers']}, "
+            f"dim {summary['dim']} ({summary['extracted']} new, {summary['skipped_already_done']} already there)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _add_probe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", help="pr, asr, ks, sid, er, style, ic (SUPERB-style heads) or abx (label free)")
+    p.add_argument("--ckpt", required=True, help="checkpoint directory or run directory")
+    p.add_argument("--data", required=True, help="task folder (train/dev/test.jsonl, meta.json)")
+    p.add_argument("--store", default=None, help="token store holding the task's utterance ids (default: tokenize)")
+    p.add_argument("--references", default="codec,random", help="comma-separated among codec, random; '' for none")
+    p.add_argument("--other", nargs="*", default=[], help="other checkpoints probed the same way")
+    p.add_argument("--per-layer", action="store_true", help="also fit the head on each layer alone")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-epochs", type=int, default=40)
+    p.add_argument("--cache-dir", default=None, help="feature cache (default $CODEC2VEC_CACHE or ~/.cache/codec2vec)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from codec2vec.probe.command import format_result, probe_command
+
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    refs = [r for r in args.references.split(",") if r.strip()]
+    result = probe_command(
+        args.task, ckpt=args.ckpt, data=args.data, references=refs, others=args.other, per_layer=args.per_layer,
+        seed=args.seed, max_epochs=args.max_epochs, cache_dir=cache, store=args.store, progress=not args.json,
+    )  # fmt: skip
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_result(result))
+    return 0
+
+
 # --- demo (demo.py, report.py) ---------------------------------------------------------------------------
 
 
@@ -285,6 +348,8 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "corpus": ("real dataset in its standard layout -> task manifests", _add_corpus, _run_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", _add_pretrain, _run_pretrain),
     "kmeans": ("k-means labels for the clusters target", _add_kmeans, _run_kmeans),
+    "extract": ("layer features of a checkpoint for a store or audio", _add_extract, _run_extract),
+    "probe": ("SUPERB-style probe (or ABX) of a checkpoint against reference points", _add_probe, _run_probe),
     "demo": ("the whole pipeline on a synthetic corpus, with a report", _add_demo, _run_demo),
 }
 

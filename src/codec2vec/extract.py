@@ -1,0 +1,179 @@
+"""Features from any checkpoint: every layer of the frozen encoder, from codes or straight from audio.
+
+SUPERB (Yang et al. 2021) probes a frozen upstream through all its hidden states; this module is that upstream.
+
+- `extract(model, codes (B, K, T), lengths (B,)) -> ([L + 1] x (B, T, D), lengths (B,))`: eval mode, no
+  gradient, all K levels (no quantizer dropout), no masking; `layers[0]` is the Transformer input (projected
+  embeddings + positional conv), `layers[i]` the i-th layer's output. Padding frames are zeroed, and the valid
+  frames do not depend on the padding (tested).
+- `Upstream`: owns the checkpoint's codec and encoder, so users never tokenize by hand:
+  `Upstream.from_checkpoint(ckpt)(wavs: list of (S,) at 16 kHz) -> (layers, lengths)`, one frame per
+  `16000 / frame_rate` samples (320 for Lyra v2 and DAC 16 kHz).
+- `extract_to_dir(ckpt, srcs, out)`: the `codec2vec extract` verb: features of a token store or of audio
+  files/folders/manifests into a memory-mappable feature folder (`probe.features.FeatureDir`), resumable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from codec2vec.checkpoint import load_model
+from codec2vec.errors import Codec2VecError, ConfigError
+
+if TYPE_CHECKING:
+    from codec2vec.codecs.base import Codec
+    from codec2vec.model import Codec2VecEncoder
+
+INPUT_RATE = 16000  # Hz of the waveforms `Upstream` takes (s3prl's convention)
+
+
+@torch.no_grad()
+def extract(model: Codec2VecEncoder, codes: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+    """codes `(B, K, T)` long, lengths `(B,)` frames -> (`[L + 1] x (B, T, D)` float32, lengths `(B,)`).
+
+    The model is put in eval mode (and left there: extraction is for frozen upstreams). Frames at or past
+    `lengths[b]` are zero.
+    """
+    model.eval()
+    lengths = lengths.to(codes.device).long()
+    layers, _ = model(codes.long(), lengths)  # [L + 1] x (B, T, D)
+    keep = (torch.arange(codes.shape[-1], device=codes.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
+    return [h.float() * keep for h in layers], lengths
+
+
+def codec_for_checkpoint(meta: dict[str, Any], codec_path: str | None = None) -> Codec:
+    """The codec that made the checkpoint's training codes, rebuilt from its meta (weights from `codec_path`,
+    the codec's own default location, or `CODEC2VEC_LYRA_DIR` for Lyra); the config hash must match."""
+    from codec2vec.codecs import codec_info, get_codec
+    from codec2vec.codecs.base import CodecInfo
+
+    info = CodecInfo.from_dict(meta["codec"])
+    kw: dict[str, Any] = {"num_codebooks": info.num_codebooks}
+    path = codec_path if codec_path is not None else info.config.get("path")
+    if path is not None:
+        kw["path"] = path
+    codec = get_codec(info.name, **kw)
+    built = codec_info(codec)
+    if built.config_hash != info.config_hash and not info.config.get("fake"):
+        raise ConfigError(
+            f"the codec built for this checkpoint ({built.config}) is not the one it was trained on "
+            f"({info.config}); pass codec_path / --codec-path"
+        )
+    return codec
+
+
+class Upstream(nn.Module):
+    """A frozen Codec2Vec upstream on raw audio: the codec tokenizes, the encoder returns every layer.
+
+    `forward(wavs: list of 1-D float tensors at 16 kHz) -> ([L + 1] x (B, T, D), lengths (B,))`.
+    """
+
+    def __init__(self, model: Codec2VecEncoder, codec: Codec, meta: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.codec = codec
+        self.meta = dict(meta or {})
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: str | Path, *, codec_path: str | None = None) -> Upstream:
+        """Load a checkpoint (directory or run directory) and the codec it was trained on."""
+        model, meta = load_model(ckpt)
+        return cls(model, codec_for_checkpoint(meta, codec_path), meta)
+
+    @property
+    def num_layers(self) -> int:
+        """Hidden states returned: the Transformer input plus one per layer."""
+        return int(self.model.config.num_layers) + 1
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.dim)
+
+    @property
+    def downsample_rate(self) -> int:
+        """Input samples (16 kHz) per output frame: 320 for a 50 Hz codec."""
+        return round(INPUT_RATE / float(self.codec.frame_rate))
+
+    def encode(self, wavs: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """list of `(S,)` at 16 kHz -> codes `(B, K, T)`, frame lengths `(B,)`."""
+        from codec2vec.audio import resample
+
+        sr = int(self.codec.sample_rate)
+        xs = []
+        for i, w in enumerate(wavs):
+            w = torch.as_tensor(w).detach().float().cpu()
+            if w.ndim != 1:
+                raise Codec2VecError(f"wavs[{i}]: expected a 1-D waveform, got shape {tuple(w.shape)}")
+            xs.append(w if sr == INPUT_RATE else torch.from_numpy(resample(w.numpy(), INPUT_RATE, sr)))
+        lengths = torch.tensor([len(x) for x in xs], dtype=torch.long)
+        batch = torch.zeros(len(xs), int(lengths.max()) if xs else 0)  # (B, S)
+        for b, x in enumerate(xs):
+            batch[b, : len(x)] = x
+        return self.codec.encode(batch, lengths)
+
+    def forward(self, wavs: Sequence[Tensor]) -> tuple[list[Tensor], Tensor]:
+        codes, frames = self.encode(wavs)
+        device = next(self.model.parameters()).device
+        return extract(self.model, codes.to(device), frames.to(device))
+
+
+def extract_to_dir(
+    ckpt: str | Path,
+    srcs: list[str],
+    out: Path,
+    *,
+    layers: list[int] | None = None,
+    codec_path: str | None = None,
+    batch_frames: int = 20_000,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Features of every utterance of a token store (one SRC that is a store) or of audio files, folders and
+    manifests into the feature folder `out` (float16, memory-mappable, with an index; see
+    `probe.features.FeatureDir`). A rerun skips utterances already there. Returns a summary dict."""
+    from codec2vec.probe.features import FeatureDir, checkpoint_source, codes_for_sources
+
+    t0 = time.monotonic()
+    source = checkpoint_source(ckpt)
+    chosen = list(range(source.num_layers)) if layers is None else [int(i) for i in layers]
+    bad = [i for i in chosen if not 0 <= i < source.num_layers]
+    if bad:
+        raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
+    fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
+    store = codes_for_sources(srcs, meta=source.meta, codec_path=codec_path, progress=progress)
+    todo = [uid for uid in store.ids() if uid not in fdir]
+    done = fdir.fill(source, store, todo, batch_frames=batch_frames, progress=progress)
+    summary = {
+        "out": str(out),
+        "utterances": len(fdir),
+        "extracted": done,
+        "skipped_already_done": len(store.ids()) - len(todo),
+        "layers": chosen,
+        "dim": source.dim,
+        "frames": fdir.total_frames,
+        "elapsed_seconds": round(time.monotonic() - t0, 2),
+    }
+    if progress:
+        print(f"extract: {done} utterances extracted, {summary['skipped_already_done']} already done", file=sys.stderr)
+    return summary
+
+
+class _CallableModule(types.ModuleType):
+    """`codec2vec.extract` names both this module and its function (the issue's API); importing the module
+    makes Python bind the package attribute to the module, so the module forwards calls to `extract`."""
+
+    def __call__(self, model: Codec2VecEncoder, codes: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        return extract(model, codes, lengths)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["INPUT_RATE", "Upstream", "codec_for_checkpoint", "extract", "extract_to_dir", "load_model"]

@@ -1,0 +1,87 @@
+"""`codec2vec probe`: one task (or ABX) on a checkpoint and its reference points, as a dict and as text."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from codec2vec.probe.features import feature_source
+
+
+def probe_command(
+    task: str,
+    *,
+    ckpt: str | Path,
+    data: str | Path,
+    references: Sequence[str] = ("codec", "random"),
+    others: Sequence[str] = (),
+    **kw: Any,
+) -> dict[str, Any]:
+    """The CLI's result: `task`, `metric`, `value`, `ci`, `layer_weights` (ABX: the per-layer errors' layer),
+    and `references` (one object per reference model, same keys)."""
+    if task != "abx":
+        from codec2vec.probe.runner import probe_with_references
+
+        return _finite(probe_with_references(task, ckpt=ckpt, data=data, others=others, references=references, **kw))
+    from codec2vec.probe.abx import abx
+
+    kw.pop("max_epochs", None)
+    kw.pop("per_layer", None)
+    kw.pop("store", None)
+    result = abx(data, source=feature_source("pretrained", ckpt), **kw)
+    sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
+    sources += [feature_source("pretrained", o) for o in others]
+    result["references"] = [{"model": s.name, **_abx_summary(abx(data, source=s, **kw))} for s in sources]
+    return _finite(result)
+
+
+def _finite(obj: Any) -> Any:
+    """NaN (an empty test set, no ABX cell) becomes None, so `--json` stays strict JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _abx_summary(r: dict[str, Any]) -> dict[str, Any]:
+    keep = ("value", "ci", "within", "across", "ci_within", "ci_across", "layer", "per_layer")
+    return {k: r[k] for k in keep if k in r}
+
+
+def _fmt(value: float | None, ci: Sequence[float | None]) -> str:
+    """Rates and accuracies in percent, with the interval."""
+    if value is None or None in ci:
+        return "   n/a (no test item)"
+    return f"{value * 100:6.2f}% [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]"
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """A small text table: the checkpoint, then each reference, with 95% intervals."""
+    metric = result["metric"]
+    lines = [f"{result['task']}: {metric} (95% bootstrap interval; {result.get('n_test', '?')} test utterances)"]
+    rows = [("pretrained", result)] + [(r["model"], r) for r in result.get("references", [])]
+    for name, r in rows:
+        if result["task"] == "abx":
+            lines.append(
+                f"  {name:<12} across {_fmt(r['across'], r['ci_across'])}  within {_fmt(r['within'], r['ci_within'])}"
+                f"  (layer {r['layer']})"
+            )
+        else:
+            lines.append(f"  {name:<12} {_fmt(r['value'], r['ci'])}")
+    if result.get("layer_weights") and result["task"] != "abx":
+        lines.append("  layer weights: " + " ".join(f"{w:.3f}" for w in result["layer_weights"]))
+    for p in result.get("per_layer", []):
+        if result["task"] == "abx":
+            lines.append(
+                f"  layer {p['layer']:>2}: across {_fmt(p['across'], p['ci_across'])}  within {_fmt(p['within'], p['ci_within'])}"
+            )
+        else:
+            lines.append(f"  layer {p['layer']:>2}: {_fmt(p['value'], p['ci'])}")
+    return "\n".join(lines)
+
+
+__all__ = ["format_result", "probe_command"]

@@ -1,0 +1,369 @@
+"""Feature sources and the on-disk feature cache that probes and `codec2vec extract` share.
+
+A `FeatureSource` maps codes `(B, K, T)`, lengths `(B,)` to hidden states `[n] x (B, T, D)`:
+  - `pretrained`: every layer of a checkpoint's encoder (`extract.extract`), n = L + 1;
+  - `codec`: the codec's own embeddings, the summed codebook vectors (the quantized latent), no Transformer, n = 1;
+  - `random`: an encoder of the checkpoint's size at initialisation (tables from the codec, fixed seed), n = L + 1.
+Its `key` names what it computes (checkpoint weights' sha256, codec config hash, random config + seed), so
+cached features are reused only for exactly the same upstream.
+
+`FeatureDir` is the cache format (and `extract`'s output): `meta.json` (format, key, layers, dim, dtype) and
+shards `feats-NNNNNN.npy`, each `(frames, layers, D)` float16 with the utterances' frames concatenated, each
+committed by its index `feats-NNNNNN.json` (`ids`, `offsets`, `frames`) written after the array. Arrays are
+memory-mapped; `get(uid)` is a `(T, layers, D)` view. A killed writer loses at most the shard it was filling.
+Codes come from a token store: a given one, or one tokenized once from the audio (`codes_for_sources`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from codec2vec.errors import Codec2VecError, ConfigError, StoreError
+from codec2vec.files import atomic_file, atomic_write
+
+FORMAT = "codec2vec-features"
+VERSION = 1
+KINDS = ("pretrained", "codec", "random")
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where cached codes and features live: `cache_dir`, `$CODEC2VEC_CACHE`, or `~/.cache/codec2vec`."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("CODEC2VEC_CACHE", Path.home() / ".cache" / "codec2vec"))
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class FeatureSource:
+    """An upstream for probing: codes -> `[num_layers] x (B, T, dim)`, with a cache key and a description."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        name: str,
+        key: str,
+        meta: dict[str, Any],
+        num_layers: int,
+        dim: int | None,
+        build: Callable[[Tensor], torch.nn.Module],
+    ) -> None:
+        self.kind, self.name, self.key, self.meta = kind, name, key, meta
+        self.num_layers, self.dim = num_layers, dim
+        self._build = build
+        self.module: torch.nn.Module | None = None
+
+    def prepare(self, codebook_vectors: Tensor) -> None:
+        """Build the module from the codec's `(K, V, D_codec)` codebook vectors (kept by every token store)."""
+        if self.module is None:
+            self.module = self._build(codebook_vectors.float()).eval()
+            if self.dim is None:
+                self.dim = int(codebook_vectors.shape[-1])
+
+    @torch.no_grad()
+    def __call__(self, codes: Tensor, lengths: Tensor) -> list[Tensor]:
+        """codes `(B, K, T)`, lengths `(B,)` -> `[num_layers] x (B, T, dim)` float32, zero past each length."""
+        from codec2vec.extract import extract
+
+        if self.module is None:
+            raise Codec2VecError(f"feature source {self.name}: call prepare(codebook_vectors) first")
+        if self.kind == "codec":
+            keep = (torch.arange(codes.shape[-1])[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
+            return [self.module.embed(codes).float() * keep]  # type: ignore[operator]
+        layers, _ = extract(self.module, codes, lengths)  # type: ignore[arg-type]
+        return layers
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "key": self.key, "num_layers": self.num_layers, "dim": self.dim}
+
+
+def _encoder_like(meta: dict[str, Any], vectors: Tensor | None, seed: int | None):
+    from codec2vec.config import config_from_dict
+    from codec2vec.model import Codec2VecEncoder
+
+    cfg = config_from_dict(meta["config"]).model
+    codec = meta["codec"]
+    if seed is not None:
+        torch.manual_seed(seed)
+    return Codec2VecEncoder(
+        config=cfg,
+        num_codebooks=int(codec["num_codebooks"]),
+        codebook_size=int(codec["codebook_size"]),
+        codebook_vectors=vectors,
+    )
+
+
+def checkpoint_source(ckpt: str | Path) -> FeatureSource:
+    """Every layer of a pre-trained checkpoint."""
+    from codec2vec.checkpoint import load_model, resolve
+
+    model, meta = load_model(ckpt)
+    key = "ckpt-" + str(meta.get("files", {}).get("model.safetensors", _digest(str(resolve(ckpt)))))[:16]
+    return FeatureSource(
+        kind="pretrained",
+        name=str(ckpt),
+        key=key,
+        meta=meta,
+        num_layers=int(model.config.num_layers) + 1,
+        dim=int(model.config.dim),
+        build=lambda _vectors: model,
+    )
+
+
+def feature_source(kind: str, ckpt: str | Path | None, *, seed: int = 0) -> FeatureSource:
+    """`pretrained` (the checkpoint), `codec` (its codec's summed codebook vectors, one layer) or `random`
+    (an encoder of the checkpoint's size, randomly initialised with `seed`, tables from the codec)."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown feature source {kind!r}; choose one of {', '.join(KINDS)}")
+    if ckpt is None:
+        raise ConfigError(f"feature source {kind!r} needs a checkpoint (for its codec and size)")
+    if kind == "pretrained":
+        return checkpoint_source(ckpt)
+    from codec2vec.checkpoint import read_meta, resolve
+
+    meta = read_meta(resolve(ckpt))
+    chash = meta["codec"]["config_hash"]
+    if kind == "codec":
+        return FeatureSource(
+            kind="codec",
+            name="codec",
+            key=f"codec-{chash}",
+            meta=meta,
+            num_layers=1,
+            dim=None,
+            build=lambda vectors: _encoder_like(meta, vectors, 0),
+        )
+    model_cfg = meta["config"]["model"]
+    return FeatureSource(
+        kind="random",
+        name="random",
+        key=f"random-{_digest(model_cfg, chash, seed)}",
+        meta=meta,
+        num_layers=int(model_cfg["num_layers"]) + 1,
+        dim=int(model_cfg["dim"]),
+        build=lambda vectors: _encoder_like(meta, vectors, seed),
+    )
+
+
+def _is_store(path: str | Path) -> bool:
+    p = Path(path) / "meta.json"
+    if not p.is_file():
+        return False
+    try:
+        return "codec" in json.loads(p.read_text()) and (Path(path) / "codebooks.safetensors").exists()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def codes_for_sources(
+    srcs: Sequence[str | Path],
+    *,
+    meta: dict[str, Any],
+    cache: Path | None = None,
+    codec_path: str | None = None,
+    progress: bool = False,
+) -> Any:
+    """A `TokenStore` with the codes of `srcs` made by the checkpoint's codec: `srcs` itself when it is one
+    token store, else the audio files/folders/manifests tokenized (once, resumably) into `cache`."""
+    from codec2vec.store import TokenStore
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    want = meta["codec"]
+    if len(srcs) == 1 and _is_store(srcs[0]):
+        store = TokenStore.open(srcs[0])
+        if store.codec.config_hash != want["config_hash"]:
+            raise StoreError(f"{srcs[0]}: holds {store.codec.name} codes the checkpoint was not trained on")
+        return store
+    if cache is None:
+        raise ConfigError("audio sources need a folder for their codes (cache)")
+    opts = TokenizeOptions(codec=want["name"], codec_path=codec_path, num_codebooks=int(want["num_codebooks"]))
+    summary = tokenize([str(s) for s in srcs], cache, opts, progress=progress)
+    if summary["rejected"]:
+        first = summary["rejects"][0]
+        print(
+            f"codes: {summary['rejected']} inputs rejected (first: {first['path']}: {first['reason']})", file=sys.stderr
+        )
+    return TokenStore.open(cache)
+
+
+class FeatureDir:
+    """A folder of cached features (see the module docstring): `uid in fd`, `fd.get(uid) -> (T, n, D)`."""
+
+    def __init__(self, root: Path, meta: dict[str, Any]) -> None:
+        self.root, self.meta = root, meta
+        self.layers: list[int] = list(meta["layers"])
+        self.index: dict[str, tuple[int, int, int]] = {}  # uid -> (shard, offset, frames)
+        self._arrays: dict[int, np.ndarray] = {}
+        for idx_path in sorted(root.glob("feats-*.json")):
+            shard = int(idx_path.stem.split("-")[1])
+            rows = json.loads(idx_path.read_text())
+            for uid, off, n in zip(rows["ids"], rows["offsets"], rows["frames"]):
+                self.index[uid] = (shard, int(off), int(n))
+
+    @classmethod
+    def open_or_create(
+        cls, root: str | Path, *, key: str, layers: list[int], dim: int | None, describe: dict[str, Any]
+    ) -> FeatureDir:
+        root = Path(root)
+        meta_path = root / "meta.json"
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != FORMAT or meta.get("key") != key or meta.get("layers") != list(layers):
+                raise StoreError(
+                    f"{root}: holds features of {meta.get('source', {}).get('name')} (layers {meta.get('layers')}),"
+                    " not of this upstream; use another --out"
+                )
+            return cls(root, meta)
+        root.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "version": VERSION, "key": key, "layers": list(layers), "dim": dim}
+        meta.update({"dtype": "float16", "source": describe})
+        atomic_write(meta_path, json.dumps(meta, indent=1) + "\n")
+        return cls(root, meta)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.index)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(n for _, _, n in self.index.values())
+
+    def num_frames(self, uid: str) -> int:
+        return self.index[uid][2]
+
+    def get(self, uid: str) -> np.ndarray:
+        """`(T, layers, D)` float16, memory-mapped."""
+        shard, off, n = self.index[uid]
+        if shard not in self._arrays:
+            self._arrays[shard] = np.load(self.root / f"feats-{shard:06d}.npy", mmap_mode="r")
+        return self._arrays[shard][off : off + n]
+
+    def add(self, rows: list[tuple[str, np.ndarray]]) -> None:
+        """Commit one shard of `(uid, (T, layers, D))` arrays (array first, then its index)."""
+        shard = max((s for s, _, _ in self.index.values()), default=-1) + 1
+        frames = [int(a.shape[0]) for _, a in rows]
+        offsets = np.concatenate([[0], np.cumsum(frames)[:-1]]).tolist() if rows else []
+        with atomic_file(self.root / f"feats-{shard:06d}.npy") as f:
+            np.save(f, np.concatenate([a for _, a in rows]))
+        ids = [u for u, _ in rows]
+        atomic_write(
+            self.root / f"feats-{shard:06d}.json", json.dumps({"ids": ids, "offsets": offsets, "frames": frames})
+        )
+        for uid, off, n in zip(ids, offsets, frames):
+            self.index[uid] = (shard, int(off), n)
+
+    def fill(
+        self,
+        source: FeatureSource,
+        store: Any,
+        ids: Iterable[str],
+        *,
+        batch_frames: int = 20_000,
+        shard_frames: int = 200_000,
+        progress: bool = False,
+    ) -> int:
+        """Extract `ids` (codes from `store`) in length-sorted batches; returns how many were written."""
+        from tqdm import tqdm
+
+        todo = sorted((u for u in ids if u not in self.index), key=store.num_frames)
+        if not todo:
+            return 0
+        source.prepare(store.codebook_vectors())
+        bar = tqdm(
+            total=len(todo), unit="utt", desc=f"features {source.name}", disable=not (progress and sys.stderr.isatty())
+        )
+        pending: list[tuple[str, np.ndarray]] = []
+        for batch in _length_batches(todo, store.num_frames, batch_frames):
+            lengths = torch.tensor([store.num_frames(u) for u in batch])  # (B,)
+            codes = torch.zeros(len(batch), store.codec.num_codebooks, int(lengths.max()), dtype=torch.long)
+            for b, uid in enumerate(batch):
+                codes[b, :, : lengths[b]] = store[uid]
+            layers = source(codes, lengths)
+            h = torch.stack([layers[i] for i in self.layers], dim=2).half().numpy()  # (B, T, n, D)
+            pending += [(uid, h[b, : int(lengths[b])]) for b, uid in enumerate(batch)]
+            bar.update(len(batch))
+            if sum(a.shape[0] for _, a in pending) >= shard_frames:
+                self.add(pending)
+                pending = []
+        if pending:
+            self.add(pending)
+        bar.close()
+        return len(todo)
+
+
+def _length_batches(ids: list[str], frames: Callable[[str], int], batch_frames: int) -> Iterable[list[str]]:
+    """Consecutive groups of length-sorted ids with (count x longest) <= batch_frames (at least one each)."""
+    group: list[str] = []
+    for uid in ids:
+        if group and (len(group) + 1) * max(frames(uid), 1) > batch_frames:
+            yield group
+            group = []
+        group.append(uid)
+    if group:
+        yield group
+
+
+def cached_features(
+    source: FeatureSource,
+    data: str | Path,
+    *,
+    store: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> FeatureDir:
+    """Every layer of `source` for every utterance of a task folder (train/dev/test manifests), extracted once
+    and cached under `cache_dir` keyed by the source's key and the manifests' contents."""
+    data = Path(data)
+    manifests = [data / f"{s}.jsonl" for s in ("train", "dev", "test")]
+    missing = [str(m) for m in manifests if not m.is_file()]
+    if missing:
+        raise ConfigError(f"{data}: not a task folder (missing {', '.join(missing)})")
+    data_key = _digest(*[hashlib.sha256(m.read_bytes()).hexdigest() for m in manifests], str(data.resolve()))
+    root = cache_root(cache_dir)
+    codes = codes_for_sources(
+        [store] if store is not None else manifests,
+        meta=source.meta,
+        cache=root / "codes" / f"{source.meta['codec']['config_hash']}-{data_key}",
+        progress=progress,
+    )
+    fdir = FeatureDir.open_or_create(
+        root / "features" / f"{source.key}-{data_key}",
+        key=source.key,
+        layers=list(range(source.num_layers)),
+        dim=source.dim,
+        describe=source.describe(),
+    )
+    from codec2vec.corpora.manifest import read_manifest
+
+    wanted = [r["id"] for m in manifests for r in read_manifest(m)]
+    fdir.fill(source, codes, [u for u in wanted if u in codes and u not in fdir], progress=progress)
+    return fdir
+
+
+__all__ = [
+    "KINDS",
+    "FeatureDir",
+    "FeatureSource",
+    "cache_root",
+    "cached_features",
+    "checkpoint_source",
+    "feature_source",
+]

@@ -1,0 +1,246 @@
+"""SUPERB-style probing of a frozen upstream: train a light head on cached features, early-stop on dev, score test.
+
+Protocol (REFERENCE.md, s3prl downstream configs): the upstream is frozen; its hidden states are mixed by a
+learned softmax-weighted sum (equal weights at the start) and fed to the task's light head (`tasks.TASKS`);
+Adam with gradient clipping 1; the head with the best dev metric is kept (patience in epochs) and scored on
+test, with a 95% bootstrap interval over test items. Seeds are fixed: the same inputs give the same number.
+`per_layer=True` also fits the same head on each layer alone (where phones, speakers and words live).
+Features are extracted once per (upstream, task folder) and cached (`features.cached_features`), so epochs
+cost only the head: utterance tasks train on per-layer mean-pooled `(N, L, D)` tensors held in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from codec2vec.errors import ConfigError
+from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
+from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
+from codec2vec.probe.tasks import TaskSpec, get_task, item_stats, loss, make_head, targets, vocabularies
+
+SPLITS = ("train", "dev", "test")
+
+
+class _Split:
+    """One split's inputs and targets: features by id (frame tasks) or pooled `(N, L, D)` (utterance tasks)."""
+
+    def __init__(self, spec: TaskSpec, fdir: FeatureDir, rows: list[dict], tgt: list[list[int]]) -> None:
+        self.spec, self.fdir, self.ids, self.tgt = spec, fdir, [r["id"] for r in rows], tgt
+        self.frames = np.array([fdir.num_frames(u) for u in self.ids], dtype=np.int64)
+        self.pooled: Tensor | None = None
+        if spec.level == "utterance":
+            dim = (len(fdir.layers), int(fdir.get(self.ids[0]).shape[-1])) if self.ids else (1, 1)
+            pooled = np.zeros((len(self.ids), *dim), dtype=np.float32)  # (N, L, D)
+            for i, uid in enumerate(self.ids):
+                x = fdir.get(uid)
+                if len(x):
+                    pooled[i] = x.astype(np.float32).mean(0)
+            self.pooled = torch.from_numpy(pooled)
+
+    def batches(self, layers: slice, rng: np.random.Generator | None) -> Iterator[tuple[Any, Tensor | None, list]]:
+        """(input, lengths, targets) batches; shuffled when `rng` is given. Frame tasks batch by length."""
+        if self.spec.level == "utterance":
+            assert self.pooled is not None
+            order = rng.permutation(len(self.ids)) if rng is not None else np.arange(len(self.ids))
+            for s in range(0, len(order), self.spec.batch):
+                idx = order[s : s + self.spec.batch]
+                yield self.pooled[torch.from_numpy(idx)][:, layers], None, [self.tgt[i] for i in idx]
+            return
+        order = np.argsort(self.frames, kind="stable")
+        groups, group = [], []
+        for i in order:
+            if group and (len(group) + 1) * max(int(self.frames[i]), 1) > self.spec.batch:
+                groups.append(group)
+                group = []
+            group.append(int(i))
+        groups += [group] if group else []
+        for g in rng.permutation(len(groups)) if rng is not None else range(len(groups)):
+            idx = groups[g]
+            lengths = torch.from_numpy(self.frames[idx])  # (B,)
+            first = self.fdir.get(self.ids[idx[0]])[:, layers]
+            x = np.zeros((len(idx), int(lengths.max()), *first.shape[1:]), dtype=np.float32)  # (B, T, L, D)
+            for b, i in enumerate(idx):
+                x[b, : self.frames[i]] = self.fdir.get(self.ids[i])[:, layers]
+            yield torch.from_numpy(x), lengths, [self.tgt[i] for i in idx]
+
+
+def _evaluate(spec: TaskSpec, head: torch.nn.Module, split: _Split, layers: slice, vocabs: list) -> np.ndarray:
+    head.eval()
+    stats = []
+    with torch.no_grad():
+        for x, lengths, tgt in split.batches(layers, None):
+            out = head(x, lengths) if spec.level == "frame" else head(x)
+            stats.append(item_stats(spec, out, tgt, lengths, vocabs))
+    return np.concatenate(stats) if stats else np.zeros((0, 2))
+
+
+def _fit(
+    spec: TaskSpec,
+    data: dict[str, _Split],
+    *,
+    layers: slice,
+    num_layers: int,
+    dim: int,
+    vocabs: list,
+    seed: int,
+    max_epochs: int,
+    patience: int,
+) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
+    """Train one head; returns the best-on-dev head and the per-epoch history."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    head = make_head(spec, num_layers=num_layers, dim=dim, vocabs=vocabs)
+    opt = torch.optim.Adam(head.parameters(), lr=spec.lr)
+    sign = -1.0 if spec.lower_is_better else 1.0
+    best, best_state, since, history = -np.inf, copy.deepcopy(head.state_dict()), 0, []
+    for epoch in range(1, max_epochs + 1):
+        head.train()
+        losses = []
+        for x, lengths, tgt in data["train"].batches(layers, rng):
+            out = head(x, lengths) if spec.level == "frame" else head(x)
+            l_ = loss(spec, out, tgt, lengths)
+            opt.zero_grad()
+            l_.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            opt.step()
+            losses.append(l_.item())
+        dev = ratio_of_sums(_evaluate(spec, head, data["dev"], layers, vocabs))
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else 0.0, "dev": dev})
+        if sign * dev > best + 1e-9:
+            best, best_state, since = sign * dev, copy.deepcopy(head.state_dict()), 0
+        else:
+            since += 1
+            if since >= patience:
+                break
+    head.load_state_dict(best_state)
+    return head, history
+
+
+def _load_task(data: Path) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    from codec2vec.corpora.manifest import read_manifest
+
+    meta_path = data / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    rows = {s: read_manifest(data / f"{s}.jsonl") for s in SPLITS}
+    return rows, meta
+
+
+def run_probe(
+    task: str,
+    *,
+    data: str | Path,
+    source: FeatureSource,
+    seed: int = 0,
+    per_layer: bool = False,
+    cache_dir: Path | None = None,
+    max_epochs: int = 40,
+    patience: int = 6,
+    progress: bool = False,
+    store: str | Path | None = None,
+    shuffle_labels: bool = False,
+) -> dict[str, Any]:
+    """Probe `source` on the task folder `data`; returns {"task", "metric", "value", "ci", "layer_weights",
+    "per_layer"? , "n_test", "model", "epochs", "history"}. `shuffle_labels` permutes the train and dev targets
+    across utterances (a control that must score at chance)."""
+    t0 = time.monotonic()
+    data = Path(data)
+    fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)
+    rows, _ = _load_task(data)
+    result = probe_features(
+        task, fdir=fdir, rows=rows, seed=seed, per_layer=per_layer, max_epochs=max_epochs, patience=patience,
+        progress=progress, shuffle_labels=shuffle_labels,
+    )  # fmt: skip
+    result.update(model=source.name, source=source.kind, seconds=round(time.monotonic() - t0, 2))
+    return result
+
+
+def probe_features(
+    task: str,
+    *,
+    fdir: FeatureDir,
+    rows: dict[str, list[dict[str, Any]]],
+    seed: int = 0,
+    per_layer: bool = False,
+    max_epochs: int = 40,
+    patience: int = 6,
+    progress: bool = False,
+    shuffle_labels: bool = False,
+) -> dict[str, Any]:
+    """The probe proper, on features already in `fdir` for the manifest `rows` of each split."""
+    spec = get_task(task)
+    rows = {s: [r for r in rows[s] if r["id"] in fdir] for s in SPLITS}
+    for s in SPLITS:
+        if not rows[s]:
+            raise ConfigError(f"task {task}: the {s} split has no utterance with features (all rejected or empty)")
+    vocabs = vocabularies(spec, [r for s in SPLITS for r in rows[s]])
+    tgt = {s: targets(spec, rows[s], vocabs) for s in SPLITS}
+    if shuffle_labels:
+        rng = np.random.default_rng(seed + 1)
+        for s in ("train", "dev"):
+            tgt[s] = [tgt[s][i] for i in rng.permutation(len(tgt[s]))]
+    splits = {s: _Split(spec, fdir, rows[s], tgt[s]) for s in SPLITS}
+    num_layers, dim = len(fdir.layers), int(fdir.get(rows["train"][0]["id"]).shape[-1])
+    kw = dict(vocabs=vocabs, seed=seed, max_epochs=max_epochs, patience=patience, dim=dim)
+    head, history = _fit(spec, splits, layers=slice(None), num_layers=num_layers, **kw)  # type: ignore[arg-type]
+    stats = _evaluate(spec, head, splits["test"], slice(None), vocabs)
+    result: dict[str, Any] = {
+        "task": task,
+        "metric": spec.metric,
+        "value": ratio_of_sums(stats),
+        "ci": bootstrap_ci(stats, seed=seed),
+        "layer_weights": head.mix.weights(),  # type: ignore[union-attr,operator]
+        "n_test": len(stats),
+        "n_train": len(rows["train"]),
+        "epochs": len(history),
+        "history": history,
+        "seed": seed,
+    }
+    if progress:
+        print(f"probe {task}: {spec.metric} {result['value']:.4f} after {len(history)} epochs", file=sys.stderr)
+    if per_layer:
+        result["per_layer"] = []
+        for i in range(num_layers):
+            h, _ = _fit(spec, splits, layers=slice(i, i + 1), num_layers=1, **kw)  # type: ignore[arg-type]
+            s = _evaluate(spec, h, splits["test"], slice(i, i + 1), vocabs)
+            result["per_layer"].append({"layer": i, "value": ratio_of_sums(s), "ci": bootstrap_ci(s, seed=seed)})
+            if progress:
+                print(f"probe {task} layer {i}: {spec.metric} {ratio_of_sums(s):.4f}", file=sys.stderr)
+    return result
+
+
+def probe_with_references(
+    task: str,
+    *,
+    ckpt: str | Path,
+    data: str | Path,
+    others: Sequence[str] = (),
+    references: Sequence[str] = ("codec", "random"),
+    **kw: Any,
+) -> dict[str, Any]:
+    """`run_probe` on the checkpoint, then the same probe on each reference (`codec`: the codec's own summed
+    codebook vectors; `random`: a randomly initialised encoder of the same size) and each other checkpoint.
+    Returns the checkpoint's result with `references: [{"model", "value", "ci", ...}]`."""
+    result = run_probe(task, data=data, source=feature_source("pretrained", ckpt), **kw)
+    refs = []
+    sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
+    sources += [feature_source("pretrained", other) for other in others]
+    for src in sources:
+        r = run_probe(task, data=data, source=src, **kw)
+        ref = {"model": src.name, "value": r["value"], "ci": r["ci"], "layer_weights": r["layer_weights"]}
+        if "per_layer" in r:
+            ref["per_layer"] = r["per_layer"]
+        refs.append(ref)
+    result["references"] = refs
+    return result
+
+
+__all__ = ["probe_features", "probe_with_references", "run_probe"]

@@ -1,0 +1,140 @@
+"""The probing tasks: what each reads from a manifest row, its head, its loss, and its metric (the TASKS dict).
+
+SUPERB (Yang et al. 2021; REFERENCE.md, task table): PR and ASR are frame-level CTC tasks scored by edit
+distance (PER over phones, WER over words, greedy decoding, no LM); KS, SID, ER, the synthetic speaking-style
+task and IC are utterance-level classification (mean-pool + linear; IC one linear per slot, right only when
+every slot is). Every task reports a corpus-level statistic built from per-item `(numerator, denominator)`
+pairs, so that `metrics.bootstrap_ci` can resample test items.
+
+Manifest rows (corpora/manifest.py): PR `phones`; ASR `text`; KS/SID/ER/style `label`; IC `action`,
+`object`, `location`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from codec2vec.errors import ConfigError
+from codec2vec.probe import heads
+from codec2vec.probe.metrics import ctc_greedy, edit_distance
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One probing task. `units(row)` are the target symbols: one sequence (CTC tasks) or one label per slot."""
+
+    name: str
+    level: str  # "frame" (CTC over units) | "utterance" (one class per slot)
+    metric: str  # "per" | "wer" | "accuracy"
+    units: Callable[[Row], list[str]]
+    lr: float
+    batch: int  # frames per batch (frame level) or utterances per batch (utterance level)
+    lstm: bool = False  # ASR's BiLSTM head
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric != "accuracy"
+
+
+def _phones(row: Row) -> list[str]:
+    return [p for p in row["phones"] if p != "sil"]
+
+
+def _chars(row: Row) -> list[str]:
+    return list(" ".join(str(row["text"]).lower().split()))
+
+
+def _label(row: Row) -> list[str]:
+    return [str(row["label"])]
+
+
+def _slots(row: Row) -> list[str]:
+    return [str(row["action"]), str(row["object"]), str(row["location"])]
+
+
+TASKS: dict[str, TaskSpec] = {
+    "pr": TaskSpec("pr", "frame", "per", _phones, lr=1e-2, batch=8000),
+    "asr": TaskSpec("asr", "frame", "wer", _chars, lr=2e-3, batch=8000, lstm=True),
+    "ks": TaskSpec("ks", "utterance", "accuracy", _label, lr=1e-3, batch=32),
+    "sid": TaskSpec("sid", "utterance", "accuracy", _label, lr=1e-3, batch=32),
+    "er": TaskSpec("er", "utterance", "accuracy", _label, lr=1e-3, batch=32),
+    "style": TaskSpec("style", "utterance", "accuracy", _label, lr=1e-3, batch=32),
+    "ic": TaskSpec("ic", "utterance", "accuracy", _slots, lr=1e-3, batch=32),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise ConfigError(f"unknown probe task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def vocabularies(spec: TaskSpec, rows: Sequence[Row]) -> list[list[str]]:
+    """The symbol inventory: one list for a CTC task, one per slot for a classification task (sorted, from all
+    splits: the label sets are closed)."""
+    if spec.level == "frame":
+        return [sorted({u for r in rows for u in spec.units(r)})]
+    n = len(spec.units(rows[0])) if rows else 1
+    return [sorted({spec.units(r)[s] for r in rows}) for s in range(n)]
+
+
+def targets(spec: TaskSpec, rows: Sequence[Row], vocabs: list[list[str]]) -> list[list[int]]:
+    """Per row: CTC label ids (1-based; 0 is the blank) or one class id per slot."""
+    if spec.level == "frame":
+        index = {u: i + 1 for i, u in enumerate(vocabs[0])}
+        return [[index[u] for u in spec.units(r)] for r in rows]
+    maps = [{u: i for i, u in enumerate(v)} for v in vocabs]
+    return [[maps[s][u] for s, u in enumerate(spec.units(r))] for r in rows]
+
+
+def make_head(spec: TaskSpec, *, num_layers: int, dim: int, vocabs: list[list[str]]) -> nn.Module:
+    if spec.level == "frame":
+        cls = heads.LSTMCTCHead if spec.lstm else heads.CTCHead
+        return cls(num_layers=num_layers, dim=dim, num_classes=len(vocabs[0]))
+    if len(vocabs) == 1:
+        return heads.PoolHead(num_layers=num_layers, dim=dim, num_classes=len(vocabs[0]))
+    return heads.SlotHead(num_layers=num_layers, dim=dim, num_classes=[len(v) for v in vocabs])
+
+
+def loss(spec: TaskSpec, out: Tensor | list[Tensor], tgt: list[list[int]], lengths: Tensor | None) -> Tensor:
+    """CTC (blank 0, `zero_infinity` as in s3prl) or the summed cross-entropy of every slot."""
+    if spec.level == "frame":
+        assert isinstance(out, Tensor) and lengths is not None
+        logp = out.log_softmax(-1).transpose(0, 1)  # (T, B, C + 1)
+        flat = torch.tensor([u for t in tgt for u in t], dtype=torch.long)
+        tlen = torch.tensor([len(t) for t in tgt], dtype=torch.long)
+        return F.ctc_loss(logp, flat, lengths, tlen, blank=0, zero_infinity=True)
+    outs = [out] if isinstance(out, Tensor) else out
+    y = torch.tensor(tgt, dtype=torch.long)  # (B, slots)
+    return sum((F.cross_entropy(o, y[:, s]) for s, o in enumerate(outs)), torch.zeros(()))
+
+
+def item_stats(
+    spec: TaskSpec, out: Tensor | list[Tensor], tgt: list[list[int]], lengths: Tensor | None, vocabs: list[list[str]]
+) -> np.ndarray:
+    """Per item `(numerator, denominator)`: `(edits, reference length)` for PER/WER, `(correct, 1)` else."""
+    if spec.level == "frame":
+        assert isinstance(out, Tensor) and lengths is not None
+        hyps = ctc_greedy(out, lengths, blank=0)
+        if spec.metric == "wer":
+            sym = ["<b>", *vocabs[0]]
+            words = [
+                ("".join(sym[i] for i in h).split(), "".join(sym[i] for i in t).split()) for h, t in zip(hyps, tgt)
+            ]
+            return np.array([[edit_distance(r, h), len(r)] for h, r in words], dtype=np.float64).reshape(-1, 2)
+        return np.array([[edit_distance(t, h), len(t)] for h, t in zip(hyps, tgt)], dtype=np.float64).reshape(-1, 2)
+    outs = [out] if isinstance(out, Tensor) else out
+    pred = torch.stack([o.argmax(-1) for o in outs], 1)  # (B, slots)
+    right = (pred == torch.tensor(tgt, dtype=torch.long)).all(1).double()  # (B,)
+    return torch.stack([right, torch.ones_like(right)], 1).numpy()
+
+
+__all__ = ["TASKS", "TaskSpec", "get_task", "item_stats", "loss", "make_head", "targets", "vocabularies"]
