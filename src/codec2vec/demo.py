@@ -266,48 +266,58 @@ def _last_ckpt(run: _Run) -> str:
     return str(run.results["pretrain"]["checkpoints"][-1]["path"])
 
 
-def _probe_task(run: _Run, task: str) -> dict[str, Any]:
-    from codec2vec.probe import probe_with_references
+def _probe(run: _Run, task: str, source: Any, *, per_layer: bool = False) -> dict[str, Any]:
+    from codec2vec.probe import run_probe
 
-    return dict(
-        probe_with_references(
-            task,
-            ckpt=_last_ckpt(run),
-            data=run.out / "tasks" / task,
-            seed=run.settings.seed,
-            per_layer=run.settings.per_layer,
-            cache_dir=run.out / "features",
-        )
+    r = run_probe(
+        task,
+        data=run.out / "tasks" / task,
+        source=source,
+        seed=run.settings.seed,
+        per_layer=per_layer,
+        cache_dir=run.out / "features",
+        max_epochs=run.settings.probe_epochs,
+        progress=run.progress,
     )
+    return {k: v for k, v in r.items() if k != "history"}  # per-epoch history stays out of the results
+
+
+def _probe_task(run: _Run, task: str) -> dict[str, Any]:
+    """The task's probe on the pre-trained model (also per layer) and on the references (as
+    `probe.probe_with_references` does, with the per-layer fits only where they are plotted)."""
+    from codec2vec.probe import feature_source
+
+    ckpt, seed = _last_ckpt(run), run.settings.seed
+    out = {"pretrained": _probe(run, task, feature_source("pretrained", ckpt), per_layer=run.settings.per_layer)}
+    for kind in REFERENCES:
+        out[kind] = _probe(run, task, feature_source(kind, ckpt, seed=seed))
+    return out
 
 
 def _steps(run: _Run) -> list[dict[str, Any]]:
     """PER at every checkpoint; the last one is the PR probe's own figure (not trained twice)."""
-    from codec2vec.probe import feature_source, run_probe
+    from codec2vec.probe import feature_source
 
     ckpts = run.results["pretrain"]["checkpoints"]
     rows = []
     for c in ckpts[:-1]:
-        r = run_probe(
-            "pr",
-            data=run.out / "tasks" / "pr",
-            source=feature_source("pretrained", c["path"]),
-            seed=run.settings.seed,
-            cache_dir=run.out / "features",
-        )
+        r = _probe(run, "pr", feature_source("pretrained", c["path"]))
         rows.append({"step": c["step"], "metric": r["metric"], "value": r["value"], "ci": r["ci"]})
-    pr = run.results["probe-pr"]
+    pr = run.results["probe-pr"]["pretrained"]
     rows.append({"step": ckpts[-1]["step"], "metric": pr["metric"], "value": pr["value"], "ci": pr["ci"]})
     return rows
 
 
-def _abx(run: _Run) -> list[dict[str, Any]]:
+def _abx(run: _Run) -> dict[str, Any]:
+    """ABX error (layer chosen on dev) of the three models on the PR folder's test alignments."""
     from codec2vec.probe import abx, feature_source
 
-    out = []
+    out = {}
     for kind in ("pretrained", *REFERENCES):
-        r = dict(abx(run.out / "tasks" / "pr", source=feature_source(kind, _last_ckpt(run))))
-        out.append({"model": kind, **r})
+        source = feature_source(kind, _last_ckpt(run), seed=run.settings.seed)
+        out[kind] = dict(
+            abx(run.out / "tasks" / "pr", source=source, cache_dir=run.out / "features", seed=run.settings.seed)
+        )
     return out
 
 
@@ -323,21 +333,24 @@ def _storage(run: _Run) -> dict[str, Any]:
 
 
 def probe_rows(run_results: dict[str, Any]) -> list[dict[str, Any]]:
-    """DESIGN.md's `probes` list: one object per (task, model) with task, model, metric, value and ci."""
+    """DESIGN.md's `probes` list: one object per (task, model) with task, model, metric, value and ci; ABX gives
+    two tasks (`abx_within`, `abx_across`, metric `abx_error`)."""
     rows: list[dict[str, Any]] = []
     for task in TASKS:
-        r = run_results[f"probe-{task}"]
-        main = {"task": task, "model": "pretrained", "metric": r["metric"], "value": r["value"], "ci": r["ci"]}
-        rows.append(main | {k: r[k] for k in ("layer_weights", "per_layer") if r.get(k) is not None})
-        for ref in r.get("references", []):
-            rows.append(
-                {"task": task, "model": ref["model"], "metric": r["metric"], "value": ref["value"], "ci": ref["ci"]}
-            )
-    for r in run_results.get("abx", []):
+        for model, r in run_results[f"probe-{task}"].items():
+            row = {"task": task, "model": model, "metric": r["metric"], "value": r["value"], "ci": r["ci"]}
+            extra = ("n_test", "n_train", "epochs", "layer_weights", "per_layer")
+            rows.append(row | {k: r[k] for k in extra if r.get(k) is not None})
+    for model, r in run_results["abx"].items():
         for side in ("within", "across"):
-            ci = r.get("ci", {})
-            ci = ci.get(side) if isinstance(ci, dict) else ci if side == "across" else r.get("ci_within")
-            rows.append({"task": f"abx_{side}", "model": r["model"], "metric": "abx_error", "value": r[side], "ci": ci})
+            row = {
+                "task": f"abx_{side}",
+                "model": model,
+                "metric": "abx_error",
+                "value": r[side],
+                "ci": r[f"ci_{side}"],
+            }
+            rows.append(row | {"layer": r.get("layer")})
     return rows
 
 
