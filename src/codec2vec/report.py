@@ -101,7 +101,8 @@ def plot_steps(rows: list[dict[str, Any]], path: Path) -> str:
     fig, (ax,) = _figure()
     steps = [r["step"] for r in rows]
     values = [r["value"] for r in rows]
-    err = [[v - r["ci"][0] for v, r in zip(values, rows)], [r["ci"][1] - v for v, r in zip(values, rows)]]
+    ci = [r["ci"] or [v, v] for v, r in zip(values, rows)]
+    err = [[max(0.0, v - c[0]) for v, c in zip(values, ci)], [max(0.0, c[1] - v) for v, c in zip(values, ci)]]
     ax.errorbar(steps, values, yerr=err, fmt="o-", capsize=4)
     metric = rows[0]["metric"] if rows else "PER"
     ax.set(xlabel="pre-training step", ylabel=metric, title=f"phone recognition ({metric}) against pre-training")
@@ -195,7 +196,9 @@ def _rows_table(results: dict[str, Any], key: str, columns: Sequence[str], heade
     for i in range(len(rows)):
         cells = []
         for col in columns:
-            if col == "ci":
+            if col == "ci" and not rows[i].get("ci"):
+                cells.append("-")
+            elif col == "ci":
                 cells.append(f"[{_num(results, f'{key}.{i}.ci.0')}, {_num(results, f'{key}.{i}.ci.1')}]")
             else:
                 cells.append(_num(results, f"{key}.{i}.{col}"))
