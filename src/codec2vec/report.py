@@ -26,6 +26,13 @@ from codec2vec.files import atomic_write
 LOWER_IS_BETTER = ("per", "wer", "error", "abx")
 MODELS: tuple[str, ...] = ("pretrained", "codec", "random")
 MODEL_NAMES = {"pretrained": "pre-trained", "codec": "codec embeddings", "random": "random init"}
+TASK_NAMES = {
+    "pr": "PR: phone recognition",
+    "ks": "KS: keyword spotting",
+    "sid": "SID: speaker identification",
+    "abx_within": "ABX, within speaker",
+    "abx_across": "ABX, across speakers",
+}
 
 
 def fmt(value: Any) -> str:
@@ -185,7 +192,7 @@ def results_table(results: dict[str, Any]) -> str:
         )
         arrow = "lower is better" if lower_is_better(metric) else "higher is better"
         lines.append(
-            f"<tr><td>{html.escape(task.upper())}</td><td>{html.escape(metric)} ({arrow})</td>{cells}<td>{verdict}</td></tr>"
+            f"<tr><td>{html.escape(TASK_NAMES.get(task, task))}</td><td>{html.escape(metric)} ({arrow})</td>{cells}<td>{verdict}</td></tr>"
         )
     return "\n".join(lines + ["</table>"])
 
