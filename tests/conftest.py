@@ -93,3 +93,24 @@ def bad_corpus(tmp_path: Path, speech_dir: Path) -> Path:
     (root / "notes.wav").write_text("these are meeting notes, not audio\n")
     sf.write(root / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, lyra_dir: Path) -> dict[str, Path]:
+    """A tiny synthetic corpus (4 voices, ~3 minutes), its Lyra token store, and a run directory with a tiny
+    model pre-trained for 20 steps on it (`configs/lyra_tiny.yaml`): {"corpus", "store", "run"}."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    config = Path(__file__).resolve().parents[1] / "configs" / "lyra_tiny.yaml"
+    steps = [
+        ["synth", str(root / "corpus"), "--hours", "0.05", "--speakers", "4", "--seed", "1", "--json"],
+        ["tokenize", str(root / "corpus" / "all.jsonl"), "--out", str(root / "store"), "--json"],
+        ["pretrain", str(config), f"data.store={root / 'store'}", f"run.dir={root / 'run'}", "train.steps=20",
+         "run.progress=off"],
+    ]  # fmt: skip
+    for args in steps:
+        out = subprocess.run([sys.executable, "-m", "codec2vec", *args], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, f"codec2vec {args[0]} failed: {out.stderr[-2000:]}"
+    return {"corpus": root / "corpus", "store": root / "store", "run": root / "run"}

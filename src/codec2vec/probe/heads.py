@@ -3,7 +3,8 @@
 s3prl's Featurizer: `h = sum_l softmax(w)_l * x_l` over all hidden states, `w` starting at zero (equal
 weights), no layer norm (REFERENCE.md, probing protocol). Heads (s3prl downstream configs):
   - `CTCHead` (PR): Linear(D, 256) -> Linear(256, C + 1) per frame, CTC with blank 0;
-  - `LSTMCTCHead` (ASR): Linear(D, 256) -> 2-layer BiLSTM -> Linear(2H, C + 1) per frame, CTC with blank 0;
+  - `LSTMCTCHead` (ASR): Linear(D, 256) -> 2-layer BiLSTM (128 per direction: SUPERB's 1024 is far too slow
+    for a CPU probe) -> Linear(256, C + 1) per frame, CTC with blank 0;
   - `PoolHead` (KS, SID, ER, style): Linear(D, 256), mean over valid frames, Linear(256, C);
   - `SlotHead` (IC): Linear(D, 256), mean over valid frames, one Linear(256, C_s) per slot.
 Frame heads take `x (B, T, L, D)`, lengths `(B,)`. Utterance heads take the per-layer mean-pooled features
@@ -50,7 +51,7 @@ class CTCHead(nn.Module):
 class LSTMCTCHead(nn.Module):
     """ASR: weighted sum -> Linear(D, 256) -> 2-layer BiLSTM(hidden) -> Linear(2 hidden, C + 1)."""
 
-    def __init__(self, *, num_layers: int, dim: int, num_classes: int, hidden: int = 256) -> None:
+    def __init__(self, *, num_layers: int, dim: int, num_classes: int, hidden: int = 128) -> None:
         super().__init__()
         self.mix = WeightedSum(num_layers)
         self.proj = nn.Linear(dim, PROJ)

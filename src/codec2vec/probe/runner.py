@@ -56,7 +56,8 @@ class _Split:
                 yield self.pooled[torch.from_numpy(idx)][:, layers], None, [self.tgt[i] for i in idx]
             return
         order = np.argsort(self.frames, kind="stable")
-        groups, group = [], []
+        groups: list[list[int]] = []
+        group: list[int] = []
         for i in order:
             if group and (len(group) + 1) * max(int(self.frames[i]), 1) > self.spec.batch:
                 groups.append(group)
@@ -73,14 +74,18 @@ class _Split:
             yield torch.from_numpy(x), lengths, [self.tgt[i] for i in idx]
 
 
-def _evaluate(spec: TaskSpec, head: torch.nn.Module, split: _Split, layers: slice, vocabs: list) -> np.ndarray:
+def _evaluate(
+    spec: TaskSpec, head: torch.nn.Module, split: _Split, layers: slice, vocabs: list
+) -> tuple[np.ndarray, float]:
+    """Per-item `(numerator, denominator)` stats and the mean loss over the split."""
     head.eval()
-    stats = []
+    stats, losses = [], []
     with torch.no_grad():
         for x, lengths, tgt in split.batches(layers, None):
             out = head(x, lengths) if spec.level == "frame" else head(x)
             stats.append(item_stats(spec, out, tgt, lengths, vocabs))
-    return np.concatenate(stats) if stats else np.zeros((0, 2))
+            losses.append(float(loss(spec, out, tgt, lengths)))
+    return (np.concatenate(stats) if stats else np.zeros((0, 2))), float(np.mean(losses)) if losses else 0.0
 
 
 def _fit(
@@ -101,7 +106,8 @@ def _fit(
     head = make_head(spec, num_layers=num_layers, dim=dim, vocabs=vocabs)
     opt = torch.optim.Adam(head.parameters(), lr=spec.lr)
     sign = -1.0 if spec.lower_is_better else 1.0
-    best, best_state, since, history = -np.inf, copy.deepcopy(head.state_dict()), 0, []
+    best, best_state, since = (-np.inf, -np.inf), copy.deepcopy(head.state_dict()), 0
+    history: list[dict[str, Any]] = []
     for epoch in range(1, max_epochs + 1):
         head.train()
         losses = []
@@ -113,10 +119,15 @@ def _fit(
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
             opt.step()
             losses.append(l_.item())
-        dev = ratio_of_sums(_evaluate(spec, head, data["dev"], layers, vocabs))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else 0.0, "dev": dev})
-        if sign * dev > best + 1e-9:
-            best, best_state, since = sign * dev, copy.deepcopy(head.state_dict()), 0
+        dev_stats, dev_loss = _evaluate(spec, head, data["dev"], layers, vocabs)
+        dev = ratio_of_sums(dev_stats)
+        history.append(
+            {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else 0.0, "dev": dev, "dev_loss": dev_loss}
+        )
+        # Best dev metric; on a tie (e.g. WER stuck at 1.0 early in CTC training) the lower dev loss.
+        score = (sign * dev, -dev_loss)
+        if score > best:
+            best, best_state, since = score, copy.deepcopy(head.state_dict()), 0
         else:
             since += 1
             if since >= patience:
@@ -191,7 +202,7 @@ def probe_features(
     num_layers, dim = len(fdir.layers), int(fdir.get(rows["train"][0]["id"]).shape[-1])
     kw = dict(vocabs=vocabs, seed=seed, max_epochs=max_epochs, patience=patience, dim=dim)
     head, history = _fit(spec, splits, layers=slice(None), num_layers=num_layers, **kw)  # type: ignore[arg-type]
-    stats = _evaluate(spec, head, splits["test"], slice(None), vocabs)
+    stats, _ = _evaluate(spec, head, splits["test"], slice(None), vocabs)
     result: dict[str, Any] = {
         "task": task,
         "metric": spec.metric,
@@ -210,10 +221,10 @@ def probe_features(
         result["per_layer"] = []
         for i in range(num_layers):
             h, _ = _fit(spec, splits, layers=slice(i, i + 1), num_layers=1, **kw)  # type: ignore[arg-type]
-            s = _evaluate(spec, h, splits["test"], slice(i, i + 1), vocabs)
-            result["per_layer"].append({"layer": i, "value": ratio_of_sums(s), "ci": bootstrap_ci(s, seed=seed)})
+            st, _ = _evaluate(spec, h, splits["test"], slice(i, i + 1), vocabs)
+            result["per_layer"].append({"layer": i, "value": ratio_of_sums(st), "ci": bootstrap_ci(st, seed=seed)})
             if progress:
-                print(f"probe {task} layer {i}: {spec.metric} {ratio_of_sums(s):.4f}", file=sys.stderr)
+                print(f"probe {task} layer {i}: {spec.metric} {ratio_of_sums(st):.4f}", file=sys.stderr)
     return result
 
 

@@ -1,0 +1,265 @@
+"""Probing is honest: metrics by edit distance on known strings, every head at chance on shuffled labels (and
+well above it on real ones), the feature cache round trip, ABX on features with and without phone
+information, and `codec2vec probe --json` on a real (Lyra-tokenized, briefly pre-trained) checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec2vec.probe.features import FeatureDir
+from codec2vec.probe.metrics import bootstrap_ci, ctc_greedy, edit_distance, error_rate, per, wer
+from codec2vec.probe.runner import probe_features
+
+SPLITS = ("train", "dev", "test")
+WORDS = ["ab", "cd", "ef", "bad", "fed", "ace"]
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+
+
+def test_edit_distance_on_known_strings() -> None:
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3
+    assert edit_distance(["AH", "B", "K"], ["AH", "B", "K"]) == 0
+    assert edit_distance(["AH", "B", "K"], ["B", "K", "S"]) == 2  # one deletion, one insertion
+
+
+def test_per_and_wer_are_corpus_level_edit_distance() -> None:
+    # 1 substitution over 4 phones + 1 deletion over 2 phones = 2 / 6
+    assert per([["a", "b", "c", "d"], ["e", "f"]], [["a", "x", "c", "d"], ["e"]]) == pytest.approx(2 / 6)
+    # "the cat sat" -> "the bat sat down": 1 substitution + 1 insertion over 3 words; "hi" right.
+    assert wer(["the cat sat", "hi"], ["the bat sat down", "hi"]) == pytest.approx(2 / 4)
+    assert error_rate([[]], [["a"]]) == 1.0  # insertions against an empty reference still count
+
+
+def test_ctc_greedy_merges_repeats_and_drops_blanks() -> None:
+    import torch
+
+    path = torch.tensor([[0, 1, 1, 0, 1, 2, 2, 0, 0]])  # blank 0
+    logits = torch.nn.functional.one_hot(path, 3).float()  # (1, T, 3)
+    assert ctc_greedy(logits, torch.tensor([9])) == [[1, 1, 2]]
+    assert ctc_greedy(logits, torch.tensor([3])) == [[1]]
+
+
+def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_n() -> None:
+    rng = np.random.default_rng(0)
+    small = (rng.random(50) < 0.7).astype(float)
+    large = (rng.random(2000) < 0.7).astype(float)
+    lo, hi = bootstrap_ci(small)
+    assert lo <= small.mean() <= hi
+    lo2, hi2 = bootstrap_ci(large)
+    assert lo2 <= large.mean() <= hi2 and (hi2 - lo2) < (hi - lo) / 3
+    assert bootstrap_ci(small) == bootstrap_ci(small)  # fixed seed
+
+
+# --- heads on synthetic features: real labels learnable, shuffled labels at chance ---------------------
+
+
+def _synthetic(root: Path, task: str, sizes: tuple[int, int, int], seed: int = 0) -> tuple[FeatureDir, dict]:
+    """A feature folder with 3 layers of 16 dims; only layer 1 carries the labels (a per-symbol vector added to
+    unit noise), so a working head learns from it and the weighted sum should lean towards it."""
+    rng = np.random.default_rng(seed)
+    fd = FeatureDir.open_or_create(root, key="synthetic", layers=[0, 1, 2], dim=16, describe={"name": "synthetic"})
+    emb = rng.normal(size=(32, 16)) * 1.5
+    rows: dict[str, list[dict]] = {}
+    arrays = []
+    for split, n in zip(SPLITS, sizes):
+        rows[split] = []
+        for i in range(n):
+            uid = f"{split}{i:04d}"
+            if task in ("pr", "asr"):
+                if task == "pr":
+                    seq = [str(c) for c in rng.choice(list("abcdef"), size=int(rng.integers(4, 9)))]
+                    row = {"id": uid, "phones": seq}
+                else:
+                    text = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 4))))
+                    seq, row = list(text), {"id": uid, "text": text}
+                vec = np.concatenate([np.repeat(emb[None, ord(c) % 32], int(rng.integers(3, 6)), 0) for c in seq])
+            else:
+                labels = [str(rng.integers(0, 4)) for _ in range(3 if task == "ic" else 1)]
+                if task == "ic":
+                    row = {"id": uid, "action": labels[0], "object": labels[1], "location": labels[2]}
+                else:
+                    row = {"id": uid, "label": labels[0]}
+                v = sum(emb[int(lab) + 4 * k] for k, lab in enumerate(labels))
+                vec = np.repeat(np.asarray(v)[None], int(rng.integers(10, 20)), 0)
+            x = rng.normal(size=(len(vec), 3, 16))
+            x[:, 1] += vec
+            arrays.append((uid, x.astype(np.float16)))
+            rows[split].append(row)
+    fd.add(arrays)
+    return fd, rows
+
+
+def _majority(rows: list[dict], key: str = "label") -> float:
+    return Counter(r[key] for r in rows).most_common(1)[0][1] / len(rows)
+
+
+@pytest.mark.parametrize("task", ["sid", "ks", "style"])
+def test_pool_head_learns_real_labels_and_is_at_chance_on_shuffled(tmp_path: Path, task: str) -> None:
+    fd, rows = _synthetic(tmp_path / task, task, (160, 40, 200))
+    real = probe_features(task, fdir=fd, rows=rows, max_epochs=30)
+    assert real["value"] >= 0.95 and real["metric"] == "accuracy"
+    assert real["layer_weights"][1] == max(real["layer_weights"])  # the informative layer wins
+    shuffled = probe_features(task, fdir=fd, rows=rows, max_epochs=30, shuffle_labels=True)
+    # A label-independent predictor scores at most the test majority rate (about 0.25 for 4 classes);
+    # 0.10 is more than 3 binomial standard deviations at n = 200.
+    assert shuffled["value"] <= _majority(rows["test"]) + 0.10
+    assert shuffled["ci"][0] <= shuffled["value"] <= shuffled["ci"][1]
+
+
+def test_slot_head_needs_every_slot_and_is_at_chance_on_shuffled(tmp_path: Path) -> None:
+    fd, rows = _synthetic(tmp_path / "ic", "ic", (200, 40, 200))
+    real = probe_features("ic", fdir=fd, rows=rows, max_epochs=40)
+    assert real["value"] >= 0.9
+    shuffled = probe_features("ic", fdir=fd, rows=rows, max_epochs=30, shuffle_labels=True)
+    chance = np.prod([_majority(rows["test"], k) for k in ("action", "object", "location")])  # about 1/64
+    assert shuffled["value"] <= chance + 0.05
+
+
+def _prior_per(rows: dict) -> float:
+    """PER of a label-only guess: each test utterance transcribed as a random training transcript."""
+    rng = np.random.default_rng(0)
+    train = [r["phones"] for r in rows["train"]]
+    refs = [r["phones"] for r in rows["test"]]
+    return per(refs, [train[int(rng.integers(len(train)))] for _ in refs])
+
+
+def test_ctc_phone_head_learns_and_is_at_chance_on_shuffled(tmp_path: Path) -> None:
+    fd, rows = _synthetic(tmp_path / "pr", "pr", (160, 40, 120))
+    real = probe_features("pr", fdir=fd, rows=rows, max_epochs=30)
+    assert real["metric"] == "per" and real["value"] <= 0.4
+    shuffled = probe_features("pr", fdir=fd, rows=rows, max_epochs=30, shuffle_labels=True)
+    # Chance for PR: no better than guessing a transcript from the label prior (about 0.84 here).
+    assert shuffled["value"] >= _prior_per(rows) - 0.08
+    assert shuffled["value"] > real["value"] + 0.4
+
+
+@pytest.mark.slow
+def test_ctc_lstm_character_head_learns_and_is_at_chance_on_shuffled(tmp_path: Path) -> None:
+    fd, rows = _synthetic(tmp_path / "asr", "asr", (120, 30, 60))
+    real = probe_features("asr", fdir=fd, rows=rows, max_epochs=25)
+    shuffled = probe_features("asr", fdir=fd, rows=rows, max_epochs=10, shuffle_labels=True)
+    assert real["metric"] == "wer"
+    assert shuffled["value"] >= 0.9  # no word is recognised from features once the labels are shuffled
+    assert real["value"] < shuffled["value"] - 0.2
+
+
+def test_per_layer_puts_the_information_where_it_is(tmp_path: Path) -> None:
+    fd, rows = _synthetic(tmp_path / "sid", "sid", (120, 30, 120))
+    r = probe_features("sid", fdir=fd, rows=rows, max_epochs=20, per_layer=True)
+    acc = [p["value"] for p in r["per_layer"]]
+    assert [p["layer"] for p in r["per_layer"]] == [0, 1, 2]
+    assert acc[1] >= 0.95 and max(acc[0], acc[2]) <= _majority(rows["test"]) + 0.15
+
+
+def test_probe_is_deterministic(tmp_path: Path) -> None:
+    fd, rows = _synthetic(tmp_path / "pr", "pr", (60, 20, 30))
+    a = probe_features("pr", fdir=fd, rows=rows, max_epochs=4)
+    b = probe_features("pr", fdir=fd, rows=rows, max_epochs=4)
+    assert a["value"] == b["value"] and a["layer_weights"] == b["layer_weights"]
+
+
+# --- the feature cache ----------------------------------------------------------------------------------
+
+
+def test_feature_dir_round_trip_reopen_and_refuse_other_upstream(tmp_path: Path) -> None:
+    from codec2vec.errors import StoreError
+
+    fd = FeatureDir.open_or_create(tmp_path / "f", key="k1", layers=[0, 2], dim=4, describe={"name": "x"})
+    a = np.arange(3 * 2 * 4, dtype=np.float16).reshape(3, 2, 4)
+    b = np.ones((5, 2, 4), dtype=np.float16)
+    fd.add([("a", a), ("b", b)])
+    fd.add([("c", a[:1])])
+    again = FeatureDir.open_or_create(tmp_path / "f", key="k1", layers=[0, 2], dim=4, describe={"name": "x"})
+    assert sorted(again.ids) == ["a", "b", "c"] and again.total_frames == 9
+    np.testing.assert_array_equal(again.get("a"), a)
+    np.testing.assert_array_equal(again.get("c"), a[:1])
+    assert isinstance(again.get("b"), np.memmap) or isinstance(again.get("b").base, np.memmap)
+    (tmp_path / "f" / "feats-000001.json").unlink()  # a shard whose index never landed is not there
+    assert "c" not in FeatureDir.open_or_create(tmp_path / "f", key="k1", layers=[0, 2], dim=4, describe={})
+    with pytest.raises(StoreError, match="not of this upstream"):
+        FeatureDir.open_or_create(tmp_path / "f", key="other", layers=[0, 2], dim=4, describe={})
+
+
+# --- ABX ------------------------------------------------------------------------------------------------
+
+
+def _abx_features(root: Path, informative: bool) -> tuple[FeatureDir, list[dict]]:
+    """Utterances of 3-frame phone runs from 4 speakers; features are a phone vector (+ a speaker offset) +
+    noise, or noise only."""
+    rng = np.random.default_rng(1)
+    phones = list("abcd")
+    emb, spk = rng.normal(size=(4, 8)), rng.normal(size=(4, 8)) * 0.5
+    fd = FeatureDir.open_or_create(root, key="abx", layers=[0], dim=8, describe={})
+    rows, arrays = [], []
+    for i in range(40):
+        s = i % 4
+        seq = ["sil", *rng.choice(phones, size=10), "sil"]
+        align = [p for p in seq for _ in range(3)]
+        x = rng.normal(size=(len(align), 1, 8)) * 0.3
+        if informative:
+            x[:, 0] += np.stack([emb[phones.index(p)] if p != "sil" else np.zeros(8) for p in align]) + spk[s]
+        arrays.append((f"u{i}", x.astype(np.float16)))
+        rows.append({"id": f"u{i}", "speaker": f"s{s}", "align": align})
+    fd.add(arrays)
+    return fd, rows
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_abx_error_is_low_on_phone_features_and_chance_on_noise(tmp_path: Path, informative: bool) -> None:
+    from codec2vec.probe.abx import _cells, _Distances, _score, triphone_items
+
+    fd, rows = _abx_features(tmp_path / "f", informative)
+    cats = triphone_items(rows, {u: fd.num_frames(u) for u in fd.ids})
+    assert all(c[1] != "sil" for c in cats)
+    dist = _Distances(fd, 0)
+    within, wci, n_within = _score(_cells(cats, 5, 0, across=False), dist)
+    across, aci, n_across = _score(_cells(cats, 5, 0, across=True), dist)
+    assert n_within > 20 and n_across > 20
+    assert wci[0] <= within <= wci[1] and aci[0] <= across <= aci[1]
+    if informative:
+        assert within < 0.05 and across < 0.1
+    else:
+        assert abs(within - 0.5) < 0.1 and abs(across - 0.5) < 0.1
+
+
+def test_dtw_of_identical_sequences_is_zero_and_of_a_stretched_copy_too() -> None:
+    from codec2vec.probe.abx import _dtw
+
+    d = np.ones((1, 3, 6))
+    for i, j in [(0, 0), (0, 1), (1, 2), (1, 3), (2, 4), (2, 5)]:
+        d[0, i, j] = 0.0  # a path of zeros: the 3 frames, each repeated twice
+    assert _dtw(d, np.array([3]), np.array([6]))[0] == pytest.approx(0.0)
+    assert _dtw(np.full((1, 2, 2), 0.5), np.array([2]), np.array([2]))[0] == pytest.approx(0.5)
+
+
+# --- the command line on a real checkpoint ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_probe_json_prints_one_object_with_references(tiny_run: dict, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "codec2vec", "probe", "sid", "--ckpt", str(tiny_run["run"])]
+    cmd += ["--data", str(tiny_run["corpus"] / "sid"), "--json", "--max-epochs", "3", "--cache-dir", str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1
+    r = json.loads(lines[0])
+    assert r["task"] == "sid" and r["metric"] == "accuracy" and 0.0 <= r["value"] <= 1.0
+    assert len(r["layer_weights"]) == 5 and sum(r["layer_weights"]) == pytest.approx(1.0, abs=1e-4)
+    assert r["ci"][0] <= r["value"] <= r["ci"][1]
+    assert [ref["model"] for ref in r["references"]] == ["codec", "random"]
+    for ref in r["references"]:
+        assert 0.0 <= ref["value"] <= 1.0 and len(ref["ci"]) == 2
+    assert len(r["references"][0]["layer_weights"]) == 1  # the codec's embeddings: one layer
+    # The features were cached: a second run extracts nothing and gives the same numbers.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert json.loads(again.stdout)["value"] == r["value"]
