@@ -182,6 +182,20 @@ def test_stages_resume_and_refuse_other_settings(tmp_path: Path) -> None:
         other.stage("a", 1, 1, dict)
 
 
+def test_changed_probe_settings_redo_only_the_probes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    small = DemoSettings.small()
+    run = _Run(tmp_path, small, progress=False)
+    run.stage("pretrain", 1, 2, lambda: 1)
+    run.stage("probe-pr", 2, 2, lambda: 1)
+    again = _Run(tmp_path, replace(small, probe_epochs=99, workers=1), progress=False)
+    assert again.stage("pretrain", 1, 2, lambda: 2) == 1  # probe settings (and workers) do not touch pre-training
+    assert again.stage("probe-pr", 2, 2, lambda: 2) == 2  # redone
+    with pytest.raises(ConfigError, match="steps"):
+        _Run(tmp_path, replace(small, steps=7), progress=False).stage("pretrain", 1, 2, lambda: 3)
+
+
 def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEC2VEC_DEMO_STEPS", "123")
     monkeypatch.setenv("CODEC2VEC_DEMO_PER_LAYER", "false")

@@ -50,15 +50,35 @@ class DemoSettings:
     test_share: float = 0.45
     steps: int = 600  # pre-training steps
     checkpoints: int = 4  # evenly spaced checkpoints after step 0 (the last one at `steps`)
-    per_layer: bool = True  # per-layer probes of the pre-trained model
+    per_layer: bool = True  # per-layer KS and SID probes of the pre-trained model (phones: ABX per layer)
     probe_epochs: int = 30  # most epochs per probe head (early stopping on dev)
+    probe_patience: int = 10  # epochs without a better dev figure before stopping (CTC sits ~10 epochs on blanks)
     config: str = ""  # pre-training config; "" = configs/demo.yaml
     workers: int = 2  # processes for synth and tokenize
 
     @classmethod
     def small(cls) -> DemoSettings:
         """The tests' setting: same stages, a corpus and a run a few minutes long on 2 cores."""
-        return cls(hours=0.1, speakers=8, steps=40, checkpoints=4, probe_epochs=8, test_share=0.3)
+        return cls(hours=0.1, speakers=8, steps=40, checkpoints=4, probe_epochs=8, probe_patience=4, test_share=0.3)
+
+
+# The settings each stage depends on (besides those of the stages before it). A finished stage whose settings
+# changed is refused up to `pretrain` (its outputs are big and appended to); the probe stages are redone.
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "synth": ("hours", "speakers", "seed", "snr", "degraded"),
+    "tasks": ("dev_share", "test_share"),
+    "tokenize": (),
+    "pretrain": ("steps", "checkpoints", "config"),
+    "probes": ("per_layer", "probe_epochs", "probe_patience"),
+}
+REDO_ON_CHANGE = ("probe-", "steps", "abx", "storage")
+
+
+def stage_key(settings: DemoSettings, stage: str) -> dict[str, Any]:
+    """The settings that decide `stage`'s result: its own and those of every stage before it."""
+    names = list(STAGE_FIELDS)
+    upto = names.index(stage) if stage in STAGE_FIELDS else len(names) - 1
+    return {f: getattr(settings, f) for n in names[: upto + 1] for f in STAGE_FIELDS[n]}
 
 
 def settings_from_env(base: DemoSettings) -> DemoSettings:
@@ -97,15 +117,18 @@ class _Run:
 
     def stage(self, name: str, n: int, total: int, fn: Callable[[], Any]) -> Any:
         """Run `fn` unless its marker says it finished with these settings; remember its result."""
-        key = asdict(self.settings)
+        key = stage_key(self.settings, name)
         path = self.marker(name)
-        if path.is_file():
-            done = json.loads(path.read_text())
-            if done.get("settings") != key:
-                changed = sorted(k for k in key if done.get("settings", {}).get(k) != key[k])
+        done = json.loads(path.read_text()) if path.is_file() else None
+        if done is not None and done.get("settings") != key:
+            changed = sorted(k for k in key if done.get("settings", {}).get(k) != key[k])
+            if not name.startswith(REDO_ON_CHANGE):
                 raise ConfigError(
                     f"{self.out}: made with other demo settings ({', '.join(changed)}); use another --out or remove it"
                 )
+            self.say(f"[{n}/{total}] {name}: settings changed ({', '.join(changed)}), redone")
+            done = None
+        if done is not None:
             self.say(f"[{n}/{total}] {name}: done before ({done['seconds']:.0f} s), skipped")
         else:
             self.say(f"[{n}/{total}] {name} ...")
@@ -256,14 +279,17 @@ def _pretrain(run: _Run) -> dict[str, Any]:
     if not (init / "meta.json").is_file():
         _save_initial(cfg, init)
     summary = pretrain(cfg)
-    ckpts = [{"step": 0, "path": str(init)}]
-    ckpts += [{"step": int(read_meta(p)["step"]), "path": str(p)} for p in list_checkpoints(run.out / "run")]
+    ckpts = [{"step": 0, "path": str(init.relative_to(run.out))}]  # paths relative to DIR: it may move
+    ckpts += [
+        {"step": int(read_meta(p)["step"]), "path": str(p.relative_to(run.out))}
+        for p in list_checkpoints(run.out / "run")
+    ]
     keep = ("step", "first_loss", "last", "dev", "encoder_params")
     return {"checkpoints": ckpts} | {k: summary.get(k) for k in keep}
 
 
 def _last_ckpt(run: _Run) -> str:
-    return str(run.results["pretrain"]["checkpoints"][-1]["path"])
+    return str(run.out / run.results["pretrain"]["checkpoints"][-1]["path"])
 
 
 def _probe(run: _Run, task: str, source: Any, *, per_layer: bool = False) -> dict[str, Any]:
@@ -277,6 +303,7 @@ def _probe(run: _Run, task: str, source: Any, *, per_layer: bool = False) -> dic
         per_layer=per_layer,
         cache_dir=run.out / "features",
         max_epochs=run.settings.probe_epochs,
+        patience=run.settings.probe_patience,
         progress=run.progress,
     )
     return {k: v for k, v in r.items() if k != "history"}  # per-epoch history stays out of the results
@@ -288,7 +315,8 @@ def _probe_task(run: _Run, task: str) -> dict[str, Any]:
     from codec2vec.probe import feature_source
 
     ckpt, seed = _last_ckpt(run), run.settings.seed
-    out = {"pretrained": _probe(run, task, feature_source("pretrained", ckpt), per_layer=run.settings.per_layer)}
+    per_layer = run.settings.per_layer and task != "pr"  # a CTC head per layer is slow; ABX gives phones per layer
+    out = {"pretrained": _probe(run, task, feature_source("pretrained", ckpt), per_layer=per_layer)}
     for kind in REFERENCES:
         out[kind] = _probe(run, task, feature_source(kind, ckpt, seed=seed))
     return out
@@ -301,7 +329,7 @@ def _steps(run: _Run) -> list[dict[str, Any]]:
     ckpts = run.results["pretrain"]["checkpoints"]
     rows = []
     for c in ckpts[:-1]:
-        r = _probe(run, "pr", feature_source("pretrained", c["path"]))
+        r = _probe(run, "pr", feature_source("pretrained", run.out / c["path"]))
         rows.append({"step": c["step"], "metric": r["metric"], "value": r["value"], "ci": r["ci"]})
     pr = run.results["probe-pr"]["pretrained"]
     rows.append({"step": ckpts[-1]["step"], "metric": pr["metric"], "value": pr["value"], "ci": pr["ci"]})
@@ -350,7 +378,8 @@ def probe_rows(run_results: dict[str, Any]) -> list[dict[str, Any]]:
                 "value": r[side],
                 "ci": r[f"ci_{side}"],
             }
-            rows.append(row | {"layer": r.get("layer")})
+            layers = [{"layer": x["layer"], "value": x[side]} for x in r.get("per_layer", [])]
+            rows.append(row | {"layer": r.get("layer")} | ({"per_layer": layers} if layers else {}))
     return rows
 
 
