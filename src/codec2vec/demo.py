@@ -51,7 +51,8 @@ class DemoSettings:
     steps: int = 600  # pre-training steps
     checkpoints: int = 4  # evenly spaced checkpoints after step 0 (the last one at `steps`)
     per_layer: bool = True  # per-layer KS and SID probes of the pre-trained model (phones: ABX per layer)
-    probe_epochs: int = 30  # most epochs per probe head (early stopping on dev)
+    probe_epochs: int = 30  # most epochs of the phone (CTC) heads (early stopping on dev)
+    utterance_epochs: int = 150  # most epochs of the KS and SID heads (mean-pooled features: cheap epochs)
     probe_patience: int = 10  # epochs without a better dev figure before stopping (CTC sits ~10 epochs on blanks)
     config: str = ""  # pre-training config; "" = configs/demo.yaml
     workers: int = 2  # processes for synth and tokenize
@@ -59,7 +60,16 @@ class DemoSettings:
     @classmethod
     def small(cls) -> DemoSettings:
         """The tests' setting: same stages, a corpus and a run a few minutes long on 2 cores."""
-        return cls(hours=0.1, speakers=8, steps=40, checkpoints=4, probe_epochs=8, probe_patience=4, test_share=0.3)
+        return cls(
+            hours=0.1,
+            speakers=8,
+            steps=40,
+            checkpoints=4,
+            probe_epochs=8,
+            utterance_epochs=20,
+            probe_patience=4,
+            test_share=0.3,
+        )
 
 
 # The settings each stage depends on (besides those of the stages before it). A finished stage whose settings
@@ -69,7 +79,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "tasks": ("dev_share", "test_share"),
     "tokenize": (),
     "pretrain": ("steps", "checkpoints", "config"),
-    "probes": ("per_layer", "probe_epochs", "probe_patience"),
+    "probes": ("per_layer", "probe_epochs", "utterance_epochs", "probe_patience"),
 }
 REDO_ON_CHANGE = ("probe-", "steps", "abx", "storage")
 
@@ -271,11 +281,19 @@ def _save_initial(cfg: Any, path: Path) -> None:
 
 def _pretrain(run: _Run) -> dict[str, Any]:
     from codec2vec.checkpoint import list_checkpoints, read_meta
+    from codec2vec.store import TokenStore
     from codec2vec.train import pretrain
 
     cfg = _config(run)
     cfg.run.progress = "auto" if run.progress else "off"
     init = run.out / "run" / "init"
+    if (
+        "clusters" in cfg.targets.names
+        and cfg.targets.clusters_labels not in TokenStore.open(cfg.data.store).label_names()
+    ):
+        from codec2vec.kmeans import KMeansOptions, run_kmeans  # HuBERT round 1: k-means of the codec's latent
+
+        run_kmeans(cfg.data.store, KMeansOptions(source="codec", clusters=100, name=cfg.targets.clusters_labels))
     if not (init / "meta.json").is_file():
         _save_initial(cfg, init)
     summary = pretrain(cfg)
@@ -302,7 +320,7 @@ def _probe(run: _Run, task: str, source: Any, *, per_layer: bool = False) -> dic
         seed=run.settings.seed,
         per_layer=per_layer,
         cache_dir=run.out / "features",
-        max_epochs=run.settings.probe_epochs,
+        max_epochs=run.settings.probe_epochs if task == "pr" else run.settings.utterance_epochs,
         patience=run.settings.probe_patience,
         progress=run.progress,
     )
