@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from codec2vec.errors import ConfigError
-from codec2vec.files import atomic_dir, atomic_write
+from codec2vec.files import atomic_dir, atomic_write, sha256_file
 
 TASKS: tuple[str, ...] = ("pr", "ks", "sid")  # probed tasks; PR and SID share the sentence clips
 REFERENCES: tuple[str, ...] = ("codec", "random")  # feature_source kinds compared with the pre-trained model
@@ -88,7 +88,15 @@ def stage_key(settings: DemoSettings, stage: str) -> dict[str, Any]:
     """The settings that decide `stage`'s result: its own and those of every stage before it."""
     names = list(STAGE_FIELDS)
     upto = names.index(stage) if stage in STAGE_FIELDS else len(names) - 1
-    return {f: getattr(settings, f) for n in names[: upto + 1] for f in STAGE_FIELDS[n]}
+    key = {f: getattr(settings, f) for n in names[: upto + 1] for f in STAGE_FIELDS[n]}
+    if "config" in key:  # the file's content decides, not only its name
+        path = config_path(settings)
+        key["config_sha256"] = sha256_file(path) if path.is_file() else None
+    return key
+
+
+def config_path(settings: DemoSettings) -> Path:
+    return Path(settings.config) if settings.config else DEFAULT_CONFIG
 
 
 def settings_from_env(base: DemoSettings) -> DemoSettings:
@@ -245,7 +253,7 @@ def _config(run: _Run) -> Any:
     from codec2vec.config import load_config
 
     s = run.settings
-    path = Path(s.config) if s.config else DEFAULT_CONFIG
+    path = config_path(s)
     if not path.is_file():
         raise ConfigError(f"{path}: demo config not found (give one with --config)")
     overrides = [
