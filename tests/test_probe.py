@@ -145,11 +145,11 @@ def test_ctc_phone_head_learns_and_is_at_chance_on_shuffled(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_ctc_lstm_character_head_learns_and_is_at_chance_on_shuffled(tmp_path: Path) -> None:
     fd, rows = _synthetic(tmp_path / "asr", "asr", (120, 30, 60))
-    real = probe_features("asr", fdir=fd, rows=rows, max_epochs=25)
-    shuffled = probe_features("asr", fdir=fd, rows=rows, max_epochs=10, shuffle_labels=True)
+    real = probe_features("asr", fdir=fd, rows=rows, max_epochs=8)
+    shuffled = probe_features("asr", fdir=fd, rows=rows, max_epochs=6, shuffle_labels=True)
     assert real["metric"] == "wer"
     assert shuffled["value"] >= 0.9  # no word is recognised from features once the labels are shuffled
-    assert real["value"] < shuffled["value"] - 0.2
+    assert real["value"] <= 0.3
 
 
 def test_per_layer_puts_the_information_where_it_is(tmp_path: Path) -> None:
@@ -263,3 +263,39 @@ def test_probe_json_prints_one_object_with_references(tiny_run: dict, tmp_path: 
     # The features were cached: a second run extracts nothing and gives the same numbers.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert json.loads(again.stdout)["value"] == r["value"]
+
+
+def test_probe_cli_names_an_unknown_task_or_reference_on_one_line(tmp_path: Path) -> None:
+    from codec2vec.cli import main
+
+    assert main(["probe", "nope", "--ckpt", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert main(["probe", "sid", "--ckpt", str(tmp_path), "--data", str(tmp_path), "--references", "mfcc"]) == 2
+
+
+@pytest.mark.slow
+def test_reference_sources_codec_embeddings_and_seeded_random_model(tiny_run: dict) -> None:
+    import torch
+
+    from codec2vec.probe.features import feature_source
+    from codec2vec.store import TokenStore
+
+    store = TokenStore.open(tiny_run["store"])
+    uid = store.ids()[0]
+    codes = store[uid][None]  # (1, K, T)
+    lengths = torch.tensor([codes.shape[-1]])
+    vectors = store.codebook_vectors()  # (K, V, D_codec)
+    codec = feature_source("codec", tiny_run["run"])
+    codec.prepare(vectors)
+    (h,) = codec(codes, lengths)
+    want = sum(vectors[k][codes[0, k]] for k in range(codes.shape[1]))  # (T, D_codec): the quantized latent
+    torch.testing.assert_close(h[0], want, atol=1e-4, rtol=1e-4)
+    outs = []
+    for _ in range(2):
+        src = feature_source("random", tiny_run["run"], seed=3)
+        src.prepare(vectors)
+        outs.append(src(codes, lengths))
+    assert len(outs[0]) == 5 and all(torch.equal(a, b) for a, b in zip(*outs))
+    trained = feature_source("pretrained", tiny_run["run"])
+    trained.prepare(vectors)
+    assert not torch.allclose(trained(codes, lengths)[-1], outs[0][-1])
+    assert len({codec.key, src.key, trained.key}) == 3

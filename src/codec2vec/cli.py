@@ -292,7 +292,7 @@ def _add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--other", nargs="*", default=[], help="other checkpoints probed the same way")
     p.add_argument("--per-layer", action="store_true", help="also fit the head on each layer alone")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-epochs", type=int, default=40)
+    p.add_argument("--max-epochs", type=int, default=100, help="upper bound; training stops early on dev")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $CODEC2VEC_CACHE or ~/.cache/codec2vec)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

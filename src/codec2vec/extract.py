@@ -50,7 +50,8 @@ def extract(model: Codec2VecEncoder, codes: Tensor, lengths: Tensor) -> tuple[li
 
 def codec_for_checkpoint(meta: dict[str, Any], codec_path: str | None = None) -> Codec:
     """The codec that made the checkpoint's training codes, rebuilt from its meta (weights from `codec_path`,
-    the codec's own default location, or `CODEC2VEC_LYRA_DIR` for Lyra); the config hash must match."""
+    the codec's own default location, or `CODEC2VEC_LYRA_DIR` for Lyra); the config hash must match unless
+    `codec_path` names the weights explicitly."""
     from codec2vec.codecs import codec_info, get_codec
     from codec2vec.codecs.base import CodecInfo
 
@@ -61,7 +62,7 @@ def codec_for_checkpoint(meta: dict[str, Any], codec_path: str | None = None) ->
         kw["path"] = path
     codec = get_codec(info.name, **kw)
     built = codec_info(codec)
-    if built.config_hash != info.config_hash and not info.config.get("fake"):
+    if built.config_hash != info.config_hash and codec_path is None:  # as `tokenize.codec_for_store`
         raise ConfigError(
             f"the codec built for this checkpoint ({built.config}) is not the one it was trained on "
             f"({info.config}); pass codec_path / --codec-path"
@@ -148,7 +149,8 @@ def extract_to_dir(
     if bad:
         raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
     fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
-    store = codes_for_sources(srcs, meta=source.meta, codec_path=codec_path, progress=progress)
+    # Audio is tokenized once into OUT/codes (a token store, resumable like `tokenize`); a store is read as is.
+    store = codes_for_sources(srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress)
     todo = [uid for uid in store.ids() if uid not in fdir]
     done = fdir.fill(source, store, todo, batch_frames=batch_frames, progress=progress)
     summary = {

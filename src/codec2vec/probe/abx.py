@@ -117,7 +117,7 @@ def _cells(cats: dict, max_items: int, seed: int, across: bool) -> list[tuple[tu
     by_ctx: dict[tuple[str, str], dict[str, dict[str, list[Item]]]] = defaultdict(lambda: defaultdict(dict))
     for (lp, cp, rp, spk), items in sorted(cats.items()):
         by_ctx[(lp, rp)][spk][cp] = cap(items)
-    cells = []
+    cells: list[tuple[tuple, list, list, list]] = []
     for ctx, speakers in sorted(by_ctx.items()):
         for s, centres in sorted(speakers.items()):
             for a in sorted(centres):
@@ -168,6 +168,7 @@ def abx(
     source: FeatureSource,
     layer: int | None = None,
     cache_dir: Path | None = None,
+    store: str | Path | None = None,
     seed: int = 0,
     max_items: int = 5,
     progress: bool = False,
@@ -177,7 +178,7 @@ def abx(
     from codec2vec.corpora.manifest import read_manifest
 
     data = Path(data)
-    fdir = cached_features(source, data, cache_dir=cache_dir, progress=progress)
+    fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)
     splits = {s: [r for r in read_manifest(data / f"{s}.jsonl") if r["id"] in fdir] for s in ("dev", "test")}
     if not any(r.get("align") for r in splits["test"]):
         raise ConfigError(f"{data}/test.jsonl: ABX needs frame alignments (`align`), as in synthetic PR folders")

@@ -20,15 +20,23 @@ def probe_command(
 ) -> dict[str, Any]:
     """The CLI's result: `task`, `metric`, `value`, `ci`, `layer_weights` (ABX: the per-layer errors' layer),
     and `references` (one object per reference model, same keys)."""
+    from codec2vec.errors import ConfigError
+    from codec2vec.probe.features import KINDS
+
+    bad = [r for r in references if r not in KINDS[1:]]
+    if bad:
+        raise ConfigError(f"--references {','.join(bad)}: choose among codec, random")
     if task != "abx":
         from codec2vec.probe.runner import probe_with_references
+        from codec2vec.probe.tasks import get_task
+
+        get_task(task)  # an unknown task fails before any feature is extracted
 
         return _finite(probe_with_references(task, ckpt=ckpt, data=data, others=others, references=references, **kw))
     from codec2vec.probe.abx import abx
 
     kw.pop("max_epochs", None)
     kw.pop("per_layer", None)
-    kw.pop("store", None)
     result = abx(data, source=feature_source("pretrained", ckpt), **kw)
     sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
     sources += [feature_source("pretrained", o) for o in others]
@@ -54,9 +62,10 @@ def _abx_summary(r: dict[str, Any]) -> dict[str, Any]:
 
 def _fmt(value: float | None, ci: Sequence[float | None]) -> str:
     """Rates and accuracies in percent, with the interval."""
-    if value is None or None in ci:
+    lo, hi = ci
+    if value is None or lo is None or hi is None:
         return "   n/a (no test item)"
-    return f"{value * 100:6.2f}% [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]"
+    return f"{value * 100:6.2f}% [{lo * 100:.2f}, {hi * 100:.2f}]"
 
 
 def format_result(result: dict[str, Any]) -> str:

@@ -95,14 +95,14 @@ def _encoder_like(meta: dict[str, Any], vectors: Tensor | None, seed: int | None
 
     cfg = config_from_dict(meta["config"]).model
     codec = meta["codec"]
-    if seed is not None:
-        torch.manual_seed(seed)
-    return Codec2VecEncoder(
-        config=cfg,
-        num_codebooks=int(codec["num_codebooks"]),
-        codebook_size=int(codec["codebook_size"]),
-        codebook_vectors=vectors,
-    )
+    with torch.random.fork_rng(devices=[]):  # a fixed seed without touching the caller's random state
+        torch.manual_seed(0 if seed is None else seed)
+        return Codec2VecEncoder(
+            config=cfg,
+            num_codebooks=int(codec["num_codebooks"]),
+            codebook_size=int(codec["codebook_size"]),
+            codebook_vectors=vectors,
+        )
 
 
 def checkpoint_source(ckpt: str | Path) -> FeatureSource:
@@ -188,14 +188,19 @@ def codes_for_sources(
         return store
     if cache is None:
         raise ConfigError("audio sources need a folder for their codes (cache)")
-    opts = TokenizeOptions(codec=want["name"], codec_path=codec_path, num_codebooks=int(want["num_codebooks"]))
+    path = codec_path if codec_path is not None else want.get("config", {}).get("path")  # e.g. a hub id
+    opts = TokenizeOptions(codec=want["name"], codec_path=path, num_codebooks=int(want["num_codebooks"]))
     summary = tokenize([str(s) for s in srcs], cache, opts, progress=progress)
     if summary["rejected"]:
         first = summary["rejects"][0]
         print(
             f"codes: {summary['rejected']} inputs rejected (first: {first['path']}: {first['reason']})", file=sys.stderr
         )
-    return TokenStore.open(cache)
+    made = TokenStore.open(cache)
+    if made.codec.config_hash != want["config_hash"] and codec_path is None:
+        raise StoreError(f"{cache}: the codec rebuilt for the checkpoint ({made.codec.config}) is not the one it was "
+                         f"trained on ({want.get('config')}); pass --codec-path")  # fmt: skip
+    return made
 
 
 class FeatureDir:
@@ -211,6 +216,18 @@ class FeatureDir:
             rows = json.loads(idx_path.read_text())
             for uid, off, n in zip(rows["ids"], rows["offsets"], rows["frames"]):
                 self.index[uid] = (shard, int(off), int(n))
+
+    @classmethod
+    def open(cls, root: str | Path) -> FeatureDir:
+        """An existing feature folder (e.g. `codec2vec extract`'s output), for reading."""
+        meta_path = Path(root) / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"{meta_path}: not a feature folder ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{meta_path}: not a {FORMAT} folder")
+        return cls(Path(root), meta)
 
     @classmethod
     def open_or_create(
@@ -344,6 +361,7 @@ def cached_features(
         cache=root / "codes" / f"{source.meta['codec']['config_hash']}-{data_key}",
         progress=progress,
     )
+    source.prepare(codes.codebook_vectors())  # the codec source learns its width here
     fdir = FeatureDir.open_or_create(
         root / "features" / f"{source.key}-{data_key}",
         key=source.key,

@@ -28,6 +28,7 @@ from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
 from codec2vec.probe.tasks import TaskSpec, get_task, item_stats, loss, make_head, targets, vocabularies
 
 SPLITS = ("train", "dev", "test")
+MAX_FRAMES = 4000  # frame tasks: at most this many padded frames per batch (80 s of audio at 50 Hz)
 
 
 class _Split:
@@ -59,19 +60,20 @@ class _Split:
         groups: list[list[int]] = []
         group: list[int] = []
         for i in order:
-            if group and (len(group) + 1) * max(int(self.frames[i]), 1) > self.spec.batch:
+            full = len(group) >= self.spec.batch or (len(group) + 1) * max(int(self.frames[i]), 1) > MAX_FRAMES
+            if group and full:
                 groups.append(group)
                 group = []
             group.append(int(i))
         groups += [group] if group else []
         for g in rng.permutation(len(groups)) if rng is not None else range(len(groups)):
-            idx = groups[g]
-            lengths = torch.from_numpy(self.frames[idx])  # (B,)
-            first = self.fdir.get(self.ids[idx[0]])[:, layers]
-            x = np.zeros((len(idx), int(lengths.max()), *first.shape[1:]), dtype=np.float32)  # (B, T, L, D)
-            for b, i in enumerate(idx):
+            members = groups[g]
+            lengths = torch.from_numpy(self.frames[members])  # (B,)
+            first = self.fdir.get(self.ids[members[0]])[:, layers]
+            x = np.zeros((len(members), int(lengths.max()), *first.shape[1:]), dtype=np.float32)  # (B, T, L, D)
+            for b, i in enumerate(members):
                 x[b, : self.frames[i]] = self.fdir.get(self.ids[i])[:, layers]
-            yield torch.from_numpy(x), lengths, [self.tgt[i] for i in idx]
+            yield torch.from_numpy(x), lengths, [self.tgt[i] for i in members]
 
 
 def _evaluate(
@@ -153,8 +155,8 @@ def run_probe(
     seed: int = 0,
     per_layer: bool = False,
     cache_dir: Path | None = None,
-    max_epochs: int = 40,
-    patience: int = 6,
+    max_epochs: int = 100,
+    patience: int = 8,
     progress: bool = False,
     store: str | Path | None = None,
     shuffle_labels: bool = False,
@@ -181,8 +183,8 @@ def probe_features(
     rows: dict[str, list[dict[str, Any]]],
     seed: int = 0,
     per_layer: bool = False,
-    max_epochs: int = 40,
-    patience: int = 6,
+    max_epochs: int = 100,
+    patience: int = 8,
     progress: bool = False,
     shuffle_labels: bool = False,
 ) -> dict[str, Any]:

@@ -36,7 +36,7 @@ class TaskSpec:
     metric: str  # "per" | "wer" | "accuracy"
     units: Callable[[Row], list[str]]
     lr: float
-    batch: int  # frames per batch (frame level) or utterances per batch (utterance level)
+    batch: int  # utterances per batch (frame level: also at most runner.MAX_FRAMES padded frames)
     lstm: bool = False  # ASR's BiLSTM head
 
     @property
@@ -61,8 +61,8 @@ def _slots(row: Row) -> list[str]:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "pr": TaskSpec("pr", "frame", "per", _phones, lr=1e-2, batch=8000),
-    "asr": TaskSpec("asr", "frame", "wer", _chars, lr=2e-3, batch=8000, lstm=True),
+    "pr": TaskSpec("pr", "frame", "per", _phones, lr=1e-2, batch=16),
+    "asr": TaskSpec("asr", "frame", "wer", _chars, lr=2e-3, batch=16, lstm=True),
     "ks": TaskSpec("ks", "utterance", "accuracy", _label, lr=1e-3, batch=32),
     "sid": TaskSpec("sid", "utterance", "accuracy", _label, lr=1e-3, batch=32),
     "er": TaskSpec("er", "utterance", "accuracy", _label, lr=1e-3, batch=32),
