@@ -131,11 +131,12 @@ def plot_layer_weights(probes: list[dict[str, Any]], path: Path) -> str:
 def plot_per_layer(probes: list[dict[str, Any]], path: Path) -> str:
     """Each task's metric with a head on a single layer of the pre-trained model."""
     rows = [p for p in probes if p["model"] == "pretrained" and p.get("per_layer")]
-    fig, axes = _figure(max(1, len(rows)), width=3.6)
+    fig, axes = _figure(max(1, len(rows)), width=3.2)
     for ax, p in zip(axes, rows):
         values = [x["value"] if isinstance(x, dict) else x for x in p["per_layer"]]
         ax.plot(range(len(values)), values, "o-", color="tab:green")
-        ax.set(xlabel="layer (0 = input embedding)", ylabel=p["metric"], title=f"{p['task'].upper()}, one layer")
+        title = TASK_NAMES.get(p["task"], p["task"]).split(":")[0]
+        ax.set(xlabel="layer (0 = input embedding)", ylabel=p["metric"], title=f"{title}, layer by layer")
         ax.grid(alpha=0.3)
     return _save(fig, path)
 
