@@ -386,31 +386,10 @@ def _storage(run: _Run) -> dict[str, Any]:
 # --- results and the entry point ---------------------------------------------------------------------------------
 
 
-def probe_rows(run_results: dict[str, Any]) -> list[dict[str, Any]]:
-    """DESIGN.md's `probes` list: one object per (task, model) with task, model, metric, value and ci; ABX gives
-    two tasks (`abx_within`, `abx_across`, metric `abx_error`)."""
-    rows: list[dict[str, Any]] = []
-    for task in TASKS:
-        for model, r in run_results[f"probe-{task}"].items():
-            row = {"task": task, "model": model, "metric": r["metric"], "value": r["value"], "ci": r["ci"]}
-            extra = ("n_test", "n_train", "epochs", "layer_weights", "per_layer")
-            rows.append(row | {k: r[k] for k in extra if r.get(k) is not None})
-    for model, r in run_results["abx"].items():
-        for side in ("within", "across"):
-            row = {
-                "task": f"abx_{side}",
-                "model": model,
-                "metric": "abx_error",
-                "value": r[side],
-                "ci": r[f"ci_{side}"],
-            }
-            layers = [{"layer": x["layer"], "value": x[side]} for x in r.get("per_layer", [])]
-            rows.append(row | {"layer": r.get("layer")} | ({"per_layer": layers} if layers else {}))
-    return rows
-
-
 def collect(run: _Run) -> dict[str, Any]:
     """results.json: settings, corpus, probes (DESIGN.md), PER against steps, storage, stage timings."""
+    from codec2vec.report import probe_rows
+
     res = run.results
     return {
         "settings": asdict(run.settings),
@@ -418,7 +397,7 @@ def collect(run: _Run) -> dict[str, Any]:
         "corpus": res["synth"] | {"splits": res["tasks"]["splits"]},
         "pretraining": {k: v for k, v in res["pretrain"].items() if k != "checkpoints"}
         | {"checkpoint_steps": [c["step"] for c in res["pretrain"]["checkpoints"]]},
-        "probes": probe_rows(res),
+        "probes": probe_rows(res, TASKS),
         "per_vs_steps": res["steps"],
         "storage": res["storage"],
         "stage_seconds": dict(run.seconds),

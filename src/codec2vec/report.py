@@ -61,6 +61,29 @@ def lower_is_better(metric: str) -> bool:
     return any(word in metric.lower() for word in LOWER_IS_BETTER)
 
 
+def probe_rows(run_results: dict[str, Any], tasks: Sequence[str]) -> list[dict[str, Any]]:
+    """DESIGN.md's `probes` list: one object per (task, model) with task, model, metric, value and ci; ABX gives
+    two tasks (`abx_within`, `abx_across`, metric `abx_error`). `run_results`: the demo's stage results."""
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        for model, r in run_results[f"probe-{task}"].items():
+            row = {"task": task, "model": model, "metric": r["metric"], "value": r["value"], "ci": r["ci"]}
+            extra = ("n_test", "n_train", "epochs", "layer_weights", "per_layer")
+            rows.append(row | {k: r[k] for k in extra if r.get(k) is not None})
+    for model, r in run_results["abx"].items():
+        for side in ("within", "across"):
+            row = {
+                "task": f"abx_{side}",
+                "model": model,
+                "metric": "abx_error",
+                "value": r[side],
+                "ci": r[f"ci_{side}"],
+            }
+            layers = [{"layer": x["layer"], "value": x[side]} for x in r.get("per_layer", [])]
+            rows.append(row | {"layer": r.get("layer")} | ({"per_layer": layers} if layers else {}))
+    return rows
+
+
 # --- plots -------------------------------------------------------------------------------------------------------
 
 
