@@ -476,6 +476,29 @@ def _run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- demo (demo.py, report.py) ---------------------------------------------------------------------------
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="folder for the corpus, store, run, results.json and report.html")
+    p.add_argument("--small", action="store_true", help="the tests' setting: a few minutes instead of ~20")
+    p.add_argument("--config", default="", help="pre-training config (default: configs/demo.yaml)")
+    p.add_argument("--json", action="store_true", help="print results.json's probes as JSON")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from codec2vec.demo import DemoSettings, run_demo, settings_from_env
+
+    base = DemoSettings.small() if args.small else DemoSettings()
+    settings = settings_from_env(replace(base, config=args.config) if args.config else base)
+    results = run_demo(args.out, settings, progress=not args.json)
+    if args.json:
+        _print_json({"report": os.path.join(args.out, "report.html"), "probes": results["probes"]})
+    return 0
+
+
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", _add_tokenize, _run_tokenize),
     "info": ("summary of a token store", _add_info, _run_info),
@@ -495,6 +518,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "bench": ("the efficiency benchmark: storage, reads, tokenization, training speed", _add_bench, _run_bench),
     "extract": ("layer features of a checkpoint for a store or audio", _add_extract, _run_extract),
     "probe": ("SUPERB-style probe (or ABX) of a checkpoint against reference points", _add_probe, _run_probe),
+    "demo": ("the whole pipeline on a synthetic corpus, with a report", _add_demo, _run_demo),
 }
 
 

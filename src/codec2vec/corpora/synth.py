@@ -64,7 +64,8 @@ STYLES: tuple[str, ...] = ("neutral", "fast", "slow", "animated", "whisper")
 class SynthOptions:
     """What `synth_corpus` makes. `hours` counts all audio written (approximately: counts are planned
     from typical clip lengths); `snr` in dB adds noise to every clip (None: clean); `reverb` convolves every
-    clip with a synthesised room impulse response (RT60 0.2-0.8 s)."""
+    clip with a synthesised room impulse response (RT60 0.2-0.8 s); `degraded` < 1 applies both to that share
+    of the clips only (a seeded choice per clip), the rest stay clean."""
 
     hours: float = 0.2
     speakers: int = 8
@@ -73,6 +74,7 @@ class SynthOptions:
     reverb: bool = False
     split_by: str = "utterance"  # or "speaker" (speaker-disjoint splits for all tasks but SID)
     workers: int = 1
+    degraded: float = 1.0  # share of clips that get `snr` noise and `reverb` (1.0: all of them)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,12 @@ def frame_alignment(events: list[tuple[float, str]], offset: float, num_samples:
     return align, [p for p in phones if p != "sil"]
 
 
+def is_degraded(clip: Clip, options: SynthOptions) -> bool:
+    """Whether `clip` gets the corpus's noise and reverberation (its own generator, so the clip's audio draws
+    are the same whatever the share)."""
+    return options.degraded >= 1.0 or bool(np.random.default_rng([*clip.seed, 7]).random() < options.degraded)
+
+
 def render(clip: Clip, out: Path, options: SynthOptions) -> dict[str, Any]:
     """Synthesise one clip, write its FLAC under `out/audio/<group>/`, return its manifest row (no split)."""
     import soundfile as sf
@@ -219,9 +227,10 @@ def render(clip: Clip, out: Path, options: SynthOptions) -> dict[str, Any]:
         lead, tail = (int(rng.uniform(0.1, 0.4) * SAMPLE_RATE) for _ in range(2))
         wav = np.concatenate([np.zeros(lead), speech, np.zeros(tail)])
     wav += rng.standard_normal(len(wav)) * 1e-4  # a dither floor: real recordings are never digital zero
-    if options.reverb:
+    degrade = is_degraded(clip, options)
+    if options.reverb and degrade:
         wav = reverberate(wav, rng, SAMPLE_RATE)
-    if options.snr is not None:
+    if options.snr is not None and degrade:
         wav = add_noise(wav, options.snr, rng)
     wav = np.clip(wav, -1.0, 1.0)
     align, phones = frame_alignment(events, lead / SAMPLE_RATE, len(wav))
@@ -327,6 +336,8 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
     speakers, clips = plan(options)
     if options.split_by not in ("speaker", "utterance"):
         raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
+    if not 0.0 <= options.degraded <= 1.0:
+        raise ConfigError(f"degraded: a share of clips in [0, 1], got {options.degraded}")
     if options.split_by == "speaker" and options.speakers < 3:
         raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {options.speakers}")
     out = Path(out)
