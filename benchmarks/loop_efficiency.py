@@ -29,9 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from codec2vec.audio_data import audio_paths
     from codec2vec.bench.throughput import step_speed
     from codec2vec.config import load_config
+    from codec2vec.frontends.audio_data import audio_paths
     from codec2vec.store import TokenStore
     from codec2vec.train import pretrain
 

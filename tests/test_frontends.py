@@ -97,7 +97,7 @@ def test_reconstruction_is_refused_for_audio_front_ends() -> None:
 def test_audio_crops_are_the_files_samples_and_resume_exactly(audio_store: Path) -> None:
     import soundfile as sf
 
-    from codec2vec.audio_data import AudioCropLoader, audio_paths
+    from codec2vec.frontends.audio_data import AudioCropLoader, audio_paths
     from codec2vec.store import TokenStore
 
     store = TokenStore.open(audio_store)
@@ -141,7 +141,7 @@ def test_audio_crops_are_the_files_samples_and_resume_exactly(audio_store: Path)
 
 
 def test_missing_audio_is_a_config_error(audio_store: Path, tmp_path: Path) -> None:
-    from codec2vec.audio_data import audio_paths
+    from codec2vec.frontends.audio_data import audio_paths
     from codec2vec.store import TokenStore
 
     store = TokenStore.open(audio_store)

@@ -150,7 +150,7 @@ def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: 
 
 
 def _audio_source(store: Any, manifest: str, what: str) -> Any:
-    from codec2vec.audio_data import AudioSource, audio_paths, check_audio_store
+    from codec2vec.frontends.audio_data import AudioSource, audio_paths, check_audio_store
 
     check_audio_store(store, what)
     return AudioSource(store_root=str(store.root), paths=audio_paths(store, manifest))

@@ -35,10 +35,10 @@ import torch.distributed as dist
 from torch import nn
 
 from codec2vec import checkpoint as ckpt
-from codec2vec.audio_data import make_loaders
 from codec2vec.config import PretrainConfig, check_resumable, config_to_dict, save_config
 from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_plan, open_stores
 from codec2vec.errors import ConfigError
+from codec2vec.frontends.audio_data import make_loaders
 from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, fmt_time

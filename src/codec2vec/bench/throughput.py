@@ -38,9 +38,9 @@ class _Timer:
 
 
 def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, Any]:
-    from codec2vec.audio_data import AudioCropLoader
     from codec2vec.config import load_config
     from codec2vec.data import CropLoader
+    from codec2vec.frontends.audio_data import AudioCropLoader
     from codec2vec.pretrainer import build_pretrainer
     from codec2vec.store import TokenStore
 

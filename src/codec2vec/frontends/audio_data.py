@@ -25,7 +25,7 @@ import torch
 
 from codec2vec.data import IGNORE, Batch, Crop, CropLoader
 from codec2vec.errors import ConfigError
-from codec2vec.frontends import HOP, SAMPLE_RATE
+from codec2vec.frontends.grid import HOP, SAMPLE_RATE
 
 
 def audio_paths(store: Any, manifest: str = "") -> dict[str, str]:

@@ -1,0 +1,68 @@
+"""The `codec` front end (Codec2Vec, Tseng & Harwath 2025): codes `(B, K, T)` -> sum_k E_k[codes[:, k]] (one fused
+`embedding_bag` over a `(K*V, D_codec)` table initialised from the codec's codebook vectors) -> LayerNorm ->
+Linear(D_codec, D) -> `(B, T, D)`. Quantizer dropout keeps the first `keep_levels[b]` levels of row b.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class CodecFrontend(nn.Module):
+    """Summed per-codebook embeddings (codec-initialised) -> LayerNorm -> projection: `(B, K, T)` -> `(B, T, D)`."""
+
+    level_offsets: Tensor
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_codebooks: int,
+        codebook_size: int,
+        codebook_vectors: Tensor | None = None,
+        codebook_dim: int | None = None,
+        freeze: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_codebooks, self.codebook_size = int(num_codebooks), int(codebook_size)
+        k, v = self.num_codebooks, self.codebook_size
+        if codebook_vectors is not None:
+            if codebook_vectors.ndim != 3 or tuple(codebook_vectors.shape[:2]) != (k, v):
+                raise ValueError(f"codebook_vectors must be (K={k}, V={v}, D), got {tuple(codebook_vectors.shape)}")
+            codebook_dim = int(codebook_vectors.shape[-1])
+        dc = int(codebook_dim or dim)
+        self.codebook_dim = dc
+        # One (K*V, D_codec) table: level k's rows live at k*V .. k*V+V-1, so the K lookups are one embedding_bag.
+        self.table = nn.Parameter(torch.empty(k * v, dc), requires_grad=not freeze)
+        if codebook_vectors is not None:
+            with torch.no_grad():
+                self.table.copy_(codebook_vectors.reshape(k * v, dc).float())
+        else:
+            nn.init.normal_(self.table, std=1.0 / math.sqrt(max(k, 1)))
+        self.register_buffer("level_offsets", torch.arange(k) * v, persistent=False)  # (K,)
+        self.embed_norm = nn.LayerNorm(dc)
+        self.proj = nn.Linear(dc, dim)
+
+    def embed(self, codes: Tensor, keep_levels: Tensor | None = None) -> Tensor:
+        """codes `(B, K, T)` -> summed table rows `(B, T, D_codec)`, before LayerNorm/projection.
+        `keep_levels (B,)`: use only the first `keep_levels[b]` levels of row b (quantizer dropout)."""
+        b, k, t = codes.shape
+        if k != self.num_codebooks:
+            raise ValueError(f"codes have K={k} codebooks; the model was built for K={self.num_codebooks}")
+        idx = (codes.long() + self.level_offsets[None, :, None]).transpose(1, 2).reshape(b * t, k)  # (B*T, K)
+        weights = None
+        if keep_levels is not None:
+            keep = torch.arange(k, device=codes.device)[None, :] < keep_levels[:, None]  # (B, K)
+            weights = keep[:, None, :].expand(b, t, k).reshape(b * t, k).to(self.table.dtype)  # (B*T, K)
+        e = F.embedding_bag(idx, self.table, mode="sum", per_sample_weights=weights)  # (B*T, D_codec)
+        return e.view(b, t, self.codebook_dim)
+
+    def forward(self, codes: Tensor, lengths: Tensor | None = None, keep_levels: Tensor | None = None) -> Tensor:
+        return self.proj(self.embed_norm(self.embed(codes, keep_levels)))  # (B, T, D)
+
+
+# --- the waveform front end (HuBERT's CNN) --------------------------------------------------------
