@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from codec2vec.errors import AudioError
+from codec2vec.store.layout import id_problem
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64", ".rf64"}
@@ -264,7 +265,6 @@ def _scan_folder(root: Path) -> list[AudioItem]:
 
 
 def _id_reason(where: str, uid: str) -> str | None:
-    from codec2vec.store.layout import id_problem
 
     problem = id_problem(uid)
     return f"{where}: {problem}" if problem else None

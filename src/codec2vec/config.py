@@ -23,8 +23,9 @@ from typing import Any, Mapping, Sequence
 from codec2vec.codecs import CODECS
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
+from codec2vec.frontends import FRONTENDS
 from codec2vec.masking import MaskingConfig
-from codec2vec.model import ModelConfig
+from codec2vec.model import MODEL_PRESETS, ModelConfig, model_config
 from codec2vec.targets import TARGETS, TargetsConfig
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -212,7 +213,6 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], base: Any = 
 
 def config_from_dict(d: Mapping[str, Any]) -> PretrainConfig:
     """Build and validate a `PretrainConfig` from a nested dict (a parsed YAML file)."""
-    from codec2vec.model import MODEL_PRESETS, model_config
 
     if not isinstance(d, Mapping):
         raise ConfigError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, got {type(d).__name__}")
@@ -355,7 +355,6 @@ def _check_ranges(cfg: PretrainConfig) -> None:
 
 
 def _validate_frontend(cfg: PretrainConfig) -> None:
-    from codec2vec.frontends import FRONTENDS
 
     front = cfg.model.frontend
     if front not in FRONTENDS:

@@ -28,8 +28,18 @@ from typing import Any, Callable
 
 import numpy as np
 
+from codec2vec.checkpoint import list_checkpoints, read_meta, save_checkpoint
+from codec2vec.config import config_to_dict, load_config
+from codec2vec.corpora.manifest import write_task
+from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_dir, atomic_write, sha256_file
+from codec2vec.kmeans import KMeansOptions, run_kmeans
+from codec2vec.probe import abx, feature_source, run_probe
+from codec2vec.report import probe_rows, write_report
+from codec2vec.store import TokenStore
+from codec2vec.tokenize import TokenizeOptions, tokenize
+from codec2vec.train import build_from_config, pretrain
 
 TASKS: tuple[str, ...] = ("pr", "ks", "sid")  # probed tasks; PR and SID share the sentence clips
 REFERENCES: tuple[str, ...] = ("codec", "random")  # feature_source kinds compared with the pre-trained model
@@ -164,7 +174,6 @@ class _Run:
 
 
 def _synth(run: _Run) -> dict[str, Any]:
-    from codec2vec.corpora.synth import SynthOptions, synth_corpus
 
     s = run.settings
     opts = SynthOptions(
@@ -201,7 +210,6 @@ def _read_rows(folder: Path) -> list[dict[str, Any]]:
 def _tasks(run: _Run) -> dict[str, Any]:
     """PR, SID (sentence clips, one split stratified by speaker) and KS (stratified by keyword) re-split so
     that the test sets are large; paths are rewritten relative to the new folders."""
-    from codec2vec.corpora.manifest import write_task
 
     s = run.settings
     shares = {"test": s.test_share, "dev": s.dev_share}
@@ -233,7 +241,6 @@ def _tasks(run: _Run) -> dict[str, Any]:
 
 def _tokenize(run: _Run) -> dict[str, Any]:
     """Lyra tokens of every clip outside the probes' test splits (the pre-training data)."""
-    from codec2vec.tokenize import TokenizeOptions, tokenize
 
     test = set(run.results["tasks"]["test_ids"])
     corpus = run.out / "corpus"
@@ -250,7 +257,6 @@ def _tokenize(run: _Run) -> dict[str, Any]:
 
 
 def _config(run: _Run) -> Any:
-    from codec2vec.config import load_config
 
     s = run.settings
     path = config_path(s)
@@ -274,11 +280,6 @@ def _save_initial(cfg: Any, path: Path) -> None:
     checkpoint so that step 0 can be probed like any other step."""
     import torch
 
-    from codec2vec.checkpoint import save_checkpoint
-    from codec2vec.config import config_to_dict
-    from codec2vec.store import TokenStore
-    from codec2vec.train import build_from_config
-
     store = TokenStore.open(cfg.data.store)
     torch.manual_seed(cfg.train.seed)
     model = build_from_config(cfg, store)
@@ -288,9 +289,6 @@ def _save_initial(cfg: Any, path: Path) -> None:
 
 
 def _pretrain(run: _Run) -> dict[str, Any]:
-    from codec2vec.checkpoint import list_checkpoints, read_meta
-    from codec2vec.store import TokenStore
-    from codec2vec.train import pretrain
 
     cfg = _config(run)
     cfg.run.progress = "auto" if run.progress else "off"
@@ -299,8 +297,6 @@ def _pretrain(run: _Run) -> dict[str, Any]:
         "clusters" in cfg.targets.names
         and cfg.targets.clusters_labels not in TokenStore.open(cfg.data.store).label_names()
     ):
-        from codec2vec.kmeans import KMeansOptions, run_kmeans  # HuBERT round 1: k-means of the codec's latent
-
         run_kmeans(cfg.data.store, KMeansOptions(source="codec", clusters=100, name=cfg.targets.clusters_labels))
     if not (init / "meta.json").is_file():
         _save_initial(cfg, init)
@@ -319,7 +315,6 @@ def _last_ckpt(run: _Run) -> str:
 
 
 def _probe(run: _Run, task: str, source: Any, *, per_layer: bool = False) -> dict[str, Any]:
-    from codec2vec.probe import run_probe
 
     r = run_probe(
         task,
@@ -338,7 +333,6 @@ def _probe(run: _Run, task: str, source: Any, *, per_layer: bool = False) -> dic
 def _probe_task(run: _Run, task: str) -> dict[str, Any]:
     """The task's probe on the pre-trained model (also per layer) and on the references (as
     `probe.probe_with_references` does, with the per-layer fits only where they are plotted)."""
-    from codec2vec.probe import feature_source
 
     ckpt, seed = _last_ckpt(run), run.settings.seed
     per_layer = run.settings.per_layer and task != "pr"  # a CTC head per layer is slow; ABX gives phones per layer
@@ -350,7 +344,6 @@ def _probe_task(run: _Run, task: str) -> dict[str, Any]:
 
 def _steps(run: _Run) -> list[dict[str, Any]]:
     """PER at every checkpoint; the last one is the PR probe's own figure (not trained twice)."""
-    from codec2vec.probe import feature_source
 
     ckpts = run.results["pretrain"]["checkpoints"]
     rows = []
@@ -364,7 +357,6 @@ def _steps(run: _Run) -> list[dict[str, Any]]:
 
 def _abx(run: _Run) -> dict[str, Any]:
     """ABX error (layer chosen on dev) of the three models on the PR folder's test alignments."""
-    from codec2vec.probe import abx, feature_source
 
     out = {}
     for kind in ("pretrained", *REFERENCES):
@@ -377,7 +369,6 @@ def _abx(run: _Run) -> dict[str, Any]:
 
 def _storage(run: _Run) -> dict[str, Any]:
     """`codec2vec info --json` of the pre-training store (sizes for the report's storage bars)."""
-    from codec2vec.store import TokenStore
 
     info = dict(TokenStore.open(run.out / "store").info())
     return info | {"pcm16_bytes": int(round(info["seconds"] * info["codec"]["sample_rate"] * 2))}
@@ -388,7 +379,6 @@ def _storage(run: _Run) -> dict[str, Any]:
 
 def collect(run: _Run) -> dict[str, Any]:
     """results.json: settings, corpus, probes (DESIGN.md), PER against steps, storage, stage timings."""
-    from codec2vec.report import probe_rows
 
     res = run.results
     return {
@@ -406,7 +396,6 @@ def collect(run: _Run) -> dict[str, Any]:
 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the demo into `out`; returns the results written to `out/results.json`."""
-    from codec2vec.report import write_report
 
     run = _Run(Path(out), settings, progress=progress and sys.stderr.isatty())
     run.out.mkdir(parents=True, exist_ok=True)

@@ -19,17 +19,18 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from codec2vec.audio import resample
 from codec2vec.checkpoint import load_model
+from codec2vec.codecs import codec_info, get_codec
+from codec2vec.codecs.base import Codec, CodecInfo
 from codec2vec.errors import Codec2VecError, ConfigError
-
-if TYPE_CHECKING:
-    from codec2vec.codecs.base import Codec
-    from codec2vec.model import Codec2VecEncoder
+from codec2vec.model import Codec2VecEncoder
+from codec2vec.probe.features import FeatureDir, checkpoint_source, codes_for_sources
 
 INPUT_RATE = 16000  # Hz of the waveforms `Upstream` takes (s3prl's convention)
 
@@ -52,8 +53,6 @@ def codec_for_checkpoint(meta: dict[str, Any], codec_path: str | None = None) ->
     """The codec that made the checkpoint's training codes, rebuilt from its meta (weights from `codec_path`,
     the codec's own default location, or `CODEC2VEC_LYRA_DIR` for Lyra); the config hash must match unless
     `codec_path` names the weights explicitly."""
-    from codec2vec.codecs import codec_info, get_codec
-    from codec2vec.codecs.base import CodecInfo
 
     info = CodecInfo.from_dict(meta["codec"])
     kw: dict[str, Any] = {"num_codebooks": info.num_codebooks}
@@ -106,7 +105,6 @@ class Upstream(nn.Module):
 
     def encode(self, wavs: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """list of `(S,)` at 16 kHz -> codes `(B, K, T)`, frame lengths `(B,)`."""
-        from codec2vec.audio import resample
 
         sr = int(self.codec.sample_rate)
         xs = []
@@ -140,7 +138,6 @@ def extract_to_dir(
     """Features of every utterance of a token store (one SRC that is a store) or of audio files, folders and
     manifests into the feature folder `out` (float16, memory-mappable, with an index; see
     `probe.features.FeatureDir`). A rerun skips utterances already there. Returns a summary dict."""
-    from codec2vec.probe.features import FeatureDir, checkpoint_source, codes_for_sources
 
     t0 = time.monotonic()
     source = checkpoint_source(ckpt)

@@ -31,8 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from codec2vec.checkpoint import load_model
 from codec2vec.data import Crop
 from codec2vec.errors import ConfigError
+from codec2vec.frontends import mfcc
+from codec2vec.frontends.audio_data import AudioSource, audio_paths, check_audio_store
+from codec2vec.store import TokenStore
+from codec2vec.store.labels import check_label_name
 
 
 @dataclass
@@ -78,7 +83,6 @@ class FeatureSource:
         head, _, tail = source.rpartition(":")
         if head and tail.isdigit():
             path, layer = head, int(tail)
-        from codec2vec.checkpoint import load_model
 
         self.encoder, meta = load_model(path)
         num_layers = self.encoder.config.num_layers
@@ -101,8 +105,6 @@ class FeatureSource:
     def features(self, ids: Sequence[str], batch_frames: int = 20_000) -> Iterator[tuple[str, Tensor]]:
         """Yield `(id, (T, D) float32)` for `ids` (in that order for the codec source; by length otherwise)."""
         if self.encoder is None and self.audio is not None:
-            from codec2vec.frontends import mfcc
-
             for uid in ids:
                 t = self.store.num_frames(uid)
                 yield uid, mfcc(torch.from_numpy(self.audio.read(uid, 0, t)), t)  # (T, 78)
@@ -150,7 +152,6 @@ def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: 
 
 
 def _audio_source(store: Any, manifest: str, what: str) -> Any:
-    from codec2vec.frontends.audio_data import AudioSource, audio_paths, check_audio_store
 
     check_audio_store(store, what)
     return AudioSource(store_root=str(store.root), paths=audio_paths(store, manifest))
@@ -308,8 +309,6 @@ def _split_of(entry: dict[str, Any], field: str) -> Any:
 
 def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = False) -> dict[str, Any]:
     """Fit on a sample (of the `fit_split` utterances), label every utterance, `store.write_labels(name, ...)`."""
-    from codec2vec.store import TokenStore
-    from codec2vec.store.labels import check_label_name
 
     o = options
     check_label_name(o.name)  # before the fit, not after it

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codec2vec.errors import ConfigError
+from codec2vec.frontends import build_frontend
 
 
 @dataclass
@@ -216,7 +217,6 @@ class Codec2VecEncoder(nn.Module):
         codebook_vectors: Tensor | None = None,
         codebook_dim: int | None = None,
     ) -> None:
-        from codec2vec.frontends import build_frontend
 
         super().__init__()
         self.config = config

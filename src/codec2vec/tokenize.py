@@ -32,6 +32,7 @@ from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import AudioError, Codec2VecError, StoreError
 from codec2vec.files import atomic_write
 from codec2vec.store import TokenStore
+from codec2vec.store.layout import id_problem
 
 
 @dataclass(frozen=True)
@@ -462,7 +463,6 @@ def decode_store(
 def output_path(root: Path, uid: str, suffix: str) -> Path:
     """`root/<uid>.<suffix>`, proven to stay inside `root` (links resolved); StoreError naming the id if not
     (a store written by an older codec2vec may hold an id such as '../x')."""
-    from codec2vec.store.layout import id_problem
 
     problem = id_problem(uid)
     target = root / f"{uid}.{suffix}"

@@ -26,7 +26,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from codec2vec.audio import scan_sources
+from codec2vec.bench.plot import plot
+from codec2vec.bench.reads import measure_reads
+from codec2vec.bench.storage import measure_storage
+from codec2vec.bench.throughput import measure_throughput
+from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.errors import ConfigError
+from codec2vec.files import atomic_write
 
 
 @dataclass
@@ -55,11 +62,8 @@ def _note(progress: bool, msg: str) -> None:
 
 
 def _corpus(srcs: Sequence[str], root: Path, opts: BenchOptions, progress: bool) -> list[Any]:
-    from codec2vec.audio import scan_sources
 
     if not srcs:
-        from codec2vec.corpora.synth import SynthOptions, synth_corpus
-
         hours = 0.01 if opts.quick else opts.synth_hours
         _note(progress, f"no SRC given: synthesising {hours:g} h of speech (eSpeak NG)")
         synth_corpus(root / "corpus", SynthOptions(hours=hours, speakers=8, seed=0), progress=False)
@@ -115,10 +119,6 @@ def run_bench(srcs: Sequence[str], opts: BenchOptions, *, progress: bool = False
     """Run every measurement on the corpus `srcs` (audio files, folders, manifests); returns the JSON object."""
     import torch
 
-    from codec2vec.bench.reads import measure_reads
-    from codec2vec.bench.storage import measure_storage
-    from codec2vec.bench.throughput import measure_throughput
-
     if opts.quick:
         opts.sizes, opts.steps, opts.dac, opts.profile = ["tiny"], 1, False, False
         opts.batch_seconds, opts.crop_seconds = min(opts.batch_seconds, 4.0), min(opts.crop_seconds, 2.0)
@@ -161,9 +161,6 @@ def run_bench(srcs: Sequence[str], opts: BenchOptions, *, progress: bool = False
         }
         if opts.out:
             import json
-
-            from codec2vec.bench.plot import plot
-            from codec2vec.files import atomic_write
 
             atomic_write(root / "bench.json", (json.dumps(result, indent=1, default=str) + "\n").encode())
             plot(result, root / "bench.png")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from codec2vec.files import atomic_file
+
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """Write the two-panel comparison of `run_bench`'s result to `path` (PNG, atomically)."""
@@ -12,8 +14,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from codec2vec.files import atomic_file
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     st = result["storage"]

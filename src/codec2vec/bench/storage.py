@@ -25,7 +25,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from codec2vec import get_codec
+from codec2vec.audio import load_audio
+from codec2vec.codecs import codec_info
+from codec2vec.codecs.dac import DacCodec, dac_16khz_config
 from codec2vec.errors import ConfigError
+from codec2vec.store import TokenStore
+from codec2vec.tokenize import encode_batch
 
 LYRA_LEVELS = (16, 30, 46)
 
@@ -46,9 +52,6 @@ def _entropy_bits(store: Any) -> float:
 
 def encode_store(codec: Any, items: Sequence[Any], out: Path, batch: int = 8) -> Any:
     """Encode `items` with `codec` into a new store at `out` (an earlier bench's complete store there is reused)."""
-    from codec2vec.codecs import codec_info
-    from codec2vec.store import TokenStore
-    from codec2vec.tokenize import encode_batch
 
     if (out / "meta.json").is_file():
         old = TokenStore.open(out)
@@ -67,7 +70,6 @@ def encode_store(codec: Any, items: Sequence[Any], out: Path, batch: int = 8) ->
 
 def tokenize_speed(codec: Any, items: Sequence[Any], batch: int = 8) -> float:
     """x real time per core of `codec.encode` (audio loading excluded) on `items`, after one warm-up call."""
-    from codec2vec.audio import load_audio
 
     wavs = [torch.from_numpy(load_audio(it.path, codec.sample_rate)) for it in items]
     seconds, spent = 0.0, 0.0
@@ -99,8 +101,6 @@ def _first_seconds(items: Sequence[Any], seconds: dict[str, float], limit: float
 def audio_baselines(items: Sequence[Any], flac_dir: Path) -> dict[str, Any]:
     """FLAC (written to `flac_dir`, one file per utterance) and PCM16 bytes of each utterance at 16 kHz."""
     import soundfile as sf
-
-    from codec2vec.audio import load_audio
 
     flac_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"flac": {}, "pcm16": {}, "seconds": {}, "flac_paths": {}}
@@ -151,7 +151,6 @@ def measure_storage(
     """Storage rows (stores, FLAC, PCM16) and the stores/FLAC paths the other measurements reuse. The DAC layout
     (random weights, slow on a CPU) encodes only the first `dac_seconds` of the corpus; its row compares with the
     FLAC and PCM16 of those same utterances. Tokenization speed is timed on the first `speed_seconds`."""
-    from codec2vec import get_codec
 
     torch.set_num_threads(1)
     base = audio_baselines(items, root / "flac")
@@ -165,8 +164,6 @@ def measure_storage(
         rows.append(_row(f"lyra-{levels}", store, flac, pcm, tokenize_speed(codec, timed)))
     if dac:
         from transformers import DacModel
-
-        from codec2vec.codecs.dac import DacCodec, dac_16khz_config
 
         subset = _first_seconds(items, base["seconds"], dac_seconds)
         torch.manual_seed(0)

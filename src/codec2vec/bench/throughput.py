@@ -21,6 +21,12 @@ from typing import Any
 
 import torch
 
+from codec2vec.config import load_config
+from codec2vec.data import CropLoader
+from codec2vec.frontends.audio_data import AudioCropLoader
+from codec2vec.pretrainer import build_pretrainer
+from codec2vec.store import TokenStore
+
 
 def _sync(device: torch.device) -> float:
     if device.type == "cuda":
@@ -38,11 +44,6 @@ class _Timer:
 
 
 def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, Any]:
-    from codec2vec.config import load_config
-    from codec2vec.data import CropLoader
-    from codec2vec.frontends.audio_data import AudioCropLoader
-    from codec2vec.pretrainer import build_pretrainer
-    from codec2vec.store import TokenStore
 
     front = spec["frontend"]
     cfg = load_config(None, [f"model.preset={spec['size']}", f"model.frontend={front}", "targets=clusters"])

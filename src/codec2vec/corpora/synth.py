@@ -38,6 +38,7 @@ import numpy as np
 from codec2vec.codecs.lyra import LyraCodec
 from codec2vec.corpora.augment import add_noise, colored_noise, reverberate
 from codec2vec.corpora.lexicon import KS_LABELS, KS_UNKNOWN, command, sentence
+from codec2vec.corpora.manifest import dumps_row, write_task
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 
@@ -330,8 +331,6 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
     from functools import partial
 
     from tqdm import tqdm
-
-    from codec2vec.corpora.manifest import dumps_row, write_task
 
     speakers, clips = plan(options)
     if options.split_by not in ("speaker", "utterance"):

@@ -23,17 +23,17 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from codec2vec.data import IGNORE, Batch, Crop, CropLoader
+from codec2vec.audio import resample, scan_sources
+from codec2vec.data import IGNORE, Batch, Crop, CropLoader, dev_batches
 from codec2vec.errors import ConfigError
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE
+from codec2vec.store import TokenStore
 
 
 def audio_paths(store: Any, manifest: str = "") -> dict[str, str]:
     """id -> audio file for every utterance of `store`: from `manifest` (jsonl/tsv/txt, see audio.py) when given,
     else the `source` path the store recorded. ConfigError names the first utterance without a readable file."""
     if manifest:
-        from codec2vec.audio import scan_sources
-
         if not os.path.isfile(manifest):
             raise ConfigError(f"data.audio: manifest {manifest} not found")
         paths = {it.id: it.path for it in scan_sources([manifest])}
@@ -66,8 +66,6 @@ class AudioSource:
 
     def label_sets(self) -> dict[str, Any]:
         if self._labels is None:
-            from codec2vec.store import TokenStore
-
             store = TokenStore.open(self.store_root)
             self._labels = {n: store.labels(n) for n in self.label_names}
         return self._labels
@@ -85,8 +83,6 @@ class AudioSource:
         data, _ = sf.read(path, start=a, stop=b, dtype="float32", always_2d=True)  # (s, C)
         wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (s,)
         if sr != SAMPLE_RATE:
-            from codec2vec.audio import resample
-
             wav = resample(wav, sr, SAMPLE_RATE)
         out = np.zeros(want, dtype=np.float32)
         out[: min(want, len(wav))] = wav[:want]
@@ -224,7 +220,6 @@ def make_loaders(
 ) -> tuple[Any, Any]:
     """(training loader, dev-batch function `(dev_store, plan, rank, world) -> batches`) for `cfg.model.frontend`:
     store crops for the codec front end, audio crops (in `data.workers` processes) for the baselines."""
-    from codec2vec.data import dev_batches
 
     d = cfg.data
     common = dict(

@@ -67,6 +67,7 @@ from codec2vec.privacy.keys import (
     PrivacyError,
     key_check,
     keyed_id,
+    load_key,
     permutations,
     scramble,
     unscramble,
@@ -75,6 +76,7 @@ from codec2vec.privacy.keys import (
 from codec2vec.privacy.private import read_id_map
 from codec2vec.store import TokenStore
 from codec2vec.store.layout import check_free, publish
+from codec2vec.targets.reconstruction import ReconstructionTarget
 
 DEFAULT_KEEP = ("split",)
 
@@ -214,8 +216,6 @@ def keyed_init(model: Pretrainer, store: TokenStore, key_file: str | None) -> No
     with the key, the codec-initialised embedding rows and the reconstruction heads' class rows are permuted like
     the codes (so every logit and gradient is the clear run's, permuted). Without the key (a third party), the
     embedding table is re-initialised at random, since the public rows do not match scrambled codes."""
-    from codec2vec.privacy.keys import load_key
-    from codec2vec.targets.reconstruction import ReconstructionTarget
 
     enc = model.encoder
     if not store.meta.get("scrambled"):

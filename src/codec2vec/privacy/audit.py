@@ -30,7 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from codec2vec.audio import _manifest_rows, scan_sources
+from codec2vec.privacy.keys import load_key, permutations, unscramble
+from codec2vec.privacy.leakage import code_counts, decode_leakage, frequency_attack
+from codec2vec.privacy.private import read_id_map
 from codec2vec.store import TokenStore
+from codec2vec.tokenize import codec_for_store
 
 HASHED_ID = re.compile(r"^[0-9a-f]{32}$")
 KNOWN_FILES = {"meta.json", "contents.json", "codebooks.safetensors", "rejects.jsonl", ".lock"}
@@ -96,7 +101,6 @@ def metadata_report(store: TokenStore) -> list[dict[str, Any]]:
 def utterance_features(store: TokenStore, ids: list[str], kind: str, undo: np.ndarray | None = None) -> np.ndarray:
     """`embedding`: mean over frames of the summed codebook rows `(N, D)`; `histogram`: per-level code
     frequencies `(N, K*V)`. `undo`: permutations `(K, V)` to unscramble the codes with first (an attacker's guess)."""
-    from codec2vec.privacy.keys import unscramble
 
     k, v = store.codec.num_codebooks, store.codec.codebook_size
     table = store.codebook_vectors().numpy() if kind == "embedding" else None  # (K, V, D)
@@ -182,8 +186,6 @@ def read_speakers(
     field = "speaker"
     out: dict[str, str] = {}
     if manifest:
-        from codec2vec.audio import _manifest_rows
-
         for row in _manifest_rows(Path(manifest)):
             spk = row.get(field, row.get("label"))
             if row.get("id") and spk is not None:
@@ -206,7 +208,6 @@ def find_sources(
 ) -> dict[str, str]:
     """id -> source audio file: from `source_dir` (a folder or manifest, ids as `tokenize` makes them), a
     private store's id map, or the store's own `source` column where that file exists."""
-    from codec2vec.audio import scan_sources
 
     found = {it.id: it.path for it in scan_sources([source_dir])} if source_dir else {}
     for hid, row in (id_map or {}).items():
@@ -238,9 +239,6 @@ def run_audit(
     `reference`: the attacker's own clear tokens of any speech (for the frequency attack on a scrambled store);
     `clear`: the same utterances in clear codes (the store this one was made from), standing for the attacker's
     own tokens of labelled recordings of these speakers (for a SID probe trained on clear tokens)."""
-    from codec2vec.privacy.keys import load_key, permutations
-    from codec2vec.privacy.leakage import code_counts, decode_leakage, frequency_attack
-    from codec2vec.privacy.private import read_id_map
 
     store = TokenStore.open(store_path)
     ref = TokenStore.open(reference) if reference else None
@@ -260,8 +258,6 @@ def run_audit(
     else:
         report["sid"] = {"error": "no speaker labels (pass --labels MANIFEST with id and speaker columns)"}
     if decode_files > 0:
-        from codec2vec.tokenize import codec_for_store
-
         perms = None
         if report["scrambled"] and key_file:
             perms = permutations(load_key(key_file), store.codec.num_codebooks, store.codec.codebook_size)

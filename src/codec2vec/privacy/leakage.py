@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from codec2vec.audio import load_audio
 from codec2vec.privacy.keys import unscramble
 from codec2vec.store import TokenStore
 
@@ -77,7 +78,6 @@ def decode_leakage(
 ) -> dict[str, Any]:
     """Mean log-spectrogram correlation with the source: decoded as stored, with the key (`perms`), after the
     frequency attack (`attack`, estimated permutations), and the unrelated-utterance floor."""
-    from codec2vec.audio import load_audio
 
     ids = [u for u in store.ids() if u in sources][:max_files]
     if len(ids) < 2:

@@ -32,6 +32,7 @@ from codec2vec.audio import AudioItem
 from codec2vec.codecs.base import LOCATION_KEYS, Codec, codec_info
 from codec2vec.privacy.keys import PrivacyError, key_check, keyed_id, load_key, write_secret
 from codec2vec.store import TokenStore
+from codec2vec.tokenize import open_or_create
 
 DEFAULT_KEEP = ("split",)
 
@@ -87,7 +88,6 @@ def open_private_store(
 ) -> TokenStore:
     """A private store at `out` (created, or reopened to append to with the same key); a store that already
     holds non-private utterances, or was made with another key, is refused."""
-    from codec2vec.tokenize import open_or_create
 
     root = Path(out)
     if (root / "meta.json").exists():

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
 from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features
 from codec2vec.probe.metrics import bootstrap_ci
@@ -175,7 +176,6 @@ def abx(
 ) -> dict[str, Any]:
     """-> {"task": "abx", "metric": "abx_error", "value" (= across), "ci", "within", "across",
     "ci_within", "ci_across", "layer", "cells", "per_layer"?: [{"layer", "within", "across", ...}]}."""
-    from codec2vec.corpora.manifest import read_manifest
 
     data = Path(data)
     fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)

@@ -6,7 +6,11 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from codec2vec.probe.features import feature_source
+from codec2vec.errors import ConfigError
+from codec2vec.probe.abx import abx
+from codec2vec.probe.features import KINDS, feature_source
+from codec2vec.probe.runner import probe_with_references
+from codec2vec.probe.tasks import get_task
 
 
 def probe_command(
@@ -20,20 +24,14 @@ def probe_command(
 ) -> dict[str, Any]:
     """The CLI's result: `task`, `metric`, `value`, `ci`, `layer_weights` (ABX: the per-layer errors' layer),
     and `references` (one object per reference model, same keys)."""
-    from codec2vec.errors import ConfigError
-    from codec2vec.probe.features import KINDS
 
     bad = [r for r in references if r not in KINDS[1:]]
     if bad:
         raise ConfigError(f"--references {','.join(bad)}: choose among codec, random")
     if task != "abx":
-        from codec2vec.probe.runner import probe_with_references
-        from codec2vec.probe.tasks import get_task
-
         get_task(task)  # an unknown task fails before any feature is extracted
 
         return _finite(probe_with_references(task, ckpt=ckpt, data=data, others=others, references=references, **kw))
-    from codec2vec.probe.abx import abx
 
     kw.pop("max_epochs", None)
     kw.pop("per_layer", None)

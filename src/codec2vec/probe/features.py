@@ -27,8 +27,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.checkpoint import load_model, read_meta, resolve
+from codec2vec.config import config_from_dict
+from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import Codec2VecError, ConfigError, StoreError
 from codec2vec.files import atomic_file, atomic_write
+from codec2vec.model import Codec2VecEncoder
+from codec2vec.store import TokenStore
+from codec2vec.tokenize import TokenizeOptions, tokenize
 
 FORMAT = "codec2vec-features"
 VERSION = 1
@@ -90,8 +96,6 @@ class FeatureSource:
 
 
 def _encoder_like(meta: dict[str, Any], vectors: Tensor | None, seed: int | None):
-    from codec2vec.config import config_from_dict
-    from codec2vec.model import Codec2VecEncoder
 
     cfg = config_from_dict(meta["config"]).model
     codec = meta["codec"]
@@ -107,7 +111,6 @@ def _encoder_like(meta: dict[str, Any], vectors: Tensor | None, seed: int | None
 
 def checkpoint_source(ckpt: str | Path) -> FeatureSource:
     """Every layer of a pre-trained checkpoint."""
-    from codec2vec.checkpoint import load_model, resolve
 
     model, meta = load_model(ckpt)
     key = "ckpt-" + str(meta.get("files", {}).get("model.safetensors", _digest(str(resolve(ckpt)))))[:16]
@@ -131,7 +134,6 @@ def feature_source(kind: str, ckpt: str | Path | None, *, seed: int = 0) -> Feat
         raise ConfigError(f"feature source {kind!r} needs a checkpoint (for its codec and size)")
     if kind == "pretrained":
         return checkpoint_source(ckpt)
-    from codec2vec.checkpoint import read_meta, resolve
 
     meta = read_meta(resolve(ckpt))
     chash = meta["codec"]["config_hash"]
@@ -177,8 +179,6 @@ def codes_for_sources(
 ) -> Any:
     """A `TokenStore` with the codes of `srcs` made by the checkpoint's codec: `srcs` itself when it is one
     token store, else the audio files/folders/manifests tokenized (once, resumably) into `cache`."""
-    from codec2vec.store import TokenStore
-    from codec2vec.tokenize import TokenizeOptions, tokenize
 
     want = meta["codec"]
     if len(srcs) == 1 and _is_store(srcs[0]):
@@ -369,7 +369,6 @@ def cached_features(
         dim=source.dim,
         describe=source.describe(),
     )
-    from codec2vec.corpora.manifest import read_manifest
 
     wanted = [r["id"] for m in manifests for r in read_manifest(m)]
     fdir.fill(source, codes, [u for u in wanted if u in codes and u not in fdir], progress=progress)

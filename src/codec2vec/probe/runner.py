@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
 from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
@@ -139,7 +140,6 @@ def _fit(
 
 
 def _load_task(data: Path) -> tuple[dict[str, list[dict]], dict[str, Any]]:
-    from codec2vec.corpora.manifest import read_manifest
 
     meta_path = data / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

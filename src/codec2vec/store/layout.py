@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
 from codec2vec.files import TMP_DIR_MARK, atomic_write, fsync_dir, sha256_file
 from codec2vec.store import packing
@@ -102,7 +103,6 @@ def clean_builds(root: Path, min_age: float = 1.0) -> None:
 
 def check_meta(path: Path, meta: dict[str, Any]) -> None:
     """meta.json agrees with itself: the codec hash matches its config, K and V match the codebook table."""
-    from codec2vec.codecs.base import config_hash
 
     try:
         codec = meta["codec"]

@@ -60,7 +60,7 @@ from codec2vec.store.layout import (
     read_contents,
     write_contents,
 )
-from codec2vec.store.verify import verify_store
+from codec2vec.store.verify import repair_store, verify_store
 from codec2vec.store.writer import ShardWriter, label_record, open_writer, record_all, record_file, store_lock
 
 
@@ -246,7 +246,6 @@ class TokenStore:
 
     def repair(self) -> list[str]:
         """`verify --repair`: drop duplicate copies and foreign files, record the contents (`repair.py`)."""
-        from codec2vec.store.verify import repair_store
 
         return repair_store(self.root)
 

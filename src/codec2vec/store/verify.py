@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from codec2vec.errors import StoreError
-from codec2vec.files import sha256_file
+from codec2vec.files import atomic_write, sha256_file
 from codec2vec.store import packing
 from codec2vec.store.container import read_container_index, record_offsets, write_container
 from codec2vec.store.layout import (
@@ -157,7 +157,6 @@ def foreign_files(root: Path) -> list[str]:
 
 def repair_store(root: str | Path) -> list[str]:
     """Repair the store at `root` (see the module docstring); returns the actions taken."""
-    from codec2vec.files import atomic_write
     from codec2vec.store.store import TokenStore
 
     store = TokenStore.open(root, check=False)

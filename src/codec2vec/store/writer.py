@@ -25,6 +25,7 @@ from codec2vec.files import atomic_write, clean_stale
 from codec2vec.store import entropy, packing
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.entropy import HuffmanModel
+from codec2vec.store.labels import fingerprint
 from codec2vec.store.layout import (
     CONTENTS,
     FORMAT_VERSION,
@@ -98,7 +99,6 @@ def record_all(store: Any) -> None:
 
 
 def label_record(path: Path) -> dict[str, Any]:
-    from codec2vec.store.labels import fingerprint
 
     index = read_container_index(path)
     return file_record(path, len(index["entries"]["id"]), fingerprint=fingerprint(index))
