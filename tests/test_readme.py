@@ -9,6 +9,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,13 +60,16 @@ def test_run_script_sets_up_once_and_reuses_the_environment(tmp_path: Path) -> N
     assert any("-m venv" in line for line in first)
     assert any("pip install -q torch==2.13.0" in line for line in first)  # no nvidia-smi on PATH: CPU build
     assert any(line.endswith(f"pip install -q -e {root}[all,test]") for line in first)
-    assert first[-1].endswith("-m pytest -q -p no:cacheprovider -k nothing")
+    assert any(line.endswith("-m ruff check src tests benchmarks") for line in first)  # lint, then types
+    assert any(line.endswith("-m mypy") for line in first)
+    assert first[-1].endswith("-m pytest -q -p no:cacheprovider -m slow or not slow -k nothing")  # every test
     again = run("demo", "--small")
     assert again == [f"{root}/.venv/bin/python -m codec2vec demo --out runs/demo --small"]  # nothing reinstalled
     (root / "pyproject.toml").write_text("[project]\nname = 'y'\n")
     assert any("pip install" in line for line in run("demo", "--out", "x"))
 
 
+@pytest.mark.slow
 def test_quickstart_runs(tmp_path: Path) -> None:
     main_job = next(c for b in _code_blocks() for c in _commands(b) if c.startswith("bash examples/quickstart.sh"))
     script = main_job.split()[1]
