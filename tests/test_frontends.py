@@ -97,6 +97,7 @@ def test_reconstruction_is_refused_for_audio_front_ends() -> None:
 def test_audio_crops_are_the_files_samples_and_resume_exactly(audio_store: Path) -> None:
     import soundfile as sf
 
+    from codec2vec.data import CropLoader
     from codec2vec.frontends.audio_data import AudioCropLoader, audio_paths
     from codec2vec.store import TokenStore
 
@@ -104,9 +105,8 @@ def test_audio_crops_are_the_files_samples_and_resume_exactly(audio_store: Path)
     paths = audio_paths(store)
 
     def loader(workers: int) -> AudioCropLoader:
-        return AudioCropLoader(
-            store, store.ids(), paths=paths, batch_frames=300, crop_frames=60, seed=4, workers=workers
-        )
+        plan = CropLoader(store, store.ids(), batch_frames=300, crop_frames=60, seed=4)
+        return AudioCropLoader(plan, paths=paths, workers=workers)
 
     inline, workers = loader(0), loader(2)
     batches = [next(inline) for _ in range(8)]

@@ -19,15 +19,11 @@ from codec2vec.targets.online import (
     nearest_codeword,
     perplexity,
 )
-from test_targets import _batch, _pretrainer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_targets import (
+    _batch,
+    _one_thread,  # noqa: E402,F401  (the autouse one-thread fixture)
+    _pretrainer,
+)
 
 
 def _layer_by_hand(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,10 +59,9 @@ def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, Any]:
     ).to(device)
     kw = dict(batch_frames=spec["batch_frames"], crop_frames=spec["crop_frames"], min_frames=1, seed=0)
     ids = sorted(set(store.ids()) & set(spec["paths"]))
-    if front == "codec":
-        loader: Any = CropLoader(store, ids, **kw)  # type: ignore[arg-type]
-    else:
-        loader = AudioCropLoader(store, ids, paths=spec["paths"], workers=0, **kw)  # type: ignore[arg-type]
+    loader: Any = CropLoader(store, ids, **kw)  # type: ignore[arg-type]
+    if front != "codec":
+        loader = AudioCropLoader(loader, paths=spec["paths"], workers=0)
     t = cfg.train
     spec["train"] = dict(lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay)
     return model, loader, cfg.targets.clusters_labels

@@ -137,35 +137,10 @@ def _as_is(x: Any) -> Any:
 class AudioCropLoader:
     """Endless random-crop audio batches for one rank: `CropLoader`'s plan, read by `workers` processes."""
 
-    def __init__(
-        self,
-        store: Any,
-        ids: Sequence[str],
-        *,
-        paths: dict[str, str],
-        batch_frames: int,
-        crop_frames: int,
-        min_frames: int = 1,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        label_names: Sequence[str] = (),
-        workers: int = 0,
-        bucket_pool: int = 2048,
-    ) -> None:
-        self.plan = CropLoader(
-            store,
-            ids,
-            batch_frames=batch_frames,
-            crop_frames=crop_frames,
-            min_frames=min_frames,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            label_names=label_names,
-            bucket_pool=bucket_pool,
-        )
-        self.source = AudioSource(store_root=str(store.root), paths=paths, label_names=label_names)
+    def __init__(self, plan: CropLoader, *, paths: dict[str, str], workers: int = 0) -> None:
+        """`plan`: the codec loader whose crops (ids, frame ranges, seeds) this loader reads as audio."""
+        self.plan = plan
+        self.source = AudioSource(store_root=str(plan.store.root), paths=paths, label_names=plan.label_names)
         self.workers = int(workers)
         self._state = self.plan.state_dict()
         self._it: Iterator[tuple[dict[str, int], Batch]] | None = None
@@ -240,7 +215,8 @@ def make_loaders(
         return CropLoader(store, train_ids, **common), dev  # type: ignore[arg-type]
     check_audio_store(store, cfg.model.frontend)
     paths = audio_paths(store, d.audio)
-    loader = AudioCropLoader(store, train_ids, paths=paths, workers=d.workers, **common)  # type: ignore[arg-type]
+    plan = CropLoader(store, train_ids, **common)  # type: ignore[arg-type]
+    loader = AudioCropLoader(plan, paths=paths, workers=d.workers)
 
     def dev_audio(dev_store: Any, plan: Any, r: int, w: int) -> Iterator[Batch | None]:
         dev_paths = paths if dev_store is store else audio_paths(dev_store, "")
