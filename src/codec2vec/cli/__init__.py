@@ -1,0 +1,100 @@
+"""`codec2vec <verb>`: the command line. Each verb is a thin wrapper over one importable function.
+
+Exit statuses follow DESIGN.md: 0 success; 3 from `tokenize` when some inputs were rejected; 2 for
+usage errors and clear, expected failures (bad file, damaged store); `--json` prints one JSON object.
+Each verb owns one `_add_<verb>` (arguments) and one `_run_<verb>` (call) pair, grouped by stage: `store.py`,
+`pretraining.py`, `evaluation.py`, `privacy.py`; the heavy modules each verb calls are imported when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from typing import Callable, Sequence
+
+from codec2vec.cli import evaluation, pretraining, privacy, store
+from codec2vec.errors import Codec2VecError
+
+VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "tokenize": ("audio -> token store", store.add_tokenize, store.run_tokenize),
+    "info": ("summary of a token store", store.add_info, store.run_info),
+    "verify": ("check every shard and the index", store.add_verify, store.run_verify),
+    "decode": ("token store -> audio files", store.add_decode, store.run_decode),
+    "merge": ("join token stores", store.add_merge, store.run_merge),
+    "synth": ("a synthetic labelled speech corpus (eSpeak NG)", pretraining.add_synth, pretraining.run_synth),
+    "corpus": ("real dataset in its standard layout -> task manifests", pretraining.add_corpus, pretraining.run_corpus),
+    "pretrain": ("masked-prediction pre-training on a token store", pretraining.add_pretrain, pretraining.run_pretrain),
+    "kmeans": ("k-means labels for the clusters target", pretraining.add_kmeans, pretraining.run_kmeans),
+    "anonymize": (
+        "a new store with fewer levels and/or secretly permuted codes",
+        privacy.add_anonymize,
+        privacy.run_anonymize,
+    ),
+    "privacy-audit": (
+        "what a store gives away: SID, decodable audio, metadata",
+        privacy.add_privacy_audit,
+        privacy.run_privacy_audit,
+    ),
+    "bench": (
+        "the efficiency benchmark: storage, reads, tokenization, training speed",
+        evaluation.add_bench,
+        evaluation.run_bench,
+    ),
+    "extract": ("layer features of a checkpoint for a store or audio", evaluation.add_extract, evaluation.run_extract),
+    "probe": (
+        "SUPERB-style probe (or ABX) of a checkpoint against reference points",
+        evaluation.add_probe,
+        evaluation.run_probe,
+    ),
+    "demo": ("the whole pipeline on a synthetic corpus, with a report", evaluation.add_demo, evaluation.run_demo),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codec2vec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for verb, (help_, add, _) in VERBS.items():
+        add(sub.add_parser(verb, help=help_, description=help_))
+    return parser
+
+
+_USER_ERRNOS = frozenset(
+    getattr(errno, n)
+    for n in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "EEXIST", "EISDIR", "ENOTDIR", "ENAMETOOLONG")
+    if hasattr(errno, n)
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _, _, run = VERBS[args.verb]
+    try:
+        return run(args)
+    except (Codec2VecError, FileNotFoundError) as e:
+        # Expected failures: one clear line, no traceback.
+        print(f"codec2vec {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS:
+            raise
+        # The machine's answer (disk full, read-only, no permission, a file where a folder is wanted), named.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"codec2vec {args.verb}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"codec2vec {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or an unforeseen case: one line, the traceback on request
+        if os.environ.get("CODEC2VEC_DEBUG"):
+            raise
+        print(
+            f"codec2vec {args.verb}: unexpected {type(e).__name__}: {e} (set CODEC2VEC_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

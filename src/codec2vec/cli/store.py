@@ -1,0 +1,151 @@
+"""Verbs of the token store: tokenize, info, verify, decode, merge."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from codec2vec.cli.common import print_json
+from codec2vec.errors import Codec2VecError
+
+# --- tokenize / info / verify / decode / merge (store.py, tokenize.py) -------------------------
+
+
+def add_tokenize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", nargs="+", help="audio files, folders (recursive) or manifests (.txt/.tsv/.jsonl)")
+    p.add_argument("--out", required=True, help="token store directory (created or appended to)")
+    p.add_argument("--codec", default="lyra", help="codec backend: lyra, dac, encodec, mimi")
+    p.add_argument("--codec-path", default=None, help="weights: a local folder or a hub id")
+    p.add_argument("--num-codebooks", type=int, default=None, help="levels to keep (Lyra: 1..46; EnCodec/Mimi: K)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances per encode call")
+    p.add_argument("--shard", default=None, help="I/N: tokenize only the I-th of N slices (0-based)")
+    p.add_argument("--shard-seconds", type=float, default=600.0, help="audio seconds per committed shard")
+    p.add_argument("--retry-rejects", action="store_true", help="try inputs rejected by an earlier run again")
+    p.add_argument("--max-hours", type=float, default=4.0, help="reject longer files (from their header)")
+    p.add_argument(
+        "--coding",
+        default="auto",
+        choices=["auto", "packed"],
+        help="a new store's shards: entropy-coded when smaller (auto) or exact-width bit packing",
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--private", action="store_true", help="keyed ids; no paths, names or free text in the store")
+    p.add_argument("--private-key", default=None, help="--private: key file (created 0600; default OUT.key)")
+    p.add_argument("--id-map", default=None, help="--private: hashed id -> source map (default OUT.ids.jsonl)")
+    p.add_argument(
+        "--private-keep",
+        default="split",
+        help="--private: manifest columns to keep, comma-separated (free text and names only if listed)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run_tokenize(args: argparse.Namespace) -> int:
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    summary = tokenize(
+        args.src,
+        args.out,
+        TokenizeOptions(
+            codec=args.codec,
+            codec_path=args.codec_path,
+            num_codebooks=args.num_codebooks,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            shard=args.shard,
+            shard_seconds=args.shard_seconds,
+            retry_rejects=args.retry_rejects,
+            device=args.device,
+            coding=args.coding,
+            max_seconds=args.max_hours * 3600.0,
+            private=args.private or bool(args.private_key or args.id_map),  # naming a key means private
+            private_key=args.private_key,
+            id_map=args.id_map,
+            private_keep=tuple(c for c in args.private_keep.split(",") if c),
+        ),
+        progress=not args.json,
+    )
+    if args.json:
+        print_json(summary)
+    else:
+        from codec2vec.tokenize import format_summary
+
+        print(format_summary(summary), file=sys.stderr)
+    return 3 if summary["rejected"] else 0
+
+
+def add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from codec2vec.store import TokenStore, format_info
+
+    info = TokenStore.open(args.store).info()
+    if args.json:
+        print_json(info)
+    else:
+        print(format_info(info))
+    return 0
+
+
+def add_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="first keep one copy of each utterance, move foreign files out, record the contents (never "
+        "deletes the only copy of anything), then verify",
+    )
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from codec2vec.store import TokenStore
+
+    actions = TokenStore.open(args.store, check=False).repair() if args.repair else []
+    for line in actions if not args.json else []:
+        print(f"repaired: {line}", file=sys.stderr)
+    try:
+        problems = TokenStore.open(args.store, check=False).verify()
+    except Codec2VecError as e:  # meta.json damaged, or a duplicate id across shards
+        problems = [str(e)]
+    if args.json:
+        print_json({"ok": not problems, "problems": problems, "repairs": actions})
+    elif problems:
+        for line in problems:
+            print(f"DAMAGED: {line}", file=sys.stderr)
+    else:
+        print(f"{args.store}: sound")
+    return 1 if problems else 0
+
+
+def add_decode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store")
+    p.add_argument("--out", required=True, help="directory for one audio file per utterance")
+    p.add_argument("--ids", nargs="*", default=None, help="utterance ids (default: all)")
+    p.add_argument("--codec-path", default=None)
+    p.add_argument("--format", default="wav", choices=["wav", "flac"])
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from codec2vec.tokenize import decode_store
+
+    n = decode_store(args.store, args.out, ids=args.ids, codec_path=args.codec_path, fmt=args.format)
+    print(f"decoded {n} utterances into {args.out}", file=sys.stderr)
+    return 0
+
+
+def add_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stores", nargs="+", help="stores made with the same codec (e.g. by --shard I/N)")
+    p.add_argument("--out", required=True)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from codec2vec.store.merge import merge_stores
+
+    n = merge_stores(args.stores, args.out)
+    print(f"merged {len(args.stores)} stores ({n} utterances) into {args.out}", file=sys.stderr)
+    return 0
