@@ -81,10 +81,36 @@ def _profile(step: Any) -> list[dict[str, Any]]:
     ]
 
 
-def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
-    """Time `spec['steps']` training steps of one configuration; returns one throughput row."""
+def _frontend_cost(
+    model: Any, batch: Any, *, steps: int, device: torch.device, amp: Any, train: dict[str, Any]
+) -> tuple[float, float]:
+    """Seconds of `steps` forward+backward passes of the front end alone on `batch`, and of its share of the
+    optimizer update (the codec tables are large)."""
+    t0 = _sync(device)
+    for _ in range(steps):
+        with amp:
+            x = model.encoder.frontend(batch.inputs, batch.lengths)
+        x.float().sum().backward()
+    front_alone = _sync(device) - t0
+    params = [p for p in model.encoder.frontend.parameters() if p.requires_grad]
+    front_opt = torch.optim.AdamW(params, fused=True, **train)
+    t0 = _sync(device)
+    for _ in range(steps):
+        front_opt.step()
+    return front_alone, _sync(device) - t0
+
+
+def _peak_mb(device: torch.device) -> float:
+    """Peak memory of this process in MiB (the GPU's allocator on CUDA, the resident set on the CPU)."""
     import resource
 
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time `spec['steps']` training steps of one configuration; returns one throughput row."""
     device = torch.device(spec["device"])
     torch.set_num_threads(int(spec["threads"]))
     model, loader, label_name = _build(spec, device)
@@ -126,17 +152,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(steps):
         batch = one(True)
     fwd_front, fwd_trans = front_t.total, trans_t.total
-    t0 = _sync(device)
-    for _ in range(steps):  # the front end alone, forward and backward, on the last batch
-        with amp:
-            x = model.encoder.frontend(batch.inputs, batch.lengths)
-        x.float().sum().backward()
-    front_alone = _sync(device) - t0
-    front_opt = torch.optim.AdamW([p for p in model.encoder.frontend.parameters() if p.requires_grad], fused=True, **tr)
-    t0 = _sync(device)
-    for _ in range(steps):  # and its share of the optimizer update (the codec tables are large)
-        front_opt.step()
-    front_update = _sync(device) - t0
+    front_alone, front_update = _frontend_cost(model, batch, steps=steps, device=device, amp=amp, train=tr)
     opt.zero_grad(set_to_none=True)
     # Medians over the timed steps: robust to other processes' bursts on a shared machine.
     med = {k: statistics.median(v) for k, v in parts.items()}
@@ -145,10 +161,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
         [f + b + o for f, b, o in zip(parts["forward"], parts["backward"], parts["optimizer"])]
     )
     frames_per_step = real_frames / steps
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb(device)
     row = {
         "model": spec["frontend"],
         "size": spec["size"],
