@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codec2vec.demo import DemoSettings, _deal, _Run, settings_from_env
+from codec2vec.demo import DemoSettings, settings_from_env
+from codec2vec.demo.report import compare, fmt, lookup, write_report
+from codec2vec.demo.stages import _deal, _Run
 from codec2vec.errors import ConfigError
-from codec2vec.report import compare, fmt, lookup, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])")
