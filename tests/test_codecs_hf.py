@@ -334,7 +334,8 @@ def test_tokenize_and_decode_a_store_with_a_local_folder(
 
     from codec2vec.audio import load_audio
     from codec2vec.store import TokenStore
-    from codec2vec.tokenize import TokenizeOptions, decode_store, tokenize
+    from codec2vec.store.decode import decode_store
+    from codec2vec.tokenize import TokenizeOptions, tokenize
 
     mimi.model.save_pretrained(tmp_path / "mimi")
     src = tmp_path / "src"

@@ -71,7 +71,7 @@ def test_1_ids_are_checked_and_decode_stays_inside_out(tmp_path: Path, short_cli
     # The writer is the last line of defence, and decode proves every path before writing any.
     with pytest.raises(StoreError, match="absolute"), TokenStore.open(store).writer() as w:
         w.add("/etc/x", np.zeros((46, 3), dtype=np.int64), seconds=0.06)
-    from codec2vec.tokenize import output_path
+    from codec2vec.store.decode import output_path
 
     with pytest.raises(StoreError, match="'..'"):
         output_path(tmp_path / "decoded", "../audio/c0", "wav")

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from codec2vec.errors import AudioError
 from codec2vec.store import TokenStore
-from codec2vec.tokenize import TokenizeOptions, decode_store, tokenize
+from codec2vec.store.decode import decode_store
+from codec2vec.tokenize import TokenizeOptions, tokenize
 
 OPTS = TokenizeOptions(codec="lyra", batch_size=4, shard_seconds=0.7)
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

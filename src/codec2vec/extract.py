@@ -61,7 +61,7 @@ def codec_for_checkpoint(meta: dict[str, Any], codec_path: str | None = None) ->
         kw["path"] = path
     codec = get_codec(info.name, **kw)
     built = codec_info(codec)
-    if built.config_hash != info.config_hash and codec_path is None:  # as `tokenize.codec_for_store`
+    if built.config_hash != info.config_hash and codec_path is None:  # as `store.decode.codec_for_store`
         raise ConfigError(
             f"the codec built for this checkpoint ({built.config}) is not the one it was trained on "
             f"({info.config}); pass codec_path / --codec-path"

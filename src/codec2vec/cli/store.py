@@ -131,7 +131,7 @@ def add_decode(p: argparse.ArgumentParser) -> None:
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    from codec2vec.tokenize import decode_store
+    from codec2vec.store.decode import decode_store
 
     n = decode_store(args.store, args.out, ids=args.ids, codec_path=args.codec_path, fmt=args.format)
     print(f"decoded {n} utterances into {args.out}", file=sys.stderr)

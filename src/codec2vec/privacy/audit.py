@@ -35,7 +35,7 @@ from codec2vec.privacy.keys import load_key, permutations, unscramble
 from codec2vec.privacy.leakage import code_counts, decode_leakage, frequency_attack
 from codec2vec.privacy.private import read_id_map
 from codec2vec.store import TokenStore
-from codec2vec.tokenize import codec_for_store
+from codec2vec.store.decode import codec_for_store
 
 HASHED_ID = re.compile(r"^[0-9a-f]{32}$")
 KNOWN_FILES = {"meta.json", "contents.json", "codebooks.safetensors", "rejects.jsonl", ".lock"}
