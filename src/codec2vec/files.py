@@ -109,6 +109,21 @@ def clean_stale(folder: str | os.PathLike[str], name: str = "") -> None:
 
 
 @contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str], *, busy: Exception | None = None) -> Iterator[None]:
+    """An exclusive flock on the file `path` (created if absent) held for the block. With `busy`, never wait:
+    raise `busy` when another process holds the lock (stores, run directories, builds)."""
+    import fcntl
+
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy is not None else 0))
+        except BlockingIOError:
+            assert busy is not None  # only a non-blocking attempt can find the lock held
+            raise busy from None
+        yield
+
+
+@contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
     """Yield a hidden folder beside `final` to fill; on a clean exit it is fsynced and renamed to `final`.
 
@@ -137,4 +152,13 @@ def atomic_dir(final: str | os.PathLike[str], *, replace: bool = False) -> Itera
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_write", "clean_stale", "fsync_dir", "fsync_file", "sha256_file"]
+__all__ = [
+    "atomic_dir",
+    "atomic_file",
+    "atomic_write",
+    "clean_stale",
+    "exclusive_lock",
+    "fsync_dir",
+    "fsync_file",
+    "sha256_file",
+]

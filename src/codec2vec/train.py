@@ -38,6 +38,7 @@ from codec2vec import checkpoint as ckpt
 from codec2vec.config import PretrainConfig, check_resumable, config_to_dict, save_config
 from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_plan, open_stores
 from codec2vec.errors import ConfigError
+from codec2vec.files import exclusive_lock
 from codec2vec.frontends.audio_data import make_loaders
 from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
@@ -233,16 +234,9 @@ def run_lock(run_dir: Path, rank: int) -> Iterator[None]:
     if rank != 0:
         yield
         return
-    import fcntl
-
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"run.dir: {run_dir} is in use by another pretrain process (it holds {run_dir / '.lock'})"
-            ) from None
+    busy = ConfigError(f"run.dir: {run_dir} is in use by another pretrain process (it holds {run_dir / '.lock'})")
+    with exclusive_lock(run_dir / ".lock", busy=busy):
         yield
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
-from codec2vec.files import TMP_DIR_MARK, atomic_write, fsync_dir, sha256_file
+from codec2vec.files import TMP_DIR_MARK, atomic_write, exclusive_lock, fsync_dir, sha256_file
 from codec2vec.store import packing
 
 FORMAT = "codec2vec-token-store"
@@ -83,7 +83,6 @@ def clean_builds(root: Path, min_age: float = 1.0) -> None:
     """Remove hidden `.NAME.tmp-*` folders beside `root` that a killed or failed create or merge left: those
     whose `.lock` nobody holds (a build holds it from its first instant to its rename) and that have not
     changed for `min_age` seconds (the instant between making the folder and locking it)."""
-    import fcntl
     import time
 
     parent = root.parent
@@ -94,8 +93,7 @@ def clean_builds(root: Path, min_age: float = 1.0) -> None:
         if not p.name.startswith(prefixes) or not p.is_dir() or time.time() - p.stat().st_mtime < min_age:
             continue
         try:
-            with open(p / ".lock", "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with exclusive_lock(p / ".lock", busy=BlockingIOError()):  # held: a build in progress
                 shutil.rmtree(p, ignore_errors=True)
         except (BlockingIOError, FileNotFoundError, NotADirectoryError):
             continue

@@ -12,7 +12,6 @@ store's coding is "auto" and it saves at least 1%, Huffman-coded with a model fi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +20,7 @@ import numpy as np
 from torch import Tensor
 
 from codec2vec.errors import StoreError
-from codec2vec.files import atomic_write, clean_stale
+from codec2vec.files import atomic_write, clean_stale, exclusive_lock
 from codec2vec.store import entropy, packing
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.entropy import HuffmanModel
@@ -48,11 +47,7 @@ MAX_CODED_FRAMES = 3000  # 60 s at 50 Hz: longer utterances keep their shard bit
 def store_lock(root: Path) -> Iterator[None]:
     """The store's exclusive writer lock (an flock on `STORE/.lock`); StoreError if another process holds it.
     Removes the temporary files a killed writer left."""
-    with open(root / ".lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"{root}: another process is writing to this store") from None
+    with exclusive_lock(root / ".lock", busy=StoreError(f"{root}: another process is writing to this store")):
         for folder in (root, root / "shards", root / "labels"):
             clean_stale(folder)  # hidden `.tmp-*.part` files of a killed write
         yield
