@@ -27,7 +27,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from codec2vec.errors import Codec2VecError
+import numpy as np
+
+from codec2vec.errors import Codec2VecError, ConfigError
 from codec2vec.files import atomic_write
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -82,6 +84,29 @@ def write_task(
     info.update(meta or {})
     atomic_write(folder / "meta.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
     return info
+
+
+def stratified_splits(keys: list[str], rng: np.random.Generator) -> list[str]:
+    """80/10/10 splits stratified by key: the items of each key (shuffled) are dealt in turn from one running
+    cycle of 10 slots (8 train, 1 dev, 1 test) with a random phase, so a key with >= 10 items is in every split
+    and small keys still spread over the splits."""
+    splits = [""] * len(keys)
+    r = int(rng.integers(10))
+    for key in sorted(set(keys)):
+        for i in rng.permutation([i for i, k in enumerate(keys) if k == key]).tolist():
+            splits[i] = {8: "dev", 9: "test"}.get(r % 10, "train")
+            r += 1
+    return splits
+
+
+def speaker_splits(speakers: list[str], all_speakers: list[str], rng: np.random.Generator) -> list[str]:
+    """Speaker-disjoint splits: ~10% of the speakers (at least one) for dev, as many for test."""
+    if len(all_speakers) < 3:
+        raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {len(all_speakers)}")
+    order = rng.permutation(sorted(all_speakers)).tolist()
+    n = max(1, round(0.1 * len(order)))
+    which = {s: "test" for s in order[:n]} | {s: "dev" for s in order[n : 2 * n]}
+    return [which.get(s, "train") for s in speakers]
 
 
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ import numpy as np
 from codec2vec.codecs.lyra import LyraCodec
 from codec2vec.corpora.augment import add_noise, colored_noise, reverberate
 from codec2vec.corpora.lexicon import KS_LABELS, KS_UNKNOWN, command, sentence
-from codec2vec.corpora.manifest import dumps_row, write_task
+from codec2vec.corpora.manifest import dumps_row, speaker_splits, stratified_splits, write_task
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 
@@ -249,29 +249,6 @@ def render_chunk(clips: list[Clip], out: Path, options: SynthOptions) -> list[di
     return [render(clip, out, options) for clip in clips]
 
 
-def _stratified(keys: list[str], rng: np.random.Generator) -> list[str]:
-    """80/10/10 splits stratified by key: the items of each key (shuffled) are dealt in turn from one running
-    cycle of 10 slots (8 train, 1 dev, 1 test) with a random phase, so a key with >= 10 items is in every split
-    and small keys still spread over the splits."""
-    splits = [""] * len(keys)
-    r = int(rng.integers(10))
-    for key in sorted(set(keys)):
-        for i in rng.permutation([i for i, k in enumerate(keys) if k == key]).tolist():
-            splits[i] = {8: "dev", 9: "test"}.get(r % 10, "train")
-            r += 1
-    return splits
-
-
-def _by_speaker(speakers: list[str], all_speakers: list[str], rng: np.random.Generator) -> list[str]:
-    """Speaker-disjoint splits: ~10% of the speakers (at least one) for dev, as many for test."""
-    if len(all_speakers) < 3:
-        raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {len(all_speakers)}")
-    order = rng.permutation(sorted(all_speakers)).tolist()
-    n = max(1, round(0.1 * len(order)))
-    which = {s: "test" for s in order[:n]} | {s: "dev" for s in order[n : 2 * n]}
-    return [which.get(s, "train") for s in speakers]
-
-
 _TASK_GROUP = {"pr": "sent", "asr": "sent", "sid": "sent", "ks": "ks", "ic": "ic", "style": "style"}
 _TASK_FIELDS: dict[str, tuple[str, ...]] = {
     "pr": ("speaker", "text", "phones", "align"),
@@ -324,29 +301,18 @@ def _existing_corpus(out: Path, options: SynthOptions) -> dict[str, Any] | None:
     return None
 
 
-def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = True) -> dict[str, Any]:
-    """Make the whole corpus under `out` (see the module docstring); returns the summary written to meta.json."""
+def _render_all(clips: list[Clip], out: Path, options: SynthOptions, *, progress: bool) -> list[dict[str, Any]]:
+    """Render every clip, in fixed chunks, each in a fresh process; rows in clip order.
+
+    eSpeak NG keeps synthesis state between calls (e.g. the pitch-flutter phase), so a clip's exact audio depends
+    on what its process spoke before. Fixed chunks, each in a fresh process (forked from a server that never
+    loads eSpeak), make the corpus a function of the seed alone, whatever the worker count."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
     from tqdm import tqdm
 
-    speakers, clips = plan(options)
-    if options.split_by not in ("speaker", "utterance"):
-        raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
-    if not 0.0 <= options.degraded <= 1.0:
-        raise ConfigError(f"degraded: a share of clips in [0, 1], got {options.degraded}")
-    if options.split_by == "speaker" and options.speakers < 3:
-        raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {options.speakers}")
-    out = Path(out)
-    done = _existing_corpus(out, options)
-    if done is not None:
-        return done  # the same corpus is already there: nothing to do
-    out.mkdir(parents=True, exist_ok=True)
-    # eSpeak NG keeps synthesis state between calls (e.g. the pitch-flutter phase), so a clip's exact audio
-    # depends on what its process spoke before. Fixed chunks, each in a fresh process (forked from a server
-    # that never loads eSpeak), make the corpus a function of the seed alone, whatever the worker count.
     chunks = [clips[i : i + CHUNK] for i in range(0, len(clips), CHUNK)]
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
@@ -361,25 +327,22 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
             bar.update(len(chunk_rows))
     bar.close()
 
-    speaker_ids = [s["speaker"] for s in speakers]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for clip, row in zip(clips, rows):
-        row["group"] = clip.group
-        groups.setdefault(clip.group, []).append(row)
-    summary: dict[str, Any] = {
-        "generator": GENERATOR, "options": asdict(replace(options, workers=1)), "sample_rate": SAMPLE_RATE,
-        "frame_rate": SAMPLE_RATE / HOP, "clips": len(rows),
-        "hours": round(sum(r["seconds"] for r in rows) / 3600, 4),
-        "tasks": {},
-    }  # fmt: skip
+    return rows
+
+
+def _write_tasks(
+    out: Path, options: SynthOptions, groups: dict[str, list[dict[str, Any]]], speaker_ids: list[str]
+) -> dict[str, Any]:
+    """Each task's manifests under `out/<task>/` with its splits; returns task -> split sizes."""
+    sizes: dict[str, Any] = {}
     for t, task in enumerate(TASKS):
         items = groups[_TASK_GROUP[task]]
         spk = [r["speaker"] for r in items]
         if options.split_by == "speaker" and task != "sid":
-            splits = _by_speaker(spk, speaker_ids, np.random.default_rng([options.seed, 5, t]))
+            splits = speaker_splits(spk, speaker_ids, np.random.default_rng([options.seed, 5, t]))
         else:  # the sentence tasks share one split, stratified by speaker; the others by label
             key = spk if _TASK_GROUP[task] == "sent" else [r["label"] for r in items]
-            splits = _stratified(key, np.random.default_rng([options.seed, 5, 0 if key is spk else t]))
+            splits = stratified_splits(key, np.random.default_rng([options.seed, 5, 0 if key is spk else t]))
         task_rows = []
         for row, split in zip(items, splits):
             fields = {k: row[k] for k in _TASK_FIELDS[task] if k in row}
@@ -396,7 +359,41 @@ def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = Tru
             meta=meta,
             frame_rate=SAMPLE_RATE / HOP,
         )
-        summary["tasks"][task] = info["splits"]
+        sizes[task] = info["splits"]
+    return sizes
+
+
+def synth_corpus(out: str | Path, options: SynthOptions, *, progress: bool = True) -> dict[str, Any]:
+    """Make the whole corpus under `out` (see the module docstring); returns the summary written to meta.json."""
+    speakers, clips = plan(options)
+    if options.split_by not in ("speaker", "utterance"):
+        raise ConfigError(f"split_by: {options.split_by!r} is not 'utterance' or 'speaker'")
+    if not 0.0 <= options.degraded <= 1.0:
+        raise ConfigError(f"degraded: a share of clips in [0, 1], got {options.degraded}")
+    if options.split_by == "speaker" and options.speakers < 3:
+        raise ConfigError(f"split_by=speaker: needs at least 3 speakers, got {options.speakers}")
+    out = Path(out)
+    done = _existing_corpus(out, options)
+    if done is not None:
+        return done  # the same corpus is already there: nothing to do
+    out.mkdir(parents=True, exist_ok=True)
+    # eSpeak NG keeps synthesis state between calls (e.g. the pitch-flutter phase), so a clip's exact audio
+    # depends on what its process spoke before. Fixed chunks, each in a fresh process (forked from a server
+    # that never loads eSpeak), make the corpus a function of the seed alone, whatever the worker count.
+    rows = _render_all(clips, out, options, progress=progress)
+
+    speaker_ids = [s["speaker"] for s in speakers]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for clip, row in zip(clips, rows):
+        row["group"] = clip.group
+        groups.setdefault(clip.group, []).append(row)
+    summary: dict[str, Any] = {
+        "generator": GENERATOR, "options": asdict(replace(options, workers=1)), "sample_rate": SAMPLE_RATE,
+        "frame_rate": SAMPLE_RATE / HOP, "clips": len(rows),
+        "hours": round(sum(r["seconds"] for r in rows) / 3600, 4),
+        "tasks": {},
+    }  # fmt: skip
+    summary["tasks"] = _write_tasks(out, options, groups, speaker_ids)
     lines = []
     for row in rows:
         keep = {k: row[k] for k in ("seconds", "speaker", "group", "text", "phones", "align")}
