@@ -336,20 +336,16 @@ def test_9_resume_refuses_changed_settings(tmp_path: Path) -> None:
 
 
 def test_9_label_sets_carry_a_fingerprint_that_resume_checks(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    from codec2vec.train import _check_label_fingerprints
+    from codec2vec.config import check_label_fingerprints
 
     s = make_store(tmp_path / "s", {"a": 5, "b": 6})
     first = s.write_labels("km", {"a": np.zeros(5, np.int64), "b": np.ones(6, np.int64)}, 4)
     assert TokenStore.open(s.root).labels("km").fingerprint == first
-    run = SimpleNamespace(store=TokenStore.open(s.root), label_names=["km"])
-    _check_label_fingerprints({"km": first}, run)  # unchanged: fine
+    check_label_fingerprints({"km": first}, TokenStore.open(s.root), ["km"])  # unchanged: fine
     second = s.write_labels("km", {"a": np.full(5, 2, np.int64), "b": np.ones(6, np.int64)}, 4)  # re-fit
     assert second != first and TokenStore.open(s.root).verify() == []
-    run = SimpleNamespace(store=TokenStore.open(s.root), label_names=["km"])
     with pytest.raises(ConfigError, match="label set 'km'.*changed"):
-        _check_label_fingerprints({"km": first}, run)
+        check_label_fingerprints({"km": first}, TokenStore.open(s.root), ["km"])
 
 
 # 10 -----------------------------------------------------------------------------------------------

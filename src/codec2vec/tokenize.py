@@ -394,19 +394,3 @@ def _store_encoded(
     writer.commit()
     bar.close()
     return {"stored": stored, "seconds": seconds, "rejected": new_rejects}
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    """Human-readable end-of-run storage summary."""
-    info = s["store"]
-    lines = [
-        f"tokenized {s['stored']} utterances ({s['seconds_encoded']:.1f} s of audio) in {s['elapsed_seconds']:.1f} s "
-        f"= {s['x_real_time']:.1f}x real time; {s['skipped_already_stored']} already stored; {s['rejected']} rejected",
-        f"store {info['path']}: {info['utterances']} utterances, {info['hours']:.3f} h, {info['bytes']:,} bytes, "
-        f"{info['kbps']:.2f} kbps; {info['ratio_to_source']:.1f}x smaller than the source files, "
-        f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
-    ]
-    lines += [f"rejected: {r['reason']}" for r in s["rejects"][:20]]
-    if len(s["rejects"]) > 20:
-        lines.append(f"... and {len(s['rejects']) - 20} more in {info['path']}/rejects.jsonl")
-    return "\n".join(lines)

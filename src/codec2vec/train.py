@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from codec2vec import checkpoint as ckpt
-from codec2vec.config import PretrainConfig, check_resumable, config_to_dict, save_config
+from codec2vec.config import PretrainConfig, check_label_fingerprints, check_resumable, config_to_dict, save_config
 from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_plan, open_stores
 from codec2vec.errors import ConfigError
 from codec2vec.files import exclusive_lock
@@ -204,7 +204,7 @@ def resume(run: Run) -> None:
         return
     weights, state, meta = ckpt.load_checkpoint(run.latest)
     check_resumable(meta["config"], run.cfg)
-    _check_label_fingerprints(meta.get("label_fingerprints", {}), run)
+    check_label_fingerprints(meta.get("label_fingerprints", {}), run.store, run.label_names)
     run.model.load_state_dict(weights)
     run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
@@ -213,18 +213,6 @@ def resume(run: Run) -> None:
     run.loader.load_state_dict(state["data"])
     run.window.load_state_dict(state["log"])
     run.step = int(state["step"])
-
-
-def _check_label_fingerprints(saved: dict[str, str], run: Run) -> None:
-    """The label sets a run trains on are the ones its checkpoints were made with (a k-means re-fit under the
-    same name would silently change a resumed run's targets)."""
-    for name, fp in saved.items():
-        now = run.store.labels(name).fingerprint if name in run.label_names else None
-        if now is not None and now != fp:
-            raise ConfigError(
-                f"targets.clusters_labels: label set {name!r} in {run.store.root} changed since the run's "
-                f"checkpoints were made (fingerprint {fp[:12]} -> {now[:12]}); use a new run.dir or the same labels"
-            )
 
 
 @contextlib.contextmanager

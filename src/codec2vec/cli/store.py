@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from codec2vec.cli.common import print_json
 from codec2vec.errors import Codec2VecError
@@ -69,8 +70,6 @@ def run_tokenize(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        from codec2vec.tokenize import format_summary
-
         print(format_summary(summary), file=sys.stderr)
     return 3 if summary["rejected"] else 0
 
@@ -149,3 +148,19 @@ def run_merge(args: argparse.Namespace) -> int:
     n = merge_stores(args.stores, args.out)
     print(f"merged {len(args.stores)} stores ({n} utterances) into {args.out}", file=sys.stderr)
     return 0
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Human-readable end-of-run storage summary."""
+    info = s["store"]
+    lines = [
+        f"tokenized {s['stored']} utterances ({s['seconds_encoded']:.1f} s of audio) in {s['elapsed_seconds']:.1f} s "
+        f"= {s['x_real_time']:.1f}x real time; {s['skipped_already_stored']} already stored; {s['rejected']} rejected",
+        f"store {info['path']}: {info['utterances']} utterances, {info['hours']:.3f} h, {info['bytes']:,} bytes, "
+        f"{info['kbps']:.2f} kbps; {info['ratio_to_source']:.1f}x smaller than the source files, "
+        f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
+    ]
+    lines += [f"rejected: {r['reason']}" for r in s["rejects"][:20]]
+    if len(s["rejects"]) > 20:
+        lines.append(f"... and {len(s['rejects']) - 20} more in {info['path']}/rejects.jsonl")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from codec2vec.config.checks import check_resumable, validate
+from codec2vec.config.checks import check_label_fingerprints, check_resumable, validate
 from codec2vec.config.sections import (
     DEVICES,
     PRECISIONS,
@@ -260,6 +260,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_label_fingerprints",
     "check_resumable",
     "config_from_dict",
     "config_to_dict",

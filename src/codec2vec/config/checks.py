@@ -169,3 +169,15 @@ def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
             "use a new run.dir or the recorded settings (a resume may change only "
             f"{', '.join(sorted(_RESUME_MAY_CHANGE))})"
         )
+
+
+def check_label_fingerprints(saved: dict[str, str], store: Any, label_names: list[str]) -> None:
+    """The label sets a run trains on are the ones its checkpoints were made with (a k-means re-fit under the
+    same name would silently change a resumed run's targets)."""
+    for name, fp in saved.items():
+        now = store.labels(name).fingerprint if name in label_names else None
+        if now is not None and now != fp:
+            raise ConfigError(
+                f"targets.clusters_labels: label set {name!r} in {store.root} changed since the run's "
+                f"checkpoints were made (fingerprint {fp[:12]} -> {now[:12]}); use a new run.dir or the same labels"
+            )

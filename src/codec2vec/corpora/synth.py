@@ -39,6 +39,7 @@ from codec2vec.codecs.lyra import LyraCodec
 from codec2vec.corpora.augment import add_noise, colored_noise, reverberate
 from codec2vec.corpora.lexicon import KS_LABELS, KS_UNKNOWN, command, sentence
 from codec2vec.corpora.manifest import dumps_row, speaker_splits, stratified_splits, write_task
+from codec2vec.corpora.voices import STYLES, make_speakers, style_voice
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 
@@ -51,14 +52,6 @@ CHUNK = 48  # clips rendered per fresh process (part of the corpus definition: c
 TASKS: tuple[str, ...] = ("pr", "asr", "sid", "ks", "ic", "style")
 # Share of the audio hours per clip group, and a typical clip length (s) to turn hours into counts.
 GROUPS: dict[str, tuple[float, float]] = {"sent": (0.5, 3.4), "ks": (0.15, 1.0), "ic": (0.2, 1.8), "style": (0.15, 2.8)}
-
-ACCENTS: tuple[str, ...] = (
-    "en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-)  # fmt: skip
-VARIANTS: tuple[str, ...] = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
-)  # fmt: skip
-STYLES: tuple[str, ...] = ("neutral", "fast", "slow", "animated", "whisper")
 
 
 @dataclass(frozen=True)
@@ -91,43 +84,6 @@ class Clip:
     fields: tuple[tuple[str, Any], ...] = ()  # task label fields carried into the manifests
     fixed_seconds: float = 0.0  # > 0: clip cut/padded to this length (keyword spotting)
     silence: bool = False  # no speech, background only
-
-
-def make_speakers(n: int, seed: int) -> list[dict[str, Any]]:
-    """`n` distinct speakers: accent x variant combinations first, then pitch/range/rate on top."""
-    if n < 1:
-        raise ConfigError(f"speakers: need at least 1, got {n}")
-    rng = np.random.default_rng([seed, 1])
-    combos = [(a, v) for a in ACCENTS for v in VARIANTS]
-    order = rng.permutation(len(combos))
-    speakers, seen = [], set()
-    for k in range(n):
-        accent, variant = combos[order[k % len(combos)]]
-        while True:
-            voice = {
-                "language": accent, "variant": variant, "rate": int(rng.integers(145, 206)),
-                "pitch": int(rng.integers(20, 81)), "range": int(rng.integers(25, 86)), "volume": 100, "wordgap": 0,
-            }  # fmt: skip
-            key = tuple(voice.values())
-            if key not in seen:
-                break
-        seen.add(key)
-        speakers.append({"speaker": f"spk{k:02d}" if n <= 100 else f"spk{k:04d}", "voice": voice})
-    return speakers
-
-
-def style_voice(voice: dict[str, Any], style: str) -> dict[str, Any]:
-    """A speaker's voice changed into one speaking style (relative to the speaker's own settings)."""
-    v = dict(voice)
-    if style == "fast":
-        v["rate"] = int(v["rate"] * 1.55)
-    elif style == "slow":
-        v["rate"], v["wordgap"] = int(v["rate"] * 0.62), 2
-    elif style == "animated":
-        v["pitch"], v["range"], v["volume"] = min(99, v["pitch"] + 25), 99, 140
-    elif style == "whisper":
-        v["variant"] = "whisper"
-    return v
 
 
 def plan(options: SynthOptions) -> tuple[list[dict[str, Any]], list[Clip]]:
