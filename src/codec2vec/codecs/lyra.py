@@ -106,18 +106,14 @@ ENCODER_RESHAPES = {(1, HOP, 1, 1): (1, -1, 1, 1), (1, 1, LATENT_DIM): (1, -1, L
 QUANTIZER_RESHAPES = {(1, 1, LATENT_DIM): (-1, 1, LATENT_DIM), (1, 1, 16): (-1, 1, 16)}
 
 
-def batch_agnostic(
-    model: bytes, reshapes: dict[tuple[int, ...], tuple[int, ...]], signature: str | None = None
-) -> bytes:
-    """`model` with the constant targets of its RESHAPE ops rewritten in place by `reshapes` (old shape -> new,
-    same rank) in the subgraph of `signature` (default: the first); weights, ops and kernels are unchanged.
-    Codec2VecError if a listed shape is absent (not the pinned google/lyra model)."""
+def batch_agnostic(model: bytes, reshapes: dict[tuple[int, ...], tuple[int, ...]]) -> bytes:
+    """`model` with the constant targets of the RESHAPE ops of its first subgraph rewritten in place by `reshapes`
+    (old shape -> new, same rank); weights, ops and kernels are unchanged. Codec2VecError if a listed shape is
+    absent (not the pinned google/lyra model)."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.Model.GetRootAsModel(model, 0)
-    keys = {m.SignatureDefs(i).SignatureKey().decode(): m.SignatureDefs(i).SubgraphIndex()
-            for i in range(m.SignatureDefsLength())}  # fmt: skip
-    graph = m.Subgraphs(keys[signature] if signature is not None else 0)
+    graph = m.Subgraphs(0)
     codes = [m.OperatorCodes(i) for i in range(m.OperatorCodesLength())]
     reshape = {
         i for i, c in enumerate(codes) if schema.BuiltinOperator.RESHAPE in (c.BuiltinCode(), c.DeprecatedBuiltinCode())
@@ -138,6 +134,45 @@ def batch_agnostic(
     return bytes(out)
 
 
+def signature_model(model: bytes, signature: str) -> bytes:
+    """`model` reduced to the subgraph of one signature, made its first: the one `Interpreter.invoke` runs, so
+    it is called through the plain tensor API (a SignatureRunner re-plans its memory on every call)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    sig = next(d for d in m.signatureDefs if d.signatureKey in (signature, signature.encode()))
+    m.subgraphs, sig.subgraphIndex, m.signatureDefs = [m.subgraphs[sig.subgraphIndex]], 0, [sig]
+    builder = flatbuffers.Builder(len(model) + 65536)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+class _Quantizer:
+    """The quantizer's `encode` graph on `chunk` frames per call: `(T, 64)` latents -> `(46, T)` codes."""
+
+    def __init__(self, interpreter: Any, model: bytes, chunk: int) -> None:
+        self._interp = interpreter(model_content=model, num_threads=1)
+        inputs = {d["name"]: d["index"] for d in self._interp.get_input_details()}
+        self._frames, self._levels = inputs["encode_input_frames:0"], inputs["encode_num_quantizers:0"]
+        self._codes = next(d["index"] for d in self._interp.get_output_details() if len(d["shape"]) == 3)
+        self._interp.resize_tensor_input(self._frames, [chunk, 1, LATENT_DIM])
+        self._interp.allocate_tensors()
+        self._chunk = chunk
+
+    def __call__(self, latent: np.ndarray, levels: int) -> np.ndarray:
+        t = latent.shape[0]
+        z = np.zeros((-(-t // self._chunk) * self._chunk, 1, LATENT_DIM), dtype=np.float32)  # (T', 1, 64), 0-padded
+        z[:t, 0] = latent
+        codes = np.empty((MAX_LEVELS, z.shape[0]), dtype=np.int64)  # (46, T')
+        self._interp.set_tensor(self._levels, np.array(levels, dtype=np.int32))
+        for s in range(0, z.shape[0], self._chunk):
+            self._interp.set_tensor(self._frames, z[s : s + self._chunk])
+            self._interp.invoke()
+            codes[:, s : s + self._chunk] = self._interp.get_tensor(self._codes).reshape(MAX_LEVELS, -1)  # (46, n, 1)
+        return codes[:, :t]
+
+
 class _Encoder:
     """One utterance through the time-batched encoder graph, from a fresh state: `latents(x)` on consecutive
     whole-frame pieces gives what the one-frame graph gives frame by frame (the state carries across calls)."""
@@ -147,6 +182,16 @@ class _Encoder:
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
         self._chunk, self._frames = chunk, 0
+
+    def whole(self, x: np.ndarray) -> np.ndarray:
+        """A whole utterance `(T * 320,)` -> `(T, 64)` in ceil(T / chunk) calls of one size, the end zero-padded
+        (the graph is causal: what follows the last frame changes no output before it): one allocation."""
+        t = x.shape[0] // HOP
+        calls = max(1, -(-t // self._chunk))
+        self._chunk = -(-t // calls)  # <= the chunk
+        padded = np.zeros(calls * self._chunk * HOP, dtype=np.float32)
+        padded[: x.shape[0]] = x
+        return self.latents(padded)[:t]
 
     def latents(self, x: np.ndarray) -> np.ndarray:
         """`(n * 320,)` float32 -> `(n, 64)` float32, continuing from the previous call's state."""
@@ -192,9 +237,8 @@ class LyraCodec:
         self._quant = quant  # keeps the runners' interpreter alive
         # the same graphs, many frames per call (module docstring); bit-identical codes
         self._enc_batched = batch_agnostic(self._enc_bytes, ENCODER_RESHAPES)
-        q_batched = Interpreter(model_content=batch_agnostic(q_bytes, QUANTIZER_RESHAPES, "encode"), num_threads=1)
-        self._q_batched = q_batched.get_signature_runner("encode")
-        self._quant_batched = q_batched
+        q_batched = batch_agnostic(signature_model(q_bytes, "encode"), QUANTIZER_RESHAPES)
+        self._q_batched = _Quantizer(Interpreter, q_batched, QUANTIZER_CHUNK)
         self._enc_in = self._enc.get_input_details()[0]["index"]
         self._enc_out = self._enc.get_output_details()[0]["index"]
         self._dec_in = self._dec.get_input_details()[0]["index"]
@@ -221,18 +265,11 @@ class LyraCodec:
 
     def latents(self, wav: np.ndarray) -> np.ndarray:
         """`(S,)` float32 at 16 kHz -> the encoder's latents `(T, 64)`, T = ceil(S / 320), from a fresh state."""
-        return _Encoder(self._Interpreter, self._enc_batched, ENCODER_CHUNK).latents(self._padded(wav))
+        return _Encoder(self._Interpreter, self._enc_batched, ENCODER_CHUNK).whole(self._padded(wav))
 
     def quantize(self, latent: np.ndarray) -> np.ndarray:
         """`(T, 64)` latents -> codes `(K, T)` int64, by the quantizer's own `encode` graph on many frames per call."""
-        t = latent.shape[0]
-        codes = np.empty((MAX_LEVELS, t), dtype=np.int64)  # (46, T)
-        levels = np.int32(self.num_codebooks)
-        for s in range(0, t, QUANTIZER_CHUNK):
-            z = np.ascontiguousarray(latent[s : s + QUANTIZER_CHUNK], dtype=np.float32)[:, None]  # (n, 1, 64)
-            out = self._q_batched(input_frames=z, num_quantizers=levels)["output_0"]  # (46, n, 1)
-            codes[:, s : s + z.shape[0]] = out.reshape(MAX_LEVELS, -1)
-        return np.ascontiguousarray(codes[: self.num_codebooks])
+        return np.ascontiguousarray(self._q_batched(latent, self.num_codebooks)[: self.num_codebooks])
 
     def encode_one(self, wav: np.ndarray) -> np.ndarray:
         """`(S,)` float32 at 16 kHz -> codes `(K, T)` int64, T = ceil(S / 320), from a fresh encoder state."""
