@@ -106,14 +106,17 @@ ENCODER_RESHAPES = {(1, HOP, 1, 1): (1, -1, 1, 1), (1, 1, LATENT_DIM): (1, -1, L
 QUANTIZER_RESHAPES = {(1, 1, LATENT_DIM): (-1, 1, LATENT_DIM), (1, 1, 16): (-1, 1, 16)}
 
 
-def batch_agnostic(model: bytes, reshapes: dict[tuple[int, ...], tuple[int, ...]]) -> bytes:
-    """`model` with the constant targets of the RESHAPE ops of its first subgraph rewritten in place by `reshapes`
-    (old shape -> new, same rank); weights, ops and kernels are unchanged. Codec2VecError if a listed shape is
-    absent (not the pinned google/lyra model)."""
+def batch_agnostic(
+    model: bytes, reshapes: dict[tuple[int, ...], tuple[int, ...]], signature: str | None = None
+) -> bytes:
+    """`model` with the constant targets of the RESHAPE ops of one subgraph (that of `signature`, default the
+    first) rewritten in place by `reshapes` (old shape -> new, same rank); weights, ops and kernels are
+    unchanged. Codec2VecError if a listed shape is absent (not the pinned google/lyra model)."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.Model.GetRootAsModel(model, 0)
-    graph = m.Subgraphs(0)
+    sigs = [m.SignatureDefs(i) for i in range(m.SignatureDefsLength())]
+    graph = m.Subgraphs(next((d.SubgraphIndex() for d in sigs if d.SignatureKey().decode() == signature), 0))
     codes = [m.OperatorCodes(i) for i in range(m.OperatorCodesLength())]
     reshape = {
         i for i, c in enumerate(codes) if schema.BuiltinOperator.RESHAPE in (c.BuiltinCode(), c.DeprecatedBuiltinCode())
@@ -134,42 +137,24 @@ def batch_agnostic(model: bytes, reshapes: dict[tuple[int, ...], tuple[int, ...]
     return bytes(out)
 
 
-def signature_model(model: bytes, signature: str) -> bytes:
-    """`model` reduced to the subgraph of one signature, made its first: the one `Interpreter.invoke` runs, so
-    it is called through the plain tensor API (a SignatureRunner re-plans its memory on every call)."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
-    sig = next(d for d in m.signatureDefs if d.signatureKey in (signature, signature.encode()))
-    m.subgraphs, sig.subgraphIndex, m.signatureDefs = [m.subgraphs[sig.subgraphIndex]], 0, [sig]
-    builder = flatbuffers.Builder(len(model) + 65536)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 class _Quantizer:
-    """The quantizer's `encode` graph on `chunk` frames per call: `(T, 64)` latents -> `(46, T)` codes."""
+    """The quantizer's `encode` signature on `chunk` frames per call (the last call zero-padded, so the shape
+    never changes): `(T, 64)` latents -> `(46, T)` codes."""
 
     def __init__(self, interpreter: Any, model: bytes, chunk: int) -> None:
         self._interp = interpreter(model_content=model, num_threads=1)
-        inputs = {d["name"]: d["index"] for d in self._interp.get_input_details()}
-        self._frames, self._levels = inputs["encode_input_frames:0"], inputs["encode_num_quantizers:0"]
-        self._codes = next(d["index"] for d in self._interp.get_output_details() if len(d["shape"]) == 3)
-        self._interp.resize_tensor_input(self._frames, [chunk, 1, LATENT_DIM])
-        self._interp.allocate_tensors()
+        self._run = self._interp.get_signature_runner("encode")
         self._chunk = chunk
 
     def __call__(self, latent: np.ndarray, levels: int) -> np.ndarray:
         t = latent.shape[0]
-        z = np.zeros((-(-t // self._chunk) * self._chunk, 1, LATENT_DIM), dtype=np.float32)  # (T', 1, 64), 0-padded
+        z = np.zeros((-(-t // self._chunk) * self._chunk, 1, LATENT_DIM), dtype=np.float32)  # (T', 1, 64)
         z[:t, 0] = latent
         codes = np.empty((MAX_LEVELS, z.shape[0]), dtype=np.int64)  # (46, T')
-        self._interp.set_tensor(self._levels, np.array(levels, dtype=np.int32))
+        n = np.int32(levels)
         for s in range(0, z.shape[0], self._chunk):
-            self._interp.set_tensor(self._frames, z[s : s + self._chunk])
-            self._interp.invoke()
-            codes[:, s : s + self._chunk] = self._interp.get_tensor(self._codes).reshape(MAX_LEVELS, -1)  # (46, n, 1)
+            out = self._run(input_frames=z[s : s + self._chunk], num_quantizers=n)["output_0"]  # (46, chunk, 1)
+            codes[:, s : s + self._chunk] = out.reshape(MAX_LEVELS, -1)
         return codes[:, :t]
 
 
@@ -237,7 +222,7 @@ class LyraCodec:
         self._quant = quant  # keeps the runners' interpreter alive
         # the same graphs, many frames per call (module docstring); bit-identical codes
         self._enc_batched = batch_agnostic(self._enc_bytes, ENCODER_RESHAPES)
-        q_batched = batch_agnostic(signature_model(q_bytes, "encode"), QUANTIZER_RESHAPES)
+        q_batched = batch_agnostic(q_bytes, QUANTIZER_RESHAPES, "encode")
         self._q_batched = _Quantizer(Interpreter, q_batched, QUANTIZER_CHUNK)
         self._enc_in = self._enc.get_input_details()[0]["index"]
         self._enc_out = self._enc.get_output_details()[0]["index"]
