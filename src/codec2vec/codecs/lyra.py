@@ -12,14 +12,15 @@ state (measured: the first frames differ after a reset), so each utterance gets 
 from the model bytes held in memory (about 1.5 ms each); the tests check that repeated and interleaved
 encodes give identical codes.
 
-Speed (tokenization): the shipped graphs take one frame per call, and per-call overhead dominated (about 80 us
-per encoder frame and 40 us per quantizer frame on one core). Both graphs are shape-agnostic but for one
-RESHAPE target each: `batch_agnostic` rewrites those constants ((1, 320, 1, 1) -> (1, -1, 1, 1) and
-(1, 1, 64) -> (1, -1, 64) in the encoder, whose state slices already take the last N positions; (1, 1, C) ->
-(-1, 1, C) in the quantizer's `encode`), with every weight and kernel unchanged. The encoder then runs
-`ENCODER_CHUNK` frames per call along time (a causal, VALID-padded conv stack: each output position is the
-same computation), and the quantizer `QUANTIZER_CHUNK` frames per call. The codes are bit-identical to the
-one-frame-per-call graphs (`encode_reference`; tests/test_codecs_lyra_fast.py checks real and synthetic speech).
+Speed (tokenization): the shipped graphs take one 20 ms frame per call (about 80 us per encoder frame and 40 us
+per quantizer frame on one unloaded core, mostly per-call and tiny-GEMM overhead). Both graphs are shape-agnostic
+but for two RESHAPE targets each, which `batch_agnostic` rewrites in the model bytes ((1, 320, 1, 1) ->
+(1, -1, 1, 1) and (1, 1, 64) -> (1, -1, 64) in the encoder, whose state updates already slice the last N
+positions; (1, 1, C) -> (-1, 1, C) in the quantizer's `encode`); every weight, op and kernel is unchanged. The
+encoder then runs up to `ENCODER_CHUNK` frames per call along time (a causal stack of VALID convolutions: each
+output position is the same computation), and the quantizer `QUANTIZER_CHUNK` frames per call. The codes are
+bit-identical to the one-frame-per-call graphs (`encode_reference`): tests/test_codecs_lyra_fast.py checks the
+shared real speech, whole, batched and streamed.
 
 Weights are found, in order: the `path=` argument, `$CODEC2VEC_LYRA_DIR`, the user cache
 (`$XDG_CACHE_HOME/codec2vec/lyra-v2`), or a download pinned to one google/lyra commit, verified by sha256.
