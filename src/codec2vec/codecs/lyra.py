@@ -103,8 +103,14 @@ def resolve_lyra_dir(path: str | os.PathLike[str] | None = None, *, download: bo
 
 ENCODER_CHUNK = 32  # frames per encoder call (0.64 s): fewer calls, and GEMMs over 32x more positions
 QUANTIZER_CHUNK = 64  # frames per quantizer call
-ENCODER_RESHAPES = {(1, HOP, 1, 1): (1, -1, 1, 1), (1, 1, LATENT_DIM): (1, -1, LATENT_DIM)}
-QUANTIZER_RESHAPES = {(1, 1, LATENT_DIM): (-1, 1, LATENT_DIM), (1, 1, 16): (-1, 1, 16)}
+ENCODER_RESHAPES: dict[tuple[int, ...], tuple[int, ...]] = {
+    (1, HOP, 1, 1): (1, -1, 1, 1),
+    (1, 1, LATENT_DIM): (1, -1, LATENT_DIM),
+}
+QUANTIZER_RESHAPES: dict[tuple[int, ...], tuple[int, ...]] = {
+    (1, 1, LATENT_DIM): (-1, 1, LATENT_DIM),
+    (1, 1, 16): (-1, 1, 16),
+}
 
 
 def batch_agnostic(
