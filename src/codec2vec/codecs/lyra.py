@@ -268,7 +268,7 @@ class LyraCodec:
         return self.quantize(self.latents(wav))
 
     def encode_reference(self, wav: np.ndarray) -> np.ndarray:
-        """`encode_one` through the shipped graphs as they are, one 20 ms frame per call (about 2.5x slower):
+        """`encode_one` through the shipped graphs as they are, one 20 ms frame per call (about 3x slower):
         the reference the batched path is tested against."""
         x = self._padded(wav)
         enc = self._fresh(self._enc_bytes)
