@@ -73,3 +73,15 @@ def test_the_rewrite_changes_only_the_reshape_targets(lyra_dir: Path) -> None:
     assert len(fast) == len(model) and 0 < len(changed) <= 8  # 320 -> -1 and 1 -> -1: one int32 each
     with pytest.raises(Codec2VecError, match="no RESHAPE"):
         batch_agnostic(model, {(7, 7, 7): (-1, 7, 7)})
+
+
+def test_codebook_table_is_the_quantizer_decode(lyra_codec) -> None:
+    """`codebook_vectors` (plain calls on the quantizer's first subgraph) equals its `decode` signature."""
+    table = lyra_codec.codebook_vectors().numpy()  # (46, 16, 64)
+    idx = np.full((46, 1, 1), -1, dtype=np.int32)
+    for k in range(0, 46, 9):
+        for v in (0, 7, 15):
+            idx[:] = -1
+            idx[k, 0, 0] = v
+            want = lyra_codec._q_decode(encoding_indices=idx)["output_0"].reshape(-1)
+            assert np.array_equal(table[k, v], want), (k, v)
