@@ -12,8 +12,8 @@ of the codes (per level, over the corpus) in kbps and the store's distance from 
 payload alone). FLAC is libsndfile's, 16-bit, one file per utterance; PCM16 is 2 bytes per sample.
 Tokenization speed is x real time per core of the whole tokenize path in one process (`tokenize_speed`: read,
 check, resample, encode in batches of 8, store and commit; audio seconds / wall seconds, and / CPU seconds of the
-process, one thread, best of 3, codec built before) on the corpus's first minute (DAC: 10 s, one pass). An earlier run's stores under the same
-`--out` are reused (the sizes do not change; the speed is timed again).
+process; one thread, best of 3, codec built before) on the corpus's first minute (DAC: 10 s, one pass). An
+earlier run's stores under the same `--out` are reused (the sizes do not change; the speed is timed again).
 """
 
 from __future__ import annotations
