@@ -116,6 +116,9 @@ class Run:
     last_dev: dict[str, Any] = field(default_factory=dict)
     last_print: float = 0.0
     dev_reader: Any = None  # (dev_store, plan, rank, world) -> dev batches (audio_data.make_loaders)
+    pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, figures) not yet read: `flush`
+    step_loss: float = 0.0  # loss of the step being flushed, summed over its micro-batches
+    last_loss: float = math.nan
 
     @property
     def names(self) -> list[str]:
@@ -250,37 +253,47 @@ def start_log(run: Run) -> RunLog:
 # --- one step -------------------------------------------------------------------------------------
 
 
-def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[float, TargetSums]:
-    """Forward and backward of one micro-batch; returns (global weighted loss, global per-target sums)."""
+def _step_vector(out: PretrainOutput, batch: Batch, names: list[str]) -> torch.Tensor:
+    """This rank's figures of one micro-batch as one float64 vector on the device, no host sync:
+    (loss sum, correct, count) per target, then real and padded (rows x longest) frames.   # (3 T + 2,)"""
+    parts = [*(out.loss_sums[n] for n in names), *(out.correct[n] for n in names), *(out.counts[n] for n in names)]
+    vec = torch.stack([p.detach().double() for p in [*parts, batch.lengths.sum()]])  # (3 T + 1,)
+    return torch.cat([vec, vec.new_full((1,), float(batch.codes.shape[0] * batch.codes.shape[-1]))])
+
+
+def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward of one micro-batch; returns (global weighted loss (1,), global step vector (3 T + 2,)),
+    both float64 on the device and not synchronised with the host (the log reads them later, `flush`)."""
     ctx = run.ddp.no_sync() if (not sync and run.world > 1) else contextlib.nullcontext()  # type: ignore[operator]
+    t = len(run.names)
     with ctx:
         with run.autocast():
             out: PretrainOutput = run.ddp(batch)
-        sums = out.sums().all_reduce(run.world, run.device)
-        counts = {n: torch.tensor(sums.count[n], device=run.device) for n in run.names}  # global masked frames
+        vec = _all_reduce(_step_vector(out, batch, run.names), run.world)  # one collective: sums, counts, frames
+        counts = {n: vec[2 * t + i].float() for i, n in enumerate(run.names)}  # global masked frames
         loss = out.loss(counts_override=counts)
         scaled = loss * (run.world / run.cfg.train.accum_steps)  # DDP averages gradients over ranks
         (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
-    return float(_all_reduce(loss.detach().float().reshape(1), run.world)), sums
+    return _all_reduce(loss.detach().double().reshape(1), run.world), vec
+
+
+def _next_batch(run: Run) -> Batch:
+    """The next batch on the device; the wait for it (the loader's queue, or reading in this process) is logged."""
+    t0 = time.perf_counter()
+    batch = next(run.loader)
+    run.window.data_wait += time.perf_counter() - t0
+    return batch.to(run.device)  # non_blocking: pinned by the loader's workers on CUDA
 
 
 def train_step(run: Run) -> float:
-    """One optimizer step over `accum_steps` micro-batches; returns the step's loss (global)."""
+    """One optimizer step over `accum_steps` micro-batches; returns the latest loss the host has read (this
+    step's on the CPU; on CUDA the figures stay on the device until the next log row, see `flush`)."""
     tr = run.cfg.train
     torch.manual_seed(_hash64("step", tr.seed, run.step, run.rank))  # dropout/layer drop: exact on resume
     run.opt.zero_grad(set_to_none=True)
-    step_loss = 0.0
     for micro in range(tr.accum_steps):
-        batch = next(run.loader).to(run.device)
-        loss, sums = _micro_step(run, batch, sync=micro == tr.accum_steps - 1)
-        padded = float(batch.codes.shape[0] * batch.codes.shape[-1])
-        local = torch.tensor([float(batch.lengths.sum()), padded], device=run.device)
-        frames, padded = _all_reduce(local, run.world).tolist()  # real and padded frames, all ranks
-        run.window.sums.add(sums)
-        run.window.frames += frames
-        run.window.padded += padded
-        run.frames_seen += frames
-        step_loss += loss / tr.accum_steps
+        loss, vec = _micro_step(run, _next_batch(run), sync=micro == tr.accum_steps - 1)
+        run.pending.append((run.step + 1, torch.cat([loss / tr.accum_steps, vec])))  # (3 T + 3,)
     if run.scaler is not None:
         run.scaler.unscale_(run.opt)
     if tr.grad_clip > 0:
@@ -294,13 +307,37 @@ def train_step(run: Run) -> float:
     run.model.update(run.step + 1)
     run.step += 1
     run.steps_done += 1
-    if not math.isfinite(step_loss):
-        raise FloatingPointError(f"pretrain: loss became {step_loss} at step {run.step}; lower train.lr")
-    if run.first_loss is None:
-        run.first_loss = step_loss
-    run.window.loss += step_loss
-    run.window.steps += 1
-    return step_loss
+    if run.device.type != "cuda":
+        flush(run)  # nothing to wait for on the CPU: a diverging loss stops the run at once
+    return run.last_loss
+
+
+def flush(run: Run) -> None:
+    """Read the pending step figures with one host sync and add them to the log window, step by step in order
+    (the same sums as adding each step at once); a non-finite loss stops the run, naming the step."""
+    if not run.pending:
+        return
+    steps = [s for s, _ in run.pending]
+    rows = torch.stack([v for _, v in run.pending]).tolist()  # (micro-batches, 3 T + 3)
+    run.pending.clear()
+    t = len(run.names)
+    for i, (step, row) in enumerate(zip(steps, rows)):
+        loss, sums, (frames, padded) = row[0], row[1 : 3 * t + 1], row[3 * t + 1 :]
+        run.window.sums.add(TargetSums(*(dict(zip(run.names, sums[j * t : (j + 1) * t])) for j in range(3))))
+        run.window.frames += frames
+        run.window.padded += padded
+        run.frames_seen += frames
+        run.step_loss += loss
+        if i + 1 < len(steps) and steps[i + 1] == step:
+            continue  # more micro-batches of this step
+        step_loss, run.step_loss = run.step_loss, 0.0
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"pretrain: loss became {step_loss} at step {step}; lower train.lr")
+        if run.first_loss is None:
+            run.first_loss = step_loss
+        run.last_loss = step_loss
+        run.window.loss += step_loss
+        run.window.steps += 1
 
 
 # --- logging, evaluation, saving ------------------------------------------------------------------
@@ -311,7 +348,10 @@ def log_step(run: Run, loss: float) -> None:
     assert run.log is not None
     tr = run.cfg.train
     elapsed = time.time() - run.started
-    if run.step % tr.log_every == 0 or run.step == tr.steps:
+    due = run.step % tr.log_every == 0 or run.step == tr.steps
+    if due or (run.log.show and time.time() - run.last_print > 0.2):
+        flush(run)
+    if due:
         figures, notes = run.model.window_metrics(lambda t: _all_reduce(t, run.world))  # online: codewords in use
         run.last_row = {
             "step": run.step,
@@ -329,7 +369,7 @@ def log_step(run: Run, loss: float) -> None:
         left = elapsed / run.steps_done * (tr.steps - run.step)
         accs = " ".join(f"acc_{n} {run.last_row.get(f'acc_{n}', 0.0):.3f}" for n in run.names)
         run.log.progress(
-            f"step {run.step}/{tr.steps} loss {loss:.4f} {accs} "
+            f"step {run.step}/{tr.steps} loss {run.last_loss:.4f} {accs} "
             f"{run.frames_seen / max(elapsed, 1e-9):,.0f} frames/s left {fmt_time(left)}"
         )
 
@@ -353,6 +393,7 @@ def maybe_save(run: Run) -> None:
     tr = run.cfg.train
     if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.step == tr.steps):
         return
+    flush(run)  # the log window is saved with the checkpoint
     if run.is_main:
         state = {
             "step": run.step,
@@ -417,6 +458,7 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
     resume(run)
     run.log = start_log(run)
     run.model.train()
+    run.window.started = time.perf_counter()  # the first row's wall time starts here, as its steps do
     while run.step < cfg.train.steps:
         loss = train_step(run)
         log_step(run, loss)
