@@ -39,7 +39,7 @@ from codec2vec.config import PretrainConfig, check_label_fingerprints, check_res
 from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_plan, open_stores
 from codec2vec.errors import ConfigError
 from codec2vec.files import exclusive_lock
-from codec2vec.frontends.audio_data import make_loaders
+from codec2vec.frontends.audio_data import ProcessLoader, make_loaders
 from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, fmt_time
@@ -95,7 +95,7 @@ class Run:
     train_ids: list[str]
     dev_ids: list[str]
     label_names: list[str]
-    loader: CropLoader  # or audio_data.AudioCropLoader for the audio baselines
+    loader: CropLoader | ProcessLoader  # ProcessLoader: read in worker processes (audio baselines, CUDA)
     dev_plan: list[list[Crop]]
     model: Pretrainer
     ddp: nn.Module
@@ -119,6 +119,7 @@ class Run:
     pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, figures) not yet read: `flush`
     step_loss: float = 0.0  # loss of the step being flushed, summed over its micro-batches
     last_loss: float = math.nan
+    sync_every_step: bool = True  # read each step's figures at once (CPU); CUDA reads them per log row
 
     @property
     def names(self) -> list[str]:
@@ -171,8 +172,11 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     keyed_init(model, store, cfg.data.codebook_key or None)  # scrambled stores (privacy/anonymize.py)
     model = model.to(device)
     label_names = label_names_for(cfg)
-    # codec: store crops; waveform/mel baselines: audio crops of the same plan, read in data.workers processes
-    loader, dev_reader = make_loaders(cfg, store, train_ids, rank=rank, world_size=world, label_names=label_names)
+    # codec: store crops; waveform/mel baselines: audio crops of the same plan; in data.workers processes (auto:
+    # none on the CPU, as many as the GPU needs on CUDA)
+    loader, dev_reader = make_loaders(
+        cfg, store, train_ids, rank=rank, world_size=world, label_names=label_names, device_type=device.type
+    )
     plan = dev_plan(
         dev_store, dev_ids, batch_frames=cfg.data.batch_frames, crop_frames=cfg.data.crop_frames, seed=tr.seed
     )
@@ -197,6 +201,7 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
         ddp=_wrap_ddp(model, cfg, world, device), opt=opt, sched=sched,
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, amp_dtype=amp_dtype,
         precision=precision, window=Window(list(cfg.targets.names)), dev_reader=dev_reader,
+        sync_every_step=device.type != "cuda",
     )  # fmt: skip
 
 
@@ -244,7 +249,7 @@ def start_log(run: Run) -> RunLog:
         print(
             f"pretrain: {what} at step {run.step}/{cfg.train.steps}; encoder {n_params / 1e6:.2f}M params; "
             f"{len(run.train_ids)} train / {len(run.dev_ids)} dev utterances; {run.world} process(es) on "
-            f"{run.device}; {run.precision}",
+            f"{run.device}; {run.precision}; {run.loader.workers} loader process(es) per rank",
             file=sys.stderr,
         )
     return log
@@ -307,7 +312,7 @@ def train_step(run: Run) -> float:
     run.model.update(run.step + 1)
     run.step += 1
     run.steps_done += 1
-    if run.device.type != "cuda":
+    if run.sync_every_step:
         flush(run)  # nothing to wait for on the CPU: a diverging loss stops the run at once
     return run.last_loss
 

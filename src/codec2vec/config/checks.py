@@ -133,8 +133,8 @@ def _validate_frontend(cfg: PretrainConfig) -> None:
             f"targets.names: reconstruction predicts codec codes, and model.frontend={front} reads audio "
             "(there are no codes to reconstruct); use clusters or online"
         )
-    if cfg.data.workers < 0:
-        raise ConfigError(f"data.workers: must be >= 0, got {cfg.data.workers}")
+    if cfg.data.workers != "auto" and not (isinstance(cfg.data.workers, int) and cfg.data.workers >= 0):
+        raise ConfigError(f"data.workers: auto or an integer >= 0, got {cfg.data.workers!r}")
 
 
 _RESUME_MAY_CHANGE = {
