@@ -228,6 +228,22 @@ def test_loader_workers_auto_is_none_on_cpu_and_what_the_gpu_needs_on_cuda() -> 
             load_config(None, [f"data.workers={bad}"])
 
 
+def test_bench_loader_figure_uses_the_measured_gpu_step_or_the_reference() -> None:
+    from codec2vec.bench.throughput import loader_needs
+    from codec2vec.frontends.audio_data import GPU_BASE_FRAMES_PER_S
+
+    reads = [{"source": "lyra-46", "frames_per_second": 44_000.0}, {"source": "flac", "frames_per_second": 1.0}]
+    cpu = [{"model": "codec", "size": "base", "codec": "lyra-46", "device": "cpu", "compute_frames_per_second": 400.0}]
+    here = loader_needs(reads, cpu)["lyra-46"]
+    assert set(loader_needs(reads, cpu)) == {"lyra-46"}  # FLAC is the reference, not a store
+    assert here["ratio"] == 110.0 and here["loader_processes_needed"] == 1
+    assert here["gpu_consumes_frames_per_second"] == GPU_BASE_FRAMES_PER_S and here["gpu_loader_processes"] == 3
+    assert here["gpu_consumption"].startswith("H200 reference")
+    cuda = [{**cpu[0], "device": "cuda", "compute_frames_per_second": 200_000.0}]
+    gpu = loader_needs(reads, cuda)["lyra-46"]
+    assert gpu["gpu_consumption"].startswith("measured") and gpu["gpu_loader_processes"] == 6  # 1.25 x 200k / 44k
+
+
 class _SlowLoader:
     """A test double: the run's real loader, 0.2 s slower per batch (a loader that cannot keep up)."""
 
