@@ -196,6 +196,16 @@ def test_store_crops_read_in_worker_processes_are_the_same_batches_and_resume(st
     for _ in range(3):
         a, b = next(inline), next(again)
         assert a.ids == b.ids and torch.equal(a.codes, b.codes)
+    ref, ahead = plan(), ProcessLoader(plan(), source=StoreSource(store_root=str(store_path)), prefetch=2)
+    for _ in range(5):  # a thread reads ahead: the same batches, and the position of the last one taken
+        a, b = next(ref), next(ahead)
+        assert a.ids == b.ids and torch.equal(a.codes, b.codes) and ahead.state_dict() == ref.state_dict()
+    fresh = ProcessLoader(plan(), source=StoreSource(store_root=str(store_path)), prefetch=2)
+    next(fresh)
+    fresh.load_state_dict(ahead.state_dict())  # stops the thread that had read ahead, then moves the plan
+    for _ in range(3):
+        a, b = next(ahead), next(fresh)
+        assert a.ids == b.ids and torch.equal(a.codes, b.codes)
     position = inline.state_dict()
     assert read_speed(StoreSource(store_root=str(store_path)), inline) > 0
     assert inline.state_dict() == position  # timing the reads does not move the plan

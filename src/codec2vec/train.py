@@ -249,7 +249,8 @@ def start_log(run: Run) -> RunLog:
         print(
             f"pretrain: {what} at step {run.step}/{cfg.train.steps}; encoder {n_params / 1e6:.2f}M params; "
             f"{len(run.train_ids)} train / {len(run.dev_ids)} dev utterances; {run.world} process(es) on "
-            f"{run.device}; {run.precision}; {run.loader.workers} loader process(es) per rank",
+            f"{run.device}; {run.precision}; {run.loader.workers} loader process(es) per rank"
+            f"{' (a thread reads ahead)' if getattr(run.loader, 'prefetch', 0) and not run.loader.workers else ''}",
             file=sys.stderr,
         )
     return log

@@ -135,6 +135,8 @@ def _validate_frontend(cfg: PretrainConfig) -> None:
         )
     if cfg.data.workers != "auto" and not (isinstance(cfg.data.workers, int) and cfg.data.workers >= 0):
         raise ConfigError(f"data.workers: auto or an integer >= 0, got {cfg.data.workers!r}")
+    if cfg.data.prefetch < 0:
+        raise ConfigError(f"data.prefetch: must be >= 0, got {cfg.data.prefetch}")
 
 
 _RESUME_MAY_CHANGE = {
@@ -147,6 +149,8 @@ _RESUME_MAY_CHANGE = {
     "train.log_every",
     "train.eval_every",
     "data.dev_batches",
+    "data.workers",  # how batches are read, not which: resuming stays exact
+    "data.prefetch",
     "targets.online_reseed",
     "targets.online_warn_used",
 }

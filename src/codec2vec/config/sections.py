@@ -34,6 +34,7 @@ class DataConfig:
     audio: str = ""  # audio baselines (model.frontend waveform/mel): manifest (jsonl id/path); "" = the store's sources
     workers: int | str = "auto"  # loader processes (0 = read in the training process); auto: 0 on the CPU, on CUDA
     # as many as a GPU needs (frontends/audio_data.py: resolve_workers)
+    prefetch: int = 2  # with no workers: batches a thread of the training process reads ahead (0 = read when asked)
 
 
 @dataclass

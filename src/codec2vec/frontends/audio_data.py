@@ -11,10 +11,11 @@ rate; zero past the file's end), so the audio and the frame labels stay aligned.
 Reading happens in `data.workers` worker processes (`ProcessLoader`: a torch `DataLoader` over the planned
 batches, in order, pinned for the GPU on CUDA); each batch carries the plan position after it, so `state_dict()`
 is the position of the last batch the training loop took, and resuming is exact however far the workers had read
-ahead. `data.workers: auto` reads in the training process on the CPU (compute is the limit there) and, on CUDA,
-starts as many processes as a GPU needs (`loader_processes`): what a base model consumes on a GPU
-(`GPU_BASE_FRAMES_PER_S`, measured on an H200 in bf16) over what one process reads, timed at start-up
-(`read_speed`), with 25% to spare, at most the CPUs this process may use less one.
+ahead. `data.workers: auto` reads in the training process on the CPU (compute is the limit there; a thread reads
+`data.prefetch` batches ahead, overlapping the step's compute) and, on CUDA, starts as many processes as a GPU
+needs (`loader_processes`): what a base model consumes on a GPU (`GPU_BASE_FRAMES_PER_S`, measured on an H200 in
+bf16) over what one process reads, timed at start-up (`read_speed`), with 25% to spare, at most the CPUs this
+process may use less one.
 
 Shapes: `Batch.audio` (B, 320 T) float32, zero past each row's crop; `Batch.codes` (B, 0, T) (no codes, but
 the frame count and device travel with it); `lengths` (B,) frames; labels (B, T) long padded with -100.
@@ -161,23 +162,67 @@ def _as_is(x: Any) -> Any:
     return x
 
 
+class _Prefetch:
+    """Items of `items` read `depth` ahead by a daemon thread (reading overlaps the step's compute, which releases
+    the GIL); `close()` stops the thread, so whoever owns the plan may move it again."""
+
+    def __init__(self, items: Iterator[Any], depth: int) -> None:
+        import queue
+        import threading
+
+        self.queue: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(items,), daemon=True, name="codec2vec-prefetch")
+        self.thread.start()
+
+    def _run(self, items: Iterator[Any]) -> None:
+        import queue
+
+        try:
+            for item in items:
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+        except BaseException as e:  # noqa: BLE001 -- handed to the reader, raised there
+            self.queue.put((False, e))
+
+    def __next__(self) -> Any:
+        ok, item = self.queue.get()
+        if not ok:
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 class ProcessLoader:
     """Endless batches for one rank: `CropLoader`'s plan, read by `source.collate` in `workers` processes (in this
     process when 0), pinned for asynchronous copies to the GPU when `pin_memory`."""
 
-    def __init__(self, plan: CropLoader, *, source: Any, workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self, plan: CropLoader, *, source: Any, workers: int = 0, pin_memory: bool = False, prefetch: int = 0
+    ) -> None:
         """`plan`: the codec loader whose crops (ids, frame ranges, seeds) this loader reads; `source`: an
-        `AudioSource` or `StoreSource`."""
+        `AudioSource` or `StoreSource`; `prefetch`: with no workers, batches a thread reads ahead (0: none)."""
         self.plan = plan
         self.source = source
         self.workers = int(workers)
         self.pin_memory = bool(pin_memory)
+        self.prefetch = int(prefetch)
         self._state = self.plan.state_dict()
-        self._it: Iterator[tuple[dict[str, int], Batch]] | None = None
+        self._it: Any = None  # an iterator of (plan position after the batch, batch)
 
-    def _iterator(self) -> Iterator[tuple[dict[str, int], Batch]]:
+    def _iterator(self) -> Any:
         if self.workers == 0:
-            return iter(_Reader(self.source)[item] for item in _Plans(self.plan))
+            items = iter(_Reader(self.source)[item] for item in _Plans(self.plan))
+            return _Prefetch(items, self.prefetch) if self.prefetch > 0 else items
         loader = torch.utils.data.DataLoader(
             _Reader(self.source),
             batch_size=None,
@@ -207,6 +252,8 @@ class ProcessLoader:
         return dict(self._state)
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        if isinstance(self._it, _Prefetch):
+            self._it.close()  # its thread moves the plan
         self.plan.load_state_dict(state)
         self._state = dict(state)
         self._it = None  # workers that read ahead of the restored position are dropped
@@ -283,7 +330,8 @@ def make_loaders(
 ) -> tuple[Any, Any]:
     """(training loader, dev-batch function `(dev_store, plan, rank, world) -> batches`) for `cfg.model.frontend`:
     store crops for the codec front end, audio crops for the baselines, read in `data.workers` processes
-    (`resolve_workers`; in this process when 0). The loader's `workers` says how many it uses."""
+    (`resolve_workers`; when 0, by a thread `data.prefetch` batches ahead, or on request). The loader's `workers`
+    says how many processes it uses."""
     d = cfg.data
     plan = CropLoader(
         store, train_ids, batch_frames=d.batch_frames, crop_frames=d.crop_frames, min_frames=d.min_frames,
@@ -309,9 +357,10 @@ def make_loaders(
     workers = resolve_workers(
         d.workers, device_type=device_type, measure=lambda: read_speed(source, plan), local_processes=local
     )
-    if cfg.model.frontend == "codec" and workers == 0:
-        return plan, dev  # reading in this process: the plan reads its own crops
-    return ProcessLoader(plan, source=source, workers=workers, pin_memory=device_type == "cuda"), dev
+    if cfg.model.frontend == "codec" and workers == 0 and d.prefetch == 0:
+        return plan, dev  # reading in this process when asked: the plan reads its own crops
+    pin = device_type == "cuda"
+    return ProcessLoader(plan, source=source, workers=workers, pin_memory=pin, prefetch=d.prefetch), dev
 
 
 def check_audio_store(store: Any, frontend: str) -> None:
