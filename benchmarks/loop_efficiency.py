@@ -1,7 +1,7 @@
 """How much of the bare step's speed the training loop realizes (issue 11, acceptance 6). A benchmark: it prints.
 
     python benchmarks/loop_efficiency.py STORE [--preset tiny] [--frontend codec] [--steps 60] [--repeats 3]
-                                         [--labels km] [--device cpu|cuda] [--threads 1]
+                                         [--labels km] [--device cpu|cuda] [--threads 1] [--set KEY=VALUE]
 
 Each repeat runs `bench`'s step measurement (`bench.throughput.step_speed`: real loader, `clusters` head, fused
 AdamW, median of `--bare-steps` steps after a warm-up) and then `codec2vec pretrain` for `--steps` steps with the
@@ -38,7 +38,7 @@ def _loop(args: argparse.Namespace) -> dict[str, Any]:
             f"data.batch_frames={args.batch_frames}", f"data.crop_frames={args.crop_frames}", "data.min_frames=1",
             f"train.steps={args.steps}", "train.eval_every=0", "train.ckpt_every=0", f"train.threads={args.threads}",
             f"train.log_every={args.log_every}", f"train.device={args.device}", "run.progress=off",
-            "run.tensorboard=false", "data.dev_batches=1",
+            "run.tensorboard=false", "data.dev_batches=1", *args.set,
         ])  # fmt: skip
         pretrain(cfg)
         rows = [json.loads(x) for x in (Path(run) / "metrics.jsonl").read_text().splitlines()]
@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--crop-frames", type=int, default=500)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], help="a config override of the loop (data.prefetch=0)")
     args = ap.parse_args()
     import torch
 
@@ -92,7 +93,7 @@ def main() -> None:
                           "bare_padded_fraction": bare["padded_fraction"]}), flush=True)  # fmt: skip
     print(json.dumps({
         "summary": True, "preset": args.preset, "frontend": args.frontend, "device": args.device,
-        "threads": args.threads, "steps": args.steps, "repeats": args.repeats,
+        "threads": args.threads, "steps": args.steps, "repeats": args.repeats, "set": args.set,
         "bare_step_frames_per_s_median": statistics.median(bares), "loop_frames_per_s_median": statistics.median(loops),
         "realized_median": statistics.median(ratios), "realized_best": max(ratios), "realized_worst": min(ratios),
         "realized_best_of": max(loops) / max(bares), "realized_with_startup_median": statistics.median(with_startup),
