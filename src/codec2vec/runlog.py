@@ -49,6 +49,26 @@ class Window:
         share = {"real_frame_share": self.frames / self.padded} if self.padded else {}
         return {"loss": self.loss / max(1, self.steps), **self.sums.row(), **share, **self.timing()}
 
+    def add_steps(self, figures: list[tuple[int, list[float]]]) -> list[tuple[int, float, float]]:
+        """Add the figures of whole steps, micro-batch by micro-batch in order: per micro-batch (step, [its share of
+        the step's loss, (loss sum, correct, count) per target, real frames, padded frames]) as train.py collects
+        them; returns each step's (step, loss, real frames)."""
+        t = len(self.names)
+        out: list[tuple[int, float, float]] = []
+        loss, frames = 0.0, 0.0
+        for i, (step, row) in enumerate(figures):
+            sums = row[1 : 3 * t + 1]
+            self.sums.add(TargetSums(*(dict(zip(self.names, sums[j * t : (j + 1) * t])) for j in range(3))))
+            self.frames += row[3 * t + 1]
+            self.padded += row[3 * t + 2]
+            loss, frames = loss + row[0], frames + row[3 * t + 1]
+            if i + 1 == len(figures) or figures[i + 1][0] != step:  # the step's last micro-batch
+                out.append((step, loss, frames))
+                self.loss += loss
+                self.steps += 1
+                loss, frames = 0.0, 0.0
+        return out
+
     def timing(self) -> dict[str, float]:
         """Wall seconds per step, data wait per step and its share, real frames per wall second (this window)."""
         wall = max(time.perf_counter() - self.started, 1e-9)

@@ -8,7 +8,8 @@ processes take exactly the step that one process takes on the same global batch.
 warm-up then linear decay, gradient clipping, masked accuracy per target on the dev split.
 
 A run directory holds `config.yaml` (resolved), `metrics.jsonl` (one object per logged step: `step`,
-`loss`, `acc_<target>`, ...; dev rows carry `split: "dev"`), `tb/` (TensorBoard, if installed) and
+`loss`, `acc_<target>`, ..., the window's timing `step_s`, `data_wait_s`, `data_wait_share`,
+`window_frames_per_s` (runlog.py); dev rows carry `split: "dev"`), `tb/` (TensorBoard, if installed) and
 `checkpoints/step-*/` (checkpoint.py). Starting a run whose directory has checkpoints resumes it exactly:
 weights, optimizer, scheduler, scaler, data position and log accumulators come back, and the RNG is
 re-seeded from (seed, step, rank) at every step, so the next losses equal an uninterrupted run's.
@@ -16,7 +17,10 @@ re-seeded from (seed, step, rank) at every step, so the next losses equal an uni
 The loop reads as a recipe (torchtune style): `setup` builds a `Run` (everything one run holds: store,
 loader, model, optimizer, log window, step), `resume` restores it from the newest checkpoint, and `pretrain`
 repeats `train_step` -> `log_step` -> `maybe_evaluate` -> `maybe_save` until the last step. The loss that
-trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check.
+trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check. A step's figures
+for the log (losses, sums, frames) stay on the device as one vector per micro-batch: the CPU reads them every
+step, CUDA once per log row or checkpoint (`flush`), so the GPU never waits for the host between steps; batches
+come from `data.workers` loader processes (auto: as many as the GPU needs), pinned, copied with non_blocking.
 """
 
 from __future__ import annotations
@@ -117,7 +121,6 @@ class Run:
     last_print: float = 0.0
     dev_reader: Any = None  # (dev_store, plan, rank, world) -> dev batches (audio_data.make_loaders)
     pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, figures) not yet read: `flush`
-    step_loss: float = 0.0  # loss of the step being flushed, summed over its micro-batches
     last_loss: float = math.nan
     sync_every_step: bool = True  # read each step's figures at once (CPU); CUDA reads them per log row
 
@@ -299,7 +302,7 @@ def train_step(run: Run) -> float:
     run.opt.zero_grad(set_to_none=True)
     for micro in range(tr.accum_steps):
         loss, vec = _micro_step(run, _next_batch(run), sync=micro == tr.accum_steps - 1)
-        run.pending.append((run.step + 1, torch.cat([loss / tr.accum_steps, vec])))  # (3 T + 3,)
+        run.pending.append((run.step + 1, torch.cat([loss / tr.accum_steps, vec])))  # (3 T + 3,): Window.add_steps
     if run.scaler is not None:
         run.scaler.unscale_(run.opt)
     if tr.grad_clip > 0:
@@ -319,31 +322,19 @@ def train_step(run: Run) -> float:
 
 
 def flush(run: Run) -> None:
-    """Read the pending step figures with one host sync and add them to the log window, step by step in order
-    (the same sums as adding each step at once); a non-finite loss stops the run, naming the step."""
+    """Read the pending step figures with one host sync into the log window (runlog.Window.add_steps); a
+    non-finite loss stops the run, naming the step."""
     if not run.pending:
         return
-    steps = [s for s, _ in run.pending]
     rows = torch.stack([v for _, v in run.pending]).tolist()  # (micro-batches, 3 T + 3)
+    steps = run.window.add_steps([(s, row) for (s, _), row in zip(run.pending, rows)])
     run.pending.clear()
-    t = len(run.names)
-    for i, (step, row) in enumerate(zip(steps, rows)):
-        loss, sums, (frames, padded) = row[0], row[1 : 3 * t + 1], row[3 * t + 1 :]
-        run.window.sums.add(TargetSums(*(dict(zip(run.names, sums[j * t : (j + 1) * t])) for j in range(3))))
-        run.window.frames += frames
-        run.window.padded += padded
+    for step, loss, frames in steps:
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"pretrain: loss became {loss} at step {step}; lower train.lr")
         run.frames_seen += frames
-        run.step_loss += loss
-        if i + 1 < len(steps) and steps[i + 1] == step:
-            continue  # more micro-batches of this step
-        step_loss, run.step_loss = run.step_loss, 0.0
-        if not math.isfinite(step_loss):
-            raise FloatingPointError(f"pretrain: loss became {step_loss} at step {step}; lower train.lr")
-        if run.first_loss is None:
-            run.first_loss = step_loss
-        run.last_loss = step_loss
-        run.window.loss += step_loss
-        run.window.steps += 1
+        run.first_loss = loss if run.first_loss is None else run.first_loss
+        run.last_loss = loss
 
 
 # --- logging, evaluation, saving ------------------------------------------------------------------
