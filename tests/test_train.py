@@ -3,12 +3,14 @@ torchrun (2 CPU processes, gloo) matching one process on the same global batch."
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -206,6 +208,11 @@ def test_store_crops_read_in_worker_processes_are_the_same_batches_and_resume(st
     for _ in range(3):
         a, b = next(ahead), next(fresh)
         assert a.ids == b.ids and torch.equal(a.codes, b.codes)
+    ahead.close()
+    del fresh  # dropped without close(): its thread stops too
+    gc.collect()
+    time.sleep(0.3)
+    assert not [t for t in threading.enumerate() if t.name == "codec2vec-prefetch"]
     position = inline.state_dict()
     assert read_speed(StoreSource(store_root=str(store_path)), inline) > 0
     assert inline.state_dict() == position  # timing the reads does not move the plan

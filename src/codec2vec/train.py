@@ -462,6 +462,7 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
         maybe_evaluate(run)
         maybe_save(run)
     run.log.close()
+    getattr(run.loader, "close", lambda: None)()  # a prefetch thread stops reading
     return summary(run)
 
 

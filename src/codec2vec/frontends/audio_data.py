@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -221,8 +222,13 @@ class ProcessLoader:
 
     def _iterator(self) -> Any:
         if self.workers == 0:
-            items = iter(_Reader(self.source)[item] for item in _Plans(self.plan))
-            return _Prefetch(items, self.prefetch) if self.prefetch > 0 else items
+            reader, plans = _Reader(self.source), _Plans(self.plan)  # not `self`: the thread must not hold it
+            items = iter(reader[item] for item in plans)
+            if self.prefetch == 0:
+                return items
+            ahead = _Prefetch(items, self.prefetch)
+            weakref.finalize(self, ahead.stop.set)  # a loader dropped without close() stops its thread too
+            return ahead
         loader = torch.utils.data.DataLoader(
             _Reader(self.source),
             batch_size=None,
@@ -251,12 +257,16 @@ class ProcessLoader:
     def state_dict(self) -> dict[str, int]:
         return dict(self._state)
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def close(self) -> None:
+        """Stop reading ahead (the prefetch thread; worker processes end with their iterator)."""
         if isinstance(self._it, _Prefetch):
-            self._it.close()  # its thread moves the plan
+            self._it.close()
+        self._it = None
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.close()  # a prefetch thread moves the plan
         self.plan.load_state_dict(state)
-        self._state = dict(state)
-        self._it = None  # workers that read ahead of the restored position are dropped
+        self._state = dict(state)  # workers that read ahead of the restored position were dropped
 
 
 class AudioCropLoader(ProcessLoader):
