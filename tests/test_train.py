@@ -274,6 +274,9 @@ class _SlowLoader:
     def state_dict(self) -> dict:
         return self.inner.state_dict()  # type: ignore[attr-defined]
 
+    def close(self) -> None:
+        self.inner.close()  # type: ignore[attr-defined]
+
 
 def test_metrics_report_the_wait_for_data(store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import codec2vec.train as train
@@ -281,7 +284,12 @@ def test_metrics_report_the_wait_for_data(store_path: Path, tmp_path: Path, monk
     extra = ("train.steps=4", "train.eval_every=0", "train.ckpt_every=0", "targets=reconstruction")
     train.pretrain(tiny_config(store_path, tmp_path / "plain", *extra))
     real = train.make_loaders
-    monkeypatch.setattr(train, "make_loaders", lambda *a, **k: (_SlowLoader(real(*a, **k)[0]), real(*a, **k)[1]))
+
+    def slow(*a: object, **k: object) -> tuple[object, object]:
+        loader, dev = real(*a, **k)  # type: ignore[arg-type]
+        return _SlowLoader(loader), dev
+
+    monkeypatch.setattr(train, "make_loaders", slow)
     train.pretrain(tiny_config(store_path, tmp_path / "slow", *extra))
     plain, slow = read_metrics(tmp_path / "plain")[0], read_metrics(tmp_path / "slow")[0]
     assert [r["loss"] for r in slow] == [r["loss"] for r in plain]  # the same batches, only later
