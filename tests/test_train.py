@@ -1,5 +1,6 @@
-"""The pre-training loop: data plan, checkpoints, a short run that learns, exact resume after SIGKILL, and
-torchrun (2 CPU processes, gloo) matching one process on the same global batch."""
+"""The pre-training loop: data plan, loader processes and read-ahead (`data.workers`, `data.prefetch`), the data-wait
+figures of `metrics.jsonl`, checkpoints, a short run that learns, exact resume after SIGKILL, and torchrun (2 CPU
+processes, gloo) matching one process on the same global batch."""
 
 from __future__ import annotations
 
