@@ -175,6 +175,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
         "audio_seconds_per_second": frames_per_step / 50 / step_s,
         "steps_per_second": 1 / step_s,
         "frames_per_second": frames_per_step / step_s,
+        "mean_frames_per_second": real_frames / sum(map(sum, zip(*parts.values()))),  # mean step: bursts included
         "compute_frames_per_second": frames_per_step / compute_s,
         "step_ms": 1000 * step_s,
         **{f"{k}_ms": 1000 * v for k, v in med.items()},
