@@ -1,13 +1,17 @@
-"""The pre-training loop: data plan, checkpoints, a short run that learns, exact resume after SIGKILL, and
-torchrun (2 CPU processes, gloo) matching one process on the same global batch."""
+"""The pre-training loop: data plan, loader processes and read-ahead (`data.workers`, `data.prefetch`), the data-wait
+figures of `metrics.jsonl`, checkpoints, a short run that learns, exact resume after SIGKILL, and torchrun (2 CPU
+processes, gloo) matching one process on the same global batch."""
 
 from __future__ import annotations
 
+import gc
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -169,6 +173,164 @@ def test_too_small_batch_for_the_world_is_a_config_error(store_path: Path) -> No
     store = TokenStore.open(store_path)
     with pytest.raises(ConfigError, match="data.batch_frames"):
         CropLoader(store, store.ids(), batch_frames=150, crop_frames=100, world_size=2)
+
+
+def test_store_crops_read_in_worker_processes_are_the_same_batches_and_resume(store_path: Path) -> None:
+    from codec2vec.data import CropLoader
+    from codec2vec.frontends.audio_data import ProcessLoader, StoreSource, read_speed
+    from codec2vec.store import TokenStore
+
+    store = TokenStore.open(store_path)
+
+    def plan() -> CropLoader:
+        return CropLoader(store, store.ids(), batch_frames=400, crop_frames=100, seed=5)
+
+    def workers() -> ProcessLoader:
+        return ProcessLoader(plan(), source=StoreSource(store_root=str(store_path)), workers=2, pin_memory=False)
+
+    inline, procs = plan(), workers()
+    for _ in range(6):
+        a, b = next(inline), next(procs)  # two processes deliver the plan's batches in order
+        assert a.ids == b.ids and torch.equal(a.codes, b.codes) and torch.equal(a.seeds, b.seeds)
+    state = procs.state_dict()  # the position of the last batch taken, however far the workers read ahead
+    assert state == inline.state_dict()
+    again = workers()
+    again.load_state_dict(state)
+    for _ in range(3):
+        a, b = next(inline), next(again)
+        assert a.ids == b.ids and torch.equal(a.codes, b.codes)
+    ref, ahead = plan(), ProcessLoader(plan(), source=StoreSource(store_root=str(store_path)), prefetch=2)
+    for _ in range(5):  # a thread reads ahead: the same batches, and the position of the last one taken
+        a, b = next(ref), next(ahead)
+        assert a.ids == b.ids and torch.equal(a.codes, b.codes) and ahead.state_dict() == ref.state_dict()
+    fresh = ProcessLoader(plan(), source=StoreSource(store_root=str(store_path)), prefetch=2)
+    next(fresh)
+    fresh.load_state_dict(ahead.state_dict())  # stops the thread that had read ahead, then moves the plan
+    for _ in range(3):
+        a, b = next(ahead), next(fresh)
+        assert a.ids == b.ids and torch.equal(a.codes, b.codes)
+    ahead.close()
+    del fresh  # dropped without close(): its thread stops too
+    gc.collect()
+    time.sleep(0.3)
+    assert not [t for t in threading.enumerate() if t.name == "codec2vec-prefetch"]
+    position = inline.state_dict()
+    assert read_speed(StoreSource(store_root=str(store_path)), inline) > 0
+    assert inline.state_dict() == position  # timing the reads does not move the plan
+
+
+def test_loader_workers_auto_is_none_on_cpu_and_what_the_gpu_needs_on_cuda() -> None:
+    from codec2vec.frontends.audio_data import GPU_BASE_FRAMES_PER_S, loader_processes, resolve_workers
+
+    def never() -> float:
+        raise AssertionError("the CPU path must not time the loader")
+
+    assert resolve_workers("auto", device_type="cpu", measure=never) == 0  # today's default on the CPU
+    assert resolve_workers(3, device_type="cpu", measure=never) == 3  # an explicit number wins everywhere
+    assert resolve_workers(0, device_type="cuda", measure=never) == 0
+    # entropy-coded Lyra reads ~44k frames/s per process: a base model's 93k frames/s (H200) + 25% needs 3
+    assert loader_processes(GPU_BASE_FRAMES_PER_S, 44_000) == 3
+    assert loader_processes(GPU_BASE_FRAMES_PER_S, 1_900_000) == 1  # bit-packed DAC: one is plenty
+    assert resolve_workers("auto", device_type="cuda", measure=lambda: 44_000.0, cpus=16) == 3
+    assert resolve_workers("auto", device_type="cuda", measure=lambda: 10_000.0, cpus=16) == 12
+    assert resolve_workers("auto", device_type="cuda", measure=lambda: 10_000.0, cpus=16, local_processes=4) == 3
+    assert resolve_workers("auto", device_type="cuda", measure=lambda: 10.0, cpus=2) == 1  # at least one
+    assert (
+        resolve_workers("auto", device_type="cuda", measure=lambda: 44_000.0, consumes_frames_per_s=300_000.0, cpus=64)
+        == 9
+    )  # a measured consumption replaces the reference
+    cfg = load_config(None, ["data.workers=auto"])
+    assert cfg.data.workers == "auto" and load_config(None, ["data.workers=2"]).data.workers == 2
+    for bad in ("-1", "many"):
+        with pytest.raises(ConfigError, match="data.workers"):
+            load_config(None, [f"data.workers={bad}"])
+
+
+def test_bench_loader_figure_uses_the_measured_gpu_step_or_the_reference() -> None:
+    from codec2vec.bench.throughput import loader_needs
+    from codec2vec.frontends.audio_data import GPU_BASE_FRAMES_PER_S
+
+    reads = [{"source": "lyra-46", "frames_per_second": 44_000.0}, {"source": "flac", "frames_per_second": 1.0}]
+    cpu = [{"model": "codec", "size": "base", "codec": "lyra-46", "device": "cpu", "compute_frames_per_second": 400.0}]
+    here = loader_needs(reads, cpu)["lyra-46"]
+    assert set(loader_needs(reads, cpu)) == {"lyra-46"}  # FLAC is the reference, not a store
+    assert here["ratio"] == 110.0 and here["loader_processes_needed"] == 1
+    assert here["gpu_consumes_frames_per_second"] == GPU_BASE_FRAMES_PER_S and here["gpu_loader_processes"] == 3
+    assert here["gpu_consumption"].startswith("H200 reference")
+    cuda = [{**cpu[0], "device": "cuda", "compute_frames_per_second": 200_000.0}]
+    gpu = loader_needs(reads, cuda)["lyra-46"]
+    assert gpu["gpu_consumption"].startswith("measured") and gpu["gpu_loader_processes"] == 6  # 1.25 x 200k / 44k
+
+
+class _SlowLoader:
+    """A test double: the run's real loader, 0.2 s slower per batch (a loader that cannot keep up)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.workers = inner, 0
+
+    def __next__(self) -> object:
+        time.sleep(0.2)
+        return next(self.inner)  # type: ignore[call-overload]
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.inner.close()  # type: ignore[attr-defined]
+
+
+def test_metrics_report_the_wait_for_data(store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import codec2vec.train as train
+
+    extra = ("train.steps=4", "train.eval_every=0", "train.ckpt_every=0", "targets=reconstruction")
+    train.pretrain(tiny_config(store_path, tmp_path / "plain", *extra))
+    real = train.make_loaders
+
+    def slow(*a: object, **k: object) -> tuple[object, object]:
+        loader, dev = real(*a, **k)  # type: ignore[arg-type]
+        return _SlowLoader(loader), dev
+
+    monkeypatch.setattr(train, "make_loaders", slow)
+    train.pretrain(tiny_config(store_path, tmp_path / "slow", *extra))
+    plain, slow = read_metrics(tmp_path / "plain")[0], read_metrics(tmp_path / "slow")[0]
+    assert [r["loss"] for r in slow] == [r["loss"] for r in plain]  # the same batches, only later
+    for p, s in zip(plain, slow):
+        assert 0 <= p["data_wait_s"] < 0.2 <= s["data_wait_s"] <= s["step_s"]
+        assert 0 <= p["data_wait_share"] < s["data_wait_share"] <= 1
+        assert s["window_frames_per_s"] > 0 and p["step_s"] > 0
+
+
+def test_figures_read_once_per_log_row_equal_figures_read_every_step(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import codec2vec.train as train
+
+    extra = (
+        "train.steps=6",
+        "train.eval_every=0",
+        "train.ckpt_every=0",
+        "train.log_every=3",
+        "train.accum_steps=2",
+        "targets=reconstruction,online",
+        "targets.unmasked_weight=0.5",  # the unmasked terms travel in the same vector
+    )
+    train.pretrain(tiny_config(store_path, tmp_path / "every", *extra))
+    setup = train.setup
+
+    def deferred(*a: object, **k: object) -> train.Run:
+        run = setup(*a, **k)  # type: ignore[arg-type]
+        run.sync_every_step = False  # as on CUDA: the step figures stay on the device until a log row
+        return run
+
+    monkeypatch.setattr(train, "setup", deferred)
+    summary = train.pretrain(tiny_config(store_path, tmp_path / "deferred", *extra))
+    every, late = read_metrics(tmp_path / "every")[0], read_metrics(tmp_path / "deferred")[0]
+    assert [r["step"] for r in late] == [3, 6]
+    for a, b in zip(every, late):
+        keys = ("loss", "loss_reconstruction", "acc_reconstruction", "real_frame_share", "acc_online")
+        for key in (*keys, "loss_online_unmasked"):
+            assert a[key] == b[key], key
+    assert summary["first_loss"] is not None and math.isfinite(summary["first_loss"])
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

@@ -63,6 +63,18 @@ class Batch:
             audio=None if self.audio is None else self.audio.to(device, non_blocking=True),
         )
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory (a `DataLoader(pin_memory=True)` calls it in its pinning thread), so the
+        copies of `to(cuda)` run asynchronously."""
+        return Batch(
+            codes=self.codes.pin_memory(),
+            lengths=self.lengths.pin_memory(),
+            seeds=self.seeds,
+            labels={k: v.pin_memory() for k, v in self.labels.items()},
+            ids=self.ids,
+            audio=None if self.audio is None else self.audio.pin_memory(),
+        )
+
 
 def _hash64(*parts: Any) -> int:
     """A stable 63-bit integer from the parts (sha256; identical across processes and runs)."""
@@ -222,6 +234,7 @@ class CropLoader:
                 f"data.batch_frames: {self.batch_frames} frames hold {rows_min} crop(s) of {self.crop_frames}, "
                 f"fewer than the {self.world_size} processes; raise data.batch_frames or lower data.crop_frames"
             )
+        self.workers = 0  # it reads in the training process (audio_data.ProcessLoader reads a plan in processes)
         self.epoch = 0
         self.cursor = 0  # next batch of the epoch's plan
         self._plan = self._epoch_plan(0)
@@ -262,6 +275,11 @@ class CropLoader:
         crops = self._plan[self.cursor]
         self.cursor += 1
         return crops
+
+    def peek(self, n: int) -> list[list[Crop]]:
+        """Up to `n` of the next global batches as crops, without moving the position."""
+        rest = self._plan[self.cursor : self.cursor + n]
+        return rest if rest else self._epoch_plan(self.epoch + 1)[:n]
 
     def __iter__(self) -> Iterator[Batch]:
         return self

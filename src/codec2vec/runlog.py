@@ -1,15 +1,20 @@
 """A run's record: `metrics.jsonl` rows, TensorBoard scalars, the live progress line, and the log window.
 
 `Window` accumulates what is logged every `log_every` steps (mean step loss, per-target sums, frames) and is
-saved with each checkpoint, so a resumed run logs the same rows as an uninterrupted one. `RunLog` owns the
-files: on start it drops rows logged after the resumed step (a killed run logs past its last checkpoint),
-then appends one JSON object per row (`split: "dev"` on evaluation rows) and mirrors it to TensorBoard.
+saved with each checkpoint, so a resumed run logs the same rows as an uninterrupted one. It also times the
+window (not saved: wall time restarts on resume): `step_s` (wall seconds per step, evaluation and checkpoints
+included), `data_wait_s` (seconds per step the loop waited for its next batch, summed over micro-batches),
+`data_wait_share` (their share of the wall time) and `window_frames_per_s` (real frames per wall second).
+`RunLog` owns the files: on start it drops rows logged after the resumed step (a killed run logs past its
+last checkpoint), then appends one JSON object per row (`split: "dev"` on evaluation rows) and mirrors it to
+TensorBoard.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +32,53 @@ class Window:
     steps: int = 0
     frames: float = 0.0
     padded: float = 0.0  # rows x longest row, summed over micro-batches and ranks
+    data_wait: float = 0.0  # seconds this process waited for batches in the window (not saved)
     sums: TargetSums = field(init=False)
+    started: float = field(init=False)  # perf_counter at the window's start (not saved)
 
     def __post_init__(self) -> None:
         self.sums = TargetSums.zeros(self.names)
+        self.started = time.perf_counter()
 
     def reset(self) -> None:
-        self.loss, self.steps, self.frames, self.padded = 0.0, 0, 0.0, 0.0
+        self.loss, self.steps, self.frames, self.padded, self.data_wait = 0.0, 0, 0.0, 0.0, 0.0
         self.sums = TargetSums.zeros(self.names)
+        self.started = time.perf_counter()
 
     def row(self) -> dict[str, float]:
         share = {"real_frame_share": self.frames / self.padded} if self.padded else {}
-        return {"loss": self.loss / max(1, self.steps), **self.sums.row(), **share}
+        return {"loss": self.loss / max(1, self.steps), **self.sums.row(), **share, **self.timing()}
+
+    def add_steps(self, figures: list[tuple[int, list[float]]]) -> list[tuple[int, float, float]]:
+        """Add the figures of whole steps, micro-batch by micro-batch in order: per micro-batch (step, [its share of
+        the step's loss, (loss sum, correct, count) per target, real frames, padded frames]) as train.py collects
+        them; returns each step's (step, loss, real frames)."""
+        t = len(self.names)
+        out: list[tuple[int, float, float]] = []
+        loss, frames = 0.0, 0.0
+        for i, (step, row) in enumerate(figures):
+            sums = row[1 : 3 * t + 1]
+            self.sums.add(TargetSums(*(dict(zip(self.names, sums[j * t : (j + 1) * t])) for j in range(3))))
+            self.frames += row[3 * t + 1]
+            self.padded += row[3 * t + 2]
+            loss, frames = loss + row[0], frames + row[3 * t + 1]
+            if i + 1 == len(figures) or figures[i + 1][0] != step:  # the step's last micro-batch
+                out.append((step, loss, frames))
+                self.loss += loss
+                self.steps += 1
+                loss, frames = 0.0, 0.0
+        return out
+
+    def timing(self) -> dict[str, float]:
+        """Wall seconds per step, data wait per step and its share, real frames per wall second (this window)."""
+        wall = max(time.perf_counter() - self.started, 1e-9)
+        steps = max(1, self.steps)
+        return {
+            "step_s": wall / steps,
+            "data_wait_s": self.data_wait / steps,
+            "data_wait_share": min(1.0, self.data_wait / wall),
+            "window_frames_per_s": self.frames / wall,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         t = {n: [self.sums.loss[n], self.sums.correct[n], self.sums.count[n]] for n in self.names}
@@ -47,6 +87,7 @@ class Window:
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.loss, self.steps, self.frames = float(s["loss"]), int(s["steps"]), float(s["frames"])
         self.padded = float(s.get("padded", 0.0))
+        self.data_wait, self.started = 0.0, time.perf_counter()  # timing restarts with the resumed process
         for n in self.names:
             self.sums.loss[n], self.sums.correct[n], self.sums.count[n] = (float(x) for x in s["t"][n])
 

@@ -8,7 +8,8 @@ processes take exactly the step that one process takes on the same global batch.
 warm-up then linear decay, gradient clipping, masked accuracy per target on the dev split.
 
 A run directory holds `config.yaml` (resolved), `metrics.jsonl` (one object per logged step: `step`,
-`loss`, `acc_<target>`, ...; dev rows carry `split: "dev"`), `tb/` (TensorBoard, if installed) and
+`loss`, `acc_<target>`, ..., the window's timing `step_s`, `data_wait_s`, `data_wait_share`,
+`window_frames_per_s` (runlog.py); dev rows carry `split: "dev"`), `tb/` (TensorBoard, if installed) and
 `checkpoints/step-*/` (checkpoint.py). Starting a run whose directory has checkpoints resumes it exactly:
 weights, optimizer, scheduler, scaler, data position and log accumulators come back, and the RNG is
 re-seeded from (seed, step, rank) at every step, so the next losses equal an uninterrupted run's.
@@ -16,7 +17,10 @@ re-seeded from (seed, step, rank) at every step, so the next losses equal an uni
 The loop reads as a recipe (torchtune style): `setup` builds a `Run` (everything one run holds: store,
 loader, model, optimizer, log window, step), `resume` restores it from the newest checkpoint, and `pretrain`
 repeats `train_step` -> `log_step` -> `maybe_evaluate` -> `maybe_save` until the last step. The loss that
-trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check.
+trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check. A step's figures
+for the log (losses, sums, frames) stay on the device as one vector per micro-batch: the CPU reads them every
+step, CUDA once per log row or checkpoint (`flush`), so the GPU never waits for the host between steps; batches
+come from `data.workers` loader processes (auto: as many as the GPU needs), pinned, copied with non_blocking.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from codec2vec.config import PretrainConfig, check_label_fingerprints, check_res
 from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_plan, open_stores
 from codec2vec.errors import ConfigError
 from codec2vec.files import exclusive_lock
-from codec2vec.frontends.audio_data import make_loaders
+from codec2vec.frontends.audio_data import ProcessLoader, make_loaders
 from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, fmt_time
@@ -95,7 +99,7 @@ class Run:
     train_ids: list[str]
     dev_ids: list[str]
     label_names: list[str]
-    loader: CropLoader  # or audio_data.AudioCropLoader for the audio baselines
+    loader: CropLoader | ProcessLoader  # ProcessLoader: read in worker processes (audio baselines, CUDA)
     dev_plan: list[list[Crop]]
     model: Pretrainer
     ddp: nn.Module
@@ -116,6 +120,9 @@ class Run:
     last_dev: dict[str, Any] = field(default_factory=dict)
     last_print: float = 0.0
     dev_reader: Any = None  # (dev_store, plan, rank, world) -> dev batches (audio_data.make_loaders)
+    pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, figures) not yet read: `flush`
+    last_loss: float = math.nan
+    sync_every_step: bool = True  # read each step's figures at once (CPU); CUDA reads them per log row
 
     @property
     def names(self) -> list[str]:
@@ -168,8 +175,11 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     keyed_init(model, store, cfg.data.codebook_key or None)  # scrambled stores (privacy/anonymize.py)
     model = model.to(device)
     label_names = label_names_for(cfg)
-    # codec: store crops; waveform/mel baselines: audio crops of the same plan, read in data.workers processes
-    loader, dev_reader = make_loaders(cfg, store, train_ids, rank=rank, world_size=world, label_names=label_names)
+    # codec: store crops; waveform/mel baselines: audio crops of the same plan; in data.workers processes (auto:
+    # none on the CPU, as many as the GPU needs on CUDA)
+    loader, dev_reader = make_loaders(
+        cfg, store, train_ids, rank=rank, world_size=world, label_names=label_names, device_type=device.type
+    )
     plan = dev_plan(
         dev_store, dev_ids, batch_frames=cfg.data.batch_frames, crop_frames=cfg.data.crop_frames, seed=tr.seed
     )
@@ -194,6 +204,7 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
         ddp=_wrap_ddp(model, cfg, world, device), opt=opt, sched=sched,
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, amp_dtype=amp_dtype,
         precision=precision, window=Window(list(model.loss_weights())), dev_reader=dev_reader,
+        sync_every_step=device.type != "cuda",
     )  # fmt: skip
 
 
@@ -241,7 +252,8 @@ def start_log(run: Run) -> RunLog:
         print(
             f"pretrain: {what} at step {run.step}/{cfg.train.steps}; encoder {n_params / 1e6:.2f}M params; "
             f"{len(run.train_ids)} train / {len(run.dev_ids)} dev utterances; {run.world} process(es) on "
-            f"{run.device}; {run.precision}",
+            f"{run.device}; {run.precision}; {run.loader.workers} loader process(es) per rank"
+            f"{' (a thread reads ahead)' if getattr(run.loader, 'prefetch', 0) and not run.loader.workers else ''}",
             file=sys.stderr,
         )
     return log
@@ -250,37 +262,47 @@ def start_log(run: Run) -> RunLog:
 # --- one step -------------------------------------------------------------------------------------
 
 
-def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[float, TargetSums]:
-    """Forward and backward of one micro-batch; returns (global weighted loss, global per-target sums)."""
+def _step_vector(out: PretrainOutput, batch: Batch, names: list[str]) -> torch.Tensor:
+    """This rank's figures of one micro-batch as one float64 vector on the device, no host sync:
+    (loss sum, correct, count) per target, then real and padded (rows x longest) frames.   # (3 T + 2,)"""
+    parts = [*(out.loss_sums[n] for n in names), *(out.correct[n] for n in names), *(out.counts[n] for n in names)]
+    vec = torch.stack([p.detach().double() for p in [*parts, batch.lengths.sum()]])  # (3 T + 1,)
+    return torch.cat([vec, vec.new_full((1,), float(batch.codes.shape[0] * batch.codes.shape[-1]))])
+
+
+def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward of one micro-batch; returns (global weighted loss (1,), global step vector (3 T + 2,)),
+    both float64 on the device and not synchronised with the host (the log reads them later, `flush`)."""
     ctx = run.ddp.no_sync() if (not sync and run.world > 1) else contextlib.nullcontext()  # type: ignore[operator]
+    t = len(run.names)
     with ctx:
         with run.autocast():
             out: PretrainOutput = run.ddp(batch)
-        sums = out.sums().all_reduce(run.world, run.device)
-        counts = {n: torch.tensor(sums.count[n], device=run.device) for n in run.names}  # global masked frames
+        vec = _all_reduce(_step_vector(out, batch, run.names), run.world)  # one collective: sums, counts, frames
+        counts = {n: vec[2 * t + i].float() for i, n in enumerate(run.names)}  # global masked frames
         loss = out.loss(counts_override=counts)
         scaled = loss * (run.world / run.cfg.train.accum_steps)  # DDP averages gradients over ranks
         (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
-    return float(_all_reduce(loss.detach().float().reshape(1), run.world)), sums
+    return _all_reduce(loss.detach().double().reshape(1), run.world), vec
+
+
+def _next_batch(run: Run) -> Batch:
+    """The next batch on the device; the wait for it (the loader's queue, or reading in this process) is logged."""
+    t0 = time.perf_counter()
+    batch = next(run.loader)
+    run.window.data_wait += time.perf_counter() - t0
+    return batch.to(run.device)  # non_blocking: pinned by the loader's workers on CUDA
 
 
 def train_step(run: Run) -> float:
-    """One optimizer step over `accum_steps` micro-batches; returns the step's loss (global)."""
+    """One optimizer step over `accum_steps` micro-batches; returns the latest loss the host has read (this
+    step's on the CPU; on CUDA the figures stay on the device until the next log row, see `flush`)."""
     tr = run.cfg.train
     torch.manual_seed(_hash64("step", tr.seed, run.step, run.rank))  # dropout/layer drop: exact on resume
     run.opt.zero_grad(set_to_none=True)
-    step_loss = 0.0
     for micro in range(tr.accum_steps):
-        batch = next(run.loader).to(run.device)
-        loss, sums = _micro_step(run, batch, sync=micro == tr.accum_steps - 1)
-        padded = float(batch.codes.shape[0] * batch.codes.shape[-1])
-        local = torch.tensor([float(batch.lengths.sum()), padded], device=run.device)
-        frames, padded = _all_reduce(local, run.world).tolist()  # real and padded frames, all ranks
-        run.window.sums.add(sums)
-        run.window.frames += frames
-        run.window.padded += padded
-        run.frames_seen += frames
-        step_loss += loss / tr.accum_steps
+        loss, vec = _micro_step(run, _next_batch(run), sync=micro == tr.accum_steps - 1)
+        run.pending.append((run.step + 1, torch.cat([loss / tr.accum_steps, vec])))  # (3 T + 3,): Window.add_steps
     if run.scaler is not None:
         run.scaler.unscale_(run.opt)
     if tr.grad_clip > 0:
@@ -294,13 +316,25 @@ def train_step(run: Run) -> float:
     run.model.update(run.step + 1)
     run.step += 1
     run.steps_done += 1
-    if not math.isfinite(step_loss):
-        raise FloatingPointError(f"pretrain: loss became {step_loss} at step {run.step}; lower train.lr")
-    if run.first_loss is None:
-        run.first_loss = step_loss
-    run.window.loss += step_loss
-    run.window.steps += 1
-    return step_loss
+    if run.sync_every_step:
+        flush(run)  # nothing to wait for on the CPU: a diverging loss stops the run at once
+    return run.last_loss
+
+
+def flush(run: Run) -> None:
+    """Read the pending step figures with one host sync into the log window (runlog.Window.add_steps); a
+    non-finite loss stops the run, naming the step."""
+    if not run.pending:
+        return
+    rows = torch.stack([v for _, v in run.pending]).tolist()  # (micro-batches, 3 T + 3)
+    steps = run.window.add_steps([(s, row) for (s, _), row in zip(run.pending, rows)])
+    run.pending.clear()
+    for step, loss, frames in steps:
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"pretrain: loss became {loss} at step {step}; lower train.lr")
+        run.frames_seen += frames
+        run.first_loss = loss if run.first_loss is None else run.first_loss
+        run.last_loss = loss
 
 
 # --- logging, evaluation, saving ------------------------------------------------------------------
@@ -311,7 +345,10 @@ def log_step(run: Run, loss: float) -> None:
     assert run.log is not None
     tr = run.cfg.train
     elapsed = time.time() - run.started
-    if run.step % tr.log_every == 0 or run.step == tr.steps:
+    due = run.step % tr.log_every == 0 or run.step == tr.steps
+    if due or (run.log.show and time.time() - run.last_print > 0.2):
+        flush(run)
+    if due:
         figures, notes = run.model.window_metrics(lambda t: _all_reduce(t, run.world))  # online: codewords in use
         run.last_row = {
             "step": run.step,
@@ -329,7 +366,7 @@ def log_step(run: Run, loss: float) -> None:
         left = elapsed / run.steps_done * (tr.steps - run.step)
         accs = " ".join(f"acc_{n} {run.last_row.get(f'acc_{n}', 0.0):.3f}" for n in run.names)
         run.log.progress(
-            f"step {run.step}/{tr.steps} loss {loss:.4f} {accs} "
+            f"step {run.step}/{tr.steps} loss {run.last_loss:.4f} {accs} "
             f"{run.frames_seen / max(elapsed, 1e-9):,.0f} frames/s left {fmt_time(left)}"
         )
 
@@ -353,6 +390,7 @@ def maybe_save(run: Run) -> None:
     tr = run.cfg.train
     if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.step == tr.steps):
         return
+    flush(run)  # the log window is saved with the checkpoint
     if run.is_main:
         state = {
             "step": run.step,
@@ -417,12 +455,14 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
     resume(run)
     run.log = start_log(run)
     run.model.train()
+    run.window.started = time.perf_counter()  # the first row's wall time starts here, as its steps do
     while run.step < cfg.train.steps:
         loss = train_step(run)
         log_step(run, loss)
         maybe_evaluate(run)
         maybe_save(run)
     run.log.close()
+    getattr(run.loader, "close", lambda: None)()  # a prefetch thread stops reading
     return summary(run)
 
 

@@ -17,7 +17,6 @@ that needs), `corpus` and `machine`. Without SRC a synthetic corpus is made (`co
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
@@ -30,7 +29,7 @@ from codec2vec.audio import scan_sources
 from codec2vec.bench.plot import plot
 from codec2vec.bench.reads import measure_reads
 from codec2vec.bench.storage import measure_storage
-from codec2vec.bench.throughput import measure_throughput
+from codec2vec.bench.throughput import loader_needs, measure_throughput
 from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
@@ -92,29 +91,6 @@ def _specs(opts: BenchOptions, stores: dict[str, Any], paths: dict[str, str], de
     return specs
 
 
-def _loader_needs(reads: list[dict[str, Any]], throughput: list[dict[str, Any]]) -> dict[str, Any]:
-    """Store read speed against the frames/s a base codec model consumes, and the loader processes needed."""
-    base = [r for r in throughput if r["model"] == "codec" and r["size"] == "base"] or [
-        r for r in throughput if r["model"] == "codec"
-    ]
-    out: dict[str, Any] = {}
-    for r in reads:
-        if r["source"] == "flac":
-            continue
-        for t in base:
-            if t["codec"] != r["source"] and len(base) > 1:
-                continue
-            need = t["compute_frames_per_second"]
-            out[r["source"]] = {
-                "model": f"codec {t['size']} ({t['device']})",
-                "consumes_frames_per_second": need,
-                "reads_frames_per_second": r["frames_per_second"],
-                "ratio": r["frames_per_second"] / need,
-                "loader_processes_needed": max(1, math.ceil(need / r["frames_per_second"])),
-            }
-    return out
-
-
 def run_bench(srcs: Sequence[str], opts: BenchOptions, *, progress: bool = False) -> dict[str, Any]:
     """Run every measurement on the corpus `srcs` (audio files, folders, manifests); returns the JSON object."""
     import torch
@@ -158,7 +134,7 @@ def run_bench(srcs: Sequence[str], opts: BenchOptions, *, progress: bool = False
             "reads": reads,
             "throughput": throughput,
             "ratios": speed_ratios(throughput),
-            "loader": _loader_needs(reads, throughput),
+            "loader": loader_needs(reads, throughput),
         }
         if opts.out:
             import json
@@ -211,8 +187,10 @@ def format_report(r: dict[str, Any]) -> str:
     lines += [""] + [f"  codec/{x['codec']} vs {x['baseline']} at {x['size']}: {x['speedup']:.2f}x faster "
                      f"(compute alone {x['compute_speedup']:.2f}x)" for x in r["ratios"]]  # fmt: skip
     for name, need in r["loader"].items():
-        lines.append(f"  loader {name}: {need['ratio']:.0f}x what {need['model']} consumes; "
-                     f"{need['loader_processes_needed']} loader process(es) needed")  # fmt: skip
+        lines.append(f"  loader {name}: {need['ratio']:.0f}x what {need['model']} consumes "
+                     f"({need['loader_processes_needed']} process(es)); a GPU ({need['gpu_consumption']}, "
+                     f"{need['gpu_consumes_frames_per_second']:,.0f} frames/s) needs "
+                     f"{need['gpu_loader_processes']} loader process(es)")  # fmt: skip
     return "\n".join(lines)
 
 

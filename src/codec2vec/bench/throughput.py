@@ -9,7 +9,9 @@ Transformer / masks, heads and loss), backward, optimizer; rates use the median 
 forward + backward alone on the same batch, plus an AdamW update of its parameters alone, over the step's compute
 (forward + backward + optimizer). On CUDA the step runs in bf16 autocast and is synchronised before each reading.
 Each configuration runs in its own process (peak memory is that process's max RSS on CPU, `max_memory_allocated` on
-CUDA) unless `isolate=False`.
+CUDA) unless `isolate=False`. `loader_needs` sets each store's read speed (one process) against what a base codec
+model consumes, here and on a GPU (the measured step on CUDA, else the H200 reference `GPU_BASE_FRAMES_PER_S`), and
+gives the loader processes each needs (`audio_data.loader_processes`, the formula `data.workers: auto` uses).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from codec2vec.config import load_config
 from codec2vec.data import CropLoader
-from codec2vec.frontends.audio_data import AudioCropLoader
+from codec2vec.frontends.audio_data import GPU_BASE_FRAMES_PER_S, AudioCropLoader, loader_processes
 from codec2vec.pretrainer import build_pretrainer
 from codec2vec.store import TokenStore
 
@@ -173,6 +175,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
         "audio_seconds_per_second": frames_per_step / 50 / step_s,
         "steps_per_second": 1 / step_s,
         "frames_per_second": frames_per_step / step_s,
+        "mean_frames_per_second": real_frames / sum(map(sum, zip(*parts.values()))),  # mean step: bursts included
         "compute_frames_per_second": frames_per_step / compute_s,
         "step_ms": 1000 * step_s,
         **{f"{k}_ms": 1000 * v for k, v in med.items()},
@@ -206,4 +209,35 @@ def measure_throughput(specs: list[dict[str, Any]], *, isolate: bool = True, pro
     return rows
 
 
-__all__ = ["measure_throughput", "step_speed"]
+def loader_needs(reads: list[dict[str, Any]], throughput: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per store: its read speed (frames/s, one process) against the frames/s a base codec model consumes on this
+    device (measured: the step's compute alone) and on a GPU (measured on CUDA, else the H200 reference), and the
+    loader processes each consumption needs."""
+    base = [r for r in throughput if r["model"] == "codec" and r["size"] == "base"] or [
+        r for r in throughput if r["model"] == "codec"
+    ]
+    out: dict[str, Any] = {}
+    for r in reads:
+        if r["source"] == "flac":
+            continue
+        for t in base:
+            if t["codec"] != r["source"] and len(base) > 1:
+                continue
+            need, reads_fps = t["compute_frames_per_second"], r["frames_per_second"]
+            measured = t["device"].startswith("cuda") and t["size"] == "base"
+            gpu = need if measured else GPU_BASE_FRAMES_PER_S
+            out[r["source"]] = {
+                "model": f"codec {t['size']} ({t['device']})",
+                "consumes_frames_per_second": need,
+                "reads_frames_per_second": reads_fps,
+                "ratio": reads_fps / need,
+                "loader_processes_needed": loader_processes(need, reads_fps),
+                "gpu_consumes_frames_per_second": gpu,
+                "gpu_consumption": f"{'measured' if measured else 'H200 reference'}, codec base, bf16",
+                "gpu_ratio": reads_fps / gpu,
+                "gpu_loader_processes": loader_processes(gpu, reads_fps),
+            }
+    return out
+
+
+__all__ = ["loader_needs", "measure_throughput", "step_speed"]

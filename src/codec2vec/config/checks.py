@@ -135,8 +135,10 @@ def _validate_frontend(cfg: PretrainConfig) -> None:
             f"targets.names: reconstruction predicts codec codes, and model.frontend={front} reads audio "
             "(there are no codes to reconstruct); use clusters or online"
         )
-    if cfg.data.workers < 0:
-        raise ConfigError(f"data.workers: must be >= 0, got {cfg.data.workers}")
+    if cfg.data.workers != "auto" and not (isinstance(cfg.data.workers, int) and cfg.data.workers >= 0):
+        raise ConfigError(f"data.workers: auto or an integer >= 0, got {cfg.data.workers!r}")
+    if cfg.data.prefetch < 0:
+        raise ConfigError(f"data.prefetch: must be >= 0, got {cfg.data.prefetch}")
 
 
 _RESUME_MAY_CHANGE = {
@@ -149,6 +151,8 @@ _RESUME_MAY_CHANGE = {
     "train.log_every",
     "train.eval_every",
     "data.dev_batches",
+    "data.workers",  # how batches are read, not which: resuming stays exact
+    "data.prefetch",
     "targets.online_reseed",
     "targets.online_warn_used",
 }

@@ -32,7 +32,9 @@ class DataConfig:
     dev_batches: int = 0  # evaluation batches per dev pass; 0 = the whole dev split
     codebook_key: str = ""  # key file of a scrambled store (`codec2vec anonymize`): keyed embedding init
     audio: str = ""  # audio baselines (model.frontend waveform/mel): manifest (jsonl id/path); "" = the store's sources
-    workers: int = 0  # audio baselines: loader worker processes (0 = read in the training process)
+    workers: int | str = "auto"  # loader processes (0 = read in the training process); auto: 0 on the CPU, on CUDA
+    # as many as a GPU needs (frontends/audio_data.py: resolve_workers)
+    prefetch: int = 2  # with no workers: batches a thread of the training process reads ahead (0 = read when asked)
 
 
 @dataclass
