@@ -136,8 +136,12 @@ class Pretrainer(nn.Module):
         if self.training and cfg.quantizer_dropout > 0 and self.encoder.num_codebooks > 0:
             keep = quantizer_keep_levels(
                 batch.seeds.cpu(), self.encoder.num_codebooks, cfg.quantizer_dropout, cfg.quantizer_dropout_min_levels
-            ).to(batch.codes.device)
-        return mask.to(batch.codes.device), keep
+            )
+        device = batch.codes.device
+        if device.type == "cuda":  # made on the CPU from the seeds: pinned, so the copy does not wait for the GPU
+            mask = mask.pin_memory()
+            keep = keep.pin_memory() if keep is not None else None
+        return mask.to(device, non_blocking=True), keep.to(device, non_blocking=True) if keep is not None else None
 
     def forward(self, batch: Batch) -> PretrainOutput:
         mask, keep = self.masks(batch)  # (B, T), (B,) | None
