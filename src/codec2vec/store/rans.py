@@ -1,0 +1,304 @@
+"""Blocked rANS coding of codec codes: within a fraction of a percent of the order-0 entropy, random crops cheap.
+
+Each utterance's codes `(K, T)` are cut into blocks of B frames (restart points). A block holds its K levels,
+level-major, in one asymmetric-numeral-systems stream (Duda 2013; `constriction`'s `stream.stack.AnsCoder`,
+Bamler 2022: 32-bit words, a 64-bit state), each level coded with its own fixed order-0 `Categorical` model.
+A crop decodes only the blocks it overlaps, so a read costs `(crop + B) * K` symbols whatever the utterance's
+length. A block's stream ends with the coder's state (about 35 bits), and the record header holds one byte per
+block, so B is chosen to make a block about `BLOCK_BITS` bits long (overhead ~0.6%).
+
+- `RansModel.logp (K, V) uint8`: each level's symbol probabilities as `-8 log2 p`, rounded (1/8-bit steps:
+  ~0.0005 bits per symbol lost; 255 for unseen symbols), fitted on symbol counts (`fit`). They become
+  `freqs (K, V)`, multiples of 2**-16 with every symbol >= 1 (so any code can be written), by integer
+  arithmetic alone. A shard's index holds the model (`to_dict`): `logp8` (one hex string per level), the block
+  length, the expected bits per frame (integer, in 1/256 bit: the header predicts each block's size from it)
+  and `check`, the CRC-32 of a probe coded with the models: `constriction` re-quantises the probabilities to
+  its own precision, and should a future version do so differently, `check_library` refuses the shard
+  instead of decoding garbage.
+- Record = `[header][block 0][block 1]...`: the header has one zigzag byte-varint per block (7 bits and a
+  continuation bit): its length in 32-bit words minus the length predicted from its frames; the blocks are
+  little-endian uint32 words. T = 0 encodes to b"". K and T are not stored: the caller keeps them.
+- `encode(codes (K, T), model) -> bytes`; `decode(data, model, K, T, start, stop) -> int64 (K, stop - start)`.
+  Corrupt data (a header that disagrees with the record's size, a block that does not end where its length
+  says) raises ValueError; the store also checks each record's CRC-32 before decoding.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+PRECISION = 16  # probabilities are multiples of 2**-16
+MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost too much; use Huffman
+BLOCK_BITS = 6144  # target size of a block; its ~43 bits of state and header cost ~0.7%
+FLUSH_BITS = 35  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
+_Q = 256  # bits_per_frame is kept in 1/256 bit
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("constriction")
+    except PackageNotFoundError:
+        return "?"
+
+
+# 2**30 * 2**(-j/8), j = 0..7, as exact integers: frequencies follow from the stored log-probabilities with
+# integer arithmetic alone, identically on every machine
+_ROOTS = np.array([1073741824, 984625594, 902905651, 827968132, 759250125, 696235434, 638450708, 585461881])
+
+
+def _freqs(logp: np.ndarray) -> np.ndarray:
+    """(V,) uint8 log-probabilities (-8 log2 p, rounded) -> (V,) int64 frequencies, each >= 1, summing to
+    2**PRECISION (largest remainders; ties to the lower symbol)."""
+    c = logp.astype(np.int64)
+    w = _ROOTS[c % 8] >> (c // 8)  # (V,) ~ p * 2**30
+    spare, total = (1 << PRECISION) - c.size, int(w.sum())
+    if total == 0:
+        w, total = np.ones_like(w), c.size
+    q = w * spare  # < 2**46
+    freqs = q // total
+    short = spare - int(freqs.sum())
+    freqs[np.argsort(-(q - freqs * total), kind="stable")[:short]] += 1
+    return freqs + 1
+
+
+class RansModel:
+    """Order-0 models of K levels of V symbols, and the block length, as written in a shard's index."""
+
+    def __init__(self, *, logp: np.ndarray, block_frames: int, bits_per_frame: int, check: int | None = None) -> None:
+        lp = np.asarray(logp)
+        if lp.ndim != 2 or lp.shape[0] < 1 or not 1 <= lp.shape[1] <= MAX_SYMBOLS or lp.dtype != np.uint8:
+            raise ValueError(f"logp must be uint8 (K, V) with K >= 1 and 1 <= V <= {MAX_SYMBOLS}, got {lp.shape}")
+        if not 1 <= block_frames <= 1 << 16 or bits_per_frame < 0:
+            raise ValueError(f"bad block_frames {block_frames} or bits_per_frame {bits_per_frame}")
+        self.logp, self.block_frames, self.bits_per_frame = lp, int(block_frames), int(bits_per_frame)
+        self.freqs = np.stack([_freqs(row) for row in lp])  # (K, V) int64, each row sums to 2**PRECISION
+        self._coders: list[Any] | None = None
+        self.check = self.probe() if check is None else int(check)
+
+    @property
+    def num_codebooks(self) -> int:
+        return int(self.freqs.shape[0])
+
+    @property
+    def codebook_size(self) -> int:
+        return int(self.freqs.shape[1])
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RansModel)
+            and np.array_equal(self.logp, other.logp)
+            and (self.block_frames, self.bits_per_frame) == (other.block_frames, other.bits_per_frame)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[str, Any]:  # constriction's models are rebuilt in each worker process
+        return {**self.__dict__, "_coders": None}
+
+    @classmethod
+    def fit(
+        cls, codes_list: Iterable[np.ndarray], codebook_size: int, *, block_bits: int = BLOCK_BITS
+    ) -> RansModel:
+        """Frequencies from symbol counts over `(K, T)` arrays; B frames per block, B a multiple of 16 making a
+        block about `block_bits` bits (16 to 4096 frames)."""
+        if not 1 <= codebook_size <= MAX_SYMBOLS:
+            raise ValueError(f"rANS coding takes 1 <= V <= {MAX_SYMBOLS}, got {codebook_size}")
+        counts: np.ndarray | None = None
+        for codes in codes_list:
+            c = np.asarray(codes)
+            if c.ndim != 2 or (counts is not None and c.shape[0] != counts.shape[0]):
+                raise ValueError(f"codes must be (K, T) with one K, got shape {c.shape}")
+            if c.size and (c.min() < 0 or c.max() >= codebook_size):
+                raise ValueError(f"codes outside [0, {codebook_size})")
+            if counts is None:
+                counts = np.zeros((c.shape[0], codebook_size), dtype=np.int64)
+            flat = (c.astype(np.int64) + np.arange(c.shape[0])[:, None] * codebook_size).ravel()
+            counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+        if counts is None:
+            raise ValueError("fit needs at least one (K, T) array")
+        p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # (K, V)
+        logp = np.where(p > 0, np.clip(np.round(-8 * np.log2(np.where(p > 0, p, 1))), 0, 254), 255)
+        model = cls(logp=logp.astype(np.uint8), block_frames=16, bits_per_frame=0, check=0)
+        q = model.freqs / float(1 << PRECISION)
+        bits = float(-(p * np.log2(q)).sum())  # expected bits per frame: the counts' cross-entropy under the model
+        block = int(np.clip(-(-block_bits / max(bits, 1e-9) // 16) * 16, 16, 4096))
+        return cls(logp=model.logp, block_frames=block, bits_per_frame=round(bits * _Q))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for the shard index."""
+        return {
+            "precision": PRECISION,
+            "block_frames": self.block_frames,
+            "bits_per_frame_q256": self.bits_per_frame,
+            "check": self.check,
+            "logp8": [row.tobytes().hex() for row in self.logp],
+            "library": f"constriction {_library_version()}",
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> RansModel:
+        """The model of a shard's index; ValueError if it is malformed."""
+        try:
+            if int(doc["precision"]) != PRECISION:
+                raise ValueError(f"precision {doc['precision']} (this codec2vec reads {PRECISION})")
+            rows = [bytes.fromhex(h) for h in doc["logp8"]]
+            if not rows or len({len(r) for r in rows}) != 1:
+                raise ValueError("levels of different sizes")
+            return cls(
+                logp=np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), -1),
+                block_frames=int(doc["block_frames"]),
+                bits_per_frame=int(doc["bits_per_frame_q256"]),
+                check=int(doc["check"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"malformed rANS model ({e})") from None
+
+    # --- constriction --------------------------------------------------------------------------------------
+
+    @property
+    def coders(self) -> list[Any]:
+        """One `constriction` Categorical model per level (built on first use)."""
+        if self._coders is None:
+            import constriction
+
+            scale = 1.0 / (1 << PRECISION)
+            self._coders = [constriction.stream.model.Categorical(row * scale, perfect=False) for row in self.freqs]
+        return self._coders
+
+    def probe(self) -> int:
+        """CRC-32 of every symbol of every level coded in one stream: changes if the models' quantisation does."""
+        from constriction import stream
+
+        coder = stream.stack.AnsCoder()
+        for k in reversed(range(self.num_codebooks)):
+            coder.encode_reverse(np.arange(self.codebook_size, dtype=np.int32), self.coders[k])
+        return zlib.crc32(coder.get_compressed().astype("<u4").tobytes())
+
+    def check_library(self) -> None:
+        """ValueError unless this `constriction` codes exactly as the one that wrote the model."""
+        if self.probe() != self.check:
+            raise ValueError(
+                f"its rANS model codes differently under constriction {_library_version()} "
+                "than when it was written (install the version named in the shard's index)"
+            )
+
+    def predicted_words(self, frames: int) -> int:
+        """Predicted length in 32-bit words of a block of `frames` frames (exact integer arithmetic)."""
+        return (frames * self.bits_per_frame // _Q + FLUSH_BITS + 16) // 32
+
+
+def _check_codes(codes: np.ndarray, model: RansModel) -> np.ndarray:
+    c = np.asarray(codes)
+    if c.ndim != 2 or c.shape[0] != model.num_codebooks:
+        raise ValueError(f"codes must be (K={model.num_codebooks}, T), got shape {c.shape}")
+    if c.size and (c.min() < 0 or c.max() >= model.codebook_size):
+        raise ValueError(f"codes outside [0, {model.codebook_size})")
+    return c.astype(np.int32)
+
+
+def encode(codes: np.ndarray, model: RansModel) -> bytes:
+    """codes `(K, T)` ints in [0, V) -> `[one varint per block][blocks of uint32 words]` (b"" when T = 0)."""
+    from constriction import stream
+
+    c = _check_codes(codes, model)
+    k_, t = c.shape
+    b = model.block_frames
+    header, blocks = bytearray(), []
+    for s in range(0, t, b):
+        block = c[:, s : s + b]  # (K, <= B)
+        coder = stream.stack.AnsCoder()
+        for k in reversed(range(k_)):  # a stack: the last level in is the first out
+            coder.encode_reverse(block[k], model.coders[k])
+        words = coder.get_compressed()
+        d = int(words.size) - model.predicted_words(block.shape[1])
+        z = 2 * d if d >= 0 else -2 * d - 1  # zigzag
+        while z >= 0x80:
+            header.append(z & 0x7F | 0x80)
+            z >>= 7
+        header.append(z)
+        blocks.append(words.astype("<u4").tobytes())
+    return bytes(header) + b"".join(blocks)
+
+
+def _block_sizes(raw: np.ndarray, model: RansModel, num_frames: int) -> tuple[np.ndarray, int]:
+    """(length in words of each block (nb,), header bytes)."""
+    b = model.block_frames
+    nb = -(-num_frames // b)
+    predicted = np.full(nb, model.predicted_words(b), dtype=np.int64)
+    predicted[-1] = model.predicted_words(num_frames - (nb - 1) * b)
+    head = raw[:nb].astype(np.int64)
+    if head.size == nb and (head < 0x80).all():  # the usual case: every deviation fits one byte
+        z, pos = head, nb
+    else:
+        vals, pos = [], 0
+        for _ in range(nb):
+            v, shift = 0, 0
+            while True:
+                if pos >= raw.size or shift > 56:
+                    raise ValueError("rANS data: truncated or corrupt header")
+                byte = int(raw[pos])
+                pos += 1
+                v |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80:
+                    break
+            vals.append(v)
+        z = np.asarray(vals, dtype=np.int64)
+    sizes = predicted + np.where(z % 2 == 0, z >> 1, -((z + 1) >> 1))
+    if (sizes < 0).any():
+        raise ValueError("rANS data: corrupt header")
+    return sizes, pos
+
+
+def decode(
+    data: bytes | np.ndarray,
+    model: RansModel,
+    num_codebooks: int,
+    num_frames: int,
+    start: int = 0,
+    stop: int | None = None,
+) -> np.ndarray:
+    """Frames `[start, stop)` of `encode`'s bytes -> int64 codes `(K, stop - start)`, decoding only the blocks
+    the crop overlaps."""
+    from constriction import stream
+
+    k_, t = num_codebooks, num_frames
+    stop = t if stop is None else stop
+    if k_ != model.num_codebooks:
+        raise ValueError(f"model has K={model.num_codebooks} levels, asked for {k_}")
+    if not 0 <= start <= stop <= t:
+        raise ValueError(f"frames [{start}, {stop}) outside {t} frames")
+    raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if t == 0:
+        if raw.size:
+            raise ValueError("rANS data: bytes given for zero frames")
+        return np.zeros((k_, 0), dtype=np.int64)
+    sizes, head = _block_sizes(raw, model, t)
+    ends = head + 4 * np.cumsum(sizes)  # (nb,) byte offset after each block
+    if int(ends[-1]) != raw.size:
+        raise ValueError(f"rANS data: {raw.size} bytes, the header says {int(ends[-1])}")
+    if start == stop:
+        return np.zeros((k_, 0), dtype=np.int64)
+    b, coders = model.block_frames, model.coders
+    first, last = start // b, (stop - 1) // b
+    pieces = []
+    for j in range(first, last + 1):
+        n = min(b, t - j * b)
+        lo = int(ends[j - 1]) if j else head
+        words = np.frombuffer(raw[lo : int(ends[j])].tobytes(), dtype="<u4").astype(np.uint32, copy=False)
+        try:
+            coder = stream.stack.AnsCoder(words)
+            pieces.append(np.concatenate([coder.decode(m, n) for m in coders]).reshape(k_, n))  # (K, n)
+            sound = coder.is_empty()
+        except (ValueError, RuntimeError, AssertionError) as e:
+            raise ValueError(f"rANS data: block {j} cannot be decoded ({e})") from None
+        if not sound:
+            raise ValueError(f"rANS data: block {j} does not end where its length says (corrupt data or wrong model)")
+    out = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)  # (K, blocks * B)
+    return out[:, start - first * b : stop - first * b].astype(np.int64)  # (K, stop - start)
