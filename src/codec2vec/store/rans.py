@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 PRECISION = 16  # probabilities are multiples of 2**-16
-MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost too much; use Huffman
+MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost too much (Huffman takes them)
 BLOCK_BITS = 6144  # target size of a block; its ~43 bits of state and header cost ~0.7%
 FLUSH_BITS = 35  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
 _Q = 256  # bits_per_frame is kept in 1/256 bit
@@ -72,8 +72,8 @@ class RansModel:
 
     def __init__(self, *, logp: np.ndarray, block_frames: int, bits_per_frame: int, check: int | None = None) -> None:
         lp = np.asarray(logp)
-        if lp.ndim != 2 or lp.shape[0] < 1 or not 1 <= lp.shape[1] <= MAX_SYMBOLS or lp.dtype != np.uint8:
-            raise ValueError(f"logp must be uint8 (K, V) with K >= 1 and 1 <= V <= {MAX_SYMBOLS}, got {lp.shape}")
+        if lp.ndim != 2 or lp.shape[0] < 1 or not 2 <= lp.shape[1] <= MAX_SYMBOLS or lp.dtype != np.uint8:
+            raise ValueError(f"logp must be uint8 (K, V) with K >= 1 and 2 <= V <= {MAX_SYMBOLS}, got {lp.shape}")
         if not 1 <= block_frames <= 1 << 16 or bits_per_frame < 0:
             raise ValueError(f"bad block_frames {block_frames} or bits_per_frame {bits_per_frame}")
         self.logp, self.block_frames, self.bits_per_frame = lp, int(block_frames), int(bits_per_frame)
@@ -102,13 +102,11 @@ class RansModel:
         return {**self.__dict__, "_coders": None}
 
     @classmethod
-    def fit(
-        cls, codes_list: Iterable[np.ndarray], codebook_size: int, *, block_bits: int = BLOCK_BITS
-    ) -> RansModel:
+    def fit(cls, codes_list: Iterable[np.ndarray], codebook_size: int, *, block_bits: int = BLOCK_BITS) -> RansModel:
         """Frequencies from symbol counts over `(K, T)` arrays; B frames per block, B a multiple of 16 making a
         block about `block_bits` bits (16 to 4096 frames)."""
-        if not 1 <= codebook_size <= MAX_SYMBOLS:
-            raise ValueError(f"rANS coding takes 1 <= V <= {MAX_SYMBOLS}, got {codebook_size}")
+        if not 2 <= codebook_size <= MAX_SYMBOLS:
+            raise ValueError(f"rANS coding takes 2 <= V <= {MAX_SYMBOLS}, got {codebook_size}")
         counts: np.ndarray | None = None
         for codes in codes_list:
             c = np.asarray(codes)

@@ -40,7 +40,7 @@ from torch import Tensor
 from codec2vec.codecs.base import CodecInfo
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_dir, atomic_write
-from codec2vec.store import packing
+from codec2vec.store import packing, rans
 from codec2vec.store.codebooks import pack_codebooks, unpack_codebooks
 from codec2vec.store.container import PackedRecords, read_container_index
 from codec2vec.store.labels import LabelSet, check_label_name, fingerprint, write_label_set
@@ -74,8 +74,12 @@ class TokenStore:
         self.meta = meta
         self.codec = CodecInfo.from_dict(meta["codec"])
         self.bits = int(meta["bits_per_code"])
-        self.coding = str(meta.get("coding", "packed"))  # how new shards are written (`STORE_CODINGS`)
         self._packed = packed
+
+    @property
+    def coding(self) -> str:
+        """How new shards are written (`STORE_CODINGS`)."""
+        return str(self.meta.get("coding", "packed"))
 
     # construction -------------------------------------------------------------------------------
 
@@ -324,6 +328,8 @@ def new_store_meta(info: CodecInfo, codebook_vectors: Tensor, coding: str) -> tu
     """A new store's `meta.json` and its codebook file's bytes."""
     if coding not in STORE_CODINGS:
         raise StoreError(f"coding {coding!r}: choose one of {', '.join(STORE_CODINGS)}")
+    if coding == "rans" and not 2 <= info.codebook_size <= rans.MAX_SYMBOLS:
+        raise StoreError(f"coding 'rans' takes codebooks of 2 to {rans.MAX_SYMBOLS} entries, not {info.codebook_size}")
     from safetensors.torch import save
 
     cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()

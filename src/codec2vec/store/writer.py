@@ -27,7 +27,6 @@ from codec2vec.files import atomic_write, clean_stale, exclusive_lock
 from codec2vec.store import entropy, packing, rans
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.entropy import HuffmanModel
-from codec2vec.store.rans import RansModel
 from codec2vec.store.labels import fingerprint
 from codec2vec.store.layout import (
     CONTENTS,
@@ -43,6 +42,7 @@ from codec2vec.store.layout import (
     read_contents,
     write_contents,
 )
+from codec2vec.store.rans import RansModel
 
 MAX_HUFFMAN_FRAMES = 3000  # 60 s at 50 Hz: a Huffman record is decoded whole for any crop, so "auto" keeps
 # shards with longer utterances out of Huffman (rANS crops decode only their blocks: no limit)
@@ -167,7 +167,7 @@ class ShardWriter:
         packed = [packing.pack(c, self.store.bits).tobytes() for c in self._codes]
         if coding == "auto":
             long = max(c.shape[1] for c in self._codes) > MAX_HUFFMAN_FRAMES
-            coding = "rans" if v <= rans.MAX_SYMBOLS else "packed" if long else "huffman"
+            coding = "rans" if 2 <= v <= rans.MAX_SYMBOLS else "packed" if long else "huffman"
         if coding == "packed":
             return packed, {"coding": "packed"}
         if coding == "rans":

@@ -1,0 +1,212 @@
+"""Blocked rANS coding (`store/rans.py`) and rANS stores: exact round trips and crops at every block boundary,
+compression within a fraction of a percent of the order-0 entropy, crops that decode only their blocks, corrupt
+data refused (never garbage), models that travel (JSON, pickling), and Huffman stores still read."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codec2vec.audio import load_audio
+from codec2vec.errors import StoreError
+from codec2vec.store import TokenStore, rans
+from codec2vec.store.container import read_container_index
+from codec2vec.store.rans import PRECISION, RansModel, decode, encode
+from conftest import fake_info, store_from_codes
+
+
+def _sample(rng: np.random.Generator, k: int, v: int, t: int, skew: float) -> np.ndarray:
+    """(K, T) codes; skew 0 is uniform, larger is more Zipf-like, each level with its own symbol order."""
+    p = 1.0 / np.arange(1, v + 1) ** skew
+    p /= p.sum()
+    return np.stack([rng.permutation(v)[rng.choice(v, size=t, p=p)] for _ in range(k)]).reshape(k, t)
+
+
+def _entropy_bits(codes: np.ndarray) -> float:
+    """Order-0 entropy of (K, T) codes, summed over levels and frames."""
+    total = 0.0
+    for row in codes:
+        p = np.bincount(row) / row.size
+        p = p[p > 0]
+        total += float(-(p * np.log2(p)).sum()) * row.size
+    return total
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 48),
+    v=st.sampled_from([2, 16, 1024]),
+    t=st.integers(0, 200),
+    block_bits=st.sampled_from([1, 300, 6144]),
+    skew=st.sampled_from([0.0, 1.0, 2.5]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_round_trip_and_crops_at_every_block_boundary(
+    k: int, v: int, t: int, block_bits: int, skew: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    model = RansModel.fit([_sample(rng, k, v, 100, skew)], v, block_bits=block_bits)  # unseen symbols too
+    codes = _sample(rng, k, v, t, 2.5 - skew)  # coded on a differently skewed source
+    data = encode(codes, model)
+    assert (data == b"") == (t == 0)
+    out = decode(data, model, k, t)
+    assert out.dtype == np.int64 and out.shape == (k, t) and np.array_equal(out, codes)
+    b = model.block_frames
+    edges = sorted({e for j in range(0, t + b, b) for e in (j - 1, j, j + 1) if 0 <= e <= t})
+    for start in edges:
+        for stop in [e for e in edges if e >= start][:4] + [t]:
+            assert np.array_equal(decode(np.frombuffer(data, np.uint8), model, k, t, start, stop), codes[:, start:stop])
+
+
+@pytest.mark.parametrize("t", [0, 1, 15, 16, 17, 33])
+def test_lengths_around_the_block(t: int) -> None:
+    rng = np.random.default_rng(t)
+    model = RansModel.fit([_sample(rng, 30, 16, 500, 1.0)], 16, block_bits=1)  # the shortest blocks: 16 frames
+    assert model.block_frames == 16
+    codes = _sample(rng, 30, 16, t, 1.0)
+    data = encode(codes, model)
+    assert np.array_equal(decode(data, model, 30, t), codes)
+    assert decode(data, model, 30, t, t, t).shape == (30, 0)
+
+
+def test_within_one_percent_of_the_order0_entropy() -> None:
+    rng = np.random.default_rng(1)
+    codes = _sample(rng, 30, 16, 20_000, 1.0)  # ~3.5 bits per code, like Lyra's
+    model = RansModel.fit([codes], 16)
+    bits = len(encode(codes, model)) * 8
+    assert bits < 1.01 * _entropy_bits(codes)
+    assert 30 * 16 * 8 < model.block_frames * 30 * 3.4 < 2 * rans.BLOCK_BITS  # blocks of ~BLOCK_BITS bits
+
+
+def test_a_crop_decodes_only_the_blocks_it_overlaps() -> None:
+    """Block 3 is damaged: crops before it still decode (it was never touched); a crop into it raises."""
+    rng = np.random.default_rng(2)
+    codes = _sample(rng, 8, 16, 400, 1.0)
+    model = RansModel.fit([codes], 16, block_bits=1)
+    data = bytearray(encode(codes, model))
+    nb = -(-400 // model.block_frames)
+    sizes = [model.predicted_words(model.block_frames)] * nb
+    header = np.frombuffer(bytes(data[:nb]), np.uint8).astype(np.int64)
+    assert (header < 0x80).all()  # one byte per block here
+    sizes = np.asarray(sizes) + np.where(header % 2 == 0, header >> 1, -((header + 1) >> 1))
+    block3 = nb + 4 * int(sizes[:3].sum())
+    data[block3 + 2] ^= 0x5A
+    assert np.array_equal(decode(bytes(data), model, 8, 400, 0, 3 * 16), codes[:, : 3 * 16])
+    with pytest.raises(ValueError, match="block 3"):
+        decode(bytes(data), model, 8, 400, 40, 60)
+
+
+def test_corrupt_or_mismatched_data_is_refused() -> None:
+    rng = np.random.default_rng(3)
+    codes = _sample(rng, 4, 16, 300, 1.0)
+    model = RansModel.fit([codes], 16, block_bits=1)
+    data = encode(codes, model)
+    for bad in (data[:-1], data + b"\0", data[:10], b"\xff" * len(data)):
+        with pytest.raises(ValueError):
+            decode(bad, model, 4, 300)
+    for frames in (299, 301, 0):
+        with pytest.raises(ValueError):
+            decode(data, model, 4, frames)
+    with pytest.raises(ValueError):
+        decode(data, model, 5, 300)
+    with pytest.raises(ValueError):
+        decode(data, model, 4, 300, 10, 301)
+    with pytest.raises(ValueError):
+        encode(codes + 16, model)
+    with pytest.raises(ValueError):
+        RansModel.fit([codes], 1 << 15)
+
+
+def test_model_travels_exactly_and_is_checked_against_the_library() -> None:
+    rng = np.random.default_rng(4)
+    model = RansModel.fit([_sample(rng, 12, 1024, 3000, 1.0)], 1024)
+    assert (model.freqs.sum(axis=1) == 1 << PRECISION).all() and model.freqs.min() >= 1
+    doc = json.loads(json.dumps(model.to_dict()))
+    back = RansModel.from_dict(doc)
+    assert back == model and back.check == model.check
+    back.check_library()
+    codes = _sample(rng, 12, 1024, 200, 1.0)
+    assert np.array_equal(decode(encode(codes, model), pickle.loads(pickle.dumps(back)), 12, 200), codes)
+    with pytest.raises(ValueError, match="codes differently"):
+        RansModel.from_dict({**doc, "check": model.check ^ 1}).check_library()
+    for broken in ({**doc, "logp8": ["zz"]}, {**doc, "precision": 15}, {k: v for k, v in doc.items() if k != "check"}):
+        with pytest.raises(ValueError, match="malformed"):
+            RansModel.from_dict(broken)
+
+
+def test_store_reads_crops_and_verifies(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    data = {f"u{i}": _sample(rng, 46, 16, int(rng.integers(0, 700)), 1.2) for i in range(12)}
+    store = store_from_codes(
+        tmp_path / "s", fake_info(46, 16), torch.randn(46, 16, 4), [(u, c, {}) for u, c in data.items()]
+    )
+    index = read_container_index(store.shard_paths()[0])
+    assert index["coding"] == "rans" and index["rans"]["block_frames"] % 16 == 0
+    b = index["rans"]["block_frames"]
+    for uid, codes in data.items():
+        t = codes.shape[1]
+        assert np.array_equal(store[uid].numpy(), codes)
+        for start in range(0, t, b):
+            stop = min(t, start + 250)
+            assert np.array_equal(store.read(uid, start, stop).numpy(), codes[:, start:stop])
+    assert store.verify() == []
+    assert store.info()["codes_bytes"] * 8 < 1.02 * _entropy_bits(np.concatenate(list(data.values()), axis=1))
+
+
+def test_damaged_rans_record_and_model_are_named(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    items = [(f"s{i}", _sample(rng, 46, 16, 300, 1.2), {}) for i in range(3)]
+    store = store_from_codes(tmp_path / "s", fake_info(46, 16), torch.randn(46, 16, 4), items)
+    shard = store.shard_paths()[0]
+    loc = store._packed.locs["s1"]
+    blob = bytearray(shard.read_bytes())
+    blob[loc.offset + loc.nbytes // 2] ^= 0x10
+    shard.write_bytes(bytes(blob))
+    damaged = TokenStore.open(tmp_path / "s")
+    with pytest.raises(StoreError, match=r"000000\.c2s: utterance 's1' fails its checksum"):
+        damaged.read("s1", 0, 20)
+    assert np.array_equal(damaged.read("s2", 0, 20).numpy(), items[2][1][:, :20])
+    assert any("s1" in p for p in damaged.verify())
+    # A record whose bytes check but do not decode (here: decoded with a wrong model) is refused, not garbage.
+    other = RansModel.fit([_sample(rng, 46, 16, 300, 0.0)], 16)
+    damaged._packed.models[0] = other
+    with pytest.raises(StoreError, match="utterance 's0' cannot be decoded"):
+        damaged["s0"]
+
+
+def test_old_huffman_and_packed_stores_still_read(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    items = [(f"u{i}", _sample(rng, 46, 16, int(rng.integers(1, 400)), 1.2), {}) for i in range(6)]
+    for coding in ("huffman", "packed"):
+        store = store_from_codes(tmp_path / coding, fake_info(46, 16), torch.randn(46, 16, 4), items, coding=coding)
+        assert read_container_index(store.shard_paths()[0])["coding"] == coding
+        for uid, codes, _ in items:
+            assert np.array_equal(store.read(uid, 1, codes.shape[1]).numpy(), codes[:, 1:])
+        assert store.verify() == []
+    # a store that has Huffman shards takes rANS shards for new utterances ("auto") and reads both
+    store = TokenStore.open(tmp_path / "huffman")
+    store.update_meta({**store.meta, "coding": "auto"})
+    with store.writer() as w:
+        w.add("new", items[0][1], seconds=1.0)
+    store = TokenStore.open(tmp_path / "huffman")
+    assert [read_container_index(p)["coding"] for p in store.shard_paths()] == ["huffman", "rans"]
+    assert np.array_equal(store["new"].numpy(), items[0][1]) and np.array_equal(store["u1"].numpy(), items[1][1])
+    assert store.verify() == []
+
+
+def test_real_lyra_codes_near_their_entropy(lyra_codec, speech_dir) -> None:
+    wav = load_audio(speech_dir / "lyra_sample1_16kHz.wav", 16000)
+    codes = lyra_codec.encode_one(wav)  # (46, T)
+    k, t = codes.shape
+    model = RansModel.fit([codes], lyra_codec.codebook_size)
+    data = encode(codes, model)
+    assert np.array_equal(decode(data, model, k, t), codes)
+    assert np.array_equal(decode(data, model, k, t, 37, 37 + 100), codes[:, 37:137])
+    assert len(data) * 8 < 1.03 * _entropy_bits(codes)  # one short utterance: the model itself is not counted
