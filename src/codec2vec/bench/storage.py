@@ -50,6 +50,14 @@ def _entropy_bits(store: Any) -> float:
     return float((h * frames[:, 0]).sum())
 
 
+def store_coding(store: Any) -> str:
+    """The coding of a store's shards ("rans", "packed", "huffman"; "mixed" when they differ)."""
+    from codec2vec.store.container import read_container_index
+
+    codings = {read_container_index(p).get("coding", "packed") for p in store.shard_paths()}
+    return codings.pop() if len(codings) == 1 else "mixed"
+
+
 def encode_store(codec: Any, items: Sequence[Any], out: Path, batch: int = 8) -> Any:
     """Encode `items` with `codec` into a new store at `out` (an earlier bench's complete store there is reused)."""
 
@@ -123,7 +131,7 @@ def _row(name: str, store: Any, flac: int, pcm: int, speed: float) -> dict[str, 
     return {
         "codec": name,
         "levels": store.codec.num_codebooks,
-        "coding": "entropy" if info["codes_bytes"] < store.frame_bytes * info["frames"] else "packed",
+        "coding": store_coding(store),
         "seconds": info["seconds"],
         "bytes": info["bytes"],
         "kbps": info["kbps"],

@@ -25,6 +25,7 @@ block, so B is chosen to make a block about `BLOCK_BITS` bits long (overhead ~0.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -36,6 +37,7 @@ MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost
 BLOCK_BITS = 6144  # target size of a block; its ~43 bits of state and header cost ~0.7%
 FLUSH_BITS = 35  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
 _Q = 256  # bits_per_frame is kept in 1/256 bit
+_WORD = np.dtype(np.uint32) if sys.byteorder == "little" else np.dtype("<u4")  # words: little-endian on disk
 
 
 def _library_version() -> str:
@@ -224,34 +226,41 @@ def encode(codes: np.ndarray, model: RansModel) -> bytes:
     return bytes(header) + b"".join(blocks)
 
 
-def _block_sizes(raw: np.ndarray, model: RansModel, num_frames: int) -> tuple[np.ndarray, int]:
-    """(length in words of each block (nb,), header bytes)."""
+def _varints(raw: np.ndarray, count: int) -> tuple[list[int], int]:
+    """`count` zigzag byte-varints from the start of `raw`: (values, bytes read)."""
+    if raw.size >= count > 16 and int(raw[:count].max()) < 0x80:  # long records, one byte each (the usual case)
+        z = raw[:count].astype(np.int64)
+        return np.where(z % 2 == 0, z >> 1, -((z + 1) >> 1)).tolist(), count
+    out, pos, data = [], 0, raw[: 10 * count].tobytes()  # Python ints beat numpy's per-call cost here
+    for _ in range(count):
+        v, shift = 0, 0
+        while True:
+            if pos >= len(data) or shift > 56:
+                raise ValueError("rANS data: truncated or corrupt header")
+            byte = data[pos]
+            pos += 1
+            v |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        out.append(v >> 1 if v % 2 == 0 else -((v + 1) >> 1))
+    return out, pos
+
+
+def _block_ends(raw: np.ndarray, model: RansModel, num_frames: int) -> tuple[list[int], int]:
+    """(byte offset after each block in the record, header bytes = offset of block 0)."""
     b = model.block_frames
     nb = -(-num_frames // b)
-    predicted = np.full(nb, model.predicted_words(b), dtype=np.int64)
-    predicted[-1] = model.predicted_words(num_frames - (nb - 1) * b)
-    head = raw[:nb].astype(np.int64)
-    if head.size == nb and (head < 0x80).all():  # the usual case: every deviation fits one byte
-        z, pos = head, nb
-    else:
-        vals, pos = [], 0
-        for _ in range(nb):
-            v, shift = 0, 0
-            while True:
-                if pos >= raw.size or shift > 56:
-                    raise ValueError("rANS data: truncated or corrupt header")
-                byte = int(raw[pos])
-                pos += 1
-                v |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 0x80:
-                    break
-            vals.append(v)
-        z = np.asarray(vals, dtype=np.int64)
-    sizes = predicted + np.where(z % 2 == 0, z >> 1, -((z + 1) >> 1))
-    if (sizes < 0).any():
-        raise ValueError("rANS data: corrupt header")
-    return sizes, pos
+    deviations, head = _varints(raw, nb)
+    full, last = model.predicted_words(b), model.predicted_words(num_frames - (nb - 1) * b)
+    ends, end = [], head
+    for j, d in enumerate(deviations):
+        words = (full if j < nb - 1 else last) + d
+        if words < 0:
+            raise ValueError("rANS data: corrupt header")
+        end += 4 * words
+        ends.append(end)
+    return ends, head
 
 
 def decode(
@@ -277,10 +286,9 @@ def decode(
         if raw.size:
             raise ValueError("rANS data: bytes given for zero frames")
         return np.zeros((k_, 0), dtype=np.int64)
-    sizes, head = _block_sizes(raw, model, t)
-    ends = head + 4 * np.cumsum(sizes)  # (nb,) byte offset after each block
-    if int(ends[-1]) != raw.size:
-        raise ValueError(f"rANS data: {raw.size} bytes, the header says {int(ends[-1])}")
+    ends, head = _block_ends(raw, model, t)
+    if ends[-1] != raw.size:
+        raise ValueError(f"rANS data: {raw.size} bytes, the header says {ends[-1]}")
     if start == stop:
         return np.zeros((k_, 0), dtype=np.int64)
     b, coders = model.block_frames, model.coders
@@ -288,8 +296,7 @@ def decode(
     pieces = []
     for j in range(first, last + 1):
         n = min(b, t - j * b)
-        lo = int(ends[j - 1]) if j else head
-        words = np.frombuffer(raw[lo : int(ends[j])].tobytes(), dtype="<u4").astype(np.uint32, copy=False)
+        words = np.frombuffer(raw[ends[j - 1] if j else head : ends[j]].tobytes(), dtype=_WORD).astype(np.uint32)
         try:
             coder = stream.stack.AnsCoder(words)
             pieces.append(np.concatenate([coder.decode(m, n) for m in coders]).reshape(k_, n))  # (K, n)
