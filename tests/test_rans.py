@@ -46,13 +46,16 @@ def _entropy_bits(codes: np.ndarray) -> float:
     t=st.integers(0, 200),
     block_bits=st.sampled_from([1, 300, 6144]),
     skew=st.sampled_from([0.0, 1.0, 2.5]),
+    pairs=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_round_trip_and_crops_at_every_block_boundary(
-    k: int, v: int, t: int, block_bits: int, skew: float, seed: int
+    k: int, v: int, t: int, block_bits: int, skew: float, pairs: bool, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    model = RansModel.fit([_sample(rng, k, v, 100, skew)], v, block_bits=block_bits)  # unseen symbols too
+    pairs = pairs and v <= 16
+    model = RansModel.fit([_sample(rng, k, v, 100, skew)], v, block_bits=block_bits, pairs=pairs)  # unseen symbols
+    assert model.pairs == pairs and model.freqs.shape == ((k + 1) // 2 if pairs else k, v * v if pairs else v)
     codes = _sample(rng, k, v, t, 2.5 - skew)  # coded on a differently skewed source
     data = encode(codes, model)
     assert (data == b"") == (t == 0)
@@ -83,6 +86,28 @@ def test_within_one_percent_of_the_order0_entropy() -> None:
     bits = len(encode(codes, model)) * 8
     assert bits < 1.01 * _entropy_bits(codes)
     assert 30 * 16 * 8 < model.block_frames * 30 * 3.4 < 2 * rans.BLOCK_BITS  # blocks of ~BLOCK_BITS bits
+
+
+def test_pairs_of_dependent_levels_go_below_the_order0_entropy() -> None:
+    """Residual quantizers' neighbouring levels are dependent: coding pairs beats the levels' order-0 entropy, and
+    `fit_smallest` takes whichever of pairs and levels is smaller, tables included."""
+    rng = np.random.default_rng(8)
+    first = _sample(rng, 6, 16, 30_000, 1.0)
+    second = (first + rng.choice(4, size=first.shape, p=[0.7, 0.1, 0.1, 0.1])) % 16  # depends on its neighbour
+    codes = np.stack([first, second], axis=1).reshape(12, -1)  # levels 2i and 2i + 1 dependent
+    model = rans.fit_smallest([codes], 16)
+    assert model.pairs
+    data = encode(codes, model)
+    assert len(data) * 8 < 0.8 * _entropy_bits(codes)
+    assert np.array_equal(decode(data, model, 12, codes.shape[1], 1000, 1250), codes[:, 1000:1250])
+    for frames in (20, 200, 2000):  # the choice is the smaller all told (codes and table)
+        part = codes[:, :frames]
+        sizes = {
+            p: len(encode(part, m)) + rans.model_bytes(m)
+            for p in (False, True)
+            for m in [RansModel.fit([part], 16, pairs=p)]
+        }
+        assert sizes[rans.fit_smallest([part], 16).pairs] <= 1.01 * min(sizes.values())
 
 
 def test_a_crop_decodes_only_the_blocks_it_overlaps() -> None:

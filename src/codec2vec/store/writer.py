@@ -42,7 +42,6 @@ from codec2vec.store.layout import (
     read_contents,
     write_contents,
 )
-from codec2vec.store.rans import RansModel
 
 MAX_HUFFMAN_FRAMES = 3000  # 60 s at 50 Hz: a Huffman record is decoded whole for any crop, so "auto" keeps
 # shards with longer utterances out of Huffman (rANS crops decode only their blocks: no limit)
@@ -171,7 +170,7 @@ class ShardWriter:
         if coding == "packed":
             return packed, {"coding": "packed"}
         if coding == "rans":
-            model = RansModel.fit(self._codes, v)
+            model = rans.fit_smallest(self._codes, v)
             coded, fields = [rans.encode(c, model) for c in self._codes], {"coding": "rans", "rans": model.to_dict()}
         else:
             h = HuffmanModel.fit(self._codes, v)
