@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from codec2vec.audio import load_audio
 from codec2vec.errors import StoreError
 from codec2vec.store import TokenStore, rans
-from codec2vec.store.container import read_container_index
+from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.rans import PRECISION, RansModel, decode, encode
 from conftest import fake_info, store_from_codes
 
@@ -204,6 +204,21 @@ def test_damaged_rans_record_and_model_are_named(tmp_path: Path) -> None:
     damaged._packed.models[0] = other
     with pytest.raises(StoreError, match="utterance 's0' cannot be decoded"):
         damaged["s0"]
+
+
+def test_a_model_this_library_codes_differently_is_refused_and_verify_names_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    items = [(f"s{i}", _sample(rng, 46, 16, 300, 1.2), {}) for i in range(3)]
+    store = store_from_codes(tmp_path / "s", fake_info(46, 16), torch.randn(46, 16, 4), items)
+    shard = store.shard_paths()[0]
+    index = read_container_index(shard)
+    payload = shard.read_bytes()[: index["payload_bytes"]]
+    index["rans"]["check"] ^= 1  # as if written by a constriction that quantises differently
+    write_container(shard, [payload], {k: v for k, v in index.items() if not k.startswith("payload_")})
+    with pytest.raises(StoreError, match=r"000000\.c2s: .*codes differently under constriction"):
+        TokenStore.open(tmp_path / "s")
+    problems = TokenStore.open(tmp_path / "s", check=False).verify()
+    assert any("codes differently" in p and "000000.c2s" in p for p in problems)
 
 
 def test_old_huffman_and_packed_stores_still_read(tmp_path: Path) -> None:

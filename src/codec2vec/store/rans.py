@@ -43,6 +43,7 @@ MAX_PAIR_SYMBOLS = 1024  # adjacent levels are modelled as pairs when V * V is a
 BLOCK_BITS = 6144  # target size of a block; its ~43 bits of state and header cost ~0.7%
 FLUSH_BITS = 35  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
 _Q = 256  # bits_per_frame is kept in 1/256 bit
+_LIBRARY_CHECKED: set[tuple[bytes, tuple[int, ...], int]] = set()  # models whose probe matched this constriction
 _WORD = np.dtype(np.uint32) if sys.byteorder == "little" else np.dtype("<u4")  # words: little-endian on disk
 
 
@@ -239,12 +240,17 @@ class RansModel:
         return zlib.crc32(coder.get_compressed().astype("<u4").tobytes())
 
     def check_library(self) -> None:
-        """ValueError unless this `constriction` codes exactly as the one that wrote the model."""
+        """ValueError unless this `constriction` codes exactly as the one that wrote the model (each table is
+        probed once per process: opening a store and verifying it check every shard)."""
+        key = (self.logp.tobytes(), self.logp.shape, self.check)
+        if key in _LIBRARY_CHECKED:
+            return
         if self.probe() != self.check:
             raise ValueError(
                 f"its rANS model codes differently under constriction {_library_version()} "
                 "than when it was written (install the version named in the shard's index)"
             )
+        _LIBRARY_CHECKED.add(key)
 
     def predicted_words(self, frames: int) -> int:
         """Predicted length in 32-bit words of a block of `frames` frames (exact integer arithmetic)."""
