@@ -18,7 +18,9 @@ from codec2vec.audio import load_audio
 from codec2vec.errors import StoreError
 from codec2vec.store import TokenStore, rans
 from codec2vec.store.container import read_container_index, write_container
+from codec2vec.store.layout import file_record
 from codec2vec.store.rans import PRECISION, RansModel, decode, encode
+from codec2vec.store.writer import record_file
 from conftest import fake_info, store_from_codes
 
 
@@ -215,6 +217,7 @@ def test_a_model_this_library_codes_differently_is_refused_and_verify_names_it(t
     payload = shard.read_bytes()[: index["payload_bytes"]]
     index["rans"]["check"] ^= 1  # as if written by a constriction that quantises differently
     write_container(shard, [payload], {k: v for k, v in index.items() if not k.startswith("payload_")})
+    record_file(tmp_path / "s", "shards", shard, file_record(shard, 3))  # a sound file, recorded as such
     with pytest.raises(StoreError, match=r"000000\.c2s: .*codes differently under constriction"):
         TokenStore.open(tmp_path / "s")
     problems = TokenStore.open(tmp_path / "s", check=False).verify()

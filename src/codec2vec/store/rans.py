@@ -8,7 +8,7 @@ residual quantizers' neighbouring levels are not independent, so pairs go below 
 entropies (Lyra 16/30/46 levels: 4.4/2.4/1.7% below) and halve the symbols to decode. A crop decodes only the
 blocks it overlaps, so a read costs `(crop + B) * rows` symbols whatever the utterance's length. A block's
 stream ends with the coder's state (about 35 bits), and the record header holds one byte per block, so B is
-chosen to make a block about `BLOCK_BITS` bits long (overhead ~0.7%).
+chosen to make a block about `BLOCK_BITS` bits long (overhead ~0.35%).
 
 - `RansModel.logp (G, A) uint8`: each row's symbol probabilities (G rows of A symbols: K levels of V, or K/2
   rounded up pairs of V * V, an odd K's last level paired with zeros) as `-8 log2 p`, rounded (1/8-bit steps:
@@ -40,7 +40,7 @@ import numpy as np
 PRECISION = 16  # probabilities are multiples of 2**-16
 MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost too much (Huffman takes them)
 MAX_PAIR_SYMBOLS = 1024  # adjacent levels are modelled as pairs when V * V is at most this (Lyra: 16 * 16)
-BLOCK_BITS = 6144  # target size of a block; its ~43 bits of state and header cost ~0.7%
+BLOCK_BITS = 12288  # target size of a block; its ~43 bits of state and header cost ~0.35%
 FLUSH_BITS = 35  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
 _Q = 256  # bits_per_frame is kept in 1/256 bit
 _LIBRARY_CHECKED: set[tuple[bytes, tuple[int, ...], int]] = set()  # models whose probe matched this constriction
@@ -128,11 +128,14 @@ class RansModel:
         return c[0::2] * self.codebook_size + c[1::2]
 
     def split(self, symbols: np.ndarray) -> np.ndarray:
-        """`join`'s inverse: `(G, n)` -> `(K, n)`."""
+        """`join`'s inverse: `(G, n)` -> int64 `(K, n)`."""
         if not self.pairs:
-            return symbols
+            return symbols.astype(np.int64)
         g, n = symbols.shape
-        return np.stack(np.divmod(symbols, self.codebook_size), axis=1).reshape(2 * g, n)[: self.num_codebooks]
+        out = np.empty((g, 2, n), dtype=np.int64)
+        np.floor_divide(symbols, self.codebook_size, out=out[:, 0])
+        np.remainder(symbols, self.codebook_size, out=out[:, 1])
+        return out.reshape(2 * g, n)[: self.num_codebooks]
 
     @classmethod
     def fit(
@@ -384,4 +387,4 @@ def decode(
         if not sound:
             raise ValueError(f"rANS data: block {j} does not end where its length says (corrupt data or wrong model)")
     out = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)  # (G, blocks * B)
-    return model.split(out[:, start - first * b : stop - first * b]).astype(np.int64)  # (K, stop - start)
+    return model.split(out[:, start - first * b : stop - first * b])  # (K, stop - start) int64
