@@ -377,7 +377,9 @@ def decode(
     pieces = []
     for j in range(first, last + 1):
         n = min(b, t - j * b)
-        words = np.frombuffer(raw[ends[j - 1] if j else head : ends[j]].tobytes(), dtype=_WORD).astype(np.uint32)
+        words = np.frombuffer(raw[ends[j - 1] if j else head : ends[j]].tobytes(), dtype=_WORD).astype(
+            np.uint32, copy=False
+        )
         try:
             coder = stream.stack.AnsCoder(words)
             pieces.append(np.concatenate([coder.decode(m, n) for m in coders]).reshape(-1, n))  # (G, n)
