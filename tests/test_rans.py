@@ -19,7 +19,7 @@ from codec2vec.errors import StoreError
 from codec2vec.store import TokenStore, rans
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.layout import file_record
-from codec2vec.store.rans import PRECISION, RansModel, decode, encode
+from codec2vec.store.rans import VERSION, RansModel, decode, encode, precision_for
 from codec2vec.store.writer import record_file
 from conftest import fake_info, store_from_codes
 
@@ -123,7 +123,7 @@ def test_a_crop_decodes_only_the_blocks_it_overlaps() -> None:
     header = np.frombuffer(bytes(data[:nb]), np.uint8).astype(np.int64)
     assert (header < 0x80).all()  # one byte per block here
     sizes = np.asarray(sizes) + np.where(header % 2 == 0, header >> 1, -((header + 1) >> 1))
-    block3 = nb + 4 * int(sizes[:3].sum())
+    block3 = nb + 2 * int(sizes[:3].sum())  # 16-bit words
     data[block3 + 2] ^= 0x5A
     assert np.array_equal(decode(bytes(data), model, 8, 400, 0, 3 * 16), codes[:, : 3 * 16])
     with pytest.raises(ValueError, match="block 3"):
@@ -151,19 +151,23 @@ def test_corrupt_or_mismatched_data_is_refused() -> None:
         RansModel.fit([codes], 1 << 15)
 
 
-def test_model_travels_exactly_and_is_checked_against_the_library() -> None:
+def test_model_travels_exactly_and_names_its_format_version() -> None:
     rng = np.random.default_rng(4)
     model = RansModel.fit([_sample(rng, 12, 1024, 3000, 1.0)], 1024)
-    assert (model.freqs.sum(axis=1) == 1 << PRECISION).all() and model.freqs.min() >= 1
+    assert (model.freqs.sum(axis=1) == 1 << model.precision).all() and model.freqs.min() >= 1
+    assert model.precision == precision_for(1024) == 16 and precision_for(16) == 12 and precision_for(256) == 14
     doc = json.loads(json.dumps(model.to_dict()))
+    assert doc["version"] == VERSION
     back = RansModel.from_dict(doc)
-    assert back == model and back.check == model.check
-    back.check_library()
+    assert back == model
     codes = _sample(rng, 12, 1024, 200, 1.0)
     assert np.array_equal(decode(encode(codes, model), pickle.loads(pickle.dumps(back)), 12, 200), codes)
-    with pytest.raises(ValueError, match="codes differently"):
-        RansModel.from_dict({**doc, "check": model.check ^ 1}).check_library()
-    for broken in ({**doc, "logp8": ["zz"]}, {**doc, "precision": 15}, {k: v for k, v in doc.items() if k != "check"}):
+    for broken in (
+        {**doc, "logp8": ["zz"]},
+        {**doc, "version": VERSION + 1},
+        {**doc, "version": 1},
+        {k: v for k, v in doc.items() if k != "version"},
+    ):
         with pytest.raises(ValueError, match="malformed"):
             RansModel.from_dict(broken)
 
@@ -208,20 +212,20 @@ def test_damaged_rans_record_and_model_are_named(tmp_path: Path) -> None:
         damaged["s0"]
 
 
-def test_a_model_this_library_codes_differently_is_refused_and_verify_names_it(tmp_path: Path) -> None:
+def test_a_model_of_another_format_version_is_refused_and_verify_names_it(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     items = [(f"s{i}", _sample(rng, 46, 16, 300, 1.2), {}) for i in range(3)]
     store = store_from_codes(tmp_path / "s", fake_info(46, 16), torch.randn(46, 16, 4), items)
     shard = store.shard_paths()[0]
     index = read_container_index(shard)
     payload = shard.read_bytes()[: index["payload_bytes"]]
-    index["rans"]["check"] ^= 1  # as if written by a constriction that quantises differently
+    index["rans"]["version"] = VERSION + 1  # as if written by a newer codec2vec
     write_container(shard, [payload], {k: v for k, v in index.items() if not k.startswith("payload_")})
     record_file(tmp_path / "s", "shards", shard, file_record(shard, 3))  # a sound file, recorded as such
-    with pytest.raises(StoreError, match=r"000000\.c2s: .*codes differently under constriction"):
+    with pytest.raises(StoreError, match=r"000000\.c2s: .*format version"):
         TokenStore.open(tmp_path / "s")
     problems = TokenStore.open(tmp_path / "s", check=False).verify()
-    assert any("codes differently" in p and "000000.c2s" in p for p in problems)
+    assert any("format version" in p and "000000.c2s" in p for p in problems)
 
 
 def test_old_huffman_and_packed_stores_still_read(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def record_offsets(index: dict[str, Any], frame_bytes: int) -> list[int]:
 
 def shard_model(path: Path, index: dict[str, Any], num_codebooks: int, bits: int) -> HuffmanModel | RansModel | None:
     """The entropy model of a shard's index (None when bit-packed), checked against the store's K and code width
-    and, for rANS, against this `constriction`; StoreError naming the shard otherwise."""
+    (a rANS model of another format version is refused); StoreError naming the shard otherwise."""
     coding = index.get("coding", "packed")
     if coding not in CODINGS:
         raise StoreError(f"{path}: unknown coding {coding!r} (written by a newer codec2vec?)")
@@ -91,8 +91,6 @@ def shard_model(path: Path, index: dict[str, Any], num_codebooks: int, bits: int
         return None
     try:
         model = HuffmanModel.from_list(index["huffman"]) if coding == "huffman" else RansModel.from_dict(index["rans"])
-        if isinstance(model, RansModel):
-            model.check_library()
     except (KeyError, TypeError, ValueError) as e:
         raise StoreError(f"{path}: damaged or unreadable {coding} model ({type(e).__name__}: {e})") from None
     if model.num_codebooks != num_codebooks or model.codebook_size > 1 << bits:

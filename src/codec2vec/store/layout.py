@@ -117,7 +117,7 @@ def check_meta(path: Path, meta: dict[str, Any]) -> None:
 
 def check_shard(path: Path, index: dict[str, Any], meta: dict[str, Any]) -> None:
     """A shard belongs to this store's codec (not copied in from another store), and its coding can be decoded
-    here (a known coding; a model for this K and V; for rANS, one that this `constriction` codes as written)."""
+    here (a known coding; a model for this K and V; for rANS, of this format version)."""
     if index.get("codec_hash") != meta["codec"]["config_hash"]:
         raise StoreError(
             f"{path}: holds codes of codec config {index.get('codec_hash')}, "

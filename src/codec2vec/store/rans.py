@@ -1,59 +1,80 @@
 """Blocked rANS coding of codec codes: within a fraction of a percent of the order-0 entropy, random crops cheap.
 
 Each utterance's codes `(K, T)` are cut into blocks of B frames (restart points). A block holds its rows,
-row-major, in one asymmetric-numeral-systems stream (Duda 2013; `constriction`'s `stream.stack.AnsCoder`,
-Bamler 2022: 32-bit words, a 64-bit state), each row coded with its own fixed order-0 `Categorical` model. A row
-is a level, or, when V * V <= 1024 (Lyra: V = 16), a pair of adjacent levels coded as one symbol of V * V:
-residual quantizers' neighbouring levels are not independent, so pairs go below the sum of the levels' order-0
-entropies (Lyra 16/30/46 levels: 4.4/2.4/1.7% below) and halve the symbols to decode. A crop decodes only the
-blocks it overlaps, so a read costs `(crop + B) * rows` symbols whatever the utterance's length. A block's
-stream ends with the coder's state (about 35 bits), and the record header holds one byte per block, so B is
-chosen to make a block about `BLOCK_BITS` bits long (overhead ~0.35%).
+row-major, in one range-ANS stream (Duda 2013; byte-/word-wise rANS as Giesen's `rans_word`: a 32-bit state,
+16-bit renormalisation, compiled with numba in `rans_kernels.py`), each row coded with its own fixed order-0
+model. A row is a level, or, when V * V <= 1024 (Lyra: V = 16), a pair of adjacent levels coded as one symbol of
+V * V: residual quantizers' neighbouring levels are not independent, so pairs go below the sum of the levels'
+order-0 entropies (Lyra 16/30/46 levels: ~2-4% below) and halve the symbols to decode. A crop decodes only the
+blocks it overlaps, so a read costs `(crop + B) * rows` symbols whatever the utterance's length. A block starts
+with the coder's final state (32 bits), and the record header holds one byte per block, so B is chosen to make a
+block about `BLOCK_BITS` bits long (overhead ~0.35%).
 
 - `RansModel.logp (G, A) uint8`: each row's symbol probabilities (G rows of A symbols: K levels of V, or K/2
   rounded up pairs of V * V, an odd K's last level paired with zeros) as `-8 log2 p`, rounded (1/8-bit steps:
   ~0.0005 bits per symbol lost; 255 for unseen symbols), fitted on symbol counts (`fit`). They become
-  `freqs (G, A)`, multiples of 2**-16 with every symbol >= 1 (so any code can be written), by integer
-  arithmetic alone. A shard's index holds the model (`to_dict`): `logp8` (one hex string per row), K, V,
-  `pairs`, the block length, the expected bits per frame (integer, in 1/256 bit: the header predicts each
-  block's size from it) and `check`, the CRC-32 of a probe coded with the models: `constriction` re-quantises
-  the probabilities to its own precision, and should a future version do so differently, `check_library`
-  refuses the shard instead of decoding garbage.
+  `freqs (G, A)`, multiples of 2**-precision (`precision_for(A)`: 12 bits for V = 16, 14 for pairs of 16, 16
+  for V = 1024) with every symbol >= 1 (so any code can be written), by integer arithmetic alone: identical on
+  every machine, no library in between. A shard's index holds the model (`to_dict`): the format `version`,
+  `logp8` (one hex string per row), K, V, `pairs`, the block length and the expected bits per frame (integer,
+  in 1/256 bit: the header predicts each block's size from it).
 - Record = `[header][block 0][block 1]...`: the header has one zigzag byte-varint per block (7 bits and a
-  continuation bit): its length in 32-bit words minus the length predicted from its frames; the blocks are
-  little-endian uint32 words. T = 0 encodes to b"". K and T are not stored: the caller keeps them.
+  continuation bit): its length in 16-bit words minus the length predicted from its frames; the blocks are
+  little-endian uint16 words, each starting with its final state. T = 0 encodes to b"". K and T are not
+  stored: the caller keeps them.
 - `encode(codes (K, T), model) -> bytes`; `decode(data, model, K, T, start, stop) -> int64 (K, stop - start)`.
-  Corrupt data (a header that disagrees with the record's size, a block that does not end where its length
-  says) raises ValueError; the store also checks each record's CRC-32 before decoding.
+  Corrupt data (a header that disagrees with the record's size, a block that reads past its end or does not
+  end in the coder's initial state exactly at its last word) raises ValueError naming the block; the kernels
+  bounds-check every read. The store also checks each record's CRC-32 before decoding.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import os
+import tempfile
+import warnings
 import zlib
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-PRECISION = 16  # probabilities are multiples of 2**-16
+VERSION = 2  # the rANS format (kernels in `rans_kernels.py`); the shard index names it, readers refuse others
 MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost too much (Huffman takes them)
 MAX_PAIR_SYMBOLS = 1024  # adjacent levels are modelled as pairs when V * V is at most this (Lyra: 16 * 16)
-BLOCK_BITS = 12288  # target size of a block; its ~43 bits of state and header cost ~0.35%
-FLUSH_BITS = 35  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
+BLOCK_BITS = 12288  # target size of a block; its 32 bits of state and its header byte cost ~0.35%
+FLUSH_BITS = 24  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
 _Q = 256  # bits_per_frame is kept in 1/256 bit
-_LIBRARY_CHECKED: set[tuple[bytes, tuple[int, ...], int]] = set()  # models whose probe matched this constriction
-_WORD = np.dtype(np.uint32) if sys.byteorder == "little" else np.dtype("<u4")  # words: little-endian on disk
+_KERNELS: Any = None  # rans_kernels, imported at first use
 
 
-def _library_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def precision_for(symbols: int) -> int:
+    """Probability precision in bits for an alphabet of `symbols`: 6 bits above its size, 12 to 16."""
+    return int(np.clip((symbols - 1).bit_length() + 6, 12, 16))
 
-    try:
-        return version("constriction")
-    except PackageNotFoundError:
-        return "?"
+
+def _kernels() -> Any:
+    """The compiled kernels; numba caches them under $NUMBA_CACHE_DIR, else $CODEC2VEC_CACHE/numba, else
+    ~/.cache/codec2vec/numba (set here, at first use, only when unset); without a writable folder numba compiles
+    in memory and its warning is silenced."""
+    global _KERNELS
+    if _KERNELS is None:
+        if "NUMBA_CACHE_DIR" not in os.environ:
+            base = os.environ.get("CODEC2VEC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "codec2vec")
+            os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "numba")
+        import numba
+
+        numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]  # numba reads the variable once, at its import
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=numba.NumbaWarning)
+            try:
+                from codec2vec.store import rans_kernels
+            except RuntimeError:  # "cannot cache function ...: no locator available": compile without a cache
+                numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="codec2vec-numba-")
+                from codec2vec.store import rans_kernels
+        _KERNELS = rans_kernels
+    return _KERNELS
 
 
 # 2**30 * 2**(-j/8), j = 0..7, as exact integers: frequencies follow from the stored log-probabilities with
@@ -61,12 +82,12 @@ def _library_version() -> str:
 _ROOTS = np.array([1073741824, 984625594, 902905651, 827968132, 759250125, 696235434, 638450708, 585461881])
 
 
-def _freqs(logp: np.ndarray) -> np.ndarray:
+def _freqs(logp: np.ndarray, precision: int) -> np.ndarray:
     """(V,) uint8 log-probabilities (-8 log2 p, rounded) -> (V,) int64 frequencies, each >= 1, summing to
-    2**PRECISION (largest remainders; ties to the lower symbol)."""
+    2**precision (largest remainders; ties to the lower symbol)."""
     c = logp.astype(np.int64)
     w = _ROOTS[c % 8] >> (c // 8)  # (V,) ~ p * 2**30
-    spare, total = (1 << PRECISION) - c.size, int(w.sum())
+    spare, total = (1 << precision) - c.size, int(w.sum())
     if total == 0:
         w, total = np.ones_like(w), c.size
     q = w * spare  # < 2**46
@@ -87,7 +108,6 @@ class RansModel:
         codebook_size: int,
         block_frames: int,
         bits_per_frame: int,
-        check: int | None = None,
     ) -> None:
         lp, k, v = np.asarray(logp), int(num_codebooks), int(codebook_size)
         pairs = lp.ndim == 2 and lp.shape[1] == v * v and v > 1
@@ -100,9 +120,9 @@ class RansModel:
             raise ValueError(f"bad block_frames {block_frames} or bits_per_frame {bits_per_frame}")
         self.logp, self.num_codebooks, self.codebook_size, self.pairs = lp, k, v, pairs
         self.block_frames, self.bits_per_frame = int(block_frames), int(bits_per_frame)
-        self.freqs = np.stack([_freqs(row) for row in lp])  # (G, A) int64, each row sums to 2**PRECISION
-        self._coders: list[Any] | None = None
-        self.check = self.probe() if check is None else int(check)
+        prec = precision_for(lp.shape[1])
+        self.freqs = np.stack([_freqs(row, prec) for row in lp])  # (G, A) int64, each row sums to 2**precision
+        self._tables: tuple[np.ndarray, ...] | None = None
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -114,8 +134,8 @@ class RansModel:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __getstate__(self) -> dict[str, Any]:  # constriction's models are rebuilt in each worker process
-        return {**self.__dict__, "_coders": None}
+    def __getstate__(self) -> dict[str, Any]:  # the decode tables are rebuilt in each worker process
+        return {**self.__dict__, "_tables": None}
 
     def join(self, codes: np.ndarray) -> np.ndarray:
         """int codes `(K, T)` -> the coded symbols `(G, T)` int32: pairs `2i, 2i+1` as `V * c[2i] + c[2i+1]` (an
@@ -177,8 +197,8 @@ class RansModel:
         p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # (G, A)
         logp = np.where(p > 0, np.clip(np.round(-8 * np.log2(np.where(p > 0, p, 1))), 0, 254), 255)
         shape = dict(num_codebooks=k, codebook_size=v)
-        model = cls(logp=logp.astype(np.uint8), **shape, block_frames=16, bits_per_frame=0, check=0)
-        q = model.freqs / float(1 << PRECISION)
+        model = cls(logp=logp.astype(np.uint8), **shape, block_frames=16, bits_per_frame=0)
+        q = model.freqs / float(1 << model.precision)
         bits = float(-(p * np.log2(q)).sum())  # expected bits per frame: the counts' cross-entropy under the model
         block = int(np.clip(-(-block_bits / max(bits, 1e-9) // 16) * 16, 16, 4096))
         return cls(logp=model.logp, **shape, block_frames=block, bits_per_frame=round(bits * _Q))
@@ -186,23 +206,21 @@ class RansModel:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, for the shard index."""
         return {
-            "precision": PRECISION,
+            "version": VERSION,
             "num_codebooks": self.num_codebooks,
             "codebook_size": self.codebook_size,
             "pairs": self.pairs,
             "block_frames": self.block_frames,
             "bits_per_frame_q256": self.bits_per_frame,
-            "check": self.check,
             "logp8": [row.tobytes().hex() for row in self.logp],
-            "library": f"constriction {_library_version()}",
         }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> RansModel:
         """The model of a shard's index; ValueError if it is malformed."""
         try:
-            if int(doc["precision"]) != PRECISION:
-                raise ValueError(f"precision {doc['precision']} (this codec2vec reads {PRECISION})")
+            if int(doc["version"]) != VERSION:
+                raise ValueError(f"format version {doc['version']} (this codec2vec reads version {VERSION})")
             rows = [bytes.fromhex(h) for h in doc["logp8"]]
             if not rows or len({len(r) for r in rows}) != 1:
                 raise ValueError("rows of different sizes")
@@ -213,7 +231,6 @@ class RansModel:
                 codebook_size=v,
                 block_frames=int(doc["block_frames"]),
                 bits_per_frame=int(doc["bits_per_frame_q256"]),
-                check=int(doc["check"]),
             )
             if model.pairs != bool(doc["pairs"]):
                 raise ValueError("the 'pairs' flag disagrees with the table")
@@ -221,43 +238,27 @@ class RansModel:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"malformed rANS model ({e})") from None
 
-    # --- constriction --------------------------------------------------------------------------------------
-
     @property
-    def coders(self) -> list[Any]:
-        """One `constriction` Categorical model per level (built on first use)."""
-        if self._coders is None:
-            import constriction
+    def precision(self) -> int:
+        """Bits of the quantised probabilities: 12 for small alphabets, up to 16 (decode tables of 2**bits)."""
+        return precision_for(self.logp.shape[1])
 
-            scale = 1.0 / (1 << PRECISION)
-            self._coders = [constriction.stream.model.Categorical(row * scale, perfect=False) for row in self.freqs]
-        return self._coders
-
-    def probe(self) -> int:
-        """CRC-32 of every symbol of every model coded in one stream: changes if the models' quantisation does."""
-        from constriction import stream
-
-        coder = stream.stack.AnsCoder()
-        for m in reversed(self.coders):
-            coder.encode_reverse(np.arange(self.freqs.shape[1], dtype=np.int32), m)
-        return zlib.crc32(coder.get_compressed().astype("<u4").tobytes())
-
-    def check_library(self) -> None:
-        """ValueError unless this `constriction` codes exactly as the one that wrote the model (each table is
-        probed once per process: opening a store and verifying it check every shard)."""
-        key = (self.logp.tobytes(), self.logp.shape, self.check)
-        if key in _LIBRARY_CHECKED:
-            return
-        if self.probe() != self.check:
-            raise ValueError(
-                f"its rANS model codes differently under constriction {_library_version()} "
-                "than when it was written (install the version named in the shard's index)"
-            )
-        _LIBRARY_CHECKED.add(key)
+    def tables(self) -> tuple[np.ndarray, ...]:
+        """The kernels' tables (built on first use): `tab (G, 2**precision)` uint16 slot -> symbol, `freq` and
+        `cum (G, A)` int64, and a symbol's first and second level `hi`, `lo (A,)` int64 (pairs)."""
+        if self._tables is None:
+            g, a = self.freqs.shape
+            cum = np.zeros((g, a), dtype=np.int64)
+            np.cumsum(self.freqs[:, :-1], axis=1, out=cum[:, 1:])
+            tab = np.stack([np.repeat(np.arange(a, dtype=np.uint16), row) for row in self.freqs])  # (G, 2**prec)
+            sym = np.arange(a, dtype=np.int64)
+            hi, lo = (sym // self.codebook_size, sym % self.codebook_size) if self.pairs else (sym, sym)
+            self._tables = (tab, np.ascontiguousarray(self.freqs), cum, hi, lo)
+        return self._tables
 
     def predicted_words(self, frames: int) -> int:
         """Predicted length in 32-bit words of a block of `frames` frames (exact integer arithmetic)."""
-        return (frames * self.bits_per_frame // _Q + FLUSH_BITS + 16) // 32
+        return (frames * self.bits_per_frame // _Q + FLUSH_BITS + 8) // 16
 
 
 def model_bytes(model: RansModel) -> int:
@@ -285,63 +286,24 @@ def _check_codes(codes: np.ndarray, model: RansModel) -> np.ndarray:
 
 
 def encode(codes: np.ndarray, model: RansModel) -> bytes:
-    """codes `(K, T)` ints in [0, V) -> `[one varint per block][blocks of uint32 words]` (b"" when T = 0)."""
-    from constriction import stream
-
-    sym = _check_codes(codes, model)  # (G, T)
+    """codes `(K, T)` ints in [0, V) -> `[one varint per block][blocks of uint16 words]` (b"" when T = 0)."""
+    sym = _check_codes(codes, model).astype(np.int64)  # (G, T)
     t, b = sym.shape[1], model.block_frames
-    header, blocks = bytearray(), []
-    for s in range(0, t, b):
-        block = sym[:, s : s + b]  # (G, <= B)
-        coder = stream.stack.AnsCoder()
-        for g in reversed(range(block.shape[0])):  # a stack: the last row in is the first out
-            coder.encode_reverse(block[g], model.coders[g])
-        words = coder.get_compressed()
-        d = int(words.size) - model.predicted_words(block.shape[1])
+    if t == 0:
+        return b""
+    _, freq, cum, _, _ = model.tables()
+    words, lengths = _kernels().encode_blocks(sym, freq, cum, model.precision, b)
+    nb = lengths.size
+    predicted = np.full(nb, model.predicted_words(b), dtype=np.int64)
+    predicted[-1] = model.predicted_words(t - (nb - 1) * b)
+    header = bytearray()
+    for d in (lengths - predicted).tolist():
         z = 2 * d if d >= 0 else -2 * d - 1  # zigzag
         while z >= 0x80:
             header.append(z & 0x7F | 0x80)
             z >>= 7
         header.append(z)
-        blocks.append(words.astype("<u4").tobytes())
-    return bytes(header) + b"".join(blocks)
-
-
-def _varints(raw: np.ndarray, count: int) -> tuple[list[int], int]:
-    """`count` zigzag byte-varints from the start of `raw`: (values, bytes read)."""
-    if raw.size >= count > 16 and int(raw[:count].max()) < 0x80:  # long records, one byte each (the usual case)
-        z = raw[:count].astype(np.int64)
-        return np.where(z % 2 == 0, z >> 1, -((z + 1) >> 1)).tolist(), count
-    out, pos, data = [], 0, raw[: 10 * count].tobytes()  # Python ints beat numpy's per-call cost here
-    for _ in range(count):
-        v, shift = 0, 0
-        while True:
-            if pos >= len(data) or shift > 56:
-                raise ValueError("rANS data: truncated or corrupt header")
-            byte = data[pos]
-            pos += 1
-            v |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-        out.append(v >> 1 if v % 2 == 0 else -((v + 1) >> 1))
-    return out, pos
-
-
-def _block_ends(raw: np.ndarray, model: RansModel, num_frames: int) -> tuple[list[int], int]:
-    """(byte offset after each block in the record, header bytes = offset of block 0)."""
-    b = model.block_frames
-    nb = -(-num_frames // b)
-    deviations, head = _varints(raw, nb)
-    full, last = model.predicted_words(b), model.predicted_words(num_frames - (nb - 1) * b)
-    ends, end = [], head
-    for j, d in enumerate(deviations):
-        words = (full if j < nb - 1 else last) + d
-        if words < 0:
-            raise ValueError("rANS data: corrupt header")
-        end += 4 * words
-        ends.append(end)
-    return ends, head
+    return bytes(header) + words.astype("<u2", copy=False).tobytes()
 
 
 def decode(
@@ -353,9 +315,7 @@ def decode(
     stop: int | None = None,
 ) -> np.ndarray:
     """Frames `[start, stop)` of `encode`'s bytes -> int64 codes `(K, stop - start)`, decoding only the blocks
-    the crop overlaps."""
-    from constriction import stream
-
+    the crop overlaps; ValueError (naming the block) on corrupt data."""
     k_, t = num_codebooks, num_frames
     stop = t if stop is None else stop
     if k_ != model.num_codebooks:
@@ -367,26 +327,27 @@ def decode(
         if raw.size:
             raise ValueError("rANS data: bytes given for zero frames")
         return np.zeros((k_, 0), dtype=np.int64)
-    ends, head = _block_ends(raw, model, t)
-    if ends[-1] != raw.size:
-        raise ValueError(f"rANS data: {raw.size} bytes, the header says {ends[-1]}")
-    if start == stop:
-        return np.zeros((k_, 0), dtype=np.int64)
-    b, coders = model.block_frames, model.coders
-    first, last = start // b, (stop - 1) // b
-    pieces = []
-    for j in range(first, last + 1):
-        n = min(b, t - j * b)
-        words = np.frombuffer(raw[ends[j - 1] if j else head : ends[j]].tobytes(), dtype=_WORD).astype(
-            np.uint32, copy=False
-        )
-        try:
-            coder = stream.stack.AnsCoder(words)
-            pieces.append(np.concatenate([coder.decode(m, n) for m in coders]).reshape(-1, n))  # (G, n)
-            sound = coder.is_empty()
-        except (ValueError, RuntimeError, AssertionError) as e:
-            raise ValueError(f"rANS data: block {j} cannot be decoded ({e})") from None
-        if not sound:
-            raise ValueError(f"rANS data: block {j} does not end where its length says (corrupt data or wrong model)")
-    out = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)  # (G, blocks * B)
-    return model.split(out[:, start - first * b : stop - first * b])  # (K, stop - start) int64
+    b = model.block_frames
+    full, last = model.predicted_words(b), model.predicted_words(t - (-(-t // b) - 1) * b)
+    tab, freq, cum, hi, lo = model.tables()
+    out = np.empty((k_, stop - start), dtype=np.int64)
+    code, where = _kernels().decode_record(
+        raw, t, start, stop, b, full, last, model.precision, tab, freq, cum, hi, lo, model.pairs, out
+    )
+    if code:
+        raise ValueError(_error(code, where, raw.size))
+    return out
+
+
+def _error(code: int, where: int, size: int) -> str:
+    """The message of a kernel's error code."""
+    k = _kernels()
+    if code == k.BAD_VARINT:
+        return f"rANS data: truncated or corrupt header (block {where})"
+    if code == k.BAD_LENGTH:
+        return f"rANS data: corrupt header (block {where} too short)"
+    if code == k.BAD_SIZE:
+        return f"rANS data: {size} bytes, the header says {where}"
+    if code == k.OVERRUN:
+        return f"rANS data: block {where} cannot be decoded (it reads past its end: corrupt data or wrong model)"
+    return f"rANS data: block {where} does not end where its length says (corrupt data or wrong model)"
