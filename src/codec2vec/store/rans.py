@@ -7,8 +7,8 @@ model. A row is a level, or, when V * V <= 1024 (Lyra: V = 16), a pair of adjace
 V * V: residual quantizers' neighbouring levels are not independent, so pairs go below the sum of the levels'
 order-0 entropies (Lyra 16/30/46 levels: ~2-4% below) and halve the symbols to decode. A crop decodes only the
 blocks it overlaps, so a read costs `(crop + B) * rows` symbols whatever the utterance's length. A block starts
-with the coder's final state (32 bits), and the record header holds one byte per block, so B is chosen to make a
-block about `BLOCK_BITS` bits long (overhead ~0.35%).
+with the coder's two final states (64 bits), and the record header holds one byte per block, so B is chosen to make
+a block about `BLOCK_BITS` bits long (overhead ~0.6%).
 
 - `RansModel.logp (G, A) uint8`: each row's symbol probabilities (G rows of A symbols: K levels of V, or K/2
   rounded up pairs of V * V, an odd K's last level paired with zeros) as `-8 log2 p`, rounded (1/8-bit steps:
@@ -43,15 +43,16 @@ import numpy as np
 VERSION = 2  # the rANS format (kernels in `rans_kernels.py`); the shard index names it, readers refuse others
 MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost too much (Huffman takes them)
 MAX_PAIR_SYMBOLS = 1024  # adjacent levels are modelled as pairs when V * V is at most this (Lyra: 16 * 16)
-BLOCK_BITS = 12288  # target size of a block; its 32 bits of state and its header byte cost ~0.35%
-FLUSH_BITS = 24  # mean bits the coder's final state adds to a block (measured; only used to predict sizes)
+BLOCK_BITS = 12288  # target size of a block; its 64 bits of states and its header byte cost ~0.6%
+FLUSH_BITS = 48  # mean bits the coder's two final states add to a block (measured; only used to predict sizes)
 _Q = 256  # bits_per_frame is kept in 1/256 bit
 _KERNELS: Any = None  # rans_kernels, imported at first use
 
 
 def precision_for(symbols: int) -> int:
-    """Probability precision in bits for an alphabet of `symbols`: 6 bits above its size, 12 to 16."""
-    return int(np.clip((symbols - 1).bit_length() + 6, 12, 16))
+    """Probability precision in bits for an alphabet of `symbols`: 4 bits above its size, 12 to 16 (decode tables
+    of 2**precision entries per row: small enough to stay in cache)."""
+    return int(np.clip((symbols - 1).bit_length() + 4, 12, 16))
 
 
 def _kernels() -> Any:
@@ -244,16 +245,20 @@ class RansModel:
         return precision_for(self.logp.shape[1])
 
     def tables(self) -> tuple[np.ndarray, ...]:
-        """The kernels' tables (built on first use): `tab (G, 2**precision)` uint16 slot -> symbol, `freq` and
-        `cum (G, A)` int64, and a symbol's first and second level `hi`, `lo (A,)` int64 (pairs)."""
+        """The kernels' tables (built on first use): `tab (G, 2**precision)` uint32 slot -> `freq << 16 |
+        (slot - cum)` of its symbol and `sym (G, 2**precision)` uint16 slot -> symbol (decoding), `freq`, `cum
+        (G, A)` int64 (encoding), and a symbol's first and second level `hi`, `lo (A,)` int64 (pairs)."""
         if self._tables is None:
             g, a = self.freqs.shape
             cum = np.zeros((g, a), dtype=np.int64)
             np.cumsum(self.freqs[:, :-1], axis=1, out=cum[:, 1:])
-            tab = np.stack([np.repeat(np.arange(a, dtype=np.uint16), row) for row in self.freqs])  # (G, 2**prec)
-            sym = np.arange(a, dtype=np.int64)
-            hi, lo = (sym // self.codebook_size, sym % self.codebook_size) if self.pairs else (sym, sym)
-            self._tables = (tab, np.ascontiguousarray(self.freqs), cum, hi, lo)
+            sym = np.stack([np.repeat(np.arange(a, dtype=np.uint16), row) for row in self.freqs])  # (G, 2**prec)
+            rows = np.arange(g)[:, None]
+            slot = np.arange(1 << self.precision, dtype=np.int64)[None, :]
+            tab = ((self.freqs[rows, sym] << 16) | (slot - cum[rows, sym])).astype(np.uint32)  # (G, 2**prec)
+            levels = np.arange(a, dtype=np.int64)
+            hi, lo = (levels // self.codebook_size, levels % self.codebook_size) if self.pairs else (levels, levels)
+            self._tables = (tab, sym, np.ascontiguousarray(self.freqs), cum, hi, lo)
         return self._tables
 
     def predicted_words(self, frames: int) -> int:
@@ -291,7 +296,7 @@ def encode(codes: np.ndarray, model: RansModel) -> bytes:
     t, b = sym.shape[1], model.block_frames
     if t == 0:
         return b""
-    _, freq, cum, _, _ = model.tables()
+    _, _, freq, cum, _, _ = model.tables()
     words, lengths = _kernels().encode_blocks(sym, freq, cum, model.precision, b)
     nb = lengths.size
     predicted = np.full(nb, model.predicted_words(b), dtype=np.int64)
@@ -329,10 +334,10 @@ def decode(
         return np.zeros((k_, 0), dtype=np.int64)
     b = model.block_frames
     full, last = model.predicted_words(b), model.predicted_words(t - (-(-t // b) - 1) * b)
-    tab, freq, cum, hi, lo = model.tables()
+    tab, sym, _, _, hi, lo = model.tables()
     out = np.empty((k_, stop - start), dtype=np.int64)
     code, where = _kernels().decode_record(
-        raw, t, start, stop, b, full, last, model.precision, tab, freq, cum, hi, lo, model.pairs, out
+        raw, t, start, stop, b, full, last, model.precision, tab, sym, hi, lo, model.pairs, out
     )
     if code:
         raise ValueError(_error(code, where, raw.size))

@@ -28,28 +28,30 @@ OK, BAD_VARINT, BAD_LENGTH, BAD_SIZE, OVERRUN, BAD_END = 0, 1, 2, 3, 4, 5
 def encode_blocks(sym, freq, cum, prec, block):  # type: ignore[no-untyped-def]
     g_, t = sym.shape
     nb = (t + block - 1) // block
-    out = np.empty(g_ * t + 2 * nb, np.uint16)  # at most one word per symbol, two for each final state
+    out = np.empty(g_ * t + 4 * nb, np.uint16)  # at most one word per symbol, four for each block's states
     lengths = np.empty(nb, np.int64)
-    tmp = np.empty(g_ * block + 2, np.uint16)
+    tmp = np.empty(g_ * block + 4, np.uint16)
+    bound = (RANS_L >> prec) << 16
     pos = 0
     for j in range(nb):
         s0 = j * block
         n = min(block, t - s0)
-        x = RANS_L
+        xs = np.full(2, RANS_L, np.int64)  # frame i of a row is coded by state i % 2
         w = tmp.size  # written backwards: the decoder reads forward
         for g in range(g_ - 1, -1, -1):
-            bound = (RANS_L >> prec) << 16
-            for i in range(s0 + n - 1, s0 - 1, -1):
-                s = sym[g, i]
+            for i in range(n - 1, -1, -1):
+                s = sym[g, s0 + i]
                 f = freq[g, s]
+                x = xs[i & 1]
                 if x >= bound * f:
                     w -= 1
                     tmp[w] = x & 0xFFFF
                     x >>= 16
-                x = ((x // f) << prec) + (x % f) + cum[g, s]
-        w -= 2
-        tmp[w] = x >> 16
-        tmp[w + 1] = x & 0xFFFF
+                xs[i & 1] = ((x // f) << prec) + (x % f) + cum[g, s]
+        for x in (xs[1], xs[0]):
+            w -= 2
+            tmp[w] = x >> 16
+            tmp[w + 1] = x & 0xFFFF
         m = tmp.size - w
         out[pos : pos + m] = tmp[w:]
         lengths[j] = m
@@ -75,7 +77,7 @@ def _block_ends(raw, nb, full, last, ends):  # type: ignore[no-untyped-def]
                 break
         d = v >> 1 if v % 2 == 0 else -((v + 1) >> 1)
         words = (full if j < nb - 1 else last) + d
-        if words < 2:
+        if words < 4:
             return BAD_LENGTH, j
         ends[j] = words
     end = p
@@ -88,46 +90,75 @@ def _block_ends(raw, nb, full, last, ends):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def decode_record(raw, t, start, stop, block, full, last, prec, tab, freq, cum, hi, lo, pairs, out):  # type: ignore[no-untyped-def]
-    """Frames [start, stop) of a record into `out` (K, stop - start): `tab (G, 2**prec)` slot -> symbol, `hi`/`lo`
-    (A,) a symbol's first and second level when `pairs` (else unused)."""
+def _state(raw, p):  # type: ignore[no-untyped-def]
+    """A block's 32-bit state stored as two little-endian words, high word first."""
+    return (np.int64(raw[p + 1]) << 24) | (np.int64(raw[p]) << 16) | (np.int64(raw[p + 3]) << 8) | raw[p + 2]
+
+
+@njit(cache=True, nogil=True)
+def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo, pairs, out):  # type: ignore[no-untyped-def]
+    """Frames [start, stop) of a record into `out` (K, stop - start): `tab (G, 2**prec)` slot -> the symbol's
+    `freq << 16 | (slot - cum)`, `sym (G, 2**prec)` slot -> symbol, `hi`/`lo (A,)` a symbol's first and second
+    level when `pairs` (else unused). Two states, frame i of a row on state i % 2 (two independent chains)."""
     nb = (t + block - 1) // block
     ends = np.empty(nb, np.int64)
     code, head = _block_ends(raw, nb, full, last, ends)
     if code != OK or start == stop:
         return code, head
     k_ = out.shape[0]
-    g_ = tab.shape[0]
     mask = (1 << prec) - 1
+    buf = np.empty(block, np.int64)  # one row of a block's symbols
     for j in range(start // block, (stop - 1) // block + 1):
         s0 = j * block
         n = min(block, t - s0)
         p = head if j == 0 else ends[j - 1]
         end = ends[j]
-        x = (np.int64(raw[p + 1]) << 24) | (np.int64(raw[p]) << 16) | (np.int64(raw[p + 3]) << 8) | raw[p + 2]
-        p += 4
-        if x < RANS_L:
+        x0, x1 = _state(raw, p), _state(raw, p + 4)
+        p += 8
+        if x0 < RANS_L or x1 < RANS_L:
             return BAD_END, j
         a, b = max(start, s0) - s0, min(stop, s0 + n) - s0  # the crop's part of this block
-        for g in range(g_):
-            second = pairs and 2 * g + 1 < k_
-            for i in range(n):
-                slot = x & mask
-                s = tab[g, slot]
-                x = freq[g, s] * (x >> prec) + slot - cum[g, s]
-                if x < RANS_L:
+        for g in range(tab.shape[0]):
+            trow, srow = tab[g], sym[g]
+            for i in range(0, n - 1, 2):  # two independent chains: frame i on x0, frame i + 1 on x1
+                slot = x0 & mask
+                e = np.int64(trow[slot])
+                x0 = (e >> 16) * (x0 >> prec) + (e & 0xFFFF)
+                buf[i] = srow[slot]
+                if x0 < RANS_L:
                     if p + 2 > end:
                         return OVERRUN, j
-                    x = (x << 16) | (np.int64(raw[p + 1]) << 8) | raw[p]
+                    x0 = (x0 << 16) | (np.int64(raw[p + 1]) << 8) | raw[p]
                     p += 2
-                if a <= i < b:
-                    o = s0 + i - start
-                    if pairs:
-                        out[2 * g, o] = hi[s]
-                        if second:
-                            out[2 * g + 1, o] = lo[s]
-                    else:
-                        out[g, o] = s
-        if x != RANS_L or p != end:
+                slot = x1 & mask
+                e = np.int64(trow[slot])
+                x1 = (e >> 16) * (x1 >> prec) + (e & 0xFFFF)
+                buf[i + 1] = srow[slot]
+                if x1 < RANS_L:
+                    if p + 2 > end:
+                        return OVERRUN, j
+                    x1 = (x1 << 16) | (np.int64(raw[p + 1]) << 8) | raw[p]
+                    p += 2
+            if n & 1:
+                slot = x0 & mask
+                e = np.int64(trow[slot])
+                x0 = (e >> 16) * (x0 >> prec) + (e & 0xFFFF)
+                buf[n - 1] = srow[slot]
+                if x0 < RANS_L:
+                    if p + 2 > end:
+                        return OVERRUN, j
+                    x0 = (x0 << 16) | (np.int64(raw[p + 1]) << 8) | raw[p]
+                    p += 2
+            o = s0 - start
+            if not pairs:
+                for i in range(a, b):
+                    out[g, o + i] = buf[i]
+            else:
+                for i in range(a, b):
+                    out[2 * g, o + i] = hi[buf[i]]
+                if 2 * g + 1 < k_:
+                    for i in range(a, b):
+                        out[2 * g + 1, o + i] = lo[buf[i]]
+        if x0 != RANS_L or x1 != RANS_L or p != end:
             return BAD_END, j
     return OK, 0
