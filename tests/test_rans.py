@@ -151,6 +151,108 @@ def test_corrupt_or_mismatched_data_is_refused() -> None:
         RansModel.fit([codes], 1 << 15)
 
 
+def _reference_decode(data: bytes, model: RansModel, t: int) -> np.ndarray:
+    """A plain-Python rANS decoder of a whole record, written from the format's description alone (zigzag
+    varint header, blocks of little-endian 16-bit words starting with two 32-bit states high word first, frame i
+    of a row on state i % 2, 16-bit renormalisation): the compiled kernels must agree with it."""
+    freqs = [[int(f) for f in row] for row in model.freqs]
+    cums = [[sum(row[:s]) for s in range(len(row))] for row in freqs]
+    prec, b, low = model.precision, model.block_frames, 1 << 16
+    nb, pos, lengths = -(-t // b), 0, []
+    for j in range(nb):
+        z, shift = 0, 0
+        while True:
+            z |= (data[pos] & 0x7F) << shift
+            shift, pos = shift + 7, pos + 1
+            if data[pos - 1] < 0x80:
+                break
+        d = z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
+        lengths.append(model.predicted_words(b if j < nb - 1 else t - (nb - 1) * b) + d)
+    words = [int.from_bytes(data[i : i + 2], "little") for i in range(pos, len(data), 2)]
+    assert len(words) == sum(lengths)
+    rows, w = [], 0
+    for j in range(nb):
+        n = min(b, t - j * b)
+        block = words[w : w + lengths[j]]
+        w += lengths[j]
+        x, p = [block[0] << 16 | block[1], block[2] << 16 | block[3]], 4
+        out = np.zeros((len(freqs), n), dtype=np.int64)
+        for g in range(len(freqs)):
+            for i in range(n):
+                slot = x[i % 2] & ((1 << prec) - 1)
+                s = max(c for c in range(len(freqs[g])) if cums[g][c] <= slot)
+                x[i % 2] = freqs[g][s] * (x[i % 2] >> prec) + slot - cums[g][s]
+                if x[i % 2] < low:
+                    x[i % 2], p = x[i % 2] << 16 | block[p], p + 1
+                out[g, i] = s
+        assert x == [low, low] and p == len(block)
+        rows.append(out)
+    return model.split(np.concatenate(rows, axis=1))
+
+
+@pytest.mark.parametrize(("k", "v", "t", "pairs"), [(3, 16, 70, True), (4, 16, 50, False), (2, 1024, 40, False)])
+def test_kernels_agree_with_a_plain_python_reference(k: int, v: int, t: int, pairs: bool) -> None:
+    rng = np.random.default_rng(k * t)
+    model = RansModel.fit([_sample(rng, k, v, 400, 1.5)], v, block_bits=1, pairs=pairs)
+    codes = _sample(rng, k, v, t, 1.0)
+    data = encode(codes, model)
+    assert np.array_equal(_reference_decode(data, model, t), codes)
+    assert np.array_equal(decode(data, model, k, t), codes)
+
+
+def test_corrupt_blocks_are_refused_with_the_block_named() -> None:
+    """Each kind of damage the kernel checks: a state below its range, a block that does not end in the initial
+    state at its last word, lengths beyond the record, a block that reads past its end."""
+    rng = np.random.default_rng(11)
+    codes = _sample(rng, 6, 16, 64, 1.0)
+    model = RansModel.fit([codes], 16, block_bits=1)  # blocks of 16 frames: 4 blocks, one header byte each
+    data = encode(codes, model)
+    nb, head = 4, 4
+    assert model.block_frames == 16 and all(x < 0x80 for x in data[:nb])
+    zero_state = bytearray(data)
+    zero_state[head : head + 4] = b"\0\0\0\0"  # block 0's first state: below 2**16
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x40  # the last block's words
+    longer = bytearray(data)
+    longer[1] = (longer[1] + 2) % 0x80  # block 1 two words longer than the record holds
+    cases = {
+        "block 0 does not end": zero_state,
+        "block 3": flipped,
+        "the header says": longer,
+    }
+    for message, bad in cases.items():
+        with pytest.raises(ValueError, match=message):
+            decode(bytes(bad), model, 6, 64)
+    # lengths that move a word from block 1 to block 2: the record's size agrees, the blocks do not decode
+    moved = bytearray(data)
+    z1, z2 = moved[1], moved[2]
+    d1, d2 = (z1 >> 1 if z1 % 2 == 0 else -((z1 + 1) >> 1)) - 1, (z2 >> 1 if z2 % 2 == 0 else -((z2 + 1) >> 1)) + 1
+    moved[1], moved[2] = (2 * d1 if d1 >= 0 else -2 * d1 - 1), (2 * d2 if d2 >= 0 else -2 * d2 - 1)
+    with pytest.raises(ValueError, match="block 1"):
+        decode(bytes(moved), model, 6, 64, 16, 20)
+    assert np.array_equal(decode(bytes(moved), model, 6, 64, 0, 16), codes[:, :16])  # block 0 untouched
+
+
+def test_numba_works_without_a_writable_cache(tmp_path: Path) -> None:
+    """A cache folder that cannot be made (under a file: refused even to root): the kernels still compile and
+    decode, with no warning printed."""
+    import os
+    import subprocess
+    import sys
+
+    locked = tmp_path / "a-file"
+    locked.write_text("")
+    script = (
+        "import numpy as np; from codec2vec.store.rans import RansModel, encode, decode\n"
+        "c = np.arange(60).reshape(3, 20) % 16; m = RansModel.fit([c], 16)\n"
+        "assert (decode(encode(c, m), m, 3, 20) == c).all(); print('ok')"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(locked / "numba")}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+    assert "Warning" not in run.stderr, run.stderr
+
+
 def test_model_travels_exactly_and_names_its_format_version() -> None:
     rng = np.random.default_rng(4)
     model = RansModel.fit([_sample(rng, 12, 1024, 3000, 1.0)], 1024)

@@ -13,7 +13,7 @@ a block about `BLOCK_BITS` bits long (overhead ~0.6%).
 - `RansModel.logp (G, A) uint8`: each row's symbol probabilities (G rows of A symbols: K levels of V, or K/2
   rounded up pairs of V * V, an odd K's last level paired with zeros) as `-8 log2 p`, rounded (1/8-bit steps:
   ~0.0005 bits per symbol lost; 255 for unseen symbols), fitted on symbol counts (`fit`). They become
-  `freqs (G, A)`, multiples of 2**-precision (`precision_for(A)`: 12 bits for V = 16, 14 for pairs of 16, 16
+  `freqs (G, A)`, multiples of 2**-precision (`precision_for(A)`: 12 bits for V = 16 and pairs of 16, 14
   for V = 1024) with every symbol >= 1 (so any code can be written), by integer arithmetic alone: identical on
   every machine, no library in between. A shard's index holds the model (`to_dict`): the format `version`,
   `logp8` (one hex string per row), K, V, `pairs`, the block length and the expected bits per frame (integer,
