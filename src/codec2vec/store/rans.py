@@ -66,13 +66,14 @@ def _kernels() -> Any:
             os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "numba")
         import numba
 
-        numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]  # numba reads the variable once, at its import
+        config: Any = numba.config
+        config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]  # numba reads the variable once, at its import
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=numba.NumbaWarning)
             try:
                 from codec2vec.store import rans_kernels
             except RuntimeError:  # "cannot cache function ...: no locator available": compile without a cache
-                numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="codec2vec-numba-")
+                config.CACHE_DIR = tempfile.mkdtemp(prefix="codec2vec-numba-")
                 from codec2vec.store import rans_kernels
         _KERNELS = rans_kernels
     return _KERNELS
