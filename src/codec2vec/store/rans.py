@@ -24,8 +24,8 @@ a block about `BLOCK_BITS` bits long (overhead ~0.6%).
   stored: the caller keeps them.
 - `encode(codes (K, T), model) -> bytes`; `decode(data, model, K, T, start, stop) -> int64 (K, stop - start)`.
   Corrupt data (a header that disagrees with the record's size, a block that reads past its end or does not
-  end in the coder's initial state exactly at its last word) raises ValueError naming the block; the kernels
-  bounds-check every read. The store also checks each record's CRC-32 before decoding.
+  end in the coder's initial states exactly at its last word) raises ValueError naming the block; the kernels
+  never read outside the record. The store also checks each record's CRC-32 before decoding.
 """
 
 from __future__ import annotations
@@ -354,6 +354,4 @@ def _error(code: int, where: int, size: int) -> str:
         return f"rANS data: corrupt header (block {where} too short)"
     if code == k.BAD_SIZE:
         return f"rANS data: {size} bytes, the header says {where}"
-    if code == k.OVERRUN:
-        return f"rANS data: block {where} cannot be decoded (it reads past its end: corrupt data or wrong model)"
     return f"rANS data: block {where} does not end where its length says (corrupt data or wrong model)"

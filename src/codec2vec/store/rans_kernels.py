@@ -8,7 +8,8 @@ in the order the decoder pulls them. The decoder ends with x = L exactly at the 
 is corrupt data or a wrong model. Words are little-endian uint16, read byte-wise (records are not aligned).
 
 Only `rans.py` imports this module (lazily, after pointing numba's cache at a writable folder): importing it
-imports numba. Every read of `raw` is bounds-checked; errors come back as codes, `rans.py` words them.
+imports numba. Every read of `raw` stays inside the record (a block's reads are clamped to its last word, and a
+block that would have read past it fails its end check); errors come back as codes, `rans.py` words them.
 
 - `encode_blocks(sym (G, T) int64, freq (G, A) int64, cum (G, A) int64, prec, block) -> (words (W,) uint16,
   lengths (nb,) int64)`: symbols must be valid (checked by the caller).
@@ -21,7 +22,7 @@ import numpy as np
 from numba import njit
 
 RANS_L = 1 << 16  # lower bound of the state
-OK, BAD_VARINT, BAD_LENGTH, BAD_SIZE, OVERRUN, BAD_END = 0, 1, 2, 3, 4, 5
+OK, BAD_VARINT, BAD_LENGTH, BAD_SIZE, BAD_END = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, nogil=True)
@@ -115,6 +116,7 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
         end = ends[j]
         x0, x1 = _state(raw, p), _state(raw, p + 4)
         p += 8
+        last = end - 2  # the block's last word: reads never go beyond it
         if x0 < RANS_L or x1 < RANS_L:
             return BAD_END, j
         a, b = max(start, s0) - s0, min(stop, s0 + n) - s0  # the crop's part of this block
@@ -125,30 +127,27 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
                 e = np.int64(trow[slot])
                 x0 = (e >> 16) * (x0 >> prec) + (e & 0xFFFF)
                 buf[i] = srow[slot]
-                if x0 < RANS_L:
-                    if p + 2 > end:
-                        return OVERRUN, j
-                    x0 = (x0 << 16) | (np.int64(raw[p + 1]) << 8) | raw[p]
-                    p += 2
+                q = min(p, last)  # branchless renormalisation: read a word, keep it if the state needs it
+                r = np.int64(x0 < RANS_L)
+                x0 = (x0 << (16 * r)) | (((np.int64(raw[q + 1]) << 8) | raw[q]) & -r)
+                p += 2 * r
                 slot = x1 & mask
                 e = np.int64(trow[slot])
                 x1 = (e >> 16) * (x1 >> prec) + (e & 0xFFFF)
                 buf[i + 1] = srow[slot]
-                if x1 < RANS_L:
-                    if p + 2 > end:
-                        return OVERRUN, j
-                    x1 = (x1 << 16) | (np.int64(raw[p + 1]) << 8) | raw[p]
-                    p += 2
+                q = min(p, last)  # branchless renormalisation: read a word, keep it if the state needs it
+                r = np.int64(x1 < RANS_L)
+                x1 = (x1 << (16 * r)) | (((np.int64(raw[q + 1]) << 8) | raw[q]) & -r)
+                p += 2 * r
             if n & 1:
                 slot = x0 & mask
                 e = np.int64(trow[slot])
                 x0 = (e >> 16) * (x0 >> prec) + (e & 0xFFFF)
                 buf[n - 1] = srow[slot]
-                if x0 < RANS_L:
-                    if p + 2 > end:
-                        return OVERRUN, j
-                    x0 = (x0 << 16) | (np.int64(raw[p + 1]) << 8) | raw[p]
-                    p += 2
+                q = min(p, last)  # branchless renormalisation: read a word, keep it if the state needs it
+                r = np.int64(x0 < RANS_L)
+                x0 = (x0 << (16 * r)) | (((np.int64(raw[q + 1]) << 8) | raw[q]) & -r)
+                p += 2 * r
             o = s0 - start
             if not pairs:
                 for i in range(a, b):
@@ -159,6 +158,6 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
                 if 2 * g + 1 < k_:
                     for i in range(a, b):
                         out[2 * g + 1, o + i] = lo[buf[i]]
-        if x0 != RANS_L or x1 != RANS_L or p != end:
+        if x0 != RANS_L or x1 != RANS_L or p != end:  # p > end: it read past its end (words from `last`)
             return BAD_END, j
     return OK, 0
