@@ -2,10 +2,11 @@
 
 Range asymmetric numeral systems (Duda 2013; the layout of Giesen's `rans_byte`/`rans_word`): a 32-bit state
 x in [L, 2**32) with L = 2**16, renormalised 16 bits at a time, probabilities quantised to `prec` <= 16 bits.
-A block is coded from its last symbol (last row, last frame) to its first, starting from x = L, and its words
-are laid out so that the decoder reads forward: the final state (high then low 16 bits) first, then the words
-in the order the decoder pulls them. The decoder ends with x = L exactly at the block's last word: anything else
-is corrupt data or a wrong model. Words are little-endian uint16, read byte-wise (records are not aligned).
+Two states interleaved (Giesen 2014): frame i of a row is coded by state i % 2, so the decoder runs two
+independent dependency chains. A block is coded from its last symbol (last row, last frame) to its first,
+starting from x = L, and its words are laid out so that the decoder reads forward: the two final states (each
+high then low 16 bits) first, then the words in the order the decoder pulls them. The decoder ends with both
+states at L exactly at the block's last word: anything else is corrupt data or a wrong model. Words are little-endian uint16, read byte-wise (records are not aligned).
 
 Only `rans.py` imports this module (lazily, after pointing numba's cache at a writable folder): importing it
 imports numba. Every read of `raw` stays inside the record (a block's reads are clamped to its last word, and a
@@ -116,7 +117,7 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
         end = ends[j]
         x0, x1 = _state(raw, p), _state(raw, p + 4)
         p += 8
-        last = end - 2  # the block's last word: reads never go beyond it
+        final = end - 2  # the block's last word: reads never go beyond it
         if x0 < RANS_L or x1 < RANS_L:
             return BAD_END, j
         a, b = max(start, s0) - s0, min(stop, s0 + n) - s0  # the crop's part of this block
@@ -127,7 +128,7 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
                 e = np.int64(trow[slot])
                 x0 = (e >> 16) * (x0 >> prec) + (e & 0xFFFF)
                 buf[i] = srow[slot]
-                q = min(p, last)  # branchless renormalisation: read a word, keep it if the state needs it
+                q = min(p, final)  # branchless renormalisation: read a word, keep it if the state needs it
                 r = np.int64(x0 < RANS_L)
                 x0 = (x0 << (16 * r)) | (((np.int64(raw[q + 1]) << 8) | raw[q]) & -r)
                 p += 2 * r
@@ -135,7 +136,7 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
                 e = np.int64(trow[slot])
                 x1 = (e >> 16) * (x1 >> prec) + (e & 0xFFFF)
                 buf[i + 1] = srow[slot]
-                q = min(p, last)  # branchless renormalisation: read a word, keep it if the state needs it
+                q = min(p, final)  # branchless renormalisation: read a word, keep it if the state needs it
                 r = np.int64(x1 < RANS_L)
                 x1 = (x1 << (16 * r)) | (((np.int64(raw[q + 1]) << 8) | raw[q]) & -r)
                 p += 2 * r
@@ -144,7 +145,7 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
                 e = np.int64(trow[slot])
                 x0 = (e >> 16) * (x0 >> prec) + (e & 0xFFFF)
                 buf[n - 1] = srow[slot]
-                q = min(p, last)  # branchless renormalisation: read a word, keep it if the state needs it
+                q = min(p, final)  # branchless renormalisation: read a word, keep it if the state needs it
                 r = np.int64(x0 < RANS_L)
                 x0 = (x0 << (16 * r)) | (((np.int64(raw[q + 1]) << 8) | raw[q]) & -r)
                 p += 2 * r
