@@ -6,7 +6,8 @@ Two states interleaved (Giesen 2014): frame i of a row is coded by state i % 2, 
 independent dependency chains. A block is coded from its last symbol (last row, last frame) to its first,
 starting from x = L, and its words are laid out so that the decoder reads forward: the two final states (each
 high then low 16 bits) first, then the words in the order the decoder pulls them. The decoder ends with both
-states at L exactly at the block's last word: anything else is corrupt data or a wrong model. Words are little-endian uint16, read byte-wise (records are not aligned).
+states at L exactly at the block's last word: anything else is corrupt data or a wrong model.
+Words are little-endian uint16, read byte-wise (records are not aligned).
 
 Only `rans.py` imports this module (lazily, after pointing numba's cache at a writable folder): importing it
 imports numba. Every read of `raw` stays inside the record (a block's reads are clamped to its last word, and a
@@ -159,6 +160,6 @@ def decode_record(raw, t, start, stop, block, full, last, prec, tab, sym, hi, lo
                 if 2 * g + 1 < k_:
                     for i in range(a, b):
                         out[2 * g + 1, o + i] = lo[buf[i]]
-        if x0 != RANS_L or x1 != RANS_L or p != end:  # p > end: it read past its end (words from `last`)
+        if x0 != RANS_L or x1 != RANS_L or p != end:  # p > end: it read past its end (clamped reads)
             return BAD_END, j
     return OK, 0
