@@ -52,6 +52,35 @@ def test_bench_quick_json(audio_store: Path, lyra_dir: Path, tmp_path: Path, cap
         assert t["audio_seconds_per_second"] > 0 and t["steps_per_second"] > 0 and 0 < t["frontend_share"]
         assert math.isclose(t["batch_audio_seconds"], r["throughput"][0]["batch_audio_seconds"])  # same batch
     assert {x["baseline"] for x in r["ratios"]} == {"waveform", "mel"}
-    assert {x["source"] for x in r["reads"]} == {"lyra-16", "lyra-46", "flac"}
+    assert {"lyra-16", "lyra-46", "flac"} <= {x["source"] for x in r["reads"]}
+    assert {x["coding"] for x in r["reads"]} == {"packed", "rans", "huffman", "flac"}  # every coding a store writes
     assert r["loader"]["lyra-46"]["loader_processes_needed"] >= 1
     assert (out / "bench.png").stat().st_size > 1000 and json.loads((out / "bench.json").read_text())["storage"]
+
+
+def test_reads_every_coding_against_flac(tmp_path: Path) -> None:
+    """`measure_reads`: one row per store as written, the recoded store in every other coding (same codes), and
+    FLAC of the same audio, at both crop lengths; a coding's reads return its codes."""
+    import soundfile as sf
+
+    from codec2vec.bench.reads import measure_reads, recode
+    from conftest import fake_info, store_from_codes
+
+    rng = np.random.default_rng(0)
+    items, flac = [], {}
+    for i in range(6):
+        t = int(rng.integers(60, 300))
+        items.append((f"u{i}", rng.choice(16, size=(8, t), p=0.7 ** np.arange(16) / (0.7 ** np.arange(16)).sum()), {}))
+        flac[f"u{i}"] = str(tmp_path / f"u{i}.flac")
+        sf.write(flac[f"u{i}"], rng.uniform(-0.1, 0.1, t * 320).astype("float32"), 16000, subtype="PCM_16")
+    store = store_from_codes(tmp_path / "s", fake_info(8, 16), torch.randn(8, 16, 4), items)
+    rows = measure_reads({"lyra-30": store}, flac, crop_frames=120, other_crop=50, reads=20, budget_s=0.05)
+    assert [(r["source"], r["coding"]) for r in rows] == [
+        ("lyra-30", "rans"), ("lyra-30 packed", "packed"), ("lyra-30 huffman", "huffman"), ("flac", "flac")
+    ]  # fmt: skip
+    for r in rows:
+        assert r["crop_frames"] == 120 and r["frames_per_second"] > 0 and r["at_50_frames"]["ratio_to_flac"] > 0
+    assert rows[-1]["ratio_to_flac"] == 1.0
+    for coding in ("packed", "huffman"):
+        copy = recode(store, coding, tmp_path / coding)
+        assert all(np.array_equal(copy.read_numpy(u, 5, 55), c[:, 5:55]) for u, c, _ in items)

@@ -8,8 +8,11 @@ when that saves >= 1%, else bit-packed), and measured with all of the store's fi
     its codes are close to uniform, so it shows the layout's cost, not trained DAC's entropy; it runs at about
     real time on one busy CPU core, so only the corpus's first `dac_seconds` are encoded.
 Each row: `codec`, `kbps` (store bytes * 8 / seconds), `ratio_to_flac`, `ratio_to_pcm16`, the order-0 entropy
-of the codes (per level, over the corpus) in kbps and the store's distance from it (all files, and the code
-payload alone). FLAC is libsndfile's, 16-bit, one file per utterance; PCM16 is 2 bytes per sample.
+of the codes (per level, over the corpus) in kbps and the store's distance from it: the code payload alone
+(`over_entropy_codes`; negative where rANS codes pairs of levels, `store/rans.py`), the shards (payload, index
+and models: `over_entropy_shards`) and all files (`over_entropy_all_files`; `fixed_bytes`, mostly the codebook
+table, does not grow with the corpus). `coding` names the shards' coding. FLAC is libsndfile's, 16-bit, one
+file per utterance; PCM16 is 2 bytes per sample.
 Tokenization speed is x real time per core of the whole tokenize path in one process (`tokenize_speed`: read,
 check, resample, encode in batches of 8, store and commit; audio seconds / wall seconds, and / CPU seconds of the
 process; one thread, best of 3, codec built before) on the corpus's first minute (DAC: 10 s, one pass). An
@@ -49,6 +52,14 @@ def _entropy_bits(store: Any) -> float:
     p = counts / np.maximum(frames, 1)
     h = -(p * np.log2(np.where(p > 0, p, 1.0))).sum(1)  # (K,) bits per frame per level
     return float((h * frames[:, 0]).sum())
+
+
+def store_coding(store: Any) -> str:
+    """The coding of a store's shards ("rans", "packed", "huffman"; "mixed" when they differ)."""
+    from codec2vec.store.container import read_container_index
+
+    codings = {read_container_index(p).get("coding", "packed") for p in store.shard_paths()}
+    return codings.pop() if len(codings) == 1 else "mixed"
 
 
 def encode_store(codec: Any, items: Sequence[Any], out: Path, batch: int = 8) -> Any:
@@ -130,10 +141,11 @@ def audio_baselines(items: Sequence[Any], flac_dir: Path) -> dict[str, Any]:
 def _row(name: str, store: Any, flac: int, pcm: int, speed: tuple[float, float]) -> dict[str, Any]:
     info = store.info()
     ent = _entropy_bits(store)
+    shards = sum(p.stat().st_size for p in store.shard_paths())  # codes + per-utterance index + models
     return {
         "codec": name,
         "levels": store.codec.num_codebooks,
-        "coding": "entropy" if info["codes_bytes"] < store.frame_bytes * info["frames"] else "packed",
+        "coding": store_coding(store),
         "seconds": info["seconds"],
         "bytes": info["bytes"],
         "kbps": info["kbps"],
@@ -145,6 +157,8 @@ def _row(name: str, store: Any, flac: int, pcm: int, speed: tuple[float, float])
         "entropy_kbps": ent / info["seconds"] / 1000,
         "over_entropy_all_files": info["bytes"] * 8 / ent - 1 if ent else None,
         "over_entropy_codes": info["codes_bytes"] * 8 / ent - 1 if ent else None,
+        "over_entropy_shards": shards * 8 / ent - 1 if ent else None,  # codes, index (ids, sources, CRCs), models
+        "fixed_bytes": info["bytes"] - shards,  # codebook table, meta.json, contents.json: not growing with hours
         "tokenize_x_real_time_per_core": speed[0],  # wall clock, one process, one thread
         "tokenize_x_real_time_per_cpu_second": speed[1],
     }

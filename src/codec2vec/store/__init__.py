@@ -2,8 +2,10 @@
 
 `store.py` (`TokenStore`: open, create, read, info), `writer.py` (one locked writer, atomic shards),
 `labels.py` (frame-level label sets), `verify.py`, `merge.py`, and the format's parts: `layout.py` (folders,
-meta checks), `container.py` (shard and label files), `packing.py` (exact-width bit packing), `entropy.py`
-(per-level Huffman coding), `codebooks.py` (the codebook table, factored when smaller).
+meta checks), `container.py` (shard and label files), `packing.py` (exact-width bit packing), `rans.py`
+(blocked rANS, the default entropy coding: crops decode only their blocks; its numba kernels in
+`rans_kernels.py`), `entropy.py` (per-level Huffman, earlier versions' entropy coding, still read),
+`codebooks.py` (the codebook table, factored when smaller).
 """
 
 from __future__ import annotations

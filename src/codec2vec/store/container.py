@@ -6,16 +6,17 @@ bytes, plus free columns; records lie back to back, so offsets follow from the f
 temporary name, fsynced and renamed (`atomic_write`), so a crash never leaves half a container in place.
 
 `PackedRecords` gives memory-mapped, checksum-verified access to the records of many containers:
-`get(id, start, stop) -> int64 (K, stop-start)`. A container's records are either frame-major bit-packed
-codes (`packing.py`; `coding` absent or "packed": a crop is a byte slice) or per-level Huffman-coded
-(`entropy.py`; `coding: "huffman"` with the model's code lengths and a per-record `nbytes` column in the
-index: the record is decoded whole, then cropped).
+`get(id, start, stop) -> int64 (K, stop-start)`. A container's records are frame-major bit-packed codes
+(`packing.py`; `coding` absent or "packed": a crop is a byte slice), blocked rANS (`rans.py`; `coding: "rans"`
+with the model under `rans` and a per-record `nbytes` column: a crop decodes only the blocks it overlaps), or
+per-level Huffman (`entropy.py`; `coding: "huffman"`, written by earlier versions: decoded whole, then cropped).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import struct
 import zlib
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ import numpy as np
 
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write
-from codec2vec.store import entropy, packing
+from codec2vec.store import entropy, packing, rans
 from codec2vec.store.entropy import HuffmanModel
+from codec2vec.store.rans import RansModel
+
+CODINGS = ("packed", "rans", "huffman")  # how a shard's records are coded (the index's `coding`)
 
 MAGIC = b"C2VTOK01"
 FOOTER = struct.Struct("<8sQQI12x")  # magic, index offset, index length, index crc32, padding: 40 bytes
@@ -77,6 +81,26 @@ def record_offsets(index: dict[str, Any], frame_bytes: int) -> list[int]:
     return [0, *np.cumsum(sizes if "nbytes" in cols else sizes * frame_bytes).tolist()]
 
 
+def shard_model(path: Path, index: dict[str, Any], num_codebooks: int, bits: int) -> HuffmanModel | RansModel | None:
+    """The entropy model of a shard's index (None when bit-packed), checked against the store's K and code width
+    (a rANS model of another format version is refused); StoreError naming the shard otherwise."""
+    coding = index.get("coding", "packed")
+    if coding not in CODINGS:
+        raise StoreError(f"{path}: unknown coding {coding!r} (written by a newer codec2vec?)")
+    if coding == "packed":
+        return None
+    try:
+        model = HuffmanModel.from_list(index["huffman"]) if coding == "huffman" else RansModel.from_dict(index["rans"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{path}: damaged or unreadable {coding} model ({type(e).__name__}: {e})") from None
+    if model.num_codebooks != num_codebooks or model.codebook_size > 1 << bits:
+        raise StoreError(
+            f"{path}: its entropy model is for K={model.num_codebooks} x V={model.codebook_size}, "
+            f"this store has K={num_codebooks} and {bits}-bit codes"
+        )
+    return model
+
+
 @dataclass(frozen=True)
 class _Loc:
     file: int  # index into the store's list of container files
@@ -91,13 +115,15 @@ class _Containers:
 
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
-        self._maps: dict[int, np.memmap] = {}
+        self._maps: dict[int, np.ndarray] = {}
 
     def bytes(self, loc: _Loc) -> np.ndarray:
-        """The record's bytes `(nbytes,)` uint8, a view of the memory map."""
+        """The record's bytes `(nbytes,)` uint8, a view of the memory map (a plain read-only array over an
+        `mmap`: slicing an `np.memmap` runs Python hooks, a fifth of a short crop's read time)."""
         m = self._maps.get(loc.file)
         if m is None:
-            m = self._maps[loc.file] = np.memmap(self.paths[loc.file], dtype=np.uint8, mode="r")
+            with open(self.paths[loc.file], "rb") as f:
+                m = self._maps[loc.file] = np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
         return m[loc.offset : loc.offset + loc.nbytes]
 
     def __getstate__(self) -> dict[str, Any]:  # memory maps are re-opened in each worker process
@@ -113,7 +139,7 @@ class PackedRecords:
         self.files = _Containers([])
         self.locs: dict[str, _Loc] = {}
         self.entries: dict[str, dict[str, Any]] = {}
-        self.models: list[HuffmanModel | None] = []  # per container: its entropy model, None when bit-packed
+        self.models: list[HuffmanModel | RansModel | None] = []  # per container: its model, None when bit-packed
         self.payload_bytes = 0
         self._verified: set[str] = set()
         for path, idx in zip(paths, indexes):
@@ -123,13 +149,7 @@ class PackedRecords:
         """Register one container file's utterances."""
         self.files.paths.append(path)
         fi = len(self.files.paths) - 1
-        coding = index.get("coding", "packed")
-        if coding not in ("packed", "huffman"):
-            raise StoreError(f"{path}: unknown coding {coding!r} (written by a newer codec2vec?)")
-        model = HuffmanModel.from_list(index["huffman"]) if coding == "huffman" else None
-        if model is not None and (model.num_codebooks != self.k or model.codebook_size > 1 << self.bits):
-            raise StoreError(f"{path}: its entropy model is for K={model.num_codebooks}, this store has K={self.k}")
-        self.models.append(model)
+        self.models.append(shard_model(path, index, self.k, self.bits))
         self.payload_bytes += int(index.get("payload_bytes", 0))
         cols = index["entries"]
         offsets = record_offsets(index, self.frame_bytes)
@@ -166,10 +186,12 @@ class PackedRecords:
         if not 0 <= start <= stop <= loc.frames:
             raise IndexError(f"frames [{start}, {stop}) outside utterance {uid!r} of {loc.frames} frames")
         model = self.models[loc.file]
-        if model is not None:  # entropy-coded: decode the record, then crop
-            try:
+        try:
+            if isinstance(model, RansModel):  # the blocks the crop overlaps
+                return rans.decode(self.checked_bytes(uid), model, self.k, loc.frames, start, stop)
+            if model is not None:  # Huffman: decode the record, then crop
                 return entropy.decode(self.checked_bytes(uid), model, self.k, loc.frames)[:, start:stop]
-            except ValueError as e:
-                raise StoreError(f"{self.files.paths[loc.file]}: utterance {uid!r} cannot be decoded ({e})") from None
+        except ValueError as e:
+            raise StoreError(f"{self.files.paths[loc.file]}: utterance {uid!r} cannot be decoded ({e})") from None
         raw = self.checked_bytes(uid)[start * self.frame_bytes : stop * self.frame_bytes]
         return packing.unpack(raw, self.k, self.bits)  # (K, stop - start)

@@ -30,6 +30,7 @@ from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
 from codec2vec.files import TMP_DIR_MARK, atomic_write, exclusive_lock, fsync_dir, sha256_file
 from codec2vec.store import packing
+from codec2vec.store.container import shard_model
 
 FORMAT = "codec2vec-token-store"
 FORMAT_VERSION = 2  # 2: contents.json records the shards, label sets and meta.json's SHA-256
@@ -115,12 +116,14 @@ def check_meta(path: Path, meta: dict[str, Any]) -> None:
 
 
 def check_shard(path: Path, index: dict[str, Any], meta: dict[str, Any]) -> None:
-    """A shard belongs to this store's codec (not copied in from another store)."""
+    """A shard belongs to this store's codec (not copied in from another store), and its coding can be decoded
+    here (a known coding; a model for this K and V; for rANS, of this format version)."""
     if index.get("codec_hash") != meta["codec"]["config_hash"]:
         raise StoreError(
             f"{path}: holds codes of codec config {index.get('codec_hash')}, "
             f"not this store's {meta['codec']['config_hash']}"
         )
+    shard_model(path, index, int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
 
 
 def committed(folder: Path, suffix: str) -> list[Path]:

@@ -11,8 +11,10 @@ Layout of a store directory::
 
 A shard (and a label file) is one container file: `[payload][zlib JSON index][footer]`. The payload holds
 each utterance's codes packed at their exact bit width (`packing.py`) or, when the store's coding is
-"auto" (the default) and it saves at least 1%, coded with per-level Huffman codes fitted on that shard
-(`entropy.py`: Lyra codes carry ~3.8 bits of entropy in 4 bits); the index lists, per utterance,
+"auto" (the default) and it saves at least 1%, entropy-coded with per-level order-0 models fitted on that
+shard: blocked rANS (`rans.py`; Lyra codes carry ~3.5 bits of entropy in 4 bits), whose restart points let
+a crop decode only its blocks (Huffman shards of earlier versions, `entropy.py`, are still read); the index
+lists, per utterance,
 id, frames, CRC-32 of its bytes, seconds, source path and bytes, and free metadata; the
 40-byte footer holds a magic tag, the index's offset, length and CRC-32, and the payload's CRC-32 is
 inside the index with its SHA-256. A shard is written to a temporary name, fsynced, and renamed into
@@ -38,7 +40,7 @@ from torch import Tensor
 from codec2vec.codecs.base import CodecInfo
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_dir, atomic_write
-from codec2vec.store import packing
+from codec2vec.store import packing, rans
 from codec2vec.store.codebooks import pack_codebooks, unpack_codebooks
 from codec2vec.store.container import PackedRecords, read_container_index
 from codec2vec.store.labels import LabelSet, check_label_name, fingerprint, write_label_set
@@ -72,8 +74,12 @@ class TokenStore:
         self.meta = meta
         self.codec = CodecInfo.from_dict(meta["codec"])
         self.bits = int(meta["bits_per_code"])
-        self.coding = str(meta.get("coding", "packed"))  # how new shards are written: "auto" or "packed"
         self._packed = packed
+
+    @property
+    def coding(self) -> str:
+        """How new shards are written (`STORE_CODINGS`)."""
+        return str(self.meta.get("coding", "packed"))
 
     # construction -------------------------------------------------------------------------------
 
@@ -82,8 +88,8 @@ class TokenStore:
         cls, path: str | os.PathLike[str], info: CodecInfo, codebook_vectors: Tensor, *, coding: str = "auto"
     ) -> TokenStore:
         """A new, empty store for codes of `info`'s codec; `codebook_vectors` is `(K, V, D)`. `coding`: "auto"
-        entropy-codes a shard when that makes it at least 1% smaller; "packed" keeps exact-width bit packing
-        (reads ~10x faster, still far faster than training needs)."""
+        entropy-codes a shard (rANS) when that makes it at least 1% smaller; "packed" keeps exact-width bit
+        packing (reads a few times faster, no smaller); "rans" and "huffman" force that coding (`writer.py`)."""
         root = Path(path)
         check_free(root)
         meta, blob = new_store_meta(info, codebook_vectors, coding)
@@ -315,10 +321,15 @@ def building(root: Path) -> Iterator[Path]:
             lock.close()
 
 
+STORE_CODINGS = ("auto", "packed", "rans", "huffman")  # a store's `coding`: how its writer codes new shards
+
+
 def new_store_meta(info: CodecInfo, codebook_vectors: Tensor, coding: str) -> tuple[dict[str, Any], bytes]:
     """A new store's `meta.json` and its codebook file's bytes."""
-    if coding not in ("auto", "packed"):
-        raise StoreError(f"coding {coding!r}: choose 'auto' or 'packed'")
+    if coding not in STORE_CODINGS:
+        raise StoreError(f"coding {coding!r}: choose one of {', '.join(STORE_CODINGS)}")
+    if coding == "rans" and not 2 <= info.codebook_size <= rans.MAX_SYMBOLS:
+        raise StoreError(f"coding 'rans' takes codebooks of 2 to {rans.MAX_SYMBOLS} entries, not {info.codebook_size}")
     from safetensors.torch import save
 
     cb = codebook_vectors.detach().to("cpu", torch.float32).contiguous()

@@ -4,14 +4,17 @@
 what a killed writer left, re-reads the store under the lock (so what another process committed before is
 seen: nothing is stored twice), records its contents (`contents.py`, upgrading a format-1 store) and yields
 a `ShardWriter`; `ShardWriter.add(id, codes (K, T), ...)` checks the id (`layout.id_problem`) and queues an
-utterance, and `commit()` writes the queued ones as a new shard: bit-packed (`packing.py`) or, when the
-store's coding is "auto" and it saves at least 1%, Huffman-coded with a model fitted on that shard
-(`entropy.py`); then it records the shard in `contents.json`.
+utterance, and `commit()` writes the queued ones as a new shard, coded as the store's `coding` says:
+"packed" (exact-width bit packing, `packing.py`), "rans" (blocked rANS with order-0 models fitted on that
+shard, `rans.py`), "huffman" (per-level Huffman fitted on that shard, `entropy.py`; earlier versions' entropy
+coding), or "auto" (rANS when that saves at least 1% all told, Huffman for alphabets rANS does not take, else
+packed); then it records the shard in `contents.json`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +24,7 @@ from torch import Tensor
 
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write, clean_stale, exclusive_lock
-from codec2vec.store import entropy, packing
+from codec2vec.store import entropy, packing, rans
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.entropy import HuffmanModel
 from codec2vec.store.labels import fingerprint
@@ -40,7 +43,8 @@ from codec2vec.store.layout import (
     write_contents,
 )
 
-MAX_CODED_FRAMES = 3000  # 60 s at 50 Hz: longer utterances keep their shard bit-packed (crop cost)
+MAX_HUFFMAN_FRAMES = 3000  # 60 s at 50 Hz: a Huffman record is decoded whole for any crop, so "auto" keeps
+# shards with longer utterances out of Huffman (rANS crops decode only their blocks: no limit)
 
 
 @contextlib.contextmanager
@@ -157,19 +161,25 @@ class ShardWriter:
         self.seconds += float(seconds)
 
     def _payload(self) -> tuple[list[bytes], dict[str, Any]]:
-        """The shard's records and index fields: bit-packed, or Huffman-coded (`entropy.py`) with a model
-        fitted on this shard when the store's coding is "auto" and that saves at least 1% all told."""
+        """The shard's records and index fields, in the store's coding (module docstring)."""
+        coding, v = self.store.coding, self.store.codec.codebook_size
         packed = [packing.pack(c, self.store.bits).tobytes() for c in self._codes]
-        # An entropy-coded record is decoded whole for any crop: keep records over a minute bit-packed
-        # (a crop of those stays a slice of the memory map).
-        if self.store.coding != "auto" or max(c.shape[1] for c in self._codes) > MAX_CODED_FRAMES:
+        if coding == "auto":
+            long = max(c.shape[1] for c in self._codes) > MAX_HUFFMAN_FRAMES
+            coding = "rans" if 2 <= v <= rans.MAX_SYMBOLS else "packed" if long else "huffman"
+        if coding == "packed":
             return packed, {"coding": "packed"}
-        model = HuffmanModel.fit(self._codes, self.store.codec.codebook_size)
-        coded = [entropy.encode(c, model) for c in self._codes]
-        model_cost = sum(len(level) for level in model.to_list()) + 4 * len(coded)  # index growth, roughly
-        if sum(map(len, coded)) + model_cost >= 0.99 * sum(map(len, packed)):
-            return packed, {"coding": "packed"}
-        return coded, {"coding": "huffman", "huffman": model.to_list()}
+        if coding == "rans":
+            model = rans.fit_smallest(self._codes, v)
+            coded, fields = [rans.encode(c, model) for c in self._codes], {"coding": "rans", "rans": model.to_dict()}
+        else:
+            h = HuffmanModel.fit(self._codes, v)
+            coded, fields = [entropy.encode(c, h) for c in self._codes], {"coding": "huffman", "huffman": h.to_list()}
+        if self.store.coding == "auto":  # entropy-code only when it pays, the model and sizes column included
+            cost = len(zlib.compress(json.dumps(fields).encode())) + 3 * len(coded)  # the index is zlib-compressed
+            if sum(map(len, coded)) + cost >= 0.99 * sum(map(len, packed)):
+                return packed, {"coding": "packed"}
+        return coded, fields
 
     def commit(self) -> Path | None:
         """Write the queued utterances as a new shard; returns its path (None if nothing was queued)."""
@@ -177,7 +187,7 @@ class ShardWriter:
             return None
         payload, fields = self._payload()
         cols = dict(self._cols, crc32=[zlib.crc32(b) for b in payload])
-        if fields["coding"] == "huffman":
+        if fields["coding"] != "packed":
             cols["nbytes"] = [len(b) for b in payload]
         shards = self.store.root / "shards"
         existing = [int(p.stem) for p in committed(shards, SHARD_SUFFIX) if p.stem.isdigit()]
