@@ -48,6 +48,18 @@ def store_from_codes(
     return TokenStore.open(path)
 
 
+def legacy_huffman_payload(writer: Any) -> tuple[list[bytes], dict[str, Any]]:
+    """`ShardWriter._payload` as earlier versions wrote entropy-coded shards (per-level Huffman): patch it in to
+    make the old stores that new versions must still read (they read Huffman shards, but write rANS)."""
+    import numpy as np
+
+    from codec2vec.store import entropy
+
+    model = entropy.HuffmanModel.fit(writer._codes, writer.store.codec.codebook_size)
+    coded = [entropy.encode(np.asarray(c), model) for c in writer._codes]
+    return coded, {"coding": "huffman", "huffman": model.to_list()}
+
+
 def _hypothesis_profiles() -> None:
     """CI (`CI=true`) runs the property tests on derandomized examples, so a submission's result does not depend
     on the draw; local runs keep exploring new examples each time."""

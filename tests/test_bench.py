@@ -53,7 +53,7 @@ def test_bench_quick_json(audio_store: Path, lyra_dir: Path, tmp_path: Path, cap
         assert math.isclose(t["batch_audio_seconds"], r["throughput"][0]["batch_audio_seconds"])  # same batch
     assert {x["baseline"] for x in r["ratios"]} == {"waveform", "mel"}
     assert {"lyra-16", "lyra-46", "flac"} <= {x["source"] for x in r["reads"]}
-    assert {x["coding"] for x in r["reads"]} == {"packed", "rans", "huffman", "flac"}  # every coding a store writes
+    assert {x["coding"] for x in r["reads"]} == {"packed", "rans", "flac"}  # every coding a store writes
     assert r["loader"]["lyra-46"]["loader_processes_needed"] >= 1
     assert (out / "bench.png").stat().st_size > 1000 and json.loads((out / "bench.json").read_text())["storage"]
 
@@ -76,11 +76,11 @@ def test_reads_every_coding_against_flac(tmp_path: Path) -> None:
     store = store_from_codes(tmp_path / "s", fake_info(8, 16), torch.randn(8, 16, 4), items)
     rows = measure_reads({"lyra-30": store}, flac, crop_frames=120, other_crop=50, reads=20, budget_s=0.05)
     assert [(r["source"], r["coding"]) for r in rows] == [
-        ("lyra-30", "rans"), ("lyra-30 packed", "packed"), ("lyra-30 huffman", "huffman"), ("flac", "flac")
+        ("lyra-30", "rans"), ("lyra-30 packed", "packed"), ("flac", "flac")
     ]  # fmt: skip
     for r in rows:
         assert r["crop_frames"] == 120 and r["frames_per_second"] > 0 and r["at_50_frames"]["ratio_to_flac"] > 0
     assert rows[-1]["ratio_to_flac"] == 1.0
-    for coding in ("packed", "huffman"):
+    for coding in ("packed", "rans"):
         copy = recode(store, coding, tmp_path / coding)
         assert all(np.array_equal(copy.read_numpy(u, 5, 55), c[:, 5:55]) for u, c, _ in items)

@@ -211,7 +211,7 @@ def test_entropy_coded_shards_round_trip_and_are_smaller(tmp_path: Path, v: int)
     k = 46 if v == 16 else 12
     data = {f"u{i}": _skewed(rng, k, v, int(rng.integers(0, 300))) for i in range(20)}
     sizes = {}
-    for coding in ("auto", "huffman", "packed"):
+    for coding in ("auto", "rans", "packed"):
         store = TokenStore.create(tmp_path / coding, _info(k, v), torch.randn(k, v, 4), coding=coding)
         with store.writer() as w:
             for uid, codes in data.items():
@@ -223,9 +223,14 @@ def test_entropy_coded_shards_round_trip_and_are_smaller(tmp_path: Path, v: int)
                 assert np.array_equal(store.read(uid, 3, 10).numpy(), codes[:, 3:10])
         assert store.verify() == []
         sizes[coding] = store.info()["codes_bytes"]
-    assert sizes["auto"] < 0.9 * sizes["packed"] and sizes["auto"] < sizes["huffman"] < 0.9 * sizes["packed"]
-    for coding, written in (("auto", "rans"), ("huffman", "huffman"), ("packed", "packed")):
+    assert sizes["auto"] == sizes["rans"] < 0.9 * sizes["packed"]
+    for coding, written in (("auto", "rans"), ("rans", "rans"), ("packed", "packed")):
         assert read_container_index(next((tmp_path / coding / "shards").glob("*.c2s")))["coding"] == written
+
+
+def test_huffman_is_no_longer_a_coding_for_new_stores(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="coding 'huffman': choose one of auto, packed, rans"):
+        TokenStore.create(tmp_path / "h", _info(4, 16), torch.randn(4, 16, 4), coding="huffman")
 
 
 def test_uniform_codes_stay_bit_packed_and_damage_in_coded_shards_is_caught(tmp_path: Path) -> None:

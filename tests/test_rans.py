@@ -20,8 +20,8 @@ from codec2vec.store import TokenStore, rans
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.layout import file_record
 from codec2vec.store.rans import VERSION, RansModel, decode, encode, precision_for
-from codec2vec.store.writer import record_file
-from conftest import fake_info, store_from_codes
+from codec2vec.store.writer import ShardWriter, record_file
+from conftest import fake_info, legacy_huffman_payload, store_from_codes
 
 
 def _sample(rng: np.random.Generator, k: int, v: int, t: int, skew: float) -> np.ndarray:
@@ -330,11 +330,20 @@ def test_a_model_of_another_format_version_is_refused_and_verify_names_it(tmp_pa
     assert any("format version" in p and "000000.c2s" in p for p in problems)
 
 
-def test_old_huffman_and_packed_stores_still_read(tmp_path: Path) -> None:
+def test_old_huffman_and_packed_stores_still_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     items = [(f"u{i}", _sample(rng, 46, 16, int(rng.integers(1, 400)), 1.2), {}) for i in range(6)]
     for coding in ("huffman", "packed"):
-        store = store_from_codes(tmp_path / coding, fake_info(46, 16), torch.randn(46, 16, 4), items, coding=coding)
+        with monkeypatch.context() as m:
+            if coding == "huffman":  # as an earlier version wrote it
+                m.setattr(ShardWriter, "_payload", legacy_huffman_payload)
+            store = store_from_codes(
+                tmp_path / coding,
+                fake_info(46, 16),
+                torch.randn(46, 16, 4),
+                items,
+                coding="auto" if coding == "huffman" else coding,
+            )
         assert read_container_index(store.shard_paths()[0])["coding"] == coding
         for uid, codes, _ in items:
             assert np.array_equal(store.read(uid, 1, codes.shape[1]).numpy(), codes[:, 1:])

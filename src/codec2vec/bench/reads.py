@@ -6,7 +6,7 @@ overlaps; a Huffman record (earlier versions' entropy coding) is decoded whole, 
 libsndfile seeking and decoding a random crop of the same length in audio (`crop_frames * 320` samples at
 16 kHz) from the corpus's FLAC files. Each store is read as written (`auto`: rANS where it saves >= 1%), and the
 store named by `recode` (the 6 kbps point, Lyra 30 levels) is also rewritten in every other coding
-(`store.STORE_CODINGS`: packed, rANS, Huffman) from the same codes, so each coding has a row.
+(`store.STORE_CODINGS`: packed, rANS) from the same codes, so each coding has a row.
 
 Speeds are per core: frames over the CPU time of this process (`time.process_time`, one thread), so other
 jobs on a shared machine slow neither side's figure; wall-clock figures come along. Rows: `source`, `coding`,

@@ -27,8 +27,8 @@ def add_tokenize(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--coding",
         default="auto",
-        choices=["auto", "packed"],
-        help="a new store's shards: entropy-coded when smaller (auto) or exact-width bit packing",
+        choices=["auto", "packed", "rans"],
+        help="a new store's shards: rANS-coded when smaller (auto), exact-width bit packing, or always rANS",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--private", action="store_true", help="keyed ids; no paths, names or free text in the store")

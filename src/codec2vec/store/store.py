@@ -89,7 +89,7 @@ class TokenStore:
     ) -> TokenStore:
         """A new, empty store for codes of `info`'s codec; `codebook_vectors` is `(K, V, D)`. `coding`: "auto"
         entropy-codes a shard (rANS) when that makes it at least 1% smaller; "packed" keeps exact-width bit
-        packing (reads a few times faster, no smaller); "rans" and "huffman" force that coding (`writer.py`)."""
+        packing (reads a few times faster, no smaller); "rans" forces rANS (`writer.py`)."""
         root = Path(path)
         check_free(root)
         meta, blob = new_store_meta(info, codebook_vectors, coding)
@@ -321,7 +321,8 @@ def building(root: Path) -> Iterator[Path]:
             lock.close()
 
 
-STORE_CODINGS = ("auto", "packed", "rans", "huffman")  # a store's `coding`: how its writer codes new shards
+STORE_CODINGS = ("auto", "packed", "rans")  # a store's `coding`: how its writer codes new shards (and "huffman" in
+# stores made by earlier versions, whose writer now codes as "auto": writer.py)
 
 
 def new_store_meta(info: CodecInfo, codebook_vectors: Tensor, coding: str) -> tuple[dict[str, Any], bytes]:

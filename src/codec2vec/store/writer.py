@@ -6,9 +6,10 @@ seen: nothing is stored twice), records its contents (`contents.py`, upgrading a
 a `ShardWriter`; `ShardWriter.add(id, codes (K, T), ...)` checks the id (`layout.id_problem`) and queues an
 utterance, and `commit()` writes the queued ones as a new shard, coded as the store's `coding` says:
 "packed" (exact-width bit packing, `packing.py`), "rans" (blocked rANS with order-0 models fitted on that
-shard, `rans.py`), "huffman" (per-level Huffman fitted on that shard, `entropy.py`; earlier versions' entropy
-coding), or "auto" (rANS when that saves at least 1% all told, Huffman for alphabets rANS does not take, else
-packed); then it records the shard in `contents.json`.
+shard, `rans.py`), or "auto" (rANS when that saves at least 1% all told, else packed); then it records the shard
+in `contents.json`. Huffman shards (`entropy.py`, earlier versions' entropy coding) are read but never written:
+a crop decodes its whole record, so they read only ~2x faster than FLAC; a store made as "huffman" gets "auto"
+shards from now on.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from torch import Tensor
 
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write, clean_stale, exclusive_lock
-from codec2vec.store import entropy, packing, rans
+from codec2vec.store import packing, rans
 from codec2vec.store.container import read_container_index, write_container
-from codec2vec.store.entropy import HuffmanModel
 from codec2vec.store.labels import fingerprint
 from codec2vec.store.layout import (
     CONTENTS,
@@ -42,9 +42,6 @@ from codec2vec.store.layout import (
     read_contents,
     write_contents,
 )
-
-MAX_HUFFMAN_FRAMES = 3000  # 60 s at 50 Hz: a Huffman record is decoded whole for any crop, so "auto" keeps
-# shards with longer utterances out of Huffman (rANS crops decode only their blocks: no limit)
 
 
 @contextlib.contextmanager
@@ -164,18 +161,12 @@ class ShardWriter:
         """The shard's records and index fields, in the store's coding (module docstring)."""
         coding, v = self.store.coding, self.store.codec.codebook_size
         packed = [packing.pack(c, self.store.bits).tobytes() for c in self._codes]
-        if coding == "auto":
-            long = max(c.shape[1] for c in self._codes) > MAX_HUFFMAN_FRAMES
-            coding = "rans" if 2 <= v <= rans.MAX_SYMBOLS else "packed" if long else "huffman"
-        if coding == "packed":
+        auto = coding in ("auto", "huffman")  # "huffman": a store made by an earlier version (module docstring)
+        if coding == "packed" or (auto and not 2 <= v <= rans.MAX_SYMBOLS):
             return packed, {"coding": "packed"}
-        if coding == "rans":
-            model = rans.fit_smallest(self._codes, v)
-            coded, fields = [rans.encode(c, model) for c in self._codes], {"coding": "rans", "rans": model.to_dict()}
-        else:
-            h = HuffmanModel.fit(self._codes, v)
-            coded, fields = [entropy.encode(c, h) for c in self._codes], {"coding": "huffman", "huffman": h.to_list()}
-        if self.store.coding == "auto":  # entropy-code only when it pays, the model and sizes column included
+        model = rans.fit_smallest(self._codes, v)
+        coded, fields = [rans.encode(c, model) for c in self._codes], {"coding": "rans", "rans": model.to_dict()}
+        if auto:  # entropy-code only when it pays, the model and sizes column included
             cost = len(zlib.compress(json.dumps(fields).encode())) + 3 * len(coded)  # the index is zlib-compressed
             if sum(map(len, coded)) + cost >= 0.99 * sum(map(len, packed)):
                 return packed, {"coding": "packed"}
