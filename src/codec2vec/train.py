@@ -116,6 +116,7 @@ class Run:
     last_dev: dict[str, Any] = field(default_factory=dict)
     last_print: float = 0.0
     dev_reader: Any = None  # (dev_store, plan, rank, world) -> dev batches (audio_data.make_loaders)
+    out_of_time: bool = False  # train.max_seconds reached: this step is the run's last (logged, evaluated, saved)
 
     @property
     def names(self) -> list[str]:
@@ -124,6 +125,10 @@ class Run:
     @property
     def weights(self) -> dict[str, float]:
         return {t.name: float(t.weight) for t in self.model.target_list()}
+
+    @property
+    def last_step(self) -> bool:
+        return self.step == self.cfg.train.steps or self.out_of_time
 
     @property
     def is_main(self) -> bool:
@@ -311,7 +316,7 @@ def log_step(run: Run, loss: float) -> None:
     assert run.log is not None
     tr = run.cfg.train
     elapsed = time.time() - run.started
-    if run.step % tr.log_every == 0 or run.step == tr.steps:
+    if run.step % tr.log_every == 0 or run.last_step:
         figures, notes = run.model.window_metrics(lambda t: _all_reduce(t, run.world))  # online: codewords in use
         run.last_row = {
             "step": run.step,
@@ -324,7 +329,7 @@ def log_step(run: Run, loss: float) -> None:
         run.log.write(run.last_row, "train")
         for note in notes:
             run.log.warn(note)
-    if run.log.show and (time.time() - run.last_print > 0.2 or run.step == tr.steps):
+    if run.log.show and (time.time() - run.last_print > 0.2 or run.last_step):
         run.last_print = time.time()
         left = elapsed / run.steps_done * (tr.steps - run.step)
         accs = " ".join(f"acc_{n} {run.last_row.get(f'acc_{n}', 0.0):.3f}" for n in run.names)
@@ -338,7 +343,7 @@ def maybe_evaluate(run: Run) -> None:
     """Dev loss and accuracy every `eval_every` steps and at the end (a `split: "dev"` metrics row)."""
     assert run.log is not None
     tr = run.cfg.train
-    if not run.dev_plan or not ((tr.eval_every and run.step % tr.eval_every == 0) or run.step == tr.steps):
+    if not run.dev_plan or not ((tr.eval_every and run.step % tr.eval_every == 0) or run.last_step):
         return
     dev = evaluate(run)
     run.last_dev = {"step": run.step, "split": "dev", **dev}
@@ -351,7 +356,7 @@ def maybe_evaluate(run: Run) -> None:
 def maybe_save(run: Run) -> None:
     """A checkpoint every `ckpt_every` steps and at the last step (rank 0 writes; all ranks wait)."""
     tr = run.cfg.train
-    if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.step == tr.steps):
+    if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.last_step):
         return
     if run.is_main:
         state = {
@@ -384,8 +389,11 @@ def maybe_save(run: Run) -> None:
 def summary(run: Run) -> dict[str, Any]:
     return {
         "run_dir": str(run.run_dir),
-        "step": max(run.step, run.cfg.train.steps),
+        "step": run.step if run.out_of_time else max(run.step, run.cfg.train.steps),
         "steps_run": run.steps_done,
+        "stopped_at_max_seconds": run.out_of_time,
+        "train_seconds": time.time() - run.started,
+        "frames_seen": run.frames_seen,
         "first_loss": run.first_loss,
         "last": run.last_row,
         "dev": run.last_dev,
@@ -417,13 +425,24 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
     resume(run)
     run.log = start_log(run)
     run.model.train()
-    while run.step < cfg.train.steps:
+    run.started = time.time()  # the loop's clock (train.max_seconds, frames/s) starts here
+    while run.step < cfg.train.steps and not run.out_of_time:
         loss = train_step(run)
+        run.out_of_time = _out_of_time(run)
         log_step(run, loss)
         maybe_evaluate(run)
         maybe_save(run)
     run.log.close()
     return summary(run)
+
+
+def _out_of_time(run: Run) -> bool:
+    """`train.max_seconds` of this process's loop used up (rank 0's clock decides, so all ranks stop together)."""
+    limit = run.cfg.train.max_seconds
+    if limit <= 0:
+        return False
+    flag = torch.tensor([float(run.is_main and time.time() - run.started >= limit)], device=run.device)
+    return bool(_all_reduce(flag, run.world).item() > 0)
 
 
 @torch.no_grad()

@@ -27,11 +27,17 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", default="storage,reads,throughput", help="what to measure (storage always runs)")
     p.add_argument("--dac-seconds", type=float, default=60.0, help="audio the DAC layout encodes (slow on CPU)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    q = p.add_argument_group("equal-compute quality (--quality; bench/quality.py)")
+    q.add_argument("--quality", action="store_true", help="pre-train each front end for the same wall clock, probe")
+    q.add_argument("--budget-minutes", type=float, default=4.0, help="pre-training wall clock per model")
+    q.add_argument("--corpus", default="", help="an existing `codec2vec demo --out` folder (no synth/tokenize)")
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from codec2vec.bench import BenchOptions, format_report, run_bench
 
+    if args.quality:
+        return _run_quality(args)
     opts = BenchOptions(
         out=args.out,
         quick=args.quick,
@@ -52,6 +58,18 @@ def run_bench(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(format_report(result))
+    return 0
+
+
+def _run_quality(args: argparse.Namespace) -> int:
+    from codec2vec.bench.quality import QualityOptions, format_quality, run_quality
+
+    opts = QualityOptions(
+        out=args.out, corpus=args.corpus, budget_minutes=args.budget_minutes, threads=args.threads,
+        frontends=[f for f in args.frontends.split(",") if f],
+    )  # fmt: skip
+    result = run_quality(opts, progress=not args.json)
+    print_json(result) if args.json else print(format_quality(result))
     return 0
 
 

@@ -27,12 +27,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.audio import scan_sources
 from codec2vec.checkpoint import load_model, read_meta, resolve
 from codec2vec.config import config_from_dict
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import Codec2VecError, ConfigError, StoreError
 from codec2vec.files import atomic_file, atomic_write
 from codec2vec.model import Codec2VecEncoder
+from codec2vec.probe.audio_features import fill_from_audio, is_audio_source
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import TokenizeOptions, tokenize
 
@@ -355,6 +357,14 @@ def cached_features(
         raise ConfigError(f"{data}: not a task folder (missing {', '.join(missing)})")
     data_key = _digest(*[hashlib.sha256(m.read_bytes()).hexdigest() for m in manifests], str(data.resolve()))
     root = cache_root(cache_dir)
+    if is_audio_source(source):  # waveform/mel baselines: features from the clips' audio, not from codes
+        if source.kind == "codec":
+            raise ConfigError(f"{source.meta.get('frontend')} checkpoint: an audio baseline has no codec embeddings")
+        fdir = FeatureDir.open_or_create(root / "features" / f"{source.key}-{data_key}", key=source.key,
+                                         layers=list(range(source.num_layers)), dim=source.dim,
+                                         describe=source.describe())  # fmt: skip
+        fill_from_audio(fdir, source, scan_sources([str(m) for m in manifests]), progress=progress)
+        return fdir
     codes = codes_for_sources(
         [store] if store is not None else manifests,
         meta=source.meta,
