@@ -47,7 +47,7 @@ def extract(model: Codec2VecEncoder, codes: Tensor, lengths: Tensor) -> tuple[li
     lengths = lengths.to(codes.device).long()
     inputs = codes.float() if codes.is_floating_point() else codes.long()  # audio (B, S) for the baselines
     layers, _ = model(inputs, lengths)  # [L + 1] x (B, T, D)
-    keep = (torch.arange(codes.shape[-1], device=codes.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
+    keep = (torch.arange(layers[0].shape[1], device=codes.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
     return [h.float() * keep for h in layers], lengths
 
 

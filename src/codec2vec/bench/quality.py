@@ -8,7 +8,7 @@ is probed with the demo's probes (probe/): PR (linear CTC head, PER), SID (mean-
 label-free ABX within and across speakers, every figure with its 95% bootstrap interval.
 
 Fair by construction: the same recipe (configs/demo.yaml: masking, optimizer, warm-up, then a constant learning
-rate), the same batch in audio seconds (`data.batch_frames` on the shared 50 Hz grid), the same crops of the same
+rate after a 10-step warm-up), the same batch in audio seconds (`data.batch_frames` on the shared 50 Hz grid), the same crops of the same
 utterances, and the same kind of targets: `clusters` (HuBERT round 1: k-means of the codec's quantized latent for
 the codec model, of MFCCs for the audio models, as HuBERT; the same number of clusters) plus DinoSR's `online`.
 Each pipeline reads its input as it would in practice: codes from the token store, audio from the files the
@@ -56,15 +56,22 @@ class QualityOptions:
     hours: float = 0.4  # synthetic corpus (demo stages), when no corpus is given
     speakers: int = 16
     seed: int = 0
-    batch_seconds: float = 40.0  # audio seconds per step (padded), the same for every front end
+    batch_seconds: float = 20.0  # audio seconds per step (padded), the same for every front end
     crop_seconds: float = 5.0
-    warmup_steps: int = 40
+    warmup_steps: int = 10  # short: the waveform model makes only tens of steps in a few minutes on a CPU
     threads: int = 1  # torch threads for every pre-training (and the probes)
     clusters: int = 100  # k-means classes of the round-1 labels (all models)
     probe_epochs: int = 20  # most epochs of the PR (CTC) head; early stopping on dev
     utterance_epochs: int = 80  # most epochs of the SID head
     probe_patience: int = 5
     workers: int = 2  # processes for synth and tokenize
+
+    @classmethod
+    def quick(cls, **kw: Any) -> QualityOptions:
+        """The tests' setting (`bench --quality --quick`): a 3-minute corpus, 6 s per model, short probes."""
+        small = dict(hours=0.05, speakers=4, budget_minutes=0.1, batch_seconds=10.0, crop_seconds=2.0, warmup_steps=2,
+                     clusters=20, probe_epochs=3, utterance_epochs=5, probe_patience=2)  # fmt: skip
+        return cls(**(small | kw))
 
 
 def _say(progress: bool, msg: str) -> None:
