@@ -53,7 +53,7 @@ class QualityOptions:
     budget_minutes: float = 4.0  # pre-training wall clock PER MODEL
     frontends: list[str] = field(default_factory=lambda: list(MODELS))
     size: str = "tiny"
-    hours: float = 0.4  # synthetic corpus (demo stages), when no corpus is given
+    hours: float = 0.6  # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
     speakers: int = 16
     seed: int = 0
     batch_seconds: float = 20.0  # audio seconds per step (padded), the same for every front end
@@ -115,9 +115,7 @@ def _corpus(root: Path, opts: QualityOptions, progress: bool) -> tuple[Path, dic
         marker = src / "stages" / "synth.json"
         synth = json.loads(marker.read_text())["result"] if marker.is_file() else {}
         return src, {"from": str(src), "hours": synth.get("hours"), "clips": synth.get("clips")}
-    settings = DemoSettings(
-        hours=opts.hours, speakers=opts.speakers, seed=opts.seed, test_share=0.3, workers=opts.workers
-    )
+    settings = DemoSettings(hours=opts.hours, speakers=opts.speakers, seed=opts.seed, workers=opts.workers)
     res = prepare_corpus(root, settings, progress=progress)
     return root, {"hours": res["synth"]["hours"], "clips": res["synth"]["clips"], "splits": res["tasks"]["splits"]}
 
