@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -214,11 +215,12 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
         train_key = {k: v for k, v in key.items() if k not in PROBE_FIELDS}
         models = []
         for f in opts.frontends:  # one after the other: each has the machine to itself
-            fn = lambda f=f: _pretrain(f, store=store, root=root, opts=opts)  # noqa: E731
-            models.append(stages.run(f"pretrain-{f}", train_key, fn))
+            models.append(
+                stages.run(f"pretrain-{f}", train_key, partial(_pretrain, f, store=store, root=root, opts=opts))
+            )
         rows = []
         for m in models:
-            rows += stages.run(f"probe-{m['model']}", key, lambda m=m: _probe(m, data=data, root=root, opts=opts))
+            rows += stages.run(f"probe-{m['model']}", key, partial(_probe, m, data=data, root=root, opts=opts))
         result = {
             "quality": rows,
             "models": models,
