@@ -133,3 +133,13 @@ def test_bench_quality_quick_json(tmp_path: Path, lyra_dir: Path, capsys: pytest
     # A rerun finds every stage done and reports the same figures.
     assert main(["bench", "--quality", "--quick", "--json", "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["quality"] == rows
+
+
+def test_bench_quality_refuses_a_folder_that_is_no_demo_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from codec2vec.cli import main
+
+    assert main(["bench", "--quality", "--corpus", str(tmp_path), "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a demo folder" in err and str(tmp_path / "tasks") in err
+    assert main(["bench", "--quality", "--budget-minutes", "0", "--out", str(tmp_path / "q")]) == 2
+    assert "--budget-minutes" in capsys.readouterr().err
