@@ -62,9 +62,9 @@ class QualityOptions:
     warmup_steps: int = 10  # short: the waveform model makes only tens of steps in a few minutes on a CPU
     threads: int = 1  # torch threads for every pre-training (and the probes)
     clusters: int = 100  # k-means classes of the round-1 labels (all models)
-    probe_epochs: int = 20  # most epochs of the PR (CTC) head; early stopping on dev
-    utterance_epochs: int = 80  # most epochs of the SID head
-    probe_patience: int = 5
+    probe_epochs: int = 30  # most epochs of the PR (CTC) head; early stopping on dev (the demo's probe settings)
+    utterance_epochs: int = 150  # most epochs of the SID head
+    probe_patience: int = 10  # CTC sits ~10 epochs on blanks before it learns phones
     workers: int = 2  # processes for synth and tokenize
 
     @classmethod
@@ -182,7 +182,8 @@ def _probe(model: dict[str, Any], *, data: Path, root: Path, opts: QualityOption
     out = []
     for task, epochs in (("pr", opts.probe_epochs), ("sid", opts.utterance_epochs)):
         r = run_probe(task, data=data / task, source=source, max_epochs=epochs, **kw)  # type: ignore[arg-type]
-        out.append({"task": task, "metric": r["metric"], "value": r["value"], "ci": r["ci"], "n_test": r["n_test"]})
+        out.append({"task": task, "metric": r["metric"], "value": r["value"], "ci": r["ci"], "n_test": r["n_test"],
+                    "epochs": r["epochs"]})  # fmt: skip
     a = abx(data / "pr", source=source, cache_dir=root / "features", seed=opts.seed)
     for side in ("across", "within"):
         out.append({"task": "abx", "metric": f"abx_error_{side}", "value": a[side], "ci": a[f"ci_{side}"],
@@ -209,7 +210,9 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
         root = Path(opts.out or tmp)
         root.mkdir(parents=True, exist_ok=True)
         stages = _Stages(root, progress)
+        t0 = time.perf_counter()
         base, corpus = _corpus(root, opts, progress)
+        stages.seconds["corpus"] = time.perf_counter() - t0  # synth, tasks, tokenize (demo stages) or a given corpus
         store, data = base / "store", base / "tasks"
         key = {k: v for k, v in asdict(opts).items() if k not in ("out", "frontends", "workers")}
         train_key = {k: v for k, v in key.items() if k not in PROBE_FIELDS}
