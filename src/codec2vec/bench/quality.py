@@ -41,7 +41,12 @@ from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 
 MODELS = ("codec", "waveform", "mel")
-PROBE_FIELDS = ("probe_epochs", "utterance_epochs", "probe_patience")  # a change redoes the probes only
+PROBE_FIELDS = (
+    "probe_epochs",
+    "utterance_epochs",
+    "probe_patience",
+    "utterance_patience",
+)  # a change redoes the probes only
 ROUND1 = {"codec": "codec", "waveform": "mfcc", "mel": "mfcc"}  # k-means source of each front end's labels
 
 
@@ -65,13 +70,15 @@ class QualityOptions:
     probe_epochs: int = 30  # most epochs of the PR (CTC) head; early stopping on dev (the demo's probe settings)
     utterance_epochs: int = 150  # most epochs of the SID head
     probe_patience: int = 10  # CTC sits ~10 epochs on blanks before it learns phones
+    utterance_patience: int = 150  # SID: every epoch runs (the best-on-dev head is kept); the baselines' mean-pooled
+    # features leave the head on a plateau for tens of epochs (patience 10 stopped it at chance, 0.06; all 150: 0.19-0.28)
     workers: int = 2  # processes for synth and tokenize
 
     @classmethod
     def quick(cls, **kw: Any) -> QualityOptions:
         """The tests' setting (`bench --quality --quick`): a 3-minute corpus, 6 s per model, short probes."""
         small = dict(hours=0.05, speakers=4, budget_minutes=0.1, batch_seconds=10.0, crop_seconds=2.0, warmup_steps=2,
-                     clusters=20, probe_epochs=3, utterance_epochs=5, probe_patience=2)  # fmt: skip
+                     clusters=20, probe_epochs=3, utterance_epochs=5, probe_patience=2, utterance_patience=5)  # fmt: skip
         return cls(**(small | kw))
 
 
@@ -178,10 +185,11 @@ def _probe(model: dict[str, Any], *, data: Path, root: Path, opts: QualityOption
     from codec2vec.probe import abx, feature_source, run_probe
 
     source = feature_source("pretrained", model["run_dir"])
-    kw = dict(seed=opts.seed, cache_dir=root / "features", patience=opts.probe_patience)
     out = []
-    for task, epochs in (("pr", opts.probe_epochs), ("sid", opts.utterance_epochs)):
-        r = run_probe(task, data=data / task, source=source, max_epochs=epochs, **kw)  # type: ignore[arg-type]
+    for task, epochs, patience in (("pr", opts.probe_epochs, opts.probe_patience),
+                                   ("sid", opts.utterance_epochs, opts.utterance_patience)):  # fmt: skip
+        r = run_probe(task, data=data / task, source=source, max_epochs=epochs, patience=patience, seed=opts.seed,
+                      cache_dir=root / "features")  # fmt: skip
         out.append({"task": task, "metric": r["metric"], "value": r["value"], "ci": r["ci"], "n_test": r["n_test"],
                     "epochs": r["epochs"]})  # fmt: skip
     a = abx(data / "pr", source=source, cache_dir=root / "features", seed=opts.seed)
