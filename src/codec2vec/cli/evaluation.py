@@ -14,7 +14,9 @@ from codec2vec.cli.common import print_json
 def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", nargs="*", help="audio files, folders or manifests (default: a synthetic corpus)")
     p.add_argument("--out", default="", help="keep stores, FLAC files, bench.json and bench.png here")
-    p.add_argument("--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 6 s each)")
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 6 s each)"
+    )
     p.add_argument("--sizes", default="tiny,base", help="model presets, comma-separated")
     p.add_argument("--frontends", default="codec,waveform,mel", help="front ends, comma-separated")
     p.add_argument("--batch-seconds", type=float, default=20.0, help="audio seconds per step (all front ends)")
