@@ -231,6 +231,14 @@ def test_abx_error_is_low_on_phone_features_and_chance_on_noise(tmp_path: Path, 
         assert abs(within - 0.5) < 0.1 and abs(across - 0.5) < 0.1
 
 
+def test_abx_items_are_the_centre_phone_frames_grouped_by_context() -> None:
+    from codec2vec.probe.abx import triphone_items
+
+    align = ["sil", "sil", "a", "a", "a", "b", "b", "c", "c", "c", "sil"]
+    cats = triphone_items([{"id": "u", "speaker": "s", "align": align}], {"u": 10})  # the last frame is cut
+    assert cats == {("sil", "a", "b", "s"): [("u", 2, 5)], ("a", "b", "c", "s"): [("u", 5, 7)]}
+
+
 def test_dtw_of_identical_sequences_is_zero_and_of_a_stretched_copy_too() -> None:
     from codec2vec.probe.abx import _dtw
 

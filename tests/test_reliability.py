@@ -335,6 +335,19 @@ def test_9_resume_refuses_changed_settings(tmp_path: Path) -> None:
         check_resumable(saved, load_config("configs/lyra_tiny.yaml", [f"run.dir={tmp_path}", "train.lr=0.1"]))
 
 
+def test_9_resume_accepts_a_field_added_later_only_at_its_default(tmp_path: Path) -> None:
+    """A checkpoint made before `targets.unmasked_weight` existed resumes when the field keeps its default."""
+    from codec2vec.config import check_resumable, config_to_dict, load_config
+
+    saved = config_to_dict(load_config("configs/lyra_tiny.yaml", [f"run.dir={tmp_path}"]))
+    del saved["targets"]["unmasked_weight"]
+    check_resumable(saved, load_config("configs/lyra_tiny.yaml", [f"run.dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match=r"targets\.unmasked_weight \(None -> 0\.5\)"):
+        check_resumable(
+            saved, load_config("configs/lyra_tiny.yaml", [f"run.dir={tmp_path}", "targets.unmasked_weight=0.5"])
+        )
+
+
 def test_9_label_sets_carry_a_fingerprint_that_resume_checks(tmp_path: Path) -> None:
     from codec2vec.config import check_label_fingerprints
 

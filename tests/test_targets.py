@@ -94,6 +94,23 @@ def test_split_batch_sums_equal_the_whole_batch() -> None:
     assert whole.weights == {"reconstruction": 1.0, "clusters": 0.5}
 
 
+def test_unmasked_weight_scores_the_unmasked_valid_frames_too() -> None:
+    """HuBERT's pred_nomask_weight: a second loss term per target over the unmasked, non-padding frames."""
+    pt = _pretrainer(["clusters"], unmasked_weight=0.25)
+    batch = _batch()
+    mask, _ = pt.masks(batch)
+    valid = torch.arange(mask.shape[1])[None] < batch.lengths[:, None]  # (B, T)
+    out = pt(batch)
+    assert int(out.counts["clusters"]) == int(mask.sum()) > 0
+    assert int(out.counts["clusters_unmasked"]) == int((valid & ~mask).sum()) > 0
+    assert out.weights == pt.loss_weights() == {"clusters": 1.0, "clusters_unmasked": 0.25}
+    expected = (
+        out.loss_sums["clusters"] / mask.sum() + 0.25 * out.loss_sums["clusters_unmasked"] / (valid & ~mask).sum()
+    )
+    torch.testing.assert_close(out.loss(), expected)
+    assert set(_pretrainer(["clusters"])(batch).counts) == {"clusters"}  # masked frames only by default
+
+
 def test_clusters_need_their_label_set() -> None:
     with pytest.raises(ConfigError, match="kmeans"):
         build_pretrainer(

@@ -103,11 +103,26 @@ class Pretrainer(nn.Module):
 
     encoder: Codec2VecEncoder
 
-    def __init__(self, *, encoder: Codec2VecEncoder, masking: MaskingConfig, targets: list[nn.Module]) -> None:
+    def __init__(
+        self,
+        *,
+        encoder: Codec2VecEncoder,
+        masking: MaskingConfig,
+        targets: list[nn.Module],
+        unmasked_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.masking = masking
         self.targets = nn.ModuleList(targets)
+        self.unmasked_weight = float(unmasked_weight)
+
+    def loss_weights(self) -> dict[str, float]:
+        """Every loss term's weight by name: each target, then `<target>_unmasked` when `unmasked_weight` > 0."""
+        out = {t.name: float(t.weight) for t in self.target_list()}
+        if self.unmasked_weight > 0:
+            out.update({f"{t.name}_unmasked": float(t.weight) * self.unmasked_weight for t in self.target_list()})
+        return out
 
     def target_list(self) -> list[Target]:
         """The targets, typed by their protocol (an `nn.ModuleList` holds them for parameters and state)."""
@@ -127,18 +142,24 @@ class Pretrainer(nn.Module):
     def forward(self, batch: Batch) -> PretrainOutput:
         mask, keep = self.masks(batch)  # (B, T), (B,) | None
         layers, _ = self.encoder(batch.inputs, batch.lengths, mask=mask, keep_levels=keep)
-        x = layers[-1][mask]  # (N, D): the masked frames
-        loss_sums, counts, correct, weights = {}, {}, {}, {}
+        parts = [("", mask)]  # (name suffix, frames scored)
+        if self.unmasked_weight > 0:
+            parts.append(("_unmasked", ~mask))  # padding is IGNORE in every target's labels
+        out = PretrainOutput(loss_sums={}, counts={}, correct={}, weights=self.loss_weights())
         for target in self.target_list():
-            labels = [y[mask] for y in target.labels(batch, layers, mask=mask)]  # heads x (N,)
-            logits = target.logits(x)  # heads x (N, C)
-            ce = [F.cross_entropy(z.float(), y, ignore_index=IGNORE, reduction="sum") for z, y in zip(logits, labels)]
-            hits = [((z.argmax(-1) == y) & (y != IGNORE)).sum() for z, y in zip(logits, labels)]
-            loss_sums[target.name] = torch.stack(ce).mean()
-            correct[target.name] = torch.stack(hits).float().mean().detach()
-            counts[target.name] = (labels[0] != IGNORE).sum().detach()
-            weights[target.name] = float(target.weight)
-        return PretrainOutput(loss_sums=loss_sums, counts=counts, correct=correct, weights=weights)
+            all_labels = target.labels(batch, layers, mask=mask)  # heads x (B, T)
+            for suffix, frames in parts:
+                labels = [y[frames] for y in all_labels]  # heads x (N,)
+                logits = target.logits(layers[-1][frames])  # heads x (N, C)
+                ce = [
+                    F.cross_entropy(z.float(), y, ignore_index=IGNORE, reduction="sum") for z, y in zip(logits, labels)
+                ]
+                hits = [((z.argmax(-1) == y) & (y != IGNORE)).sum() for z, y in zip(logits, labels)]
+                name = target.name + suffix
+                out.loss_sums[name] = torch.stack(ce).mean()
+                out.correct[name] = torch.stack(hits).float().mean().detach()
+                out.counts[name] = (labels[0] != IGNORE).sum().detach()
+        return out
 
     @torch.no_grad()
     def update(self, step: int) -> None:
@@ -183,7 +204,7 @@ def build_pretrainer(
         codebook_vectors=codebook_vectors,
     )
     heads = build_targets(targets, encoder=encoder, label_classes=dict(label_classes or {}))
-    return Pretrainer(encoder=encoder, masking=masking, targets=heads)
+    return Pretrainer(encoder=encoder, masking=masking, targets=heads, unmasked_weight=targets.unmasked_weight)
 
 
 def build_from_config(cfg: PretrainConfig, store: TokenStore) -> Pretrainer:

@@ -120,11 +120,11 @@ class Run:
 
     @property
     def names(self) -> list[str]:
-        return list(self.cfg.targets.names)
+        return list(self.weights)
 
     @property
     def weights(self) -> dict[str, float]:
-        return {t.name: float(t.weight) for t in self.model.target_list()}
+        return self.model.loss_weights()
 
     @property
     def last_step(self) -> bool:
@@ -198,7 +198,7 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
         dev_ids=dev_ids, label_names=label_names, loader=loader, dev_plan=plan, model=model,
         ddp=_wrap_ddp(model, cfg, world, device), opt=opt, sched=sched,
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, amp_dtype=amp_dtype,
-        precision=precision, window=Window(list(cfg.targets.names)), dev_reader=dev_reader,
+        precision=precision, window=Window(list(model.loss_weights())), dev_reader=dev_reader,
     )  # fmt: skip
 
 

@@ -31,6 +31,8 @@ def validate(cfg: PretrainConfig) -> None:
             raise ConfigError(f"targets.weights.{n}: not among targets.names {names}")
         if w < 0:
             raise ConfigError(f"targets.weights.{n}: must be >= 0, got {w}")
+    if t.unmasked_weight < 0:
+        raise ConfigError(f"targets.unmasked_weight: must be >= 0, got {t.unmasked_weight}")
     if not 0.0 <= cfg.masking.prob <= 1.0:
         raise ConfigError(f"masking.prob: must be in [0, 1], got {cfg.masking.prob}")
     if cfg.masking.span < 1:
@@ -153,6 +155,17 @@ _RESUME_MAY_CHANGE = {
 }
 
 
+def _section_defaults(section: Any) -> dict[str, Any]:
+    """A config section's field defaults as `config_to_dict` writes them (fields without one are left out)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(section):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
 def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
     """Refuse a resume whose config changes anything but `_RESUME_MAY_CHANGE` (one line naming the keys)."""
     now = config_to_dict(cfg)
@@ -160,8 +173,11 @@ def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
     for section in ("model", "masking", "targets", "data", "train"):
         if section not in saved:
             continue  # a checkpoint from before this section was recorded
+        defaults = _section_defaults(getattr(cfg, section))
         for key in sorted(set(saved.get(section, {})) | set(now[section])):
             a, b = saved.get(section, {}).get(key), now[section].get(key)
+            if key not in saved[section] and key in defaults and b == defaults[key]:
+                continue  # a field added since the checkpoint was made, at its default: the old behaviour
             if a != b and f"{section}.{key}" not in _RESUME_MAY_CHANGE:
                 changed.append(f"{section}.{key} ({a!r} -> {b!r})")
     if changed:

@@ -1,8 +1,9 @@
 """ABX phone discriminability (ZeroSpeech 2017/2021, Libri-light; REFERENCE.md), label free, no training.
 
-Items are triphones cut from the synthetic corpora's exact frame alignments (`align`: one phone per 20 ms
-frame): every phone run that is not silence, with its left and right neighbouring runs as context; the
-item's frames span the three runs. For a context (left, right), two centre phones a != b and a speaker s:
+Items come from the synthetic corpora's exact frame alignments (`align`: one phone per 20 ms frame): every phone
+run that is not silence and has a run on each side. As in Libri-light's ABX (ZeroSpeech 2021), an item's frames are
+its own phone's (the `onset`..`offset` of the item file) and its neighbours are its context: they group the items
+but are not compared. For a context (left, right), two centre phones a != b and a speaker s:
   within speaker: A, X from (left, a, right) of s (A != X), B from (left, b, right) of s;
   across speaker: A, B from s, X from (left, a, right) of another speaker s'.
 A triplet is an error when X is not closer to A than to B (ties count half). The distance between two items
@@ -34,7 +35,7 @@ Item = tuple[str, int, int]  # (utterance id, first frame, end frame)
 
 
 def triphone_items(rows: list[dict[str, Any]], frames: dict[str, int]) -> dict[tuple[str, str, str, str], list[Item]]:
-    """{(left, centre, right, speaker): [items]} from frame alignments (runs of equal labels)."""
+    """{(left, centre, right, speaker): [centre-phone items]} from frame alignments (runs of equal labels)."""
     cats: dict[tuple[str, str, str, str], list[Item]] = defaultdict(list)
     for row in rows:
         align = list(row.get("align") or [])[: frames.get(row["id"], 0)]
@@ -44,7 +45,7 @@ def triphone_items(rows: list[dict[str, Any]], frames: dict[str, int]) -> dict[t
                 runs[-1] = (ph, runs[-1][1], t + 1)
             else:
                 runs.append((ph, t, t + 1))
-        for (lp, s, _), (cp, _, _), (rp, _, e) in zip(runs, runs[1:], runs[2:]):
+        for (lp, _, _), (cp, s, e), (rp, _, _) in zip(runs, runs[1:], runs[2:]):
             if cp != "sil":
                 cats[(lp, cp, rp, str(row.get("speaker", "")))].append((row["id"], s, e))
     return cats

@@ -67,6 +67,9 @@ class TargetsConfig:
     online_target_point: str = "ffn"  # ffn: FFN output before residual + LayerNorm (DinoSR) | layer: layer output
     online_reseed: bool = False  # restart codewords that got no frame for RESEED_AFTER steps (not in DinoSR)
     online_warn_used: float = 0.5  # warn once when a teacher layer uses fewer than this share of its codewords
+    # HuBERT's `pred_nomask_weight`: every target also scores the unmasked frames, with this weight relative to its
+    # masked-frame loss (logged as `<target>_unmasked`). 0 = masked frames only (HuBERT Base, DinoSR).
+    unmasked_weight: float = 0.0
 
 
 def valid_labels(labels: Tensor, lengths: Tensor) -> Tensor:
