@@ -84,3 +84,91 @@ def test_reads_every_coding_against_flac(tmp_path: Path) -> None:
     for coding in ("packed", "rans"):
         copy = recode(store, coding, tmp_path / coding)
         assert all(np.array_equal(copy.read_numpy(u, 5, 55), c[:, 5:55]) for u, c, _ in items)
+
+
+# --- equal-compute quality (`bench --quality`, bench/quality.py) ---------------------------------------------
+
+
+def test_max_seconds_stops_the_loop_and_checkpoints_there(audio_store: Path, tmp_path: Path) -> None:
+    from codec2vec.checkpoint import latest_checkpoint, read_meta
+    from codec2vec.train import pretrain
+    from test_frontends import audio_config
+
+    run = tmp_path / "run"
+    extra = ("train.steps=100000", "train.max_seconds=1.5", "train.eval_every=0", "train.ckpt_every=0")
+    summary = pretrain(audio_config(audio_store, run, "mel", *extra))
+    assert summary["stopped_at_max_seconds"] and 0 < summary["step"] < 100000
+    assert summary["train_seconds"] >= 1.5 and summary["frames_seen"] > 0
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and read_meta(ckpt)["step"] == summary["step"]  # saved where it stopped
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["split"] == "dev" and rows[-1]["step"] == summary["step"]  # evaluated there too
+    again = pretrain(audio_config(audio_store, run, "mel", *extra))  # resumes, with a budget of its own
+    assert again["stopped_at_max_seconds"] and again["step"] > summary["step"]
+
+
+def test_baseline_probe_features_come_from_audio(audio_store: Path, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from codec2vec.checkpoint import load_model
+    from codec2vec.probe import cached_features, feature_source
+    from codec2vec.store import TokenStore
+    from codec2vec.train import pretrain
+    from test_frontends import audio_config
+
+    run = tmp_path / "run"
+    pretrain(audio_config(audio_store, run, "waveform", "train.steps=1"))
+    store = TokenStore.open(audio_store)
+    ids = store.ids()[:6]
+    rows = [{"id": u, "path": store.entry(u)["source"], "label": f"s{i % 2}"} for i, u in enumerate(ids)]
+    for name in ("a", "b"):  # two task folders over the same clips (as the demo's PR and SID)
+        for split, part in (("train", rows[:3]), ("dev", rows[3:4]), ("test", rows[4:])):
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    source = feature_source("pretrained", run)
+    fdir = cached_features(source, tmp_path / "a", cache_dir=tmp_path / "cache")
+    encoder, _ = load_model(run)
+    for u in ids:
+        wav, _ = sf.read(store.entry(u)["source"], dtype="float32")
+        frames = -(-len(wav) // 320)
+        layers, _ = encoder(torch.from_numpy(wav)[None], torch.tensor([frames]))  # the clip alone
+        got = fdir.get(u).astype(np.float32)  # (T, L + 1, D), batched and padded with the other clips
+        assert got.shape == (frames, len(layers), layers[0].shape[-1]) and frames == store.num_frames(u)
+        want = torch.stack(layers, dim=2)[0].detach().numpy()
+        assert np.abs(got - want).max() < 2e-2 * max(1.0, np.abs(want).max())
+    assert cached_features(source, tmp_path / "b", cache_dir=tmp_path / "cache").root == fdir.root  # shared
+
+
+@pytest.mark.slow
+def test_bench_quality_quick_json(tmp_path: Path, lyra_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from codec2vec.cli import main
+
+    out = tmp_path / "q"
+    assert main(["bench", "--quality", "--quick", "--json", "--out", str(out)]) == 0
+    r = json.loads(capsys.readouterr().out)  # one JSON object, nothing else on stdout
+    rows = r["quality"]
+    assert {x["model"] for x in rows} == {"codec", "waveform", "mel"}
+    assert {(x["task"], x["metric"]) for x in rows} == {
+        ("pr", "per"), ("sid", "accuracy"), ("abx", "abx_error_across"), ("abx", "abx_error_within")
+    }  # fmt: skip
+    assert len({x["budget_s"] for x in rows}) == 1 and rows[0]["budget_s"] == pytest.approx(6.0)  # equal budgets
+    for m in r["models"]:
+        assert m["steps"] > 0 and m["stopped_at_budget"] and m["audio_seconds_seen"] > 0
+        assert m["budget_s"] <= m["train_seconds"] < m["budget_s"] + 120  # stopped at the budget, not a step count
+    for x in rows:
+        lo, hi = x["ci"]
+        assert 0.0 <= x["value"] <= 1.0 and lo - 1e-9 <= x["value"] <= hi + 1e-9, x
+    assert (out / "quality.png").stat().st_size > 1000 and json.loads((out / "quality.json").read_text()) == r
+    # A rerun finds every stage done and reports the same figures.
+    assert main(["bench", "--quality", "--quick", "--json", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["quality"] == rows
+
+
+def test_bench_quality_refuses_a_folder_that_is_no_demo_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from codec2vec.cli import main
+
+    assert main(["bench", "--quality", "--corpus", str(tmp_path), "--out", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a demo folder" in err and str(tmp_path / "tasks") in err
+    assert main(["bench", "--quality", "--budget-minutes", "0", "--out", str(tmp_path / "q")]) == 2
+    assert "--budget-minutes" in capsys.readouterr().err

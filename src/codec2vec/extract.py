@@ -37,15 +37,17 @@ INPUT_RATE = 16000  # Hz of the waveforms `Upstream` takes (s3prl's convention)
 
 @torch.no_grad()
 def extract(model: Codec2VecEncoder, codes: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
-    """codes `(B, K, T)` long, lengths `(B,)` frames -> (`[L + 1] x (B, T, D)` float32, lengths `(B,)`).
+    """codes `(B, K, T)` long, lengths `(B,)` frames -> (`[L + 1] x (B, T, D)` float32, lengths `(B,)`). A baseline
+    (`model.frontend` waveform or mel) takes float audio `(B, S)` at 16 kHz instead of codes, T = ceil(S / 320).
 
     The model is put in eval mode (and left there: extraction is for frozen upstreams). Frames at or past
     `lengths[b]` are zero.
     """
     model.eval()
     lengths = lengths.to(codes.device).long()
-    layers, _ = model(codes.long(), lengths)  # [L + 1] x (B, T, D)
-    keep = (torch.arange(codes.shape[-1], device=codes.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
+    inputs = codes.float() if codes.is_floating_point() else codes.long()  # audio (B, S) for the baselines
+    layers, _ = model(inputs, lengths)  # [L + 1] x (B, T, D)
+    keep = (torch.arange(layers[0].shape[1], device=codes.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
     return [h.float() * keep for h in layers], lengths
 
 

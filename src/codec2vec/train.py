@@ -123,6 +123,7 @@ class Run:
     pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, figures) not yet read: `flush`
     last_loss: float = math.nan
     sync_every_step: bool = True  # read each step's figures at once (CPU); CUDA reads them per log row
+    out_of_time: bool = False  # train.max_seconds reached: this step is the run's last (logged, evaluated, saved)
 
     @property
     def names(self) -> list[str]:
@@ -131,6 +132,10 @@ class Run:
     @property
     def weights(self) -> dict[str, float]:
         return self.model.loss_weights()
+
+    @property
+    def last_step(self) -> bool:
+        return self.step == self.cfg.train.steps or self.out_of_time
 
     @property
     def is_main(self) -> bool:
@@ -345,7 +350,7 @@ def log_step(run: Run, loss: float) -> None:
     assert run.log is not None
     tr = run.cfg.train
     elapsed = time.time() - run.started
-    due = run.step % tr.log_every == 0 or run.step == tr.steps
+    due = run.step % tr.log_every == 0 or run.last_step
     if due or (run.log.show and time.time() - run.last_print > 0.2):
         flush(run)
     if due:
@@ -361,7 +366,7 @@ def log_step(run: Run, loss: float) -> None:
         run.log.write(run.last_row, "train")
         for note in notes:
             run.log.warn(note)
-    if run.log.show and (time.time() - run.last_print > 0.2 or run.step == tr.steps):
+    if run.log.show and (time.time() - run.last_print > 0.2 or run.last_step):
         run.last_print = time.time()
         left = elapsed / run.steps_done * (tr.steps - run.step)
         accs = " ".join(f"acc_{n} {run.last_row.get(f'acc_{n}', 0.0):.3f}" for n in run.names)
@@ -375,7 +380,7 @@ def maybe_evaluate(run: Run) -> None:
     """Dev loss and accuracy every `eval_every` steps and at the end (a `split: "dev"` metrics row)."""
     assert run.log is not None
     tr = run.cfg.train
-    if not run.dev_plan or not ((tr.eval_every and run.step % tr.eval_every == 0) or run.step == tr.steps):
+    if not run.dev_plan or not ((tr.eval_every and run.step % tr.eval_every == 0) or run.last_step):
         return
     dev = evaluate(run)
     run.last_dev = {"step": run.step, "split": "dev", **dev}
@@ -388,7 +393,7 @@ def maybe_evaluate(run: Run) -> None:
 def maybe_save(run: Run) -> None:
     """A checkpoint every `ckpt_every` steps and at the last step (rank 0 writes; all ranks wait)."""
     tr = run.cfg.train
-    if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.step == tr.steps):
+    if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.last_step):
         return
     flush(run)  # the log window is saved with the checkpoint
     if run.is_main:
@@ -422,8 +427,11 @@ def maybe_save(run: Run) -> None:
 def summary(run: Run) -> dict[str, Any]:
     return {
         "run_dir": str(run.run_dir),
-        "step": max(run.step, run.cfg.train.steps),
+        "step": run.step if run.out_of_time else max(run.step, run.cfg.train.steps),
         "steps_run": run.steps_done,
+        "stopped_at_max_seconds": run.out_of_time,
+        "train_seconds": time.time() - run.started,
+        "frames_seen": run.frames_seen,
         "first_loss": run.first_loss,
         "last": run.last_row,
         "dev": run.last_dev,
@@ -456,14 +464,25 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
     run.log = start_log(run)
     run.model.train()
     run.window.started = time.perf_counter()  # the first row's wall time starts here, as its steps do
-    while run.step < cfg.train.steps:
+    run.started = time.time()  # the loop's clock (train.max_seconds, frames/s) starts here
+    while run.step < cfg.train.steps and not run.out_of_time:
         loss = train_step(run)
+        run.out_of_time = _out_of_time(run)
         log_step(run, loss)
         maybe_evaluate(run)
         maybe_save(run)
     run.log.close()
     getattr(run.loader, "close", lambda: None)()  # a prefetch thread stops reading
     return summary(run)
+
+
+def _out_of_time(run: Run) -> bool:
+    """`train.max_seconds` of this process's loop used up (rank 0's clock decides, so all ranks stop together)."""
+    limit = run.cfg.train.max_seconds
+    if limit <= 0:
+        return False
+    flag = torch.tensor([float(run.is_main and time.time() - run.started >= limit)], device=run.device)
+    return bool(_all_reduce(flag, run.world).item() > 0)
 
 
 @torch.no_grad()

@@ -8,6 +8,8 @@ and 2.3x training-time claims, checked on the user's own data and hardware).
                  `tiny` and `base` on the same batch in audio seconds; step breakdown, front-end share,
                  peak memory, and a torch.profiler view of where a step's time goes
   plot.py        the PNG of the comparisons
+  quality.py     `--quality`: equal-compute quality: codec, waveform and mel models of one size pre-trained for
+                 the same wall clock on one corpus, then probed (PR, SID, ABX with 95% intervals)
 
 `run_bench(srcs, options) -> dict` returns DESIGN.md's JSON: `storage` rows (`codec`, `kbps`,
 `ratio_to_flac`, ...), `throughput` rows (`model`, `size`, `audio_seconds_per_second`, `steps_per_second`,

@@ -14,7 +14,9 @@ from codec2vec.cli.common import print_json
 def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", nargs="*", help="audio files, folders or manifests (default: a synthetic corpus)")
     p.add_argument("--out", default="", help="keep stores, FLAC files, bench.json and bench.png here")
-    p.add_argument("--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC")
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 6 s each)"
+    )
     p.add_argument("--sizes", default="tiny,base", help="model presets, comma-separated")
     p.add_argument("--frontends", default="codec,waveform,mel", help="front ends, comma-separated")
     p.add_argument("--batch-seconds", type=float, default=20.0, help="audio seconds per step (all front ends)")
@@ -27,11 +29,17 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", default="storage,reads,throughput", help="what to measure (storage always runs)")
     p.add_argument("--dac-seconds", type=float, default=60.0, help="audio the DAC layout encodes (slow on CPU)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    q = p.add_argument_group("equal-compute quality (--quality; bench/quality.py)")
+    q.add_argument("--quality", action="store_true", help="pre-train each front end for the same wall clock, probe")
+    q.add_argument("--budget-minutes", type=float, default=None, help="pre-training wall clock per model (4)")
+    q.add_argument("--corpus", default="", help="an existing `codec2vec demo --out` folder (no synth/tokenize)")
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from codec2vec.bench import BenchOptions, format_report, run_bench
 
+    if args.quality:
+        return _run_quality(args)
     opts = BenchOptions(
         out=args.out,
         quick=args.quick,
@@ -52,6 +60,20 @@ def run_bench(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(format_report(result))
+    return 0
+
+
+def _run_quality(args: argparse.Namespace) -> int:
+    from codec2vec.bench.quality import QualityOptions, format_quality, run_quality
+
+    kw = dict(
+        out=args.out, corpus=args.corpus, threads=args.threads, frontends=[f for f in args.frontends.split(",") if f]
+    )
+    if args.budget_minutes is not None:
+        kw["budget_minutes"] = args.budget_minutes
+    opts = QualityOptions.quick(**kw) if args.quick else QualityOptions(**kw)  # type: ignore[arg-type]
+    result = run_quality(opts, progress=not args.json)
+    print_json(result) if args.json else print(format_quality(result))
     return 0
 
 

@@ -145,6 +145,7 @@ _RESUME_MAY_CHANGE = {
     "targets.online_freeze_teacher_step",
     "targets.weights",
     "train.steps",
+    "train.max_seconds",
     "train.threads",
     "train.keep_checkpoints",
     "train.ckpt_every",

@@ -42,6 +42,7 @@ class TrainConfig:
     """The optimisation recipe (HuBERT Base defaults, REFERENCE.md section 7)."""
 
     steps: int = 400_000
+    max_seconds: float = 0.0  # > 0: also stop (log, evaluate, checkpoint) once the loop has run this long (wall clock)
     lr: float = 5e-4
     warmup_steps: int = 32_000
     final_lr_ratio: float = 0.0  # linear decay from the peak to lr * final_lr_ratio at `steps`

@@ -21,6 +21,6 @@ Every probe figure carries a 95% bootstrap confidence interval over test items (
 from __future__ import annotations
 
 from codec2vec.demo.settings import DemoSettings, settings_from_env
-from codec2vec.demo.stages import run_demo
+from codec2vec.demo.stages import prepare_corpus, run_demo
 
-__all__ = ["DemoSettings", "run_demo", "settings_from_env"]
+__all__ = ["DemoSettings", "prepare_corpus", "run_demo", "settings_from_env"]

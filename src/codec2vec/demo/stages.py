@@ -296,6 +296,18 @@ def collect(run: _Run) -> dict[str, Any]:
     }
 
 
+def prepare_corpus(out: str | Path, settings: DemoSettings, *, progress: bool = True) -> dict[str, Any]:
+    """The demo's first three stages alone, resumable with the same markers: `out/corpus`, the task folders
+    `out/tasks/{pr,ks,sid}` and the Lyra store `out/store` of every non-test clip (`bench --quality` uses it)."""
+
+    run = _Run(Path(out), settings, progress=progress and sys.stderr.isatty())
+    run.out.mkdir(parents=True, exist_ok=True)
+    stages = (("synth", _synth), ("tasks", _tasks), ("tokenize", _tokenize))
+    for n, (name, fn) in enumerate(stages, 1):
+        run.stage(name, n, len(stages), lambda fn=fn: fn(run))  # type: ignore[misc]
+    return dict(run.results)
+
+
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the demo into `out`; returns the results written to `out/results.json`."""
 

@@ -11,7 +11,9 @@ cached features are reused only for exactly the same upstream.
 shards `feats-NNNNNN.npy`, each `(frames, layers, D)` float16 with the utterances' frames concatenated, each
 committed by its index `feats-NNNNNN.json` (`ids`, `offsets`, `frames`) written after the array. Arrays are
 memory-mapped; `get(uid)` is a `(T, layers, D)` view. A killed writer loses at most the shard it was filling.
-Codes come from a token store: a given one, or one tokenized once from the audio (`codes_for_sources`).
+Codes come from a token store: a given one, or one tokenized once from the audio (`codes_for_sources`). The
+continuous-input baselines' checkpoints (`model.frontend` waveform or mel) read the clips' audio instead
+(`audio_features.py`); their features land in the same format.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.audio import scan_sources
 from codec2vec.checkpoint import load_model, read_meta, resolve
 from codec2vec.config import config_from_dict
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import Codec2VecError, ConfigError, StoreError
 from codec2vec.files import atomic_file, atomic_write
 from codec2vec.model import Codec2VecEncoder
+from codec2vec.probe.audio_features import fill_from_audio, is_audio_source
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import TokenizeOptions, tokenize
 
@@ -338,6 +342,17 @@ def _length_batches(ids: list[str], frames: Callable[[str], int], batch_frames: 
         yield group
 
 
+def _clips_key(rows: list[dict[str, Any]]) -> str:
+    """What the features of a task folder depend on: its clips (id, file, size, mtime), not their labels, so
+    task folders over the same clips (the demo's PR and SID) share their codes and features."""
+
+    def stat(path: str) -> list[int]:
+        st = os.stat(path) if os.path.exists(path) else None
+        return [st.st_size, st.st_mtime_ns] if st else []
+
+    return _digest(sorted([r["id"], r["path"], *stat(r["path"])] for r in rows))
+
+
 def cached_features(
     source: FeatureSource,
     data: str | Path,
@@ -347,14 +362,22 @@ def cached_features(
     progress: bool = False,
 ) -> FeatureDir:
     """Every layer of `source` for every utterance of a task folder (train/dev/test manifests), extracted once
-    and cached under `cache_dir` keyed by the source's key and the manifests' contents."""
+    and cached under `cache_dir` keyed by the source's key and the folder's clips (`_clips_key`)."""
     data = Path(data)
     manifests = [data / f"{s}.jsonl" for s in ("train", "dev", "test")]
     missing = [str(m) for m in manifests if not m.is_file()]
     if missing:
         raise ConfigError(f"{data}: not a task folder (missing {', '.join(missing)})")
-    data_key = _digest(*[hashlib.sha256(m.read_bytes()).hexdigest() for m in manifests], str(data.resolve()))
+    data_key = _clips_key([r for m in manifests for r in read_manifest(m)])
     root = cache_root(cache_dir)
+    if is_audio_source(source):  # waveform/mel baselines: features from the clips' audio, not from codes
+        if source.kind == "codec":
+            raise ConfigError(f"{source.meta.get('frontend')} checkpoint: an audio baseline has no codec embeddings")
+        fdir = FeatureDir.open_or_create(root / "features" / f"{source.key}-{data_key}", key=source.key,
+                                         layers=list(range(source.num_layers)), dim=source.dim,
+                                         describe=source.describe())  # fmt: skip
+        fill_from_audio(fdir, source, scan_sources([str(m) for m in manifests]), progress=progress)
+        return fdir
     codes = codes_for_sources(
         [store] if store is not None else manifests,
         meta=source.meta,
