@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from codec2vec.probe.features import FeatureDir
 from codec2vec.probe.metrics import bootstrap_ci, ctc_greedy, edit_distance, error_rate, per, wer
@@ -229,6 +230,23 @@ def test_abx_error_is_low_on_phone_features_and_chance_on_noise(tmp_path: Path, 
         assert within < 0.05 and across < 0.1
     else:
         assert abs(within - 0.5) < 0.1 and abs(across - 0.5) < 0.1
+
+
+def test_pooled_features_are_centred_on_the_train_split_mean() -> None:
+    from types import SimpleNamespace
+
+    from codec2vec.probe.runner import center_pooled
+
+    rng = np.random.default_rng(0)
+    train = torch.from_numpy(rng.normal(size=(50, 3, 4)) * [1.0, 10.0, 0.1, 5.0] + 7.0).float()  # (N, L, D)
+    dev = train[:10].clone() + 1.0
+    splits = {"train": SimpleNamespace(pooled=train.clone()), "dev": SimpleNamespace(pooled=dev.clone())}
+    frames = SimpleNamespace(pooled=None)  # a frame task's split is left alone
+    center_pooled({**splits, "test": frames})  # type: ignore[arg-type]
+    torch.testing.assert_close(splits["train"].pooled.mean(0), torch.zeros(3, 4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(splits["train"].pooled.std(0), train.std(0))  # scales kept
+    torch.testing.assert_close(splits["dev"].pooled, dev - train.mean(0))  # the train mean, not dev's own
+    assert frames.pooled is None
 
 
 def test_abx_items_are_the_centre_phone_frames_grouped_by_context() -> None:
