@@ -29,6 +29,8 @@ from functools import cached_property
 
 import numpy as np
 
+from codec2vec.store.packing import check_codes
+
 MAX_LEN_LIMIT = 16  # lengths fit one hex digit (length - 1) in `to_list`, and a table entry packs sym<<5 | len
 _LEN_BITS = 5  # a table entry is `symbol << 5 | length`; length 0 marks an invalid window
 
@@ -176,12 +178,7 @@ def _predicted_bytes(model: HuffmanModel, num_frames: int) -> list[int]:
 
 
 def _check_codes(codes: np.ndarray, model: HuffmanModel) -> np.ndarray:
-    c = np.asarray(codes)
-    if c.ndim != 2 or c.shape[0] != model.num_codebooks:
-        raise ValueError(f"codes must be (K={model.num_codebooks}, T), got shape {c.shape}")
-    if c.size and (c.min() < 0 or c.max() >= model.codebook_size):
-        raise ValueError(f"codes outside [0, {model.codebook_size})")
-    return c.astype(np.int64, copy=False)
+    return check_codes(codes, model.num_codebooks, model.codebook_size).astype(np.int64, copy=False)
 
 
 def encode(codes: np.ndarray, model: HuffmanModel) -> bytes:

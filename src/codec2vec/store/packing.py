@@ -87,3 +87,14 @@ def unpack(data: np.ndarray, num_codebooks: int, bits: int) -> np.ndarray:
         bitarr = bitarr.reshape(t, num_codebooks, bits).astype(np.int64)
         codes = bitarr @ (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))  # (T, K)
     return np.ascontiguousarray(codes.T, dtype=np.int64)  # (K, T)
+
+
+def check_codes(codes: np.ndarray, num_codebooks: int, codebook_size: int) -> np.ndarray:
+    """`codes` as an array of shape `(num_codebooks, T)` with every value in [0, codebook_size), else ValueError
+    (the entropy coders' input check)."""
+    c = np.asarray(codes)
+    if c.ndim != 2 or c.shape[0] != num_codebooks:
+        raise ValueError(f"codes must be (K={num_codebooks}, T), got shape {c.shape}")
+    if c.size and (c.min() < 0 or c.max() >= codebook_size):
+        raise ValueError(f"codes outside [0, {codebook_size})")
+    return c

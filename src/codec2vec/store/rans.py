@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from codec2vec.store.packing import check_codes
+
 VERSION = 2  # the rANS format (kernels in `rans_kernels.py`); the shard index names it, readers refuse others
 MAX_SYMBOLS = 1 << 14  # V above this: every symbol's floor of 2**-16 would cost too much (Huffman takes them)
 MAX_PAIR_SYMBOLS = 1024  # adjacent levels are modelled as pairs when V * V is at most this (Lyra: 16 * 16)
@@ -283,12 +285,7 @@ def fit_smallest(codes_list: list[np.ndarray], codebook_size: int) -> RansModel:
 
 
 def _check_codes(codes: np.ndarray, model: RansModel) -> np.ndarray:
-    c = np.asarray(codes)
-    if c.ndim != 2 or c.shape[0] != model.num_codebooks:
-        raise ValueError(f"codes must be (K={model.num_codebooks}, T), got shape {c.shape}")
-    if c.size and (c.min() < 0 or c.max() >= model.codebook_size):
-        raise ValueError(f"codes outside [0, {model.codebook_size})")
-    return model.join(c)  # (G, T) int32
+    return model.join(check_codes(codes, model.num_codebooks, model.codebook_size))  # (G, T) int32
 
 
 def encode(codes: np.ndarray, model: RansModel) -> bytes:
