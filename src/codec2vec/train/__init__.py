@@ -27,148 +27,24 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from codec2vec import checkpoint as ckpt
 from codec2vec.config import PretrainConfig, check_label_fingerprints, check_resumable, config_to_dict, save_config
-from codec2vec.data import Batch, Crop, CropLoader, _hash64, dev_plan, open_stores
+from codec2vec.data import Batch, _hash64, dev_plan, open_stores
 from codec2vec.errors import ConfigError
-from codec2vec.files import exclusive_lock
-from codec2vec.frontends.audio_data import ProcessLoader, make_loaders
-from codec2vec.pretrainer import Pretrainer, PretrainOutput, TargetSums, build_from_config, label_names_for
+from codec2vec.frontends.audio_data import make_loaders
+from codec2vec.pretrainer import PretrainOutput, TargetSums, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, fmt_time
-from codec2vec.store import TokenStore
-
-# --- processes and devices ------------------------------------------------------------------------
-
-
-def _init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); starts the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda requested but no CUDA device is available")
-    device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return rank, world, device
-
-
-def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
-def _lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:
-    """Linear warm-up from 0 to 1 over `warmup` steps, then linear decay to `final_ratio` at `total`."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    span = max(1, total - warmup)
-    frac = min(1.0, max(0.0, (step - warmup) / span))
-    return 1.0 - (1.0 - final_ratio) * frac
-
-
-# --- the run --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """Everything one pre-training run holds between steps (one per process)."""
-
-    cfg: PretrainConfig
-    rank: int
-    world: int
-    device: torch.device
-    store: TokenStore
-    dev_store: TokenStore
-    train_ids: list[str]
-    dev_ids: list[str]
-    label_names: list[str]
-    loader: CropLoader | ProcessLoader  # ProcessLoader: read in worker processes (audio baselines, CUDA)
-    dev_plan: list[list[Crop]]
-    model: Pretrainer
-    ddp: nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler | None
-    amp_dtype: torch.dtype | None
-    precision: str
-    window: Window
-    step: int = 0
-    latest: Path | None = None
-    log: RunLog | None = None
-    started: float = field(default_factory=time.time)
-    steps_done: int = 0
-    frames_seen: float = 0.0
-    first_loss: float | None = None
-    last_row: dict[str, Any] = field(default_factory=dict)
-    last_dev: dict[str, Any] = field(default_factory=dict)
-    last_print: float = 0.0
-    dev_reader: Any = None  # (dev_store, plan, rank, world) -> dev batches (audio_data.make_loaders)
-    pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, figures) not yet read: `flush`
-    last_loss: float = math.nan
-    sync_every_step: bool = True  # read each step's figures at once (CPU); CUDA reads them per log row
-    out_of_time: bool = False  # train.max_seconds reached: this step is the run's last (logged, evaluated, saved)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.weights)
-
-    @property
-    def weights(self) -> dict[str, float]:
-        return self.model.loss_weights()
-
-    @property
-    def last_step(self) -> bool:
-        return self.step == self.cfg.train.steps or self.out_of_time
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.cfg.run.dir)
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-
-def _precision(cfg: PretrainConfig, device: torch.device) -> tuple[str, torch.dtype | None]:
-    precision = cfg.train.precision if cfg.train.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    if precision in ("bf16", "fp16") and device.type != "cuda":
-        raise ConfigError(f"train.precision: {precision} needs a CUDA device; use fp32 (or auto) on CPU")
-    return precision, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-
-def _wrap_ddp(model: Pretrainer, cfg: PretrainConfig, world: int, device: torch.device) -> nn.Module:
-    if world == 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(
-        model,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=getattr(cfg.model, "layer_drop", 0.0) > 0,
-        broadcast_buffers=False,  # codebooks and teacher buffers are kept equal by all-reduced updates
-    )
+from codec2vec.train.devices import all_reduce, init_distributed, lr_factor, run_lock, run_precision, wrap_ddp
+from codec2vec.train.state import Run
 
 
 def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -> Run:
@@ -199,14 +75,12 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
         weight_decay=tr.weight_decay,
         fused=device.type in ("cpu", "cuda"),  # one kernel over all tensors: ~10x faster than the loop on CPU
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: _lr_factor(s, tr.warmup_steps, tr.steps, tr.final_lr_ratio)
-    )
-    precision, amp_dtype = _precision(cfg, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tr.warmup_steps, tr.steps, tr.final_lr_ratio))
+    precision, amp_dtype = run_precision(cfg, device)
     return Run(
         cfg=cfg, rank=rank, world=world, device=device, store=store, dev_store=dev_store, train_ids=train_ids,
         dev_ids=dev_ids, label_names=label_names, loader=loader, dev_plan=plan, model=model,
-        ddp=_wrap_ddp(model, cfg, world, device), opt=opt, sched=sched,
+        ddp=wrap_ddp(model, cfg, world, device), opt=opt, sched=sched,
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, amp_dtype=amp_dtype,
         precision=precision, window=Window(list(model.loss_weights())), dev_reader=dev_reader,
         sync_every_step=device.type != "cuda",
@@ -229,19 +103,6 @@ def resume(run: Run) -> None:
     run.loader.load_state_dict(state["data"])
     run.window.load_state_dict(state["log"])
     run.step = int(state["step"])
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path, rank: int) -> Iterator[None]:
-    """One `pretrain` per run directory: rank 0 holds an flock on `RUN/.lock` for the whole run; a second
-    process is refused with one line (two would delete each other's checkpoints and interleave metrics)."""
-    if rank != 0:
-        yield
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    busy = ConfigError(f"run.dir: {run_dir} is in use by another pretrain process (it holds {run_dir / '.lock'})")
-    with exclusive_lock(run_dir / ".lock", busy=busy):
-        yield
 
 
 def start_log(run: Run) -> RunLog:
@@ -283,12 +144,12 @@ def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[torch.Tensor, to
     with ctx:
         with run.autocast():
             out: PretrainOutput = run.ddp(batch)
-        vec = _all_reduce(_step_vector(out, batch, run.names), run.world)  # one collective: sums, counts, frames
+        vec = all_reduce(_step_vector(out, batch, run.names), run.world)  # one collective: sums, counts, frames
         counts = {n: vec[2 * t + i].float() for i, n in enumerate(run.names)}  # global masked frames
         loss = out.loss(counts_override=counts)
         scaled = loss * (run.world / run.cfg.train.accum_steps)  # DDP averages gradients over ranks
         (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
-    return _all_reduce(loss.detach().double().reshape(1), run.world), vec
+    return all_reduce(loss.detach().double().reshape(1), run.world), vec
 
 
 def _next_batch(run: Run) -> Batch:
@@ -354,7 +215,7 @@ def log_step(run: Run, loss: float) -> None:
     if due or (run.log.show and time.time() - run.last_print > 0.2):
         flush(run)
     if due:
-        figures, notes = run.model.window_metrics(lambda t: _all_reduce(t, run.world))  # online: codewords in use
+        figures, notes = run.model.window_metrics(lambda t: all_reduce(t, run.world))  # online: codewords in use
         run.last_row = {
             "step": run.step,
             **run.window.row(),
@@ -448,7 +309,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         raise ConfigError("data.store: no token store given (pass data.store=PATH)")
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    rank, world, device = _init_distributed(cfg.train.device)
+    rank, world, device = init_distributed(cfg.train.device)
     try:
         with run_lock(Path(cfg.run.dir), rank):
             return _train(cfg, rank=rank, world=world, device=device)
@@ -482,7 +343,7 @@ def _out_of_time(run: Run) -> bool:
     if limit <= 0:
         return False
     flag = torch.tensor([float(run.is_main and time.time() - run.started >= limit)], device=run.device)
-    return bool(_all_reduce(flag, run.world).item() > 0)
+    return bool(all_reduce(flag, run.world).item() > 0)
 
 
 @torch.no_grad()
