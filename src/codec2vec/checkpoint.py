@@ -11,11 +11,16 @@ never leaves a half checkpoint under a real name. Loading verifies the checksums
 `load_model(path)` rebuilds the `Codec2VecEncoder` for downstream stages from the checkpoint alone, with the front
 end its config names (`model.frontend`, also `meta["frontend"]`): codec tokens `(B, K, T)` in, or 16 kHz audio
 `(B, S)` for the waveform/mel baselines.
+
+Every reader also takes an exported encoder folder (`export.py`: `config.json` + `model.safetensors`, encoder
+weights only) or a hub model id `owner/name` (fetched with `huggingface_hub.snapshot_download`; with
+`HF_HUB_OFFLINE=1` only the local hub cache is looked in).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -25,12 +30,14 @@ import torch
 
 from codec2vec.config import config_from_dict
 from codec2vec.errors import StoreError
-from codec2vec.files import atomic_dir, atomic_write, clean_stale, fsync_file, sha256_file
+from codec2vec.files import atomic_dir, atomic_write, clean_stale, fsync_file, sha256_file, share_mode
 from codec2vec.model import Codec2VecEncoder
 
 FORMAT = "codec2vec-checkpoint"
 VERSION = 1
+EXPORT_FORMAT = "codec2vec-encoder"  # an exported, encoder-only folder (`config.json`)
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class CheckpointError(StoreError):
@@ -76,6 +83,7 @@ def save_checkpoint(
         torch.save(state, tmp / "state.pt")
         files = {}
         for name in ("model.safetensors", "state.pt"):
+            share_mode(tmp / name)  # safetensors writes 0600; a checkpoint is shared like any data file
             fsync_file(tmp / name)
             files[name] = sha256_file(tmp / name)
         full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
@@ -84,7 +92,10 @@ def save_checkpoint(
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's `meta.json`, after checking its format."""
+    """The checkpoint's `meta.json`, after checking its format (an exported folder: its `config.json`, read as a
+    checkpoint's meta: step, config, codec, frontend, files)."""
+    if (Path(path) / "config.json").is_file() and not (Path(path) / "meta.json").is_file():
+        return _export_meta(Path(path))
     p = Path(path) / "meta.json"
     if not p.is_file():
         raise CheckpointError(f"{p}: missing; {path} is not a complete codec2vec checkpoint")
@@ -99,6 +110,22 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _export_meta(folder: Path) -> dict[str, Any]:
+    p = folder / "config.json"
+    try:
+        cfg = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p}: unreadable ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != EXPORT_FORMAT or int(cfg.get("version", -1)) > VERSION:
+        raise CheckpointError(f"{p}: not a {EXPORT_FORMAT} version <= {VERSION} config (codec2vec export writes one)")
+    missing = [k for k in ("training_config", "codec", "frontend", "files") if k not in cfg]
+    if missing:
+        raise CheckpointError(f"{p}: no {missing[0]!r}; not a complete codec2vec export")
+    keys = ("step", "codec", "frontend", "files", "label_classes", "encoder_params")
+    meta = {"format": EXPORT_FORMAT, "version": cfg["version"], "config": cfg["training_config"], "exported": True}
+    return {**meta, **{k: cfg[k] for k in keys if k in cfg}}
+
+
 def _verified(path: Path, meta: dict[str, Any], name: str) -> Path:
     f = path / name
     if not f.is_file():
@@ -110,16 +137,41 @@ def _verified(path: Path, meta: dict[str, Any], name: str) -> Path:
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint directory from a checkpoint directory, its meta.json or a run directory (newest)."""
+    """A checkpoint directory from a checkpoint directory, its meta.json, a run directory (newest), an exported
+    folder or a hub model id (downloaded, or found in the hub cache)."""
     p = Path(path)
-    if p.is_file() and p.name in ("meta.json", "model.safetensors", "state.pt"):
+    if not p.exists() and _HUB_ID.match(str(path)):
+        p = hub_snapshot(str(path))
+    if p.is_file() and p.name in ("meta.json", "model.safetensors", "state.pt", "config.json"):
         p = p.parent
-    if (p / "meta.json").is_file():
+    if (p / "meta.json").is_file() or (p / "config.json").is_file():
         return p
     latest = latest_checkpoint(p)
     if latest is None:
-        raise CheckpointError(f"{p}: no checkpoint found (expected DIR/meta.json or RUN/checkpoints/step-*/)")
+        raise CheckpointError(
+            f"{p}: no checkpoint found (expected DIR/meta.json, RUN/checkpoints/step-*/ or an exported DIR/config.json)"
+        )
     return latest
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local folder of hub model `repo_id` (`huggingface_hub.snapshot_download`); with `HF_HUB_OFFLINE` set,
+    only the local cache is looked in, and a model not there is a one-line error."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{repo_id}: no such folder; loading it as a hub model id needs huggingface_hub (pip install 'codec2vec[hf]')"
+        ) from None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=offline))
+    except Exception as e:  # noqa: BLE001 (offline, unknown repo, network: all end in the same advice)
+        why = "HF_HUB_OFFLINE is set and it is not in the local hub cache" if offline else f"{type(e).__name__}: {e}"
+        raise CheckpointError(
+            f"{repo_id}: no such folder, and not loadable as a hub model id ({why}); "
+            f"`hf download {repo_id}` while online puts it in the cache"
+        ) from None
 
 
 def load_checkpoint(
@@ -132,6 +184,10 @@ def load_checkpoint(
     meta = read_meta(p)
     weights = load_file(str(_verified(p, meta, "model.safetensors")))
     state: dict[str, Any] = {}
+    if meta.get("exported"):
+        if with_state:
+            raise CheckpointError(f"{p}: an exported encoder has no training state; resume from the run's checkpoint")
+        return {f"encoder.{k}": v for k, v in weights.items()}, state, meta
     if with_state:
         try:
             state = torch.load(_verified(p, meta, "state.pt"), map_location="cpu", weights_only=True)
@@ -152,7 +208,7 @@ def load_model(path: str | Path) -> tuple[Codec2VecEncoder, dict[str, Any]]:
     """The pre-trained encoder (eval mode, CPU) and the checkpoint's meta (config, codec, step, ...). Baselines
     (`meta["frontend"]` waveform or mel) take audio `(B, S)` at 16 kHz and frame lengths, not codes.
 
-    `path`: a checkpoint directory or a run directory (its newest checkpoint).
+    `path`: a checkpoint directory, a run directory (its newest checkpoint), an exported folder or a hub id.
     """
     weights, _, meta = load_checkpoint(path, with_state=False)
     cfg = config_from_dict(meta["config"])

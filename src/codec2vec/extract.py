@@ -8,7 +8,8 @@ SUPERB (Yang et al. 2021) probes a frozen upstream through all its hidden states
   frames do not depend on the padding (tested).
 - `Upstream`: owns the checkpoint's codec and encoder, so users never tokenize by hand:
   `Upstream.from_checkpoint(ckpt)(wavs: list of (S,) at 16 kHz) -> (layers, lengths)`, one frame per
-  `16000 / frame_rate` samples (320 for Lyra v2 and DAC 16 kHz).
+  `16000 / frame_rate` samples (320 for Lyra v2 and DAC 16 kHz). `Upstream.from_pretrained(folder_or_hub_id)`
+  loads an exported model (`export.py`) the same way.
 - `extract_to_dir(ckpt, srcs, out)`: the `codec2vec extract` verb: features of a token store or of audio
   files/folders/manifests into a memory-mappable feature folder (`probe.features.FeatureDir`), resumable.
 """
@@ -90,6 +91,12 @@ class Upstream(nn.Module):
         """Load a checkpoint (directory or run directory) and the codec it was trained on."""
         model, meta = load_model(ckpt)
         return cls(model, codec_for_checkpoint(meta, codec_path), meta)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, codec_path: str | None = None) -> Upstream:
+        """Load an exported folder (`codec2vec export`), a hub model id of one (`owner/name`, fetched with
+        huggingface_hub; `HF_HUB_OFFLINE=1` reads only the local cache), a checkpoint or a run directory."""
+        return cls.from_checkpoint(name_or_path, codec_path=codec_path)
 
     @property
     def num_layers(self) -> int:

@@ -11,7 +11,7 @@ what a killed writer left behind.
   cleanly, discarded on an exception (for streamed writes: downloads).
 - `atomic_dir(final)`: a context manager yielding a hidden folder beside `final` to fill; renamed into place
   when the block ends cleanly (replacing an existing `final` when `replace=True`), removed on an exception.
-- `fsync_dir`, `fsync_file`, `sha256_file`.
+- `fsync_dir`, `fsync_file`, `sha256_file`; `share_mode` (the umask's mode for a file a library wrote).
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def share_mode(path: str | os.PathLike[str]) -> None:
+    """Give a file written by a library (safetensors writes 0600) the mode the user's umask asks for (0644
+    typically), as every file `atomic_file` writes: checkpoints and exported models are shared data. Secrets
+    (privacy keys, id maps) are written 0600 on purpose and never passed here."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 @contextlib.contextmanager
@@ -161,4 +168,5 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "sha256_file",
+    "share_mode",
 ]

@@ -35,7 +35,8 @@ class UpstreamExpert(nn.Module):
     """s3prl-style upstream: list of 16 kHz waveforms -> {"hidden_states": [L + 1] x (B, T, D), ...}."""
 
     def __init__(self, ckpt: str | Path, model_config: str | None = None, **kwargs: Any) -> None:
-        """`ckpt`: a checkpoint directory or a run directory (its newest checkpoint). `model_config` is
+        """`ckpt`: a checkpoint directory, a run directory (its newest checkpoint), an exported folder
+        (`codec2vec export`) or a hub model id of one. `model_config` is
         ignored (checkpoints describe themselves); `codec_path=` locates the codec's weights; other s3prl
         keyword arguments are accepted and ignored."""
         super().__init__()

@@ -42,6 +42,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
         evaluation.add_bench,
         evaluation.run_bench,
     ),
+    "export": ("a checkpoint -> an encoder-only folder for the hub", pretraining.add_export, pretraining.run_export),
     "extract": ("layer features of a checkpoint for a store or audio", evaluation.add_extract, evaluation.run_extract),
     "probe": (
         "SUPERB-style probe (or ABX) of a checkpoint against reference points",

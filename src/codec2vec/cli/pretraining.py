@@ -129,3 +129,24 @@ def run_kmeans(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     return 0
+
+
+# --- export (export.py) ------------------------------------------------------------------------------
+
+
+def add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", help="a checkpoint directory or a run directory (its newest checkpoint)")
+    p.add_argument("--out", required=True, help="new folder: model.safetensors, config.json, README.md")
+    p.add_argument("--replace", action="store_true", help="replace an existing export folder")
+    p.add_argument("--json", action="store_true", help="print the written config.json")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from codec2vec.export import export_model
+
+    config = export_model(args.ckpt, args.out, replace=args.replace)
+    if args.json:
+        print_json(config)
+    else:
+        print(f"exported the step-{config['step']} encoder to {args.out}", file=sys.stderr)
+    return 0
