@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "verify": ("check every shard and the index", store.add_verify, store.run_verify),
     "decode": ("token store -> audio files", store.add_decode, store.run_decode),
     "merge": ("join token stores", store.add_merge, store.run_merge),
+    "labels": ("label sets <-> HuBERT's .km and dict.km.txt files", store.add_labels, store.run_labels),
     "synth": ("a synthetic labelled speech corpus (eSpeak NG)", pretraining.add_synth, pretraining.run_synth),
     "corpus": ("real dataset in its standard layout -> task manifests", pretraining.add_corpus, pretraining.run_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", pretraining.add_pretrain, pretraining.run_pretrain),

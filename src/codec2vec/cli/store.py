@@ -164,3 +164,42 @@ def format_summary(s: dict[str, Any]) -> str:
     if len(s["rejects"]) > 20:
         lines.append(f"... and {len(s['rejects']) - 20} more in {info['path']}/rejects.jsonl")
     return "\n".join(lines)
+
+
+# --- labels export / import (store/km.py) -------------------------------------------------------------
+
+
+def add_labels(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    ex = sub.add_parser("export", help="a label set -> HuBERT's SPLIT.km, SPLIT.ids, SPLIT.tsv and dict.km.txt")
+    ex.add_argument("store")
+    ex.add_argument("--name", required=True, help="label set in the store")
+    ex.add_argument("--out", required=True, help="folder for the files")
+    ex.add_argument("--split", default="all", help="file stem; other than 'all': only that manifest split")
+    im = sub.add_parser("import", help="a HuBERT .km file -> a label set of the store")
+    im.add_argument("store")
+    im.add_argument("--km", required=True, help="one line of space-separated labels per utterance")
+    order = im.add_mutually_exclusive_group(required=True)
+    order.add_argument("--ids", default=None, help="utterance ids, one per line, in the .km file's order")
+    order.add_argument("--tsv", default=None, help="fairseq manifest of the .km file's utterances (same order)")
+    im.add_argument("--name", required=True, help="label set to write (replaced if present)")
+    for q in (ex, im):
+        q.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run_labels(args: argparse.Namespace) -> int:
+    from codec2vec.store import TokenStore
+    from codec2vec.store.km import export_km, import_km
+
+    store = TokenStore.open(args.store)
+    if args.action == "export":
+        summary = export_km(store, args.name, args.out, args.split)
+        text = f"wrote {summary['utterances']} utterances, {summary['classes']} classes: {', '.join(summary['files'])}"
+    else:
+        summary = import_km(store, args.km, args.name, ids=args.ids, tsv=args.tsv)
+        text = f"label set {args.name!r}: {summary['utterances']} utterances, {summary['classes']} classes"
+    if args.json:
+        print_json(summary)
+    else:
+        print(text, file=sys.stderr)
+    return 0
