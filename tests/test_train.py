@@ -494,6 +494,67 @@ def test_torchrun_two_processes_match_one(store_path: Path, tmp_path: Path) -> N
     assert two[-1]["frames_per_s"] > 0
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_torchrun_two_nodes_match_one_process(store_path: Path, tmp_path: Path) -> None:
+    """Two torchrun agents as two nodes of one job (c10d rendezvous on 127.0.0.1, one process each, gloo), as
+    `srun torchrun` starts them on a cluster: the run equals one process's."""
+    from codec2vec.train import pretrain
+
+    extra = ("train.steps=4", "train.ckpt_every=4", "train.eval_every=4", "targets=reconstruction", "model.dropout=0",
+             "model.attention_dropout=0", "model.input_dropout=0", "model.layer_drop=0")  # fmt: skip
+    pretrain(tiny_config(store_path, tmp_path / "one", *extra))
+    save_config(tiny_config(store_path, tmp_path / "nodes", *extra), tmp_path / "nodes.yaml")
+    port, env = _free_port(), {**os.environ, "OMP_NUM_THREADS": "1"}
+    agents = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                f"127.0.0.1:{port}",
+                "--rdzv-id",
+                "c2v-nodes",
+                "--rdzv-conf",
+                f"is_host={int(node == 0)}",
+                "--local-addr",
+                "127.0.0.1",
+                "-m",
+                "codec2vec",
+                "pretrain",
+                str(tmp_path / "nodes.yaml"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for node in range(2)
+    ]
+    outs = [a.communicate(timeout=300) for a in agents]
+    assert [a.returncode for a in agents] == [0, 0], [err[-3000:] for _, err in outs]
+    assert any("2 process(es)" in err for _, err in outs)
+    (one, one_dev), (two, two_dev) = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "nodes")
+    assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(1, 5))
+    for a, b in zip(one + one_dev, two + two_dev, strict=True):
+        for key in ("loss", "acc_reconstruction"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a, b)
+
+
 def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from codec2vec.cli import main
 
