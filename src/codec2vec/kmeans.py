@@ -158,7 +158,13 @@ def _audio_source(store: Any, manifest: str, what: str) -> Any:
 
 
 def sample_frames(
-    source: FeatureSource, ids: Sequence[str], num_frames: int, *, seed: int = 0, batch_frames: int = 20_000
+    source: FeatureSource,
+    ids: Sequence[str],
+    num_frames: int,
+    *,
+    seed: int = 0,
+    batch_frames: int = 20_000,
+    progress: bool = False,
 ) -> np.ndarray:
     """`min(num_frames, frames of ids)` frames `(N, D)` float32: the frames of utterances picked by
     `sample_utterances` (only those are run through a checkpoint), thinned at random to `num_frames`."""
@@ -166,9 +172,14 @@ def sample_frames(
     total = sum(int(source.store.num_frames(u)) for u in chosen)
     out = np.empty((total, source.dim), dtype=np.float32)
     n = 0
+    from codec2vec.progress import Progress
+
+    bar = Progress("kmeans: sampling", len(chosen), unit="utt", enabled=progress)
     for _, x in source.features(chosen, batch_frames):
         out[n : n + x.shape[0]] = x.numpy()
         n += x.shape[0]
+        bar.update(1, f"{n:,} frames")
+    bar.close()
     if n > num_frames:  # the last utterance overshot the budget
         keep = np.sort(np.random.default_rng(seed + 1).choice(n, num_frames, replace=False))
         return out[keep]
@@ -288,12 +299,15 @@ class StreamedLabels(Mapping[str, Tensor]):
         return assign(feats, self.centroids)
 
     def items(self) -> Iterator[tuple[str, Tensor]]:  # type: ignore[override]
-        for i, (uid, feats) in enumerate(self.source.features(self.ids, self.batch_frames)):
+        from codec2vec.progress import Progress
+
+        bar = Progress("kmeans: labelling", len(self.ids), unit="utt", enabled=self.progress)
+        for uid, feats in self.source.features(self.ids, self.batch_frames):
             lab = assign(feats, self.centroids)  # (T,)
             self.counts += torch.bincount(lab, minlength=self.centroids.shape[0])
-            if (i + 1) % 200 == 0:
-                _note(self.progress, f"kmeans: labelled {i + 1}/{len(self.ids)} utterances")
+            bar.update(1, f"{int(self.counts.sum()):,} frames")
             yield uid, lab
+        bar.close()
         if self.info is not None:
             used = int((self.counts > 0).sum())
             p = self.counts.double() / max(1, int(self.counts.sum()))
@@ -329,7 +343,7 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
     source = FeatureSource(store, o.source, o.audio)
     budget = sample_budget(o, source.dim)
     _note(progress, f"kmeans: sampling up to {budget} frames by utterance from {len(fit_ids)} utterances ({o.source})")
-    x = sample_frames(source, fit_ids, budget, seed=o.seed, batch_frames=o.batch_frames)
+    x = sample_frames(source, fit_ids, budget, seed=o.seed, batch_frames=o.batch_frames, progress=progress)
     _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames, {o.n_init} init(s)")
     centroids, backend = fit_kmeans(x, o.clusters, seed=o.seed, backend=o.backend, max_iter=o.max_iter, n_init=o.n_init)
     total, sample_counts = inertia(x, centroids)

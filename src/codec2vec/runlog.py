@@ -7,7 +7,9 @@ included), `data_wait_s` (seconds per step the loop waited for its next batch, s
 `data_wait_share` (their share of the wall time) and `window_frames_per_s` (real frames per wall second).
 `RunLog` owns the files: on start it drops rows logged after the resumed step (a killed run logs past its
 last checkpoint), then appends one JSON object per row (`split: "dev"` on evaluation rows) and mirrors it to
-TensorBoard.
+TensorBoard. It also owns what a person reads: on a terminal one live line (`progress`), otherwise (a batch log)
+that line as a plain line every `CODEC2VEC_PROGRESS_SECONDS` (`plain_due`, `progress.Ticker`); dev rows and the
+closing summary (`closing_line`: last checkpoint and the next commands) as lines of their own in both.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from codec2vec.files import atomic_write
 from codec2vec.pretrainer import TargetSums
+from codec2vec.progress import Ticker, fmt_time
 
 
 @dataclass
@@ -100,6 +103,7 @@ class RunLog:
         self.main = main
         self.tensorboard = tensorboard
         self.show = main and (progress == "on" or (progress == "auto" and sys.stderr.isatty()))
+        self.ticker = Ticker(enabled=main and progress != "off" and not self.show)  # plain lines in a log
         self.tb: Any = None
 
     def open(self, step: int) -> None:
@@ -127,6 +131,16 @@ class RunLog:
             sys.stderr.write(f"\r{text}   ")
             sys.stderr.flush()
 
+    def plain_due(self, last: bool = False) -> bool:
+        """True when a plain progress line is due (not a terminal: every `CODEC2VEC_PROGRESS_SECONDS`, and at the
+        last step)."""
+        return self.ticker.due(force=last)
+
+    def line(self, text: str) -> None:
+        """A line of its own on stderr (rank 0), below the live progress line on a terminal."""
+        if self.main:
+            print(f"{chr(10) if self.show else ''}{text}", file=sys.stderr, flush=True)
+
     def warn(self, text: str) -> None:
         """A one-line warning on stderr (rank 0), below the progress line."""
         if self.main:
@@ -139,9 +153,26 @@ class RunLog:
             self.tb.close()
 
 
-def fmt_time(s: float) -> str:
-    s = int(max(0, s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+def progress_line(
+    step: int, steps: int, loss: float, accs: dict[str, float], frames_per_s: float, wait: float | None, left: float
+) -> str:
+    """`step 120/400000 loss 5.1234 acc_clusters 0.123 51,000 frames/s data wait 2% ETA 3h10m`: only the
+    accuracies measured so far (none before the first step's figures are in)."""
+    shown = " ".join(f"{k} {v:.3f}" for k, v in accs.items())
+    waited = f" data wait {100 * wait:.0f}%" if wait is not None else ""
+    return (
+        f"step {step}/{steps} loss {loss:.4f}{' ' + shown if shown else ''} {frames_per_s:,.0f} frames/s{waited} "
+        f"ETA {fmt_time(left)}"
+    )
+
+
+def closing_line(run_dir: Path, step: int, latest: Path | None, store: str) -> str:
+    """What pretrain prints last: where it stopped, its newest checkpoint, and the commands that come next."""
+    where = f"last checkpoint {latest}" if latest is not None else "no checkpoint written"
+    return (
+        f"pretrain: done at step {step}; {where}; next: `codec2vec extract {run_dir} {store} --out FEATURES`, "
+        f"`codec2vec probe pr --ckpt {run_dir} --data TASK_DIR`, `codec2vec export {run_dir} --out MODEL_DIR`"
+    )
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -359,12 +359,10 @@ def _store_encoded(
     progress: bool,
 ) -> dict[str, Any]:
     """Encode `todo` and queue the codes; commit a shard (and the rejects so far) every `shard_seconds`."""
-    from tqdm import tqdm
+    from codec2vec.progress import Progress
 
     stored, seconds, new_rejects = 0, 0.0, 0
-    bar = tqdm(
-        total=len(todo), unit="utt", desc="tokenize", dynamic_ncols=True, disable=not (progress and sys.stderr.isatty())
-    )
+    bar = Progress("tokenize", len(todo), unit="utt", enabled=progress)
     for enc in _encoded_stream(todo, codec, opts):
         if enc.codes is None:
             key = (enc.item.path, enc.item.id)
@@ -386,8 +384,8 @@ def _store_encoded(
             )
             stored += 1
             seconds += enc.seconds
-        bar.update(1)
-        bar.set_postfix_str(f"{seconds / max(1e-9, time.perf_counter() - start):.0f}x real time", refresh=False)
+        x_real = seconds / max(1e-9, time.perf_counter() - start)
+        bar.update(1, f"{seconds / 3600:.2f} h audio, {x_real:.1f}x real time, {new_rejects} rejected")
         if writer.seconds >= opts.shard_seconds:
             writer.commit()
             _write_rejects(rejects_path, rejects)

@@ -155,7 +155,7 @@ def _config(frontend: str, *, store: Path, run_dir: Path, labels: str, opts: Qua
         "data.workers=0", "data.dev_batches=4", "train.steps=1000000", "train.final_lr_ratio=1.0",
         f"train.warmup_steps={opts.warmup_steps}", f"train.max_seconds={opts.budget_minutes * 60}",
         "train.eval_every=0", "train.ckpt_every=0", "train.keep_checkpoints=1", f"train.threads={opts.threads}",
-        f"train.seed={opts.seed}", "run.tensorboard=false", "run.progress=off",
+        f"train.seed={opts.seed}", "run.tensorboard=false", "run.progress=auto",
     ]  # fmt: skip
     return load_config(DEFAULT_CONFIG, overrides)
 

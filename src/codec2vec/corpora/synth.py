@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -267,7 +266,7 @@ def _render_all(clips: list[Clip], out: Path, options: SynthOptions, *, progress
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
-    from tqdm import tqdm
+    from codec2vec.progress import Progress
 
     chunks = [clips[i : i + CHUNK] for i in range(0, len(clips), CHUNK)]
     if "forkserver" in mp.get_all_start_methods():
@@ -275,7 +274,7 @@ def _render_all(clips: list[Clip], out: Path, options: SynthOptions, *, progress
         ctx.set_forkserver_preload(["codec2vec.corpora.synth", "numpy", "soundfile", "soxr", "torch"])
     else:  # Windows
         ctx = mp.get_context("spawn")  # type: ignore[assignment]
-    bar = tqdm(total=len(clips), unit="clip", desc="synth", disable=not (progress and sys.stderr.isatty()))
+    bar = Progress("synth", len(clips), unit="clips", enabled=progress)
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max(1, options.workers), mp_context=ctx, max_tasks_per_child=1) as pool:
         for chunk_rows in pool.map(partial(render_chunk, out=out, options=options), chunks):

@@ -300,7 +300,7 @@ def prepare_corpus(out: str | Path, settings: DemoSettings, *, progress: bool = 
     """The demo's first three stages alone, resumable with the same markers: `out/corpus`, the task folders
     `out/tasks/{pr,ks,sid}` and the Lyra store `out/store` of every non-test clip (`bench --quality` uses it)."""
 
-    run = _Run(Path(out), settings, progress=progress and sys.stderr.isatty())
+    run = _Run(Path(out), settings, progress=progress)
     run.out.mkdir(parents=True, exist_ok=True)
     stages = (("synth", _synth), ("tasks", _tasks), ("tokenize", _tokenize))
     for n, (name, fn) in enumerate(stages, 1):
@@ -311,7 +311,7 @@ def prepare_corpus(out: str | Path, settings: DemoSettings, *, progress: bool = 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the demo into `out`; returns the results written to `out/results.json`."""
 
-    run = _Run(Path(out), settings, progress=progress and sys.stderr.isatty())
+    run = _Run(Path(out), settings, progress=progress)
     run.out.mkdir(parents=True, exist_ok=True)
     stages: list[tuple[str, Callable[[], Any]]] = [
         ("synth", lambda: _synth(run)),

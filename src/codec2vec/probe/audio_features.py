@@ -11,7 +11,6 @@ written into `fdir`; returns how many utterances were extracted (those already t
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 from codec2vec.audio import AudioItem, load_audio
 from codec2vec.frontends.grid import SAMPLE_RATE, num_frames
+from codec2vec.progress import Progress
 
 AUDIO_FRONTENDS = ("waveform", "mel")
 
@@ -61,7 +61,8 @@ def fill_from_audio(
     frames = {u: int(num_frames(len(w))) for u, w in wavs.items()}
     order = sorted(wavs, key=lambda u: frames[u])
     pending: list[tuple[str, np.ndarray]] = []
-    for n, batch in enumerate(_batches(order, frames, batch_frames)):
+    bar = Progress(f"features {source.name}", len(order), unit="utt", enabled=progress)
+    for batch in _batches(order, frames, batch_frames):
         lengths = torch.tensor([frames[u] for u in batch])  # (B,) frames
         audio = torch.zeros(len(batch), int(lengths.max()) * 320)  # (B, S) zero past each clip
         for b, uid in enumerate(batch):
@@ -72,10 +73,10 @@ def fill_from_audio(
         if sum(a.shape[0] for _, a in pending) >= shard_frames:
             fdir.add(pending)
             pending = []
-        if progress and sys.stderr.isatty():
-            print(f"\rfeatures {source.name}: batch {n + 1}", end="", file=sys.stderr, flush=True)
+        bar.update(len(batch))
     if pending:
         fdir.add(pending)
+    bar.close()
     return len(todo)
 
 

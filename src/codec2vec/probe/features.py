@@ -186,15 +186,14 @@ class FeatureDir:
         progress: bool = False,
     ) -> int:
         """Extract `ids` (codes from `store`) in length-sorted batches; returns how many were written."""
-        from tqdm import tqdm
+        from codec2vec.progress import Progress
 
         todo = sorted((u for u in ids if u not in self.index), key=store.num_frames)
         if not todo:
             return 0
         source.prepare(store.codebook_vectors())
-        bar = tqdm(
-            total=len(todo), unit="utt", desc=f"features {source.name}", disable=not (progress and sys.stderr.isatty())
-        )
+        bar = Progress(f"features {source.name}", len(todo), unit="utt", enabled=progress)
+        frames = 0
         pending: list[tuple[str, np.ndarray]] = []
         for batch in _length_batches(todo, store.num_frames, batch_frames):
             lengths = torch.tensor([store.num_frames(u) for u in batch])  # (B,)
@@ -204,7 +203,8 @@ class FeatureDir:
             layers = source(codes, lengths)
             h = torch.stack([layers[i] for i in self.layers], dim=2).half().numpy()  # (B, T, n, D)
             pending += [(uid, h[b, : int(lengths[b])]) for b, uid in enumerate(batch)]
-            bar.update(len(batch))
+            frames += int(lengths.sum())
+            bar.update(len(batch), f"{frames:,} frames")
             if sum(a.shape[0] for _, a in pending) >= shard_frames:
                 self.add(pending)
                 pending = []

@@ -28,6 +28,7 @@ from codec2vec.errors import ConfigError
 from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
 from codec2vec.probe.tasks import TaskSpec, get_task, item_stats, loss, make_head, targets, vocabularies
+from codec2vec.progress import Progress
 
 SPLITS = ("train", "dev", "test")
 MAX_FRAMES = 4000  # frame tasks: at most this many padded frames per batch (80 s of audio at 50 Hz)
@@ -119,8 +120,9 @@ def _fit(
     seed: int,
     max_epochs: int,
     patience: int,
+    progress: Progress | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
-    """Train one head; returns the best-on-dev head and the per-epoch history."""
+    """Train one head; returns the best-on-dev head and the per-epoch history (`progress`: one tick per epoch)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     head = make_head(spec, num_layers=num_layers, dim=dim, vocabs=vocabs)
@@ -150,6 +152,9 @@ def _fit(
         )
         # Best dev metric; on a tie (e.g. WER stuck at 1.0 early in CTC training) the lower dev loss.
         score = (sign * dev, -dev_loss)
+        if progress is not None:
+            shown = max(dev, sign * best[0]) if sign > 0 else min(dev, sign * best[0])
+            progress.update(1, f"epoch {epoch} dev {spec.metric} {dev:.4f} (best {shown:.4f})")
         if score > best:
             best, best_state, since = score, copy.deepcopy(head.state_dict()), 0
         else:
@@ -225,7 +230,9 @@ def probe_features(
     center_pooled(splits)
     num_layers, dim = len(fdir.layers), int(fdir.get(rows["train"][0]["id"]).shape[-1])
     kw = dict(vocabs=vocabs, seed=seed, max_epochs=max_epochs, patience=patience, dim=dim)
-    head, history = _fit(spec, splits, layers=slice(None), num_layers=num_layers, **kw)  # type: ignore[arg-type]
+    bar = Progress(f"probe {task}", max_epochs, unit="epochs", enabled=progress)
+    head, history = _fit(spec, splits, layers=slice(None), num_layers=num_layers, progress=bar, **kw)  # type: ignore[arg-type]
+    bar.close()
     stats, _ = _evaluate(spec, head, splits["test"], slice(None), vocabs)
     result: dict[str, Any] = {
         "task": task,

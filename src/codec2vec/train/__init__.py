@@ -42,7 +42,7 @@ from codec2vec.errors import ConfigError
 from codec2vec.frontends.audio_data import make_loaders
 from codec2vec.pretrainer import PretrainOutput, TargetSums, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
-from codec2vec.runlog import RunLog, Window, fmt_time
+from codec2vec.runlog import RunLog, Window, closing_line, progress_line
 from codec2vec.train.devices import all_reduce, init_distributed, lr_factor, run_lock, run_precision, wrap_ddp
 from codec2vec.train.state import Run
 
@@ -207,12 +207,15 @@ def flush(run: Run) -> None:
 
 
 def log_step(run: Run, loss: float) -> None:
-    """A metrics row every `log_every` steps (and at the end); a live progress line on a terminal."""
+    """A metrics row every `log_every` steps (and at the end); a live progress line on a terminal, a plain one
+    every `CODEC2VEC_PROGRESS_SECONDS` in a log."""
     assert run.log is not None
     tr = run.cfg.train
     elapsed = time.time() - run.started
     due = run.step % tr.log_every == 0 or run.last_step
-    if due or (run.log.show and time.time() - run.last_print > 0.2):
+    plain = run.log.plain_due(last=run.last_step)
+    live = run.log.show and (time.time() - run.last_print > 0.2 or run.last_step)
+    if due or plain or live:
         flush(run)
     if due:
         figures, notes = run.model.window_metrics(lambda t: all_reduce(t, run.world))  # online: codewords in use
@@ -227,14 +230,19 @@ def log_step(run: Run, loss: float) -> None:
         run.log.write(run.last_row, "train")
         for note in notes:
             run.log.warn(note)
-    if run.log.show and (time.time() - run.last_print > 0.2 or run.last_step):
+    if plain or live:
         run.last_print = time.time()
-        left = elapsed / run.steps_done * (tr.steps - run.step)
-        accs = " ".join(f"acc_{n} {run.last_row.get(f'acc_{n}', 0.0):.3f}" for n in run.names)
-        run.log.progress(
-            f"step {run.step}/{tr.steps} loss {run.last_loss:.4f} {accs} "
-            f"{run.frames_seen / max(elapsed, 1e-9):,.0f} frames/s left {fmt_time(left)}"
-        )
+        # Accuracies as measured: the last row's, else the open window's (after a resume, before a row), else none.
+        measured = run.last_row if run.last_row else run.window.sums.row() if run.window.steps else {}
+        accs = {f"acc_{n}": float(measured[f"acc_{n}"]) for n in run.names if f"acc_{n}" in measured}
+        text = progress_line(
+            run.step, tr.steps, run.last_loss, accs, run.frames_seen / max(elapsed, 1e-9),
+            run.last_row.get("data_wait_share"), elapsed / max(1, run.steps_done) * (tr.steps - run.step),
+        )  # fmt: skip
+        if plain:
+            run.log.line(f"pretrain: {text}")
+        else:
+            run.log.progress(text)
 
 
 def maybe_evaluate(run: Run) -> None:
@@ -246,9 +254,8 @@ def maybe_evaluate(run: Run) -> None:
     dev = evaluate(run)
     run.last_dev = {"step": run.step, "split": "dev", **dev}
     run.log.write(run.last_dev, "dev")
-    if run.is_main and not run.log.show:
-        accs = " ".join(f"acc_{n} {dev[f'acc_{n}']:.3f}" for n in run.names)
-        print(f"pretrain: step {run.step} dev loss {dev['loss']:.4f} {accs}", file=sys.stderr)
+    accs = " ".join(f"acc_{n} {dev[f'acc_{n}']:.3f}" for n in run.names)
+    run.log.line(f"pretrain: step {run.step} dev loss {dev['loss']:.4f} {accs}")  # on a terminal too
 
 
 def maybe_save(run: Run) -> None:
@@ -334,6 +341,7 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
         maybe_save(run)
     run.log.close()
     getattr(run.loader, "close", lambda: None)()  # a prefetch thread stops reading
+    run.log.line(closing_line(run.run_dir, run.step, ckpt.latest_checkpoint(run.run_dir), cfg.data.store))
     return summary(run)
 
 
