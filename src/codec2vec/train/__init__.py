@@ -237,7 +237,8 @@ def log_step(run: Run, loss: float) -> None:
         accs = {f"acc_{n}": float(measured[f"acc_{n}"]) for n in run.names if f"acc_{n}" in measured}
         text = progress_line(
             run.step, tr.steps, run.last_loss, accs, run.frames_seen / max(elapsed, 1e-9),
-            run.last_row.get("data_wait_share"), elapsed / max(1, run.steps_done) * (tr.steps - run.step),
+            run.last_row.get("data_wait_share", run.window.timing()["data_wait_share"] if run.window.steps else None),
+            elapsed / max(1, run.steps_done) * (tr.steps - run.step),
         )  # fmt: skip
         if plain:
             run.log.line(f"pretrain: {text}")
