@@ -134,3 +134,18 @@ def test_tokenize_prints_utterances_hours_real_time_and_eta(log: Path, tmp_path:
     text = log.read_text()
     assert re.search(r"^tokenize: 1/6 utt \(17%\); [\d.]+ h audio, [\d.]+x real time, 0 rejected; .* ETA ", text, re.M)
     assert re.search(r"^tokenize: 6/6 utt \(100%\)", text, flags=re.M), text
+
+
+def test_heartbeat_prints_while_a_stage_without_a_loop_runs(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from codec2vec.progress import heartbeat
+
+    monkeypatch.setenv("CODEC2VEC_PROGRESS_SECONDS", "0.05")
+    with to_file(log):
+        with heartbeat("kmeans: fitting"):
+            time.sleep(0.4)
+        with heartbeat("bench: storage", enabled=False):
+            time.sleep(0.2)
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2 and all(re.fullmatch(r"kmeans: fitting: running, 0m00s elapsed", x) for x in lines), lines

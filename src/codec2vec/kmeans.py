@@ -36,6 +36,7 @@ from codec2vec.data import Crop
 from codec2vec.errors import ConfigError
 from codec2vec.frontends import mfcc
 from codec2vec.frontends.audio_data import AudioSource, audio_paths, check_audio_store
+from codec2vec.progress import Progress, heartbeat
 from codec2vec.store import TokenStore
 from codec2vec.store.labels import check_label_name
 
@@ -172,8 +173,6 @@ def sample_frames(
     total = sum(int(source.store.num_frames(u)) for u in chosen)
     out = np.empty((total, source.dim), dtype=np.float32)
     n = 0
-    from codec2vec.progress import Progress
-
     bar = Progress("kmeans: sampling", len(chosen), unit="utt", enabled=progress)
     for _, x in source.features(chosen, batch_frames):
         out[n : n + x.shape[0]] = x.numpy()
@@ -299,8 +298,6 @@ class StreamedLabels(Mapping[str, Tensor]):
         return assign(feats, self.centroids)
 
     def items(self) -> Iterator[tuple[str, Tensor]]:  # type: ignore[override]
-        from codec2vec.progress import Progress
-
         bar = Progress("kmeans: labelling", len(self.ids), unit="utt", enabled=self.progress)
         for uid, feats in self.source.features(self.ids, self.batch_frames):
             lab = assign(feats, self.centroids)  # (T,)
@@ -345,7 +342,10 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
     _note(progress, f"kmeans: sampling up to {budget} frames by utterance from {len(fit_ids)} utterances ({o.source})")
     x = sample_frames(source, fit_ids, budget, seed=o.seed, batch_frames=o.batch_frames, progress=progress)
     _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames, {o.n_init} init(s)")
-    centroids, backend = fit_kmeans(x, o.clusters, seed=o.seed, backend=o.backend, max_iter=o.max_iter, n_init=o.n_init)
+    with heartbeat("kmeans: fitting", progress):  # a plain line every CODEC2VEC_PROGRESS_SECONDS in a log
+        centroids, backend = fit_kmeans(
+            x, o.clusters, seed=o.seed, backend=o.backend, max_iter=o.max_iter, n_init=o.n_init
+        )
     total, sample_counts = inertia(x, centroids)
     sample_used = int((sample_counts > 0).sum())
     _note(

@@ -11,15 +11,19 @@ So when stderr is not a terminal, `Progress` prints one plain line at most every
   `.close()`. `enabled=False` shows nothing (`--json`).
 - `Ticker(desc, enabled)`: for loops that draw their own terminal line (pretrain): `.due()` is true once every
   `interval()` seconds when stderr is not a terminal.
+- `heartbeat(desc, enabled)`: for a stage with no loop to report from (a k-means fit, a timed benchmark), a
+  line `desc: running, 2m30s elapsed` every `interval()` seconds from a background thread, in a log only.
 - `on_terminal()`, `interval()`, `fmt_time(seconds)`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 ENV = "CODEC2VEC_PROGRESS_SECONDS"
 DEFAULT_SECONDS = 30.0
@@ -106,4 +110,28 @@ class Progress:
             self._line()
 
 
-__all__ = ["DEFAULT_SECONDS", "ENV", "Progress", "Ticker", "fmt_time", "interval", "on_terminal"]
+@contextlib.contextmanager
+def heartbeat(desc: str, enabled: bool = True) -> Iterator[None]:
+    """While the block runs and stderr is not a terminal: `desc: running, <elapsed> elapsed` every `interval()`
+    seconds (a daemon thread that only sleeps in between, so timed code is not disturbed)."""
+    if not enabled or on_terminal():
+        yield
+        return
+    stop = threading.Event()
+    t0 = time.monotonic()
+    every = max(interval(), 0.05)
+
+    def beat() -> None:
+        while not stop.wait(every):
+            print(f"{desc}: running, {fmt_time(time.monotonic() - t0)} elapsed", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=beat, name="codec2vec-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+__all__ = ["DEFAULT_SECONDS", "ENV", "Progress", "Ticker", "fmt_time", "heartbeat", "interval", "on_terminal"]

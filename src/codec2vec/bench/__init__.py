@@ -35,6 +35,7 @@ from codec2vec.bench.throughput import loader_needs, measure_throughput
 from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
+from codec2vec.progress import heartbeat
 
 
 @dataclass
@@ -67,7 +68,7 @@ def _corpus(srcs: Sequence[str], root: Path, opts: BenchOptions, progress: bool)
     if not srcs:
         hours = 0.01 if opts.quick else opts.synth_hours
         _note(progress, f"no SRC given: synthesising {hours:g} h of speech (eSpeak NG)")
-        synth_corpus(root / "corpus", SynthOptions(hours=hours, speakers=8, seed=0), progress=False)
+        synth_corpus(root / "corpus", SynthOptions(hours=hours, speakers=8, seed=0), progress=progress)
         srcs = [str(root / "corpus" / "all.jsonl")]
     items = scan_sources(srcs)
     if not items:
@@ -107,17 +108,20 @@ def run_bench(srcs: Sequence[str], opts: BenchOptions, *, progress: bool = False
         items = _corpus(srcs, root, opts, progress)
         _note(progress, f"storage: {len(items)} utterances; Lyra levels, DAC layout, FLAC, PCM16")
         levels = (16, 46) if opts.quick else (16, 30, 46)
-        storage, made = measure_storage(
-            items, root / "stores", lyra_levels=levels, dac=opts.dac, dac_seconds=opts.dac_seconds
-        )
+        with heartbeat("bench: storage", progress):  # a plain line every CODEC2VEC_PROGRESS_SECONDS in a log
+            storage, made = measure_storage(
+                items, root / "stores", lyra_levels=levels, dac=opts.dac, dac_seconds=opts.dac_seconds
+            )
         _note(progress, "read speed: random crops from each store and from FLAC")
         reads: list[dict[str, Any]] = []
         if "reads" in opts.parts:
-            reads = measure_reads(made["stores"], made["flac_paths"], reads=200 if opts.quick else 2000)
+            with heartbeat("bench: read speed", progress):
+                reads = measure_reads(made["stores"], made["flac_paths"], reads=200 if opts.quick else 2000)
         specs = _specs(opts, made["stores"], made["flac_paths"], device) if "throughput" in opts.parts else []
-        throughput = measure_throughput(
-            specs, isolate=not opts.quick, progress=(lambda m: _note(True, m)) if progress else None
-        )
+        with heartbeat("bench: throughput", progress):
+            throughput = measure_throughput(
+                specs, isolate=not opts.quick, progress=(lambda m: _note(True, m)) if progress else None
+            )
         tokenize = [{"codec": r["codec"], "x_real_time_per_core": r["tokenize_x_real_time_per_core"],
                      "x_real_time_per_cpu_second": r["tokenize_x_real_time_per_cpu_second"]}
                     for r in storage if "tokenize_x_real_time_per_core" in r]  # fmt: skip
