@@ -112,7 +112,7 @@ def check_records(path: Path, index: dict[str, Any], frame_bytes: int, model: Hu
             size = len(col) if isinstance(col, list) else type(col).__name__
             raise StoreError(f"{path}: damaged index (column {key!r} has {size} rows, column 'id' has {n})")
     payload = index.get("payload_bytes")
-    if not _int(payload, 0, 1 << 62):
+    if not isinstance(payload, int) or not _int(payload, 0, 1 << 62):
         raise StoreError(f"{path}: damaged index (field 'payload_bytes' is {payload!r})")
     total = 0
     for j, uid in enumerate(cols["id"]):
