@@ -16,7 +16,7 @@ from codec2vec.store import TokenStore
 from codec2vec.store.container import read_container_index
 from codec2vec.tokenize import TokenizeOptions, tokenize
 from conftest import make_store
-from test_store_forgery import payload_and_index, small_store
+from test_store_forgery import forge, payload_and_index, small_store
 
 
 def _foreign_codes(root: Path) -> dict[str, np.ndarray]:
@@ -114,6 +114,20 @@ def test_repair_moves_unreadable_shards_out_and_goes_on(tmp_path: Path, capsys) 
     assert main(["verify", str(store.root), "--repair"]) == 0
     assert (store.root / "foreign" / "shards-000007.c2s.1").read_bytes() == b"again" * 10
     assert (store.root / "foreign" / "shards-000007.c2s").read_bytes() == b"not a container" * 10
+
+
+def test_repair_moves_a_recorded_shard_with_bad_fields_and_names_it_once(tmp_path: Path, capsys) -> None:
+    """A recorded shard whose (checksummed) index is out of bounds goes to foreign/; it is not called lost."""
+    store, _ = small_store(tmp_path / "s", "packed")
+    path = store.shard_paths()[0]
+    records, index = payload_and_index(path)
+    index["entries"]["frames"][0] = 10**9
+    forge(path, records, index)
+    capsys.readouterr()
+    assert main(["verify", str(store.root), "--repair"]) == 0
+    err = capsys.readouterr().err
+    assert "field 'frames'" in err and "foreign" in err and "lost" not in err, err
+    assert (store.root / "foreign" / "shards-000000.c2s").is_file() and TokenStore.open(store.root).ids() == []
 
 
 def test_tokenize_says_when_a_skipped_id_holds_other_audio(tmp_path: Path, short_clips: Path) -> None:

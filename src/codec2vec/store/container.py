@@ -126,7 +126,10 @@ def check_records(path: Path, index: dict[str, Any], frame_bytes: int, model: Hu
             raise StoreError(f"{where}: field 'crc32' is {crc!r})")
         size = frames * frame_bytes if model is None else cols["nbytes"][j]
         if not _int(size, 0, payload - total):
-            raise StoreError(f"{where}: its record ({size!r} bytes) runs past the payload of {payload} bytes)")
+            field = "frames" if model is None else "nbytes"
+            raise StoreError(
+                f"{where}: field {field!r} makes a record of {size!r} bytes, past the {payload}-byte payload)"
+            )
         if model is not None and (size == 0) != (frames == 0):
             raise StoreError(f"{where}: fields 'frames' {frames} and 'nbytes' {size} disagree)")
         if isinstance(model, RansModel) and (

@@ -67,7 +67,8 @@ def repair_store(root: str | Path) -> list[str]:
         problem = check_meta_hash(root / "meta.json", meta, old)
         if problem and old is not None:  # an edited meta.json: shards of "another codec" may be this store's
             return [*actions, f"not repaired: {problem}; restore it (the record keeps the original's SHA-256)"]
-        actions += _move_unreadable(root, meta)
+        moved = _move_unreadable(root, meta)
+        actions += moved.values()
         actions += _drop_duplicates(root, meta)
         new_meta = {**meta, "format_version": FORMAT_VERSION}
         doc = empty_contents(new_meta)
@@ -76,7 +77,7 @@ def repair_store(root: str | Path) -> list[str]:
             for p in committed(root / kind, suffix):
                 actions += _record(p, kind, meta, previous[kind].get(p.name), doc)
             for name, rec in previous[kind].items():
-                if not (root / kind / name).is_file():
+                if not (root / kind / name).is_file() and root / kind / name not in moved:
                     actions.append(f"{root / kind / name}: missing; {rec['utterances']} utterances lost")
         if old != doc:
             write_contents(root, doc)
@@ -87,9 +88,10 @@ def repair_store(root: str | Path) -> list[str]:
     return actions
 
 
-def _move_unreadable(root: Path, meta: dict[str, Any]) -> list[str]:
-    """Move containers that cannot be read, belong to another codec or have fields out of bounds to `foreign/`."""
-    actions = []
+def _move_unreadable(root: Path, meta: dict[str, Any]) -> dict[Path, str]:
+    """Move containers that cannot be read, belong to another codec or have fields out of bounds to `foreign/`;
+    returns each moved file's old path and the action's line."""
+    actions = {}
     for path in committed(root / "shards", SHARD_SUFFIX) + committed(root / "labels", LABEL_SUFFIX):
         try:
             open_container(path, meta)
@@ -97,7 +99,7 @@ def _move_unreadable(root: Path, meta: dict[str, Any]) -> list[str]:
             dest = _foreign_dest(root, f"{path.parent.name}-{path.name}")
             path.replace(dest)
             why = str(e).removeprefix(f"{path}: ")
-            actions.append(f"moved {path} to {dest} ({why}; what it holds is no longer in the store)")
+            actions[path] = f"moved {path} to {dest} ({why}; what it holds is no longer in the store)"
     return actions
 
 
