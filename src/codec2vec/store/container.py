@@ -114,6 +114,36 @@ def check_records(path: Path, index: dict[str, Any], frame_bytes: int, model: Hu
     payload = index.get("payload_bytes")
     if not isinstance(payload, int) or not _int(payload, 0, 1 << 62):
         raise StoreError(f"{path}: damaged index (field 'payload_bytes' is {payload!r})")
+    if not _records_fit(cols, payload, frame_bytes, model):
+        _name_bad_record(path, cols, payload, frame_bytes, model)
+
+
+def _records_fit(cols: dict[str, list[Any]], payload: int, frame_bytes: int, model: Any) -> bool:
+    """The common case of `check_records` at array speed (100k records: ~20 ms); False when any record may be
+    out of bounds (`_name_bad_record` then finds it)."""
+    ids, frames, crc = cols["id"], cols["frames"], cols["crc32"]
+    sizes = frames if model is None else cols["nbytes"]
+    if not ids:
+        return payload == 0
+    if not (all(type(u) is str for u in ids) and all(type(x) is int for c in (frames, crc, sizes) for x in c)):
+        return False
+    if min(frames) < 0 or max(frames) >= 1 << 40 or min(crc) < 0 or max(crc) > 0xFFFFFFFF or min(sizes) < 0:
+        return False
+    if sum(sizes) * (frame_bytes if model is None else 1) != payload:
+        return False
+    if model is None:
+        return True
+    f, b = np.asarray(frames, dtype=np.int64), np.asarray(sizes, dtype=np.int64)
+    ok = (b == 0) == (f == 0)
+    if isinstance(model, RansModel):
+        ok &= (b >= 9 * -(-f // model.block_frames)) & (f * model.min_bits_per_frame <= 8 * b + 64)
+    else:
+        ok &= f * model.num_codebooks <= 8 * b
+    return bool(ok.all())
+
+
+def _name_bad_record(path: Path, cols: dict[str, list[Any]], payload: int, frame_bytes: int, model: Any) -> None:
+    """The first record of `check_records` out of bounds, as a StoreError naming it and the field."""
     total = 0
     for j, uid in enumerate(cols["id"]):
         if not isinstance(uid, str):
