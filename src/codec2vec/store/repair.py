@@ -69,13 +69,15 @@ def repair_store(root: str | Path) -> list[str]:
             return [*actions, f"not repaired: {problem}; restore it (the record keeps the original's SHA-256)"]
         moved = _move_unreadable(root, meta)
         actions += moved.values()
-        actions += _drop_duplicates(root, meta)
+        mended = _drop_duplicates(root, meta)
+        actions += mended.values()
         new_meta = {**meta, "format_version": FORMAT_VERSION}
         doc = empty_contents(new_meta)
         previous = old if old is not None and is_upgraded(meta) else {"shards": {}, "labels": {}}
         for kind, suffix in (("shards", SHARD_SUFFIX), ("labels", LABEL_SUFFIX)):
             for p in committed(root / kind, suffix):
-                actions += _record(p, kind, meta, previous[kind].get(p.name), doc)
+                line = _record(p, kind, meta, previous[kind].get(p.name), doc)
+                actions += [line] if line and p not in mended else []
             for name, rec in previous[kind].items():
                 if not (root / kind / name).is_file() and root / kind / name not in moved:
                     actions.append(f"{root / kind / name}: missing; {rec['utterances']} utterances lost")
@@ -114,7 +116,7 @@ def _foreign_dest(root: Path, name: str) -> Path:
     return dest
 
 
-def _record(path: Path, kind: str, meta: dict[str, Any], old: dict[str, Any] | None, doc: dict[str, Any]) -> list[str]:
+def _record(path: Path, kind: str, meta: dict[str, Any], old: dict[str, Any] | None, doc: dict[str, Any]) -> str:
     """Put a committed container's record into `doc`: its old record when unchanged, a new one when every record
     in it checks, else its old record (if any) kept and the file named."""
     from codec2vec.store.labels import fingerprint
@@ -125,7 +127,7 @@ def _record(path: Path, kind: str, meta: dict[str, Any], old: dict[str, Any] | N
     new = file_record(path, len(idx["entries"]["id"]), **extra)
     if old is not None and old.get("sha256") == new["sha256"]:
         doc[kind][path.name] = old
-        return []
+        return ""
     n = int(idx["payload_bytes"])
     body = np.fromfile(path, dtype=np.uint8, count=n)
     bad, undecodable = record_failures(idx, body, model, fb, meta)
@@ -134,12 +136,12 @@ def _record(path: Path, kind: str, meta: dict[str, Any], old: dict[str, Any] | N
         if old is not None:
             doc[kind][path.name] = old
         state = "changed since it was recorded" if old is not None else "not recorded"
-        return [
+        return (
             f"not repaired: {path}: {state}, and utterances in it fail their checks ({failing}); restore it from a "
             f"copy, or move it out of {kind}/"
-        ]
+        )
     doc[kind][path.name] = new
-    return [f"recorded {path} (changed since it was recorded; every record in it checks)"] if old is not None else []
+    return f"recorded {path} (changed since it was recorded; every record in it checks)" if old is not None else ""
 
 
 def _codes(shard: tuple[Path, dict[str, Any], Model, np.ndarray], j: int, meta: dict[str, Any]) -> np.ndarray | None:
@@ -165,8 +167,9 @@ def _frame_bytes(meta: dict[str, Any]) -> int:
     return packing.frame_bytes(int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
 
 
-def _drop_duplicates(root: Path, meta: dict[str, Any]) -> list[str]:
-    """Keep one sound copy of each utterance: drop copies with the same codes, move the others to `foreign/`."""
+def _drop_duplicates(root: Path, meta: dict[str, Any]) -> dict[Path, str]:
+    """Keep one sound copy of each utterance: drop copies with the same codes, move the others to `foreign/`;
+    returns each shard rewritten (or removed) and the action's line."""
     shards: list[tuple[Path, dict[str, Any], Model, np.ndarray]] = []
     for p in committed(root / "shards", SHARD_SUFFIX):
         idx, model, _ = open_container(p, meta)  # those that fail were moved out
@@ -188,12 +191,11 @@ def _drop_duplicates(root: Path, meta: dict[str, Any]) -> list[str]:
             if i != keep:
                 same = kept is not None and this is not None and np.array_equal(kept, this)
                 (drop if same else move).setdefault(s, set()).add(j)
-    actions = []
+    actions = {}
     for s in sorted(set(drop) | set(move)):
         path, idx, _, body = shards[s]
-        if move.get(s):
-            actions.append(_move_out(root, path, idx, body, move[s], meta))
-        actions.append(_rewrite_without(path, idx, body, drop.get(s, set()) | move.get(s, set()), meta))
+        moved = _move_out(root, path, idx, body, move[s], meta) + "; " if move.get(s) else ""
+        actions[path] = moved + _rewrite_without(path, idx, body, drop.get(s, set()) | move.get(s, set()), meta)
     return actions
 
 
