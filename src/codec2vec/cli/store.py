@@ -96,8 +96,9 @@ def add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--repair",
         action="store_true",
-        help="first keep one copy of each utterance, move foreign files out, record the contents (never "
-        "deletes the only copy of anything), then verify",
+        help="first drop copies of an utterance with the same codes, move same-id copies with other codes, foreign "
+        "and unreadable files to STORE/foreign/, record the contents (never deletes the only copy of anything), "
+        "then verify",
     )
 
 
