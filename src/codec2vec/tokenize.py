@@ -316,7 +316,9 @@ def tokenize(
             rejects[(it.path, it.id)] = {"path": it.path, "id": it.id, "reason": it.problem}
         good = [it for it in items if it.problem is None]
         todo = [it for it in good if it.id not in store and (opts.retry_rejects or (it.path, it.id) not in known_bad)]
-        skipped = sum(it.id in store for it in good)
+        stored = {it.id: os.stat(it.path).st_size if os.path.isfile(it.path) else 0 for it in good if it.id in store}
+        skipped = len(stored)  # below: ids stored from a file of another size (private stores keep no sizes)
+        differ = [i for i, n in stored.items() if n and store.entry(i).get("source_bytes") not in (0, None, n)]
         stats = _store_encoded(
             writer,
             todo,
@@ -336,6 +338,7 @@ def tokenize(
         "inputs": len(items),
         "stored": stats["stored"],
         "skipped_already_stored": skipped,
+        "skipped_other_audio": differ,
         "rejected": len(rejected),
         "rejected_this_run": stats["rejected"] + len(bad_ids),
         "rejects": rejected,

@@ -96,8 +96,9 @@ def add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--repair",
         action="store_true",
-        help="first keep one copy of each utterance, move foreign files out, record the contents (never "
-        "deletes the only copy of anything), then verify",
+        help="first drop copies of an utterance with the same codes, move same-id copies with other codes, foreign "
+        "and unreadable files to STORE/foreign/, record the contents (never deletes the only copy of anything), "
+        "then verify",
     )
 
 
@@ -160,6 +161,13 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{info['kbps']:.2f} kbps; {info['ratio_to_source']:.1f}x smaller than the source files, "
         f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
     ]
+    differ = s.get("skipped_other_audio", [])
+    if differ:
+        lines.append(
+            f"of those already stored, {len(differ)} were stored from a file of another size (other audio under the "
+            f"same id? give the second corpus other ids): {', '.join(map(repr, differ[:5]))}"
+            + (" ..." if len(differ) > 5 else "")
+        )
     lines += [f"rejected: {r['reason']}" for r in s["rejects"][:20]]
     if len(s["rejects"]) > 20:
         lines.append(f"... and {len(s['rejects']) - 20} more in {info['path']}/rejects.jsonl")

@@ -158,14 +158,37 @@ def read_contents(root: Path) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(path.read_text())
-        body = {k: v for k, v in doc.items() if k != "sha256"}
-        ok = isinstance(doc, dict) and doc.get("sha256") == _self_hash(body)
-        _ = (body["meta_sha256"], dict(body["shards"]), dict(body["labels"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError):
         raise StoreError(f"{path}: damaged (unreadable)") from None
-    if not ok:
+    if not isinstance(doc, dict):
+        raise StoreError(f"{path}: damaged (a JSON {type(doc).__name__}, not an object)")
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    if doc.get("sha256") != _self_hash(body):
         raise StoreError(f"{path}: damaged (checksum mismatch)")
+    problem = _contents_problem(body)
+    if problem:
+        raise StoreError(f"{path}: damaged ({problem})")
     return body
+
+
+def _contents_problem(body: dict[str, Any]) -> str | None:
+    """What is malformed in a record whose own checksum holds (a forged one): None when each key has its type."""
+    for key in ("meta_sha256", "meta_sha256_pending"):
+        if (key in body or key == "meta_sha256") and not isinstance(body.get(key), str):
+            return f"key {key!r} missing or not a string"
+    for kind in ("shards", "labels"):
+        files = body.get(kind)
+        if not isinstance(files, dict):
+            return f"key {kind!r} missing or not an object"
+        for name, rec in files.items():
+            fields = (rec.get("sha256"), rec.get("bytes"), rec.get("utterances")) if isinstance(rec, dict) else ()
+            if len(fields) != 3 or not isinstance(fields[0], str) or not all(_count(x) for x in fields[1:]):
+                return f"the record of {kind}/{name} is not {{sha256, bytes, utterances}}"
+    return None
+
+
+def _count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def write_contents(root: Path, contents: dict[str, Any]) -> None:

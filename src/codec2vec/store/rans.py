@@ -24,8 +24,8 @@ header holds one byte per block, so B is chosen to make a block about `BLOCK_BIT
   stored: the caller keeps them.
 - `encode(codes (K, T), model) -> bytes`; `decode(data, model, K, T, start, stop) -> int64 (K, stop - start)`.
   Corrupt data (a header that disagrees with the record's size, a block that reads past its end or does not
-  end in the coder's initial states exactly at its last word) raises ValueError naming the block; the kernels
-  never read outside the record. The store also checks each record's CRC-32 before decoding.
+  end in the coder's initial states exactly at its last word) raises ValueError naming the block; every block
+  length is bounded by the record's size before it is summed, so the kernels never read outside the record. The store also checks each record's CRC-32 before decoding.
 """
 
 from __future__ import annotations
@@ -120,8 +120,10 @@ class RansModel:
             raise ValueError(f"logp must be uint8 (K or K/2 rounded up, V or V*V) for K={k}, V={v}, got {lp.shape}")
         if not pairs and lp.shape[1] != v:
             raise ValueError(f"logp has {lp.shape[1]} symbols per row, not V={v} or V*V")
-        if not 1 <= block_frames <= 1 << 16 or bits_per_frame < 0:
-            raise ValueError(f"bad block_frames {block_frames} or bits_per_frame {bits_per_frame}")
+        if pairs and v * v > MAX_SYMBOLS:
+            raise ValueError(f"pairs of levels need V * V <= {MAX_SYMBOLS}, got V={v}")
+        if not 1 <= block_frames <= 1 << 16 or not 0 <= bits_per_frame <= 16 * _Q * groups:
+            raise ValueError(f"bad block_frames {block_frames} or bits_per_frame_q256 {bits_per_frame}")
         self.logp, self.num_codebooks, self.codebook_size, self.pairs = lp, k, v, pairs
         self.block_frames, self.bits_per_frame = int(block_frames), int(bits_per_frame)
         prec = precision_for(lp.shape[1])
@@ -225,10 +227,12 @@ class RansModel:
         try:
             if int(doc["version"]) != VERSION:
                 raise ValueError(f"format version {doc['version']} (this codec2vec reads version {VERSION})")
+            v = int(doc["codebook_size"])
+            if bool(doc["pairs"]) and not 2 <= v <= MAX_SYMBOLS // v:
+                raise ValueError(f"pairs of levels need V * V <= {MAX_SYMBOLS}, got V={v}")
             rows = [bytes.fromhex(h) for h in doc["logp8"]]
             if not rows or len({len(r) for r in rows}) != 1:
                 raise ValueError("rows of different sizes")
-            v = int(doc["codebook_size"])
             model = cls(
                 logp=np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), -1),
                 num_codebooks=int(doc["num_codebooks"]),
@@ -263,6 +267,12 @@ class RansModel:
             hi, lo = (levels // self.codebook_size, levels % self.codebook_size) if self.pairs else (levels, levels)
             self._tables = (tab, sym, np.ascontiguousarray(self.freqs), cum, hi, lo)
         return self._tables
+
+    @property
+    def min_bits_per_frame(self) -> float:
+        """A lower bound on the bits any frame costs: each row's most probable symbol (a crafted index cannot make
+        a few bytes stand for more frames than this allows: their codes would not fit in memory)."""
+        return float(-np.log2(self.freqs.max(axis=1) / float(1 << self.precision)).sum()) * (1 - 1e-9)
 
     def predicted_words(self, frames: int) -> int:
         """Predicted length in 32-bit words of a block of `frames` frames (exact integer arithmetic)."""
@@ -331,6 +341,8 @@ def decode(
             raise ValueError("rANS data: bytes given for zero frames")
         return np.zeros((k_, 0), dtype=np.int64)
     b = model.block_frames
+    if -(-t // b) * 9 > raw.size:  # a block takes a header byte and two 32-bit states at least
+        raise ValueError(f"rANS data: {raw.size} bytes cannot hold {-(-t // b)} blocks of {t} frames")
     full, last = model.predicted_words(b), model.predicted_words(t - (-(-t // b) - 1) * b)
     tab, sym, _, _, hi, lo = model.tables()
     out = np.empty((k_, stop - start), dtype=np.int64)
@@ -348,7 +360,7 @@ def _error(code: int, where: int, size: int) -> str:
     if code == k.BAD_VARINT:
         return f"rANS data: truncated or corrupt header (block {where})"
     if code == k.BAD_LENGTH:
-        return f"rANS data: corrupt header (block {where} too short)"
+        return f"rANS data: corrupt header (block {where} shorter than its states or longer than the record)"
     if code == k.BAD_SIZE:
         return f"rANS data: {size} bytes, the header says {where}"
     return f"rANS data: block {where} does not end where its length says (corrupt data or wrong model)"

@@ -10,8 +10,10 @@ states at L exactly at the block's last word: anything else is corrupt data or a
 Words are little-endian uint16, read byte-wise (records are not aligned).
 
 Only `rans.py` imports this module (lazily, after pointing numba's cache at a writable folder): importing it
-imports numba. Every read of `raw` stays inside the record (a block's reads are clamped to its last word, and a
-block that would have read past it fails its end check); errors come back as codes, `rans.py` words them.
+imports numba. Every read of `raw` stays inside the record: `_block_ends` bounds each block's length (4 words to
+the record's size) before summing, so block ends increase and the last is the record's end; a block's reads are
+clamped to its last word, and a block that would have read past it fails its end check. The caller guarantees
+that the record has at least a byte per block (`rans.decode`). Errors come back as codes, `rans.py` words them.
 
 - `encode_blocks(sym (G, T) int64, freq (G, A) int64, cum (G, A) int64, prec, block) -> (words (W,) uint16,
   lengths (nb,) int64)`: symbols must be valid (checked by the caller).
@@ -80,13 +82,15 @@ def _block_ends(raw, nb, full, last, ends):  # type: ignore[no-untyped-def]
                 break
         d = v >> 1 if v % 2 == 0 else -((v + 1) >> 1)
         words = (full if j < nb - 1 else last) + d
-        if words < 4:
+        if words < 4 or words > raw.size:  # bounded before any sum: no int64 wrap-around
             return BAD_LENGTH, j
         ends[j] = words
     end = p
     for j in range(nb):
-        end += 2 * ends[j]
-        ends[j] = end
+        end += 2 * ends[j]  # <= 3 * raw.size: no wrap-around
+        if end > raw.size:
+            return BAD_SIZE, end
+        ends[j] = end  # increasing: each block is at least 4 words
     if end != raw.size:
         return BAD_SIZE, end
     return OK, p

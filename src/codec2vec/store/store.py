@@ -62,7 +62,8 @@ from codec2vec.store.layout import (
     read_contents,
     write_contents,
 )
-from codec2vec.store.verify import repair_store, verify_store
+from codec2vec.store.repair import repair_store
+from codec2vec.store.verify import verify_store
 from codec2vec.store.writer import ShardWriter, label_record, open_writer, record_all, record_file, store_lock
 
 
@@ -154,7 +155,17 @@ class TokenStore:
         blob = path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.meta["codebooks"]["sha256"]:
             raise StoreError(f"{path}: damaged (checksum mismatch)")
-        return unpack_codebooks(load(blob))
+        try:  # a forged file (its SHA-256 recomputed) may hold anything: a header that overflows, other tensors
+            table = unpack_codebooks(load(blob))
+        except Exception as e:  # safetensors raises its own error types, torch RuntimeError, KeyError
+            raise StoreError(
+                f"{path}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from None
+        if list(table.shape) != list(self.meta["codebooks"]["shape"]):
+            raise StoreError(
+                f"{path}: damaged (a table of shape {list(table.shape)}, meta.json says {self.meta['codebooks']['shape']})"
+            )
+        return table
 
     # writing ------------------------------------------------------------------------------------
 
