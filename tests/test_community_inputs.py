@@ -197,3 +197,13 @@ def test_corpus_kaldi_writes_sid_and_asr_folders(tmp_path: Path) -> None:
             assert (tmp_path / "tasks" / task / r["path"]).resolve() == (d.parent.parent / "wav" / f"{r['id']}.wav")
     sid = [json.loads(x) for x in (tmp_path / "tasks" / "sid" / "test.jsonl").open()]
     assert all(r["label"] == r["id"].split("-")[0] for r in sid)
+
+
+def test_corpus_lhotse_writes_the_same_ids_tokenize_stores(tmp_path: Path) -> None:
+    pytest.importorskip("lhotse")
+    clips = _clips(tmp_path, speakers=3, per_speaker=4)
+    _, cuts = _lhotse_manifests(tmp_path, clips)
+    assert main(["corpus", "lhotse", str(cuts), "--out", str(tmp_path / "tasks"), "--json"]) == 0
+    rows = [json.loads(x) for s in ("train", "dev", "test") for x in (tmp_path / "tasks" / "sid" / f"{s}.jsonl").open()]
+    assert sorted(r["id"] for r in rows) == sorted(i.id for i in scan_sources([cuts]))
+    assert {r["label"] for r in rows} == {"spk0", "spk1", "spk2"}
