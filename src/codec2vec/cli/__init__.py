@@ -97,7 +97,10 @@ _USER_ERRNOS = frozenset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (2: the message names the choices), --help and --version (0)
+        return e.code if isinstance(e.code, int) else 2
     _, _, run = VERBS[args.verb]
     try:
         return run(args)

@@ -226,7 +226,11 @@ def _tasks(rows: list[Row], src: Path, out: Path, source: str, seed: int) -> dic
             else:
                 row["text"] = " ".join(str(r["text"]).lower().split())
             task_rows.append(row)
-        labels = sorted({r["speaker"] for r in shaped}) if task == "sid" else sorted({c for r in task_rows for c in r["text"]})
+        labels = (
+            sorted({r["speaker"] for r in shaped})
+            if task == "sid"
+            else sorted({c for r in task_rows for c in r["text"]})
+        )
         made[task] = write_task(folder, task, task_rows, labels=labels, meta=meta)
     return made
 
