@@ -209,3 +209,12 @@ def test_corpus_lhotse_writes_the_same_ids_tokenize_stores(tmp_path: Path) -> No
     rows = [json.loads(x) for s in ("train", "dev", "test") for x in (tmp_path / "tasks" / "sid" / f"{s}.jsonl").open()]
     assert sorted(r["id"] for r in rows) == sorted(i.id for i in scan_sources([cuts]))
     assert {r["label"] for r in rows} == {"spk0", "spk1", "spk2"}
+
+
+@pytest.mark.slow
+def test_extract_checks_its_inputs_before_the_output_folder_exists(tiny_run: dict, tmp_path: Path, capsys) -> None:
+    (tmp_path / "list.csv").write_text("id,path\n")
+    for src, reason in [("missing.wav", "no such file"), ("list.csv", "neither audio nor a manifest format")]:
+        out = tmp_path / f"features-{src}"
+        assert main(["extract", str(tiny_run["run"]), str(tmp_path / src), "--out", str(out), "--json"]) == 2
+        assert reason in capsys.readouterr().err and not out.exists()
