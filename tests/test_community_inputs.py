@@ -16,6 +16,9 @@ from codec2vec.cli import main
 from codec2vec.corpora.manifest import write_task
 from codec2vec.errors import AudioError
 from codec2vec.store import TokenStore
+from conftest import make_store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _clips(root: Path, speakers: int = 2, per_speaker: int = 3) -> list[tuple[str, Path, str]]:
@@ -218,3 +221,23 @@ def test_extract_checks_its_inputs_before_the_output_folder_exists(tiny_run: dic
         out = tmp_path / f"features-{src}"
         assert main(["extract", str(tiny_run["run"]), str(tmp_path / src), "--out", str(out), "--json"]) == 2
         assert reason in capsys.readouterr().err and not out.exists()
+
+
+def test_pretrain_checks_the_store_before_the_run_folder_exists(tmp_path: Path, capsys) -> None:
+    make_store(tmp_path / "store", {f"u{i}": 60 for i in range(4)}, k=46, v=16)  # a (fake) Lyra store
+    run = tmp_path / "run"
+    cases = [
+        (["data.codec=dac"], "data.codec: the config expects 'dac' tokens"),
+        (["targets=clusters"], "targets.clusters_labels='km': " + str(tmp_path / "store") + " has no such label set"),
+        ([f"data.dev_store={tmp_path / 'nowhere'}"], "nowhere"),
+    ]
+    for overrides, reason in cases:
+        args = [
+            "pretrain",
+            str(ROOT / "configs" / "lyra_tiny.yaml"),
+            f"data.store={tmp_path / 'store'}",
+            f"run.dir={run}",
+            *overrides,
+        ]
+        assert main(args) == 2
+        assert reason in capsys.readouterr().err and not run.exists()
