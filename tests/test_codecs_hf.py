@@ -355,3 +355,13 @@ def test_tokenize_and_decode_a_store_with_a_local_folder(
     assert decode_store(tmp_path / "store", tmp_path / "decoded") == 3
     out = sorted((tmp_path / "decoded").rglob("*.wav"))
     assert len(out) == 3 and all(sf.info(p).samplerate == 24000 for p in out)
+
+
+def test_offline_hint_names_hf_download_and_hub_offline() -> None:
+    """Offline, the error says how to fetch the weights with today's CLI (`hf download`) and how to skip the hub's
+    retries (`HF_HUB_OFFLINE=1`); `huggingface-cli` is gone from current huggingface_hub installs."""
+    with pytest.raises(Codec2VecError) as err:
+        DacCodec(path="nobody-here/no-such-dac", local_files_only=True)
+    msg = str(err.value)
+    assert "hf download nobody-here/no-such-dac" in msg and "HF_HUB_OFFLINE=1" in msg
+    assert "huggingface-cli" not in msg

@@ -9,7 +9,9 @@ or infinite samples.
 stable ids: the path relative to the folder (or manifest) without its extension, unless a manifest
 gives an `id` column. Manifests: `.txt`/`.lst` (one path per line), `.tsv` (a header row with `path` and
 optionally `id`; other columns are kept as per-utterance metadata) and `.jsonl` (objects with `path`
-and optionally `id`; other keys are kept). Relative paths in a manifest are relative to its folder; a
+and optionally `id`; other keys are kept); and the community's lists (`corpora/community.py`): Kaldi data dirs
+(`wav.scp`, `utt2spk`, `text`), fairseq/HuBERT `.tsv` (a root line first) and lhotse manifests. A missing
+input, or a file that is neither audio nor a manifest, is an error before anything is written. Relative paths in a manifest are relative to its folder; a
 derived id drops leading '..' parts (`../audio/a.wav` -> `audio/a`). Ids must be safe relative paths
 (`store.layout.id_problem`): an item whose id is not keeps the reason in `problem`, naming the manifest line,
 and `tokenize` rejects it. Folder scans enter each folder once (link loops end) and list each file once.
@@ -319,22 +321,50 @@ def _scan_manifest(path: Path) -> list[AudioItem]:
     return items
 
 
+def _community_rows(p: Path) -> list[dict[str, Any]] | None:
+    """Rows of a Kaldi data dir or wav.scp, a fairseq/HuBERT .tsv or a lhotse manifest; None for anything else."""
+    from codec2vec.corpora.community import read_rows
+
+    return read_rows(p)
+
+
+def _sniff_audio(p: Path) -> bool:
+    """Whether libsndfile recognises a file whose name has no audio extension."""
+    import soundfile as sf
+
+    try:
+        sf.info(str(p))
+    except Exception:  # soundfile raises RuntimeError / LibsndfileError / TypeError for what it cannot read
+        return False
+    return True
+
+
 def scan_sources(srcs: Iterable[str | os.PathLike[str]]) -> list[AudioItem]:
     """Expand files, folders and manifests into utterances, in a stable order; duplicate ids are an error.
     Items whose id cannot be stored keep a `problem` (the reason `tokenize` rejects them with)."""
     items: list[AudioItem] = []
     for src in srcs:
         p = Path(src)
-        if p.is_dir():
+        if not p.exists():  # before anything is written: a missing input is a mistake, not a reject
+            raise AudioError(f"{p}: no such file, folder or manifest")
+        community = _community_rows(p)
+        if community is not None:
+            for row in community:
+                where, uid, path = row.pop("where"), str(row.pop("id")), os.path.abspath(row.pop("path"))
+                items.append(AudioItem(uid, path, row, problem=_id_reason(where, uid)))
+        elif p.is_dir():
             items.extend(_scan_folder(p))
-        elif p.suffix.lower() in MANIFEST_EXTENSIONS and p.is_file():
+        elif p.suffix.lower() in MANIFEST_EXTENSIONS:
             items.extend(_scan_manifest(p))
-        elif p.exists() or p.suffix.lower() in AUDIO_EXTENSIONS:
-            # A single file (kept even if missing or broken, so that it is rejected with its reason).
+        elif p.suffix.lower() in AUDIO_EXTENSIONS or _sniff_audio(p):
+            # A single file (kept even if broken, so that it is rejected with its reason).
             uid = _id_from(p.name)
             items.append(AudioItem(uid, str(p), problem=_id_reason(str(p), uid)))
         else:
-            raise AudioError(f"{p}: no such file, folder or manifest")
+            raise AudioError(
+                f"{p}: neither audio nor a manifest format tokenize reads (.txt/.lst, .tsv, .jsonl, a Kaldi data dir "
+                "or wav.scp, a fairseq .tsv, a lhotse .jsonl[.gz])"
+            )
     seen: dict[str, str] = {}
     unique: dict[str, AudioItem] = {}
     for it in items:

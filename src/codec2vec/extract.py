@@ -25,13 +25,13 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from codec2vec.audio import resample
+from codec2vec.audio import resample, scan_sources
 from codec2vec.checkpoint import load_model
 from codec2vec.codecs import codec_info, get_codec
 from codec2vec.codecs.base import Codec, CodecInfo
 from codec2vec.errors import Codec2VecError, ConfigError
 from codec2vec.model import Codec2VecEncoder
-from codec2vec.probe.features import FeatureDir, checkpoint_source, codes_for_sources
+from codec2vec.probe.features import FeatureDir, checkpoint_source, codes_for_sources, is_store
 
 INPUT_RATE = 16000  # Hz of the waveforms `Upstream` takes (s3prl's convention)
 
@@ -154,9 +154,15 @@ def extract_to_dir(
     bad = [i for i in chosen if not 0 <= i < source.num_layers]
     if bad:
         raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
+    # Inputs are checked before OUT exists: a store of another codec, a missing path, a format we do not read.
+    given = codes_for_sources(srcs, meta=source.meta) if len(srcs) == 1 and is_store(srcs[0]) else None
+    if given is None:
+        scan_sources(srcs)
     fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
     # Audio is tokenized once into OUT/codes (a token store, resumable like `tokenize`); a store is read as is.
-    store = codes_for_sources(srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress)
+    store = given or codes_for_sources(
+        srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress
+    )
     todo = [uid for uid in store.ids() if uid not in fdir]
     done = fdir.fill(source, store, todo, batch_frames=batch_frames, progress=progress)
     summary = {

@@ -54,11 +54,40 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
 }
 
 
+def _says_something(default: object) -> bool:
+    return not (default is None or default is False or default is argparse.SUPPRESS or default in ("", []))
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults formatter, quiet where the default says nothing (None, False, '', [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_ = action.help or ""
+        if "%(default)" in help_ or not action.option_strings or not _says_something(action.default):
+            return help_
+        return f"{help_} (default: %(default)s)".strip()
+
+
+def _version() -> str:
+    """The installed distribution's version (package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("codec2vec")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codec2vec", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"codec2vec {_version()}")
     sub = parser.add_subparsers(dest="verb", required=True)
     for verb, (help_, add, _) in VERBS.items():
-        add(sub.add_parser(verb, help=help_, description=help_))
+        p = sub.add_parser(verb, help=help_, description=help_, formatter_class=_HelpFormatter)
+        add(p)
+        for action in p._actions:  # an option without help text still shows its default
+            if action.help is None and action.option_strings and _says_something(action.default):
+                action.help = "(default: %(default)s)"
     return parser
 
 
@@ -70,7 +99,10 @@ _USER_ERRNOS = frozenset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (2: the message names the choices), --help and --version (0)
+        return e.code if isinstance(e.code, int) else 2
     _, _, run = VERBS[args.verb]
     try:
         return run(args)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from codec2vec.cli.common import print_json
+from codec2vec.cli.common import PROBE_TASKS, print_json
 
 # --- bench (bench/) ------------------------------------------------------------------------------------
 
@@ -109,7 +109,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def add_probe(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", help="pr, asr, ks, sid, er, style, ic (SUPERB-style heads) or abx (label free)")
+    p.add_argument("task", choices=PROBE_TASKS, help="a SUPERB-style head, or abx (label free)")
     p.add_argument("--ckpt", required=True, help="checkpoint directory or run directory")
     p.add_argument("--data", required=True, help="task folder (train/dev/test.jsonl, meta.json)")
     p.add_argument("--store", default=None, help="token store holding the task's utterance ids (default: tokenize)")
@@ -146,7 +146,7 @@ def run_probe(args: argparse.Namespace) -> int:
 def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder for the corpus, store, run, results.json and report.html")
     p.add_argument("--small", action="store_true", help="the tests' setting: a few minutes instead of ~20")
-    p.add_argument("--config", default="", help="pre-training config (default: configs/demo.yaml)")
+    p.add_argument("--config", default="", help="pre-training config (default: the shipped demo.yaml)")
     p.add_argument("--json", action="store_true", help="print results.json's probes as JSON")
 
 

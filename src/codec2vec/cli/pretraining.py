@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codec2vec.cli.common import print_json
+from codec2vec.cli.common import TARGET_NAMES, print_json
 
 # --- pretrain (config.py, train.py) ----------------------------------------------------------------
 
 
 def add_pretrain(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML config (a serialized PretrainConfig), e.g. configs/lyra_tiny.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value: data.store=, run.dir=, train.steps=, targets=a,b ...")
+    p.add_argument(
+        "config",
+        help="YAML config (a serialized PretrainConfig), e.g. configs/lyra_tiny.yaml; a shipped one by name: "
+        "lyra_tiny, lyra_base, demo, dac16k_base_{reconstruction,clusters,online,combined}, mel_tiny, waveform_tiny",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help=f"key=value: data.store=, run.dir=, train.steps=, targets=a,b with a, b among {', '.join(TARGET_NAMES)}",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
 
@@ -61,8 +69,11 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def add_corpus(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=["librispeech", "speech_commands", "voxceleb1", "fluent_speech_commands", "iemocap"])
-    p.add_argument("root", help="the dataset's local folder, in its standard layout")
+    p.add_argument(
+        "name",
+        choices=["librispeech", "speech_commands", "voxceleb1", "fluent_speech_commands", "iemocap", "kaldi", "lhotse"],
+    )
+    p.add_argument("root", help="the dataset's local folder, in its standard layout (kaldi: a data dir; lhotse: cuts)")
     p.add_argument("--out", required=True, help="folder for the task manifests")
     p.add_argument("--fold", type=int, default=1, help="iemocap: the test session (1..5)")
     p.add_argument("--test-root", default=None, help="speech_commands: the official test set folder")

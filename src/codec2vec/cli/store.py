@@ -6,16 +6,21 @@ import argparse
 import sys
 from typing import Any
 
-from codec2vec.cli.common import print_json
+from codec2vec.cli.common import CODEC_NAMES, print_json
 from codec2vec.errors import Codec2VecError
 
 # --- tokenize / info / verify / decode / merge (store.py, tokenize.py) -------------------------
 
 
 def add_tokenize(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", nargs="+", help="audio files, folders (recursive) or manifests (.txt/.tsv/.jsonl)")
+    p.add_argument(
+        "src",
+        nargs="+",
+        help="audio files, folders (recursive) or manifests (.txt/.tsv/.jsonl; Kaldi data dirs or wav.scp, fairseq "
+        ".tsv, lhotse .jsonl[.gz])",
+    )
     p.add_argument("--out", required=True, help="token store directory (created or appended to)")
-    p.add_argument("--codec", default="lyra", help="codec backend: lyra, dac, encodec, mimi")
+    p.add_argument("--codec", default="lyra", choices=CODEC_NAMES, help="codec backend")
     p.add_argument("--codec-path", default=None, help="weights: a local folder or a hub id")
     p.add_argument("--num-codebooks", type=int, default=None, help="levels to keep (Lyra: 1..46; EnCodec/Mimi: K)")
     p.add_argument("--workers", type=int, default=1, help="worker processes")

@@ -90,7 +90,8 @@ def _from_pretrained(
         where = f"folder {source!r}" if folder.is_dir() else f"hub id {source!r} (not cached here; hub unreachable?)"
         raise Codec2VecError(
             f"{model_type}: cannot load {class_name} weights from {where}: {first}. Download the checkpoint on a "
-            f"connected machine (huggingface-cli download {path}) and pass --codec-path FOLDER"
+            f"connected machine (hf download {path} --local-dir FOLDER) and pass --codec-path FOLDER; offline, set "
+            "HF_HUB_OFFLINE=1 so the hub is not retried"
         ) from None
     finally:
         if bars:

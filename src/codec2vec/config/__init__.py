@@ -214,12 +214,34 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
 # --- YAML ------------------------------------------------------------------------------------------
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs that ship inside the package (`codec2vec/configs/*.yaml`), by name without `.yaml`.
+
+    Read through `importlib.resources`, so an installed wheel finds them wherever it lives (a checkout's
+    top-level `configs/` links to the same folder)."""
+    from importlib.resources import files
+
+    folder = files("codec2vec") / "configs"
+    return {t.name[: -len(".yaml")]: Path(str(t)) for t in folder.iterdir() if t.name.endswith(".yaml")}
+
+
+def resolve_config(path: str | Path) -> Path:
+    """`path` if it is a file; else the shipped config it names (`lyra_tiny`, `lyra_tiny.yaml` or
+    `configs/lyra_tiny.yaml` work from any folder once the package is installed)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = shipped_configs()
+    name = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.name
+    if name in shipped and (len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "configs")):
+        return shipped[name]
+    raise ConfigError(f"{p}: config file not found (shipped configs: {', '.join(sorted(shipped))})")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+    p = resolve_config(path)
     try:
         d = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
@@ -266,6 +288,8 @@ __all__ = [
     "config_to_dict",
     "dump_yaml",
     "load_config",
+    "resolve_config",
+    "shipped_configs",
     "load_yaml",
     "save_config",
     "validate",

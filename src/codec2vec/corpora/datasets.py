@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from codec2vec.corpora import community
 from codec2vec.corpora.lexicon import KS_LABELS
 from codec2vec.corpora.manifest import write_task
 from codec2vec.errors import Codec2VecError
@@ -253,4 +254,6 @@ LOADERS: dict[str, Callable[..., dict[str, dict[str, Any]]]] = {
     "voxceleb1": voxceleb1,
     "fluent_speech_commands": fluent_speech_commands,
     "iemocap": iemocap,
+    "kaldi": community.kaldi,  # any corpus as a Kaldi data dir or a lhotse CutSet: sid (+ asr) by speaker
+    "lhotse": community.lhotse,
 }

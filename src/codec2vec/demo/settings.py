@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from codec2vec.files import sha256_file
 
 TASKS: tuple[str, ...] = ("pr", "ks", "sid")  # probed tasks; PR and SID share the sentence clips
 REFERENCES: tuple[str, ...] = ("codec", "random")  # feature_source kinds compared with the pre-trained model
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
+# Package data (importlib.resources), so an installed wheel has it too; a checkout's `configs/` links here.
+DEFAULT_CONFIG = Path(str(files("codec2vec") / "configs" / "demo.yaml"))
 
 
 @dataclass(frozen=True)

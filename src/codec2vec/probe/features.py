@@ -47,7 +47,8 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(os.environ.get("CODEC2VEC_CACHE", Path.home() / ".cache" / "codec2vec"))
 
 
-def _is_store(path: str | Path) -> bool:
+def is_store(path: str | Path) -> bool:
+    """Whether `path` is a token store (its meta.json names a codec, its codebooks are there)."""
     p = Path(path) / "meta.json"
     if not p.is_file():
         return False
@@ -69,7 +70,7 @@ def codes_for_sources(
     token store, else the audio files/folders/manifests tokenized (once, resumably) into `cache`."""
 
     want = meta["codec"]
-    if len(srcs) == 1 and _is_store(srcs[0]):
+    if len(srcs) == 1 and is_store(srcs[0]):
         store = TokenStore.open(srcs[0])
         if store.codec.config_hash != want["config_hash"]:
             raise StoreError(f"{srcs[0]}: holds {store.codec.name} codes the checkpoint was not trained on")
@@ -290,4 +291,5 @@ __all__ = [
     "cached_features",
     "checkpoint_source",
     "feature_source",
+    "is_store",
 ]

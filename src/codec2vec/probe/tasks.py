@@ -13,6 +13,7 @@ Manifest rows (corpora/manifest.py): PR `phones`; ASR `text`; KS/SID/ER/style `l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -69,6 +70,50 @@ TASKS: dict[str, TaskSpec] = {
     "style": TaskSpec("style", "utterance", "accuracy", _label, lr=1e-3, batch=32),
     "ic": TaskSpec("ic", "utterance", "accuracy", _slots, lr=1e-3, batch=32),
 }
+
+
+# The row fields each task reads (ABX reads the frame alignments, `align`, where rows have them: checked by abx).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "pr": ("phones",), "asr": ("text",), "ks": ("label",), "sid": ("label",), "er": ("label",),
+    "style": ("label",), "ic": ("action", "object", "location"), "abx": (),
+}  # fmt: skip
+
+
+def _folder_task(data: Path) -> str | None:
+    """The task a folder's meta.json names, if it names one."""
+    import json
+
+    try:
+        return str(json.loads((data / "meta.json").read_text())["task"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_task_folder(task: str, data: str | Path) -> None:
+    """Refuse, before any feature is extracted or written, a task folder that is not one (no
+    `{train,dev,test}.jsonl`) or whose rows lack what `task` reads (e.g. `probe pr` on a KS folder)."""
+    import json
+
+    data = Path(data)
+    if not data.is_dir():
+        raise ConfigError(f"{data}: no such task folder (one with train.jsonl, dev.jsonl, test.jsonl)")
+    need = FIELDS[task]
+    for split in ("train", "dev", "test"):
+        path = data / f"{split}.jsonl"
+        if not path.is_file():
+            raise ConfigError(f"{path}: missing; a task folder holds train.jsonl, dev.jsonl and test.jsonl")
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{path}:{n}: not JSON ({e.msg})") from None
+                missing = [k for k in need if not isinstance(row, dict) or k not in row]
+                if missing:
+                    what = f" (a {_folder_task(data)} folder)" if _folder_task(data) else ""
+                    raise ConfigError(f"{path}:{n}: task {task} needs {', '.join(missing)} in every row{what}")
 
 
 def get_task(name: str) -> TaskSpec:

@@ -311,6 +311,19 @@ def summary(run: Run) -> dict[str, Any]:
 # --- the recipe -----------------------------------------------------------------------------------
 
 
+def check_inputs(cfg: PretrainConfig) -> None:
+    """Before the run folder exists: the store opens, holds `data.codec`'s codes (as does `data.dev_store`) and
+    has the label sets the targets read."""
+    store = open_stores(cfg.data)[0]
+    have = set(store.label_names())
+    for name in label_names_for(cfg):
+        if name not in have:
+            raise ConfigError(
+                f"targets.clusters_labels={name!r}: {cfg.data.store} has no such label set (it has: "
+                f"{', '.join(sorted(have)) or 'none'}); run `codec2vec kmeans ... --name {name}` first"
+            )
+
+
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Train (or resume) the run described by `cfg`; returns a summary (steps, first/last loss, last dev row)."""
     if not cfg.data.store:
@@ -319,6 +332,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.train.threads)
     rank, world, device = init_distributed(cfg.train.device)
     try:
+        if rank == 0 and not Path(cfg.run.dir).exists():  # (an existing run: its lock first, then the same checks)
+            check_inputs(cfg)
         with run_lock(Path(cfg.run.dir), rank):
             return _train(cfg, rank=rank, world=world, device=device)
     finally:
