@@ -107,3 +107,106 @@ def test_demo_refuses_a_users_folder_before_writing_anything(tmp_path: Path, cap
     (old / "stages" / "synth.json").write_text("{}")
     claim_folder(old)
     assert (old / MARKER).is_file()
+
+
+# private stores: rejects, id maps --------------------------------------------------------------------------
+
+
+def test_private_into_an_empty_clear_store_drops_its_named_rejects(tmp_path: Path, short_clips: Path) -> None:
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "secret_meeting_alice.wav").write_text("not audio")
+    out = tmp_path / "st"
+    tokenize([str(bad)], out, TokenizeOptions(codec="lyra"), progress=False)  # a clear store, empty, one reject
+    assert "secret_meeting_alice" in (out / "rejects.jsonl").read_text()
+    tokenize([str(short_clips)], out, TokenizeOptions(codec="lyra", private=True), progress=False)
+    assert TokenStore.open(out).meta.get("private") and len(TokenStore.open(out)) == 6
+    leaked = [p for p in out.rglob("*") if p.is_file() and b"secret_meeting" in p.read_bytes()]
+    assert not leaked
+
+
+def test_private_rejects_beside_the_id_map_are_0600(tmp_path: Path, short_clips: Path) -> None:
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.wav").write_bytes((short_clips / "c0.wav").read_bytes())
+    (src / "broken.wav").write_text("not audio")
+    out = tmp_path / "st"
+    tokenize([str(src)], out, TokenizeOptions(codec="lyra", private=True), progress=False)
+    rejects = tmp_path / "st.ids.rejects.jsonl"
+    assert "broken.wav" in rejects.read_text()
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("content", ['{"id": "a", "path": "x.wav", "label": "yes"}\n', "this is not json\n"])
+def test_an_id_map_that_is_not_ours_is_refused_before_anything_is_written(
+    tmp_path: Path, short_clips: Path, capsys, content: str
+) -> None:
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(content)
+    os.chmod(manifest, 0o644)
+    out = tmp_path / "st"
+    assert main(["tokenize", str(short_clips), "--out", str(out), "--private", "--id-map", str(manifest)]) == 2
+    _one_line_error(capsys, str(manifest), "not a codec2vec id map")
+    assert manifest.read_text() == content and stat.S_IMODE(manifest.stat().st_mode) == 0o644
+    assert not out.exists() and not (tmp_path / "st.key").exists()
+    src = make_store(tmp_path / "src", {"u1": 20}).root
+    argv = ["anonymize", str(src), "--out", str(tmp_path / "anon"), "--private", "--id-map", str(manifest)]
+    assert main(argv) == 2
+    _one_line_error(capsys, "not a codec2vec id map")
+    assert manifest.read_text() == content and not (tmp_path / "anon.key").exists()
+
+
+# no output inside an input store -------------------------------------------------------------------------
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_no_output_lands_inside_an_input_store(tmp_path: Path, capsys) -> None:
+    src = make_store(tmp_path / "src", {"u1": 20, "u2": 30}).root
+    other = make_store(tmp_path / "other", {"u3": 20}).root
+    before = _files(src)
+    calls = [
+        ["anonymize", str(src), "--out", str(tmp_path / "a"), "--scramble-key", str(src / "shards" / "key.c2s")],
+        ["anonymize", str(src), "--out", str(tmp_path / "a"), "--private-key", str(src / "k.key")],
+        ["anonymize", str(src), "--out", str(tmp_path / "a"), "--private", "--id-map", str(src / "ids.jsonl")],
+        ["anonymize", str(src), "--out", str(src / "labels" / "anon")],
+        ["merge", str(src), str(other), "--out", str(src / "merged")],
+        ["decode", str(src), "--out", str(src / "shards")],
+    ]
+    for argv in calls:
+        assert main(argv) == 2, argv
+        _one_line_error(capsys, "inside the input")
+        assert _files(src) == before, argv
+    assert not TokenStore.open(src).verify()
+
+
+def test_a_killed_anonymize_leaves_nothing_the_next_run_does_not_remove(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    src = make_store(tmp_path / "src", {f"u{i}": 2000 for i in range(40)}).root
+    key = tmp_path / "k.key"
+    load_key(key, create=True)
+    out = tmp_path / "anon"
+    argv = [sys.executable, "-m", "codec2vec", "anonymize", str(src), "--out", str(out), "--scramble-key", str(key)]
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not [p for p in tmp_path.iterdir() if p.name.startswith(".anon")] and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".anon")]
+    if proc.returncode != -9 or not left:
+        pytest.skip("the run finished before it could be killed")
+    time.sleep(1.1)  # older than the instant between making a build folder and locking it
+    assert main(["anonymize", str(src), "--out", str(out), "--scramble-key", str(key)]) == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".anon")]
+    assert len(TokenStore.open(out)) == 40

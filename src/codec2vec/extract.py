@@ -29,6 +29,7 @@ from codec2vec.checkpoint import load_model
 from codec2vec.codecs import codec_info, get_codec
 from codec2vec.codecs.base import Codec, CodecInfo
 from codec2vec.errors import Codec2VecError, ConfigError
+from codec2vec.files import check_outside
 from codec2vec.model import Codec2VecEncoder
 from codec2vec.probe.features import FeatureDir, checkpoint_source, codes_for_sources
 
@@ -142,6 +143,7 @@ def extract_to_dir(
     `probe.features.FeatureDir`). A rerun skips utterances already there. Returns a summary dict."""
 
     t0 = time.monotonic()
+    check_outside({"--out": out}, [s for s in srcs if (Path(s) / "meta.json").is_file()])  # stores are never written
     source = checkpoint_source(ckpt)
     chosen = list(range(source.num_layers)) if layers is None else [int(i) for i in layers]
     bad = [i for i in chosen if not 0 <= i < source.num_layers]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from codec2vec.errors import StoreError
-from codec2vec.files import atomic_file, atomic_write
+from codec2vec.files import atomic_file, atomic_write, check_outside
 from codec2vec.store.container import read_container_index
 from codec2vec.store.layout import SHARD_SUFFIX, file_record, read_contents, write_contents
 from codec2vec.store.store import TokenStore, building, new_store_meta, write_new_store
@@ -57,6 +57,7 @@ def merge_stores(sources: list[str | os.PathLike[str]], out: str | os.PathLike[s
     under another key, or codes scrambled under another key, or one scrambled and one clear) are refused; when
     they agree, `private`, `scrambled` (and the keys' fingerprints) are carried into `out`. Label sets are not
     carried over (fit k-means on the merged store). Returns the number of utterances."""
+    check_outside({"--out": out}, list(sources))  # a source store is never written
     stores = [TokenStore.open(s) for s in sources]
     first = stores[0]
     for s in stores[1:]:
