@@ -210,3 +210,21 @@ def test_a_killed_anonymize_leaves_nothing_the_next_run_does_not_remove(tmp_path
     assert main(["anonymize", str(src), "--out", str(out), "--scramble-key", str(key)]) == 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".anon")]
     assert len(TokenStore.open(out)) == 40
+
+
+# resume: the same store named by a relative path ---------------------------------------------------------
+
+
+def test_resume_compares_store_paths_resolved(tmp_path: Path, monkeypatch) -> None:
+    from codec2vec.config import check_resumable, config_to_dict, load_config
+    from codec2vec.errors import ConfigError
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "other").mkdir()
+    config = Path(__file__).resolve().parents[1] / "configs" / "lyra_tiny.yaml"
+    saved = config_to_dict(load_config(config, [f"data.store={tmp_path / 'store'}"]))
+    monkeypatch.chdir(tmp_path)
+    for same in ("store", "./store/", "../" + tmp_path.name + "/store"):
+        check_resumable(saved, load_config(config, [f"data.store={same}"]))
+    with pytest.raises(ConfigError, match="data.store"):
+        check_resumable(saved, load_config(config, ["data.store=other"]))
