@@ -228,3 +228,22 @@ def test_resume_compares_store_paths_resolved(tmp_path: Path, monkeypatch) -> No
         check_resumable(saved, load_config(config, [f"data.store={same}"]))
     with pytest.raises(ConfigError, match="data.store"):
         check_resumable(saved, load_config(config, ["data.store=other"]))
+
+
+# a link to a device is "not a regular file" ----------------------------------------------------------------
+
+
+def test_a_link_to_dev_zero_is_rejected_as_not_a_regular_file(tmp_path: Path, short_clips: Path) -> None:
+    from codec2vec.audio import load_audio
+    from codec2vec.errors import AudioError
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.wav").write_bytes((short_clips / "c1.wav").read_bytes())
+    (src / "zero.wav").symlink_to("/dev/zero")
+    with pytest.raises(AudioError, match="not a regular file"):
+        load_audio(src / "zero.wav")
+    summary = tokenize([str(src)], tmp_path / "st", TokenizeOptions(codec="lyra"), progress=False)
+    assert summary["stored"] == 1 and summary["rejected"] == 1
+    assert "not a regular file" in summary["rejects"][0]["reason"]
