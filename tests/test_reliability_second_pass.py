@@ -247,3 +247,49 @@ def test_a_link_to_dev_zero_is_rejected_as_not_a_regular_file(tmp_path: Path, sh
     summary = tokenize([str(src)], tmp_path / "st", TokenizeOptions(codec="lyra"), progress=False)
     assert summary["stored"] == 1 and summary["rejected"] == 1
     assert "not a regular file" in summary["rejects"][0]["reason"]
+
+
+# checkpoints: the architecture is checked against the weights before anything is built ----------------------
+
+
+def _tiny_checkpoint(path: Path, frontend: str = "codec") -> Path:
+    from codec2vec.checkpoint import save_checkpoint
+    from codec2vec.config import config_to_dict, load_config
+    from codec2vec.model import Codec2VecEncoder
+    from conftest import fake_info
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "lyra_tiny.yaml"
+    cfg = load_config(config, ["model.num_layers=2", f"model.frontend={frontend}", "targets=clusters"])
+    info = fake_info(4, 16, name="lyra", config={"k": 4, "v": 16})
+    torch.manual_seed(0)
+    enc = Codec2VecEncoder(config=cfg.model, num_codebooks=4, codebook_size=16, codebook_vectors=torch.randn(4, 16, 8))
+    weights = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
+    meta = {"step": 1, "config": config_to_dict(cfg), "codec": info.to_dict(), "frontend": frontend}
+    return save_checkpoint(path, weights=weights, state={}, meta=meta)
+
+
+def test_a_tampered_checkpoint_config_is_refused_before_the_model_is_built(tmp_path: Path, monkeypatch) -> None:
+    from codec2vec.checkpoint import CheckpointError, load_model
+    from codec2vec.model import Codec2VecEncoder
+    from codec2vec.probe.sources import feature_source
+
+    ckpt = _tiny_checkpoint(tmp_path / "ckpt")
+    load_model(ckpt)  # sound: loads
+    meta = json.loads((ckpt / "meta.json").read_text())
+    meta["config"]["model"].update(dim=512, ffn_dim=2048, num_heads=8)  # within every bound, not the weights
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    built: list[int] = []
+    init = Codec2VecEncoder.__init__
+
+    def spy(self, **kw):  # every encoder really allocated (not on the meta device), by width
+        init(self, **kw)
+        if not self.mask_embedding.is_meta:
+            built.append(int(kw["config"].dim))
+
+    monkeypatch.setattr(Codec2VecEncoder, "__init__", spy)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(ckpt)
+    assert 512 not in built  # refused from the weights' shapes, before the big model was allocated
+    with pytest.raises(CheckpointError, match="do not fit"):
+        feature_source("random", ckpt).prepare(torch.randn(4, 16, 8))  # the probe's random reference
+    assert 512 not in built
