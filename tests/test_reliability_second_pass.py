@@ -252,7 +252,7 @@ def test_a_link_to_dev_zero_is_rejected_as_not_a_regular_file(tmp_path: Path, sh
 # checkpoints: the architecture is checked against the weights before anything is built ----------------------
 
 
-def _tiny_checkpoint(path: Path, frontend: str = "codec") -> Path:
+def _tiny_checkpoint(path: Path, frontend: str = "codec", info=None) -> Path:
     from codec2vec.checkpoint import save_checkpoint
     from codec2vec.config import config_to_dict, load_config
     from codec2vec.model import Codec2VecEncoder
@@ -260,7 +260,7 @@ def _tiny_checkpoint(path: Path, frontend: str = "codec") -> Path:
 
     config = Path(__file__).resolve().parents[1] / "configs" / "lyra_tiny.yaml"
     cfg = load_config(config, ["model.num_layers=2", f"model.frontend={frontend}", "targets=clusters"])
-    info = fake_info(4, 16, name="lyra", config={"k": 4, "v": 16})
+    info = info or fake_info(4, 16, name="lyra", config={"k": 4, "v": 16})  # make_store's codec
     torch.manual_seed(0)
     enc = Codec2VecEncoder(config=cfg.model, num_codebooks=4, codebook_size=16, codebook_vectors=torch.randn(4, 16, 8))
     weights = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
@@ -293,3 +293,90 @@ def test_a_tampered_checkpoint_config_is_refused_before_the_model_is_built(tmp_p
     with pytest.raises(CheckpointError, match="do not fit"):
         feature_source("random", ckpt).prepare(torch.randn(4, 16, 8))  # the probe's random reference
     assert 512 not in built
+
+
+# extract: audio baselines, rejects, a full disk, a foreign --out ---------------------------------------------
+
+
+@pytest.mark.parametrize("frontend", ["waveform", "mel"])
+def test_extract_with_an_audio_baseline_reads_the_audio(
+    tmp_path: Path, short_clips: Path, audio_store: Path, frontend: str, capsys
+) -> None:
+    import soundfile as sf
+
+    from codec2vec.probe.features import FeatureDir
+
+    ckpt = _tiny_checkpoint(tmp_path / "ckpt", frontend)
+    assert main(["extract", str(ckpt), str(short_clips), "--out", str(tmp_path / "f"), "--json"]) == 0
+    fd = FeatureDir.open(tmp_path / "f")
+    assert len(fd) == 6
+    for uid in fd.ids:
+        samples = sf.info(short_clips / f"{uid}.wav").frames
+        assert fd.get(uid).shape == (-(-samples // 320), 3, 128)  # 50 Hz grid, input + 2 layers, width 128
+    assert main(["extract", str(ckpt), str(audio_store), "--out", str(tmp_path / "g"), "--layers", "2"]) == 0
+    assert len(FeatureDir.open(tmp_path / "g")) == len(TokenStore.open(audio_store))  # the store's source files
+
+
+def test_extract_exits_3_when_inputs_are_rejected(tmp_path: Path, lyra_dir: Path, capsys) -> None:
+    from codec2vec.codecs import codec_info, get_codec
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "notes.wav").write_text("not audio")
+    info = codec_info(get_codec("lyra", path=str(lyra_dir), num_codebooks=4))
+    for frontend in ("codec", "waveform"):
+        ckpt = _tiny_checkpoint(tmp_path / f"ckpt-{frontend}", frontend, info)
+        out = tmp_path / f"f-{frontend}"
+        argv = ["extract", str(ckpt), str(bad), str(tmp_path / "missing.wav"), "--out", str(out)]
+        assert main(argv) == 3, frontend
+        err = capsys.readouterr().err
+        assert "notes.wav" in err and "missing.wav" in err
+
+
+def test_extract_on_a_full_disk_is_one_line_naming_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    import numpy as np
+
+    store = make_store(tmp_path / "st", {"a": 30, "b": 40}).root
+    ckpt = _tiny_checkpoint(tmp_path / "ckpt")
+
+    def short_write(*args, **kw):  # numpy's answer to a full disk: an OSError without errno
+        raise OSError("1966080 requested and 0 written")
+
+    monkeypatch.setattr(np, "save", short_write)
+    assert main(["extract", str(ckpt), str(store), "--out", str(tmp_path / "f")]) == 2
+    _one_line_error(capsys, "feats-000000.npy", "requested and 0 written")
+    assert not [p for p in (tmp_path / "f").iterdir() if p.name.startswith("feats-")]
+
+
+def test_extract_into_a_folder_with_a_foreign_meta_json_is_refused(tmp_path: Path, capsys) -> None:
+    store = make_store(tmp_path / "st", {"a": 30}).root
+    ckpt = _tiny_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / "meta.json").write_text("title: my notes\n")
+    assert main(["extract", str(ckpt), str(store), "--out", str(out)]) == 2
+    _one_line_error(capsys, str(out / "meta.json"), "not a feature folder")
+    assert (out / "meta.json").read_text() == "title: my notes\n"
+
+
+# probe: rows without the task's field, epochs ---------------------------------------------------------------
+
+
+def _task_folder(root: Path, rows: list[dict]) -> Path:
+    root.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_probe_rows_without_the_tasks_field_and_bad_epochs_are_one_line(tmp_path: Path, capsys) -> None:
+    ckpt = _tiny_checkpoint(tmp_path / "ckpt")
+    sid = _task_folder(tmp_path / "sid", [{"id": "a", "path": "a.wav", "label": "s1"}, {"id": "b", "path": "b.wav"}])
+    assert main(["probe", "sid", "--ckpt", str(ckpt), "--data", str(sid), "--cache-dir", str(tmp_path / "c")]) == 2
+    _one_line_error(capsys, "train.jsonl", "row 2", "label")
+    assert main(["probe", "pr", "--ckpt", str(ckpt), "--data", str(sid), "--cache-dir", str(tmp_path / "c")]) == 2
+    _one_line_error(capsys, "train.jsonl", "phones")
+    for epochs in ("0", "-1"):
+        argv = ["probe", "sid", "--ckpt", str(ckpt), "--data", str(sid), "--max-epochs", epochs]
+        assert main(argv) == 2
+        _one_line_error(capsys, "--max-epochs")
