@@ -14,7 +14,7 @@ import torch
 from codec2vec.cli import main
 from codec2vec.privacy.keys import load_key
 from codec2vec.store import TokenStore
-from conftest import make_store
+from conftest import SPEECH, make_store
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
@@ -404,3 +404,38 @@ def test_kmeans_on_a_waveform_checkpoint_runs_the_cnn_in_small_batches(tmp_path:
     kmeans.run_kmeans(str(store), opts)
     assert padded and max(padded) <= 1024  # 20k padded frames peaked at 7.8 GB
     assert "w2" in TokenStore.open(store).label_names()
+
+
+# one-line errors: a refused pickle, a checkpoint write on a full disk ---------------------------------------
+
+
+@pytest.mark.slow  # imports transformers
+def test_a_dac_folder_whose_pickle_is_refused_is_one_line(tmp_path: Path, capsys) -> None:
+    import transformers
+
+    folder = tmp_path / "dac"
+    transformers.DacConfig(n_codebooks=2, codebook_size=16, codebook_dim=4).save_pretrained(folder)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    torch.save({"x": Evil()}, folder / "pytorch_model.bin")
+    clip = SPEECH / "lyra_sample1_16kHz.wav"
+    argv = ["tokenize", str(clip), "--out", str(tmp_path / "st"), "--codec", "dac", "--codec-path", str(folder)]
+    assert main(argv) == 2
+    _one_line_error(capsys, "refused the weights", "safetensors")
+    assert not (tmp_path / "st").exists()
+
+
+def test_a_checkpoint_write_on_a_full_disk_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    from codec2vec.checkpoint import CheckpointError, latest_checkpoint
+
+    def full(*args, **kw):  # what torch.save says when the disk fills up under it
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 6912 vs 6806")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError, match="cannot write the checkpoint"):
+        _tiny_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000001")
+    assert latest_checkpoint(tmp_path / "run") is None
+    assert not list((tmp_path / "run" / "checkpoints").iterdir())  # nothing half-written left

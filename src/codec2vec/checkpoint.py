@@ -66,20 +66,27 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint directory atomically (`files.atomic_dir`: built aside, fsynced, renamed; an existing
     checkpoint of the same step is replaced); `meta` must be JSON-able (config, codec, step, ...)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     final = Path(path)
     clean_stale(final.parent)  # what a killed save left
-    with atomic_dir(final, replace=True) as tmp:
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
-        save_file(tensors, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
-        files = {}
-        for name in ("model.safetensors", "state.pt"):
-            fsync_file(tmp / name)
-            files[name] = sha256_file(tmp / name)
-        full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
-        atomic_write(tmp / "meta.json", json.dumps(full_meta, indent=1, sort_keys=False, default=str))
+    try:
+        with atomic_dir(final, replace=True) as tmp:
+            tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
+            save_file(tensors, str(tmp / "model.safetensors"))
+            torch.save(state, tmp / "state.pt")
+            files = {}
+            for name in ("model.safetensors", "state.pt"):
+                fsync_file(tmp / name)
+                files[name] = sha256_file(tmp / name)
+            full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
+            atomic_write(tmp / "meta.json", json.dumps(full_meta, indent=1, sort_keys=False, default=str))
+    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk: torch and safetensors say it their way
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or ["?"])[0]
+        raise CheckpointError(
+            f"{final}: cannot write the checkpoint ({why}); disk full? The run resumes from its newest checkpoint"
+        ) from None
     return final
 
 
