@@ -67,9 +67,10 @@ def test_merge_refuses_private_with_clear_or_another_key_and_keeps_private(tmp_p
         _one_line_error(capsys, "private", "cannot merge")
     assert main(["merge", str(stores["p1"]), str(stores["p2"]), "--out", str(tmp_path / "m")]) == 0
     merged = TokenStore.open(tmp_path / "m")
-    assert merged.info()["private"] and merged.meta["private"]["key_check"] == TokenStore.open(stores["p1"]).meta[
-        "private"
-    ]["key_check"]
+    assert (
+        merged.info()["private"]
+        and merged.meta["private"]["key_check"] == TokenStore.open(stores["p1"]).meta["private"]["key_check"]
+    )
 
 
 # demo: never writes into a folder that is not its own ----------------------------------------------------------

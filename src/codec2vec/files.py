@@ -165,7 +165,9 @@ def check_outside(outputs: dict[str, str | os.PathLike[str] | None], inputs: lis
         for src in inputs:
             s = Path(src).resolve()
             if o.is_relative_to(s):
-                raise Codec2VecError(f"{flag} {out}: inside the input {src}, which is never written; choose another path")
+                raise Codec2VecError(
+                    f"{flag} {out}: inside the input {src}, which is never written; choose another path"
+                )
 
 
 __all__ = [

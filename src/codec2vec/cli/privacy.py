@@ -36,7 +36,12 @@ def run_anonymize(args: argparse.Namespace) -> int:
     id_key_file = (args.private_key or default_key) if private else None
     id_map = (args.id_map or default_map) if private else None
     check_outside(  # the source store is never written: no output, key or id map inside it
-        {"--out": args.out, "--scramble-key": None if args.unscramble else args.scramble_key, "--private-key": id_key_file, "--id-map": id_map},
+        {
+            "--out": args.out,
+            "--scramble-key": None if args.unscramble else args.scramble_key,
+            "--private-key": id_key_file,
+            "--id-map": id_map,
+        },
         [args.store],
     )
     if args.scramble_key and Path(args.scramble_key).resolve().is_relative_to(Path(args.out).resolve()):

@@ -183,7 +183,9 @@ class FeatureDir:
             path = path.with_suffix(".json")
             atomic_write(path, json.dumps({"ids": ids, "offsets": offsets, "frames": frames}))
         except OSError as e:
-            raise StoreError(f"{path}: cannot write features ({e.strerror or e}); {len(self)} utterances kept") from None
+            raise StoreError(
+                f"{path}: cannot write features ({e.strerror or e}); {len(self)} utterances kept"
+            ) from None
         for uid, off, n in zip(ids, offsets, frames):
             self.index[uid] = (shard, int(off), n)
 
