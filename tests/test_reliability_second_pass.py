@@ -300,12 +300,13 @@ def test_a_tampered_checkpoint_config_is_refused_before_the_model_is_built(tmp_p
 
 
 @pytest.mark.parametrize("frontend", ["waveform", "mel"])
-def test_extract_with_an_audio_baseline_reads_the_audio(
-    tmp_path: Path, short_clips: Path, audio_store: Path, frontend: str, capsys
-) -> None:
+def test_extract_with_an_audio_baseline_reads_the_audio(tmp_path: Path, short_clips: Path, frontend: str) -> None:
     import soundfile as sf
 
     from codec2vec.probe.features import FeatureDir
+    from conftest import make_audio_store
+
+    audio_store = make_audio_store(tmp_path / "corpus", n=4)
 
     ckpt = _tiny_checkpoint(tmp_path / "ckpt", frontend)
     assert main(["extract", str(ckpt), str(short_clips), "--out", str(tmp_path / "f"), "--json"]) == 0

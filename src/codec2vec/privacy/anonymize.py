@@ -1,7 +1,8 @@
 """`codec2vec anonymize`: a new, anonymised token store from an existing one (the original is never written to).
 
 Two transformations, alone or together, applied utterance by utterance into a store built in a hidden folder
-beside `out` and renamed into place at the end (a killed run leaves nothing half-made):
+beside `out` and renamed into place at the end (a killed run leaves nothing half-made, and its hidden folder is
+removed by the next run; no output, key or id map may lie inside the source store):
 
 - level truncation (`levels=n`): keep the first n residual levels. The codes equal what the codec gives at n
   levels (residual quantisation is greedy), so the store is an ordinary n-level store. It does NOT stop
