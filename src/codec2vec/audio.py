@@ -96,8 +96,11 @@ def header_problem(sample_rate: int, channels: int, frames: int, max_seconds: fl
 
 
 def _check_file(p: str) -> None:
-    if not os.path.isfile(p):
+    if not os.path.exists(p):
         raise AudioError(f"{p}: no such file")
+    if not os.path.isfile(p):  # a device (a link to /dev/zero), a FIFO, a socket, a folder: never read
+        kind = "a folder" if os.path.isdir(p) else "a device, FIFO or socket"
+        raise AudioError(f"{p}: not a regular file ({kind})")
     if os.path.getsize(p) == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
     reason = _wav_truncation(p)

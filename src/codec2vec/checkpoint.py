@@ -73,21 +73,28 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint directory atomically (`files.atomic_dir`: built aside, fsynced, renamed; an existing
     checkpoint of the same step is replaced); `meta` must be JSON-able (config, codec, step, ...)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     final = Path(path)
     clean_stale(final.parent)  # what a killed save left
-    with atomic_dir(final, replace=True) as tmp:
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
-        save_file(tensors, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
-        files = {}
-        for name in ("model.safetensors", "state.pt"):
-            share_mode(tmp / name)  # safetensors writes 0600; a checkpoint is shared like any data file
-            fsync_file(tmp / name)
-            files[name] = sha256_file(tmp / name)
-        full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
-        atomic_write(tmp / "meta.json", json.dumps(full_meta, indent=1, sort_keys=False, default=str))
+    try:
+        with atomic_dir(final, replace=True) as tmp:
+            tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
+            save_file(tensors, str(tmp / "model.safetensors"))
+            torch.save(state, tmp / "state.pt")
+            files = {}
+            for name in ("model.safetensors", "state.pt"):
+                share_mode(tmp / name)  # safetensors writes 0600; a checkpoint is shared like any data file
+                fsync_file(tmp / name)
+                files[name] = sha256_file(tmp / name)
+            full_meta = {"format": FORMAT, "version": VERSION, **meta, "files": files}
+            atomic_write(tmp / "meta.json", json.dumps(full_meta, indent=1, sort_keys=False, default=str))
+    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk: torch and safetensors say it their way
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or ["?"])[0]
+        raise CheckpointError(
+            f"{final}: cannot write the checkpoint ({why}); disk full? The run resumes from its newest checkpoint"
+        ) from None
     return final
 
 
@@ -202,6 +209,46 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
         return
     for p in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def weight_shapes(path: Path, limit: int = 100 << 20) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors file's header alone (no tensor is read); CheckpointError if the
+    header is not one (its length field past the file or over `limit` bytes, not JSON, no shapes)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if size < 8 or not 2 <= n <= min(limit, size - 8):
+            raise CheckpointError(f"{path}: not a safetensors file (header length {n}, file {size} bytes)")
+        try:
+            header = json.loads(f.read(n))
+            shapes = {k: tuple(int(d) for d in v["shape"]) for k, v in header.items() if k != "__metadata__"}
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"{path}: unreadable safetensors header ({e})") from None
+    return shapes
+
+
+def check_architecture(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's meta, after checking that the encoder its config describes has exactly the shapes of
+    its stored weights (read from the header, nothing built): a `meta.json` edited to a huge model is refused
+    before any memory is allocated. For sources built from the config alone (the random reference)."""
+    p = resolve(path)
+    meta = read_meta(p)
+    f = _verified(p, meta, "model.safetensors")
+    shapes = {k[len("encoder.") :]: v for k, v in weight_shapes(f).items() if k.startswith("encoder.")}
+    _check_encoder(f, shapes, meta)
+    return meta
+
+
+def _check_encoder(f: Path, shapes: dict[str, tuple[int, ...]], meta: dict[str, Any]) -> None:
+    try:
+        cfg = config_from_dict(meta["config"])
+        codec = meta["codec"]
+        Codec2VecEncoder.check_shapes(
+            shapes, config=cfg.model, num_codebooks=int(codec["num_codebooks"]),
+            codebook_size=int(codec["codebook_size"]),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{f}: encoder weights do not fit the config in meta.json ({e})") from None
 
 
 def load_model(path: str | Path) -> tuple[Codec2VecEncoder, dict[str, Any]]:

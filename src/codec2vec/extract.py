@@ -25,13 +25,16 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from codec2vec.audio import resample, scan_sources
+from codec2vec.audio import AudioItem, resample, scan_sources
 from codec2vec.checkpoint import load_model
 from codec2vec.codecs import codec_info, get_codec
 from codec2vec.codecs.base import Codec, CodecInfo
 from codec2vec.errors import Codec2VecError, ConfigError
+from codec2vec.files import check_outside
 from codec2vec.model import Codec2VecEncoder
+from codec2vec.probe.audio_features import fill_from_audio, is_audio_source
 from codec2vec.probe.features import FeatureDir, checkpoint_source, codes_for_sources, is_store
+from codec2vec.store import TokenStore
 
 INPUT_RATE = 16000  # Hz of the waveforms `Upstream` takes (s3prl's convention)
 
@@ -146,30 +149,43 @@ def extract_to_dir(
 ) -> dict[str, Any]:
     """Features of every utterance of a token store (one SRC that is a store) or of audio files, folders and
     manifests into the feature folder `out` (float16, memory-mappable, with an index; see
-    `probe.features.FeatureDir`). A rerun skips utterances already there. Returns a summary dict."""
+    `probe.features.FeatureDir`). A rerun skips utterances already there. A waveform or mel baseline's features
+    come from the audio (a store's recorded source files). Returns a summary dict (`rejected`: inputs that could
+    not be used, with reasons in `rejects`)."""
 
     t0 = time.monotonic()
+    check_outside({"--out": out}, [s for s in srcs if (Path(s) / "meta.json").is_file()])  # stores are never written
     source = checkpoint_source(ckpt)
     chosen = list(range(source.num_layers)) if layers is None else [int(i) for i in layers]
     bad = [i for i in chosen if not 0 <= i < source.num_layers]
     if bad:
         raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
     # Inputs are checked before OUT exists: a store of another codec, a missing path, a format we do not read.
-    given = codes_for_sources(srcs, meta=source.meta) if len(srcs) == 1 and is_store(srcs[0]) else None
-    if given is None:
+    one_store = len(srcs) == 1 and is_store(srcs[0])
+    given = codes_for_sources(srcs, meta=source.meta) if one_store and not is_audio_source(source) else None
+    if not one_store:
         scan_sources(srcs)
     fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
-    # Audio is tokenized once into OUT/codes (a token store, resumable like `tokenize`); a store is read as is.
-    store = given or codes_for_sources(
-        srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress
-    )
-    todo = [uid for uid in store.ids() if uid not in fdir]
-    done = fdir.fill(source, store, todo, batch_frames=batch_frames, progress=progress)
+    rejects: list[dict[str, Any]] = []
+    if is_audio_source(source):  # waveform/mel baselines read audio, not codes
+        items = _audio_items(srcs, rejects)
+        todo = [it for it in items if it.id not in fdir]
+        done = fill_from_audio(fdir, source, todo, progress=progress, rejects=rejects)
+        inputs = len(items)
+    else:  # audio is tokenized once into OUT/codes (a token store, resumable like `tokenize`); a store is read as is
+        store = given or codes_for_sources(
+            srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress, rejects=rejects
+        )
+        ids = [uid for uid in store.ids() if uid not in fdir]
+        done = fdir.fill(source, store, ids, batch_frames=batch_frames, progress=progress)
+        inputs, todo = len(store.ids()), ids  # type: ignore[assignment]
     summary = {
         "out": str(out),
         "utterances": len(fdir),
         "extracted": done,
-        "skipped_already_done": len(store.ids()) - len(todo),
+        "skipped_already_done": inputs - len(todo),
+        "rejected": len(rejects),
+        "rejects": rejects,
         "layers": chosen,
         "dim": source.dim,
         "frames": fdir.total_frames,
@@ -178,6 +194,23 @@ def extract_to_dir(
     if progress:
         print(f"extract: {done} utterances extracted, {summary['skipped_already_done']} already done", file=sys.stderr)
     return summary
+
+
+def _audio_items(srcs: list[str], rejects: list[dict[str, Any]]) -> list[AudioItem]:
+    """The audio of `srcs` for an audio upstream: a token store's recorded source files (a private store records
+    none: refused), or audio files, folders and manifests; items whose id cannot be used go to `rejects`."""
+    if len(srcs) == 1 and (Path(srcs[0]) / "meta.json").is_file():
+        store = TokenStore.open(srcs[0])
+        items = [AudioItem(uid, str(store.entry(uid).get("source") or "")) for uid in store.ids()]
+        if any(not it.path for it in items):
+            raise ConfigError(
+                f"{srcs[0]}: an audio baseline reads audio, and this store records no source file for some "
+                "utterances (a private store); give the audio files, folders or a manifest instead"
+            )
+        return items
+    items = scan_sources(srcs)
+    rejects += [{"path": it.path, "id": it.id, "reason": it.problem} for it in items if it.problem is not None]
+    return [it for it in items if it.problem is None]
 
 
 class _CallableModule(types.ModuleType):

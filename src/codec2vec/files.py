@@ -159,8 +159,27 @@ def atomic_dir(final: str | os.PathLike[str], *, replace: bool = False) -> Itera
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_outside(outputs: dict[str, str | os.PathLike[str] | None], inputs: list[str | os.PathLike[str]]) -> None:
+    """No output may land inside an input (a source store is never written): each `flag -> path` of `outputs`
+    (None: not given) is compared, links resolved, with every input folder; `Codec2VecError` naming both if one
+    lies inside, or is, an input."""
+    from codec2vec.errors import Codec2VecError
+
+    for flag, out in outputs.items():
+        if out is None:
+            continue
+        o = Path(out).resolve()
+        for src in inputs:
+            s = Path(src).resolve()
+            if o.is_relative_to(s):
+                raise Codec2VecError(
+                    f"{flag} {out}: inside the input {src}, which is never written; choose another path"
+                )
+
+
 __all__ = [
     "atomic_dir",
+    "check_outside",
     "atomic_file",
     "atomic_write",
     "clean_stale",

@@ -61,6 +61,10 @@ class KMeansOptions:
     max_iter: int = 100
 
 
+WAVEFORM_BATCH_FRAMES = 1024  # the waveform CNN's first layers hold 64 x 512 float32 per frame (131 KB): a
+# 1024-frame batch keeps each of its activations near 134 MB (20k frames made 2.6 GB tensors, 7.8 GB at peak)
+
+
 class FeatureSource:
     """Frame features of stored codes: the codec's quantized latent, or one layer of a checkpoint's encoder."""
 
@@ -69,6 +73,7 @@ class FeatureSource:
         self.source = source
         self.layer: int | None = None
         self.encoder = None
+        self.max_batch_frames = 20_000  # padded frames per forward pass (lowered for the waveform CNN)
         self.audio = None  # an audio_data.AudioSource for "mfcc" and audio-baseline checkpoints
         if source == "mfcc":
             self.audio = _audio_source(store, audio, "mfcc")
@@ -98,6 +103,8 @@ class FeatureSource:
                 f"the store has K={store.codec.num_codebooks}"
             )
         self.dim = int(self.encoder.config.dim)
+        if self.encoder.config.frontend == "waveform":
+            self.max_batch_frames = WAVEFORM_BATCH_FRAMES
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.source, "layer": self.layer, "dim": self.dim}
@@ -117,6 +124,7 @@ class FeatureSource:
                 yield uid, F.embedding_bag(idx, self.table, mode="sum")  # (T, D)
             return
         group: list[str] = []
+        batch_frames = min(batch_frames, self.max_batch_frames)
         for uid in sorted(ids, key=self.store.num_frames):  # ascending: the newest is the group's longest
             if group and (len(group) + 1) * self.store.num_frames(uid) > batch_frames:
                 yield from self._forward(group)

@@ -266,10 +266,30 @@ class Codec2VecEncoder(nn.Module):
         """Build an encoder (codec table width from the state) for `config.frontend`, then load `state`."""
         own = {k[len(prefix) :]: t for k, t in state.items() if k.startswith(prefix)}
         own = {_OLD_KEYS.get(k.split(".")[0], "") + k: t for k, t in own.items()}
+        cls.check_shapes({k: tuple(t.shape) for k, t in own.items()}, config=config, num_codebooks=num_codebooks,
+                         codebook_size=codebook_size)  # fmt: skip
         dc = int(own["frontend.table"].shape[-1]) if config.frontend == "codec" else None
         enc = cls(config=config, num_codebooks=num_codebooks, codebook_size=codebook_size, codebook_dim=dc)
         enc.load_state_dict(own)
         return enc
+
+    @classmethod
+    def check_shapes(
+        cls, shapes: dict[str, tuple[int, ...]], *, config: ModelConfig, num_codebooks: int, codebook_size: int
+    ) -> None:
+        """Check the architecture `config` describes against the weights' tensor shapes (keys as in `state_dict`,
+        the codec table width taken from the weights) before anything is allocated: the skeleton is built on the
+        meta device. RuntimeError naming the first tensor that differs."""
+        dc = int(shapes["frontend.table"][-1]) if config.frontend == "codec" and "frontend.table" in shapes else None
+        with torch.device("meta"):
+            skeleton = cls(config=config, num_codebooks=num_codebooks, codebook_size=codebook_size, codebook_dim=dc)
+        want = {k: tuple(t.shape) for k, t in skeleton.state_dict().items()}
+        bad = sorted(k for k in set(want) | set(shapes) if want.get(k) != (tuple(shapes[k]) if k in shapes else None))
+        if bad:
+            k = bad[0]
+            raise RuntimeError(
+                f"{k}: the config makes {want.get(k)}, the weights hold {shapes.get(k)} ({len(bad)} tensors differ)"
+            )
 
     def embed(self, codes: Tensor, keep_levels: Tensor | None = None) -> Tensor:
         """codes `(B, K, T)` -> summed table rows `(B, T, D_codec)` (codec front end only)."""

@@ -30,7 +30,7 @@ import torch
 from codec2vec.audio import MAX_SECONDS, AudioItem, audio_blocks, audio_duration, load_audio, scan_sources
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import AudioError, Codec2VecError, StoreError
-from codec2vec.files import atomic_write
+from codec2vec.files import atomic_file
 from codec2vec.store import TokenStore
 
 
@@ -264,8 +264,11 @@ def _read_rejects(path: Path) -> Rejects:
     return rejects
 
 
-def _write_rejects(path: Path, rejects: Rejects) -> None:
-    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
+def _write_rejects(path: Path, rejects: Rejects, private: bool) -> None:
+    with atomic_file(path) as f:  # private: 0600 from the first byte, as it pairs keyed ids with source paths
+        if private:
+            os.fchmod(f.fileno(), 0o600)
+        f.write("".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
 
 
 def open_or_create(out: str | os.PathLike[str], codec: Codec, coding: str = "auto") -> TokenStore:
@@ -329,7 +332,7 @@ def tokenize(
             start=start,
             progress=progress,
         )
-        _write_rejects(rejects_path, rejects)
+        _write_rejects(rejects_path, rejects, opts.private)
     elapsed = time.perf_counter() - start
     rejected = [
         rejects[(it.path, it.id)] for it in items if (it.path, it.id) in rejects and (it.problem or it.id not in store)
@@ -391,7 +394,7 @@ def _store_encoded(
         bar.update(1, f"{seconds / 3600:.2f} h audio, {x_real:.1f}x real time, {new_rejects} rejected")
         if writer.seconds >= opts.shard_seconds:
             writer.commit()
-            _write_rejects(rejects_path, rejects)
+            _write_rejects(rejects_path, rejects, opts.private)
     writer.commit()
     bar.close()
     return {"stored": stored, "seconds": seconds, "rejected": new_rejects}

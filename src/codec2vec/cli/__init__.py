@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"codec2vec {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        if e.errno not in _USER_ERRNOS:
+        if e.errno is not None and e.errno not in _USER_ERRNOS:  # no errno: a short write (numpy on a full disk)
             raise
         # The machine's answer (disk full, read-only, no permission, a file where a folder is wanted), named.
         where = f"{e.filename}: " if e.filename else ""

@@ -105,7 +105,9 @@ def run_extract(args: argparse.Namespace) -> int:
             f"dim {summary['dim']} ({summary['extracted']} new, {summary['skipped_already_done']} already there)",
             file=sys.stderr,
         )
-    return 0
+        for r in summary["rejects"][:20]:
+            print(f"rejected: {r['path']}: {r['reason']}", file=sys.stderr)
+    return 3 if summary["rejected"] else 0  # as tokenize: finished, but some inputs could not be used
 
 
 def add_probe(p: argparse.ArgumentParser) -> None:

@@ -26,21 +26,31 @@ def add_anonymize(p: argparse.ArgumentParser) -> None:
 def run_anonymize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from codec2vec.files import check_outside
     from codec2vec.privacy.anonymize import anonymize_store
     from codec2vec.privacy.keys import PrivacyError, load_key
+    from codec2vec.privacy.private import default_paths, read_id_map
 
-    key = None
-    if args.scramble_key:
-        if Path(args.scramble_key).resolve().is_relative_to(Path(args.out).resolve()):
-            raise PrivacyError(f"--scramble-key {args.scramble_key}: keep the key outside the store")
-        key = load_key(args.scramble_key, create=not args.unscramble)
+    private = args.private or args.private_key or args.id_map
+    default_key, default_map = default_paths(args.out)
+    id_key_file = (args.private_key or default_key) if private else None
+    id_map = (args.id_map or default_map) if private else None
+    check_outside(  # the source store is never written: no output, key or id map inside it
+        {
+            "--out": args.out,
+            "--scramble-key": None if args.unscramble else args.scramble_key,
+            "--private-key": id_key_file,
+            "--id-map": id_map,
+        },
+        [args.store],
+    )
+    if args.scramble_key and Path(args.scramble_key).resolve().is_relative_to(Path(args.out).resolve()):
+        raise PrivacyError(f"--scramble-key {args.scramble_key}: keep the key outside the store")
+    if id_map is not None:
+        read_id_map(id_map)  # not our id map: refused before a key is made
+    key = load_key(args.scramble_key, create=not args.unscramble) if args.scramble_key else None
     keep = tuple(c for c in args.keep.split(",") if c)
-    id_key, id_map = None, None
-    if args.private or args.private_key or args.id_map:
-        from codec2vec.privacy.private import default_paths
-
-        default_key, default_map = default_paths(args.out)
-        id_key, id_map = load_key(args.private_key or default_key, create=True), args.id_map or default_map
+    id_key = load_key(id_key_file, create=True) if id_key_file else None
     summary = anonymize_store(
         args.store, args.out, levels=args.levels, key=key, unscramble_codes=args.unscramble, keep=keep,
         id_key=id_key, id_map=id_map,

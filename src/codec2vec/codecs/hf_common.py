@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -85,6 +86,11 @@ def _from_pretrained(
         model = getattr(transformers, class_name).from_pretrained(
             source, revision=revision, local_files_only=local_files_only
         )
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) met an object that is not plain tensors
+        raise Codec2VecError(
+            f"{model_type}: refused the weights of {source!r}: a pickle holding more than tensors (loading it could "
+            "run code); use a folder with model.safetensors"
+        ) from None
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"folder {source!r}" if folder.is_dir() else f"hub id {source!r} (not cached here; hub unreachable?)"

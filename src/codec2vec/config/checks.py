@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from codec2vec.codecs import CODECS
@@ -159,6 +160,21 @@ _RESUME_MAY_CHANGE = {
 }
 
 
+_PATH_KEYS = {"data.store", "data.dev_store", "data.codebook_key", "data.audio"}  # compared as files, not strings
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    """Whether two recorded paths name the same file: equal once resolved, or the same existing file."""
+    if not (isinstance(a, str) and isinstance(b, str) and a and b):
+        return a == b
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _section_defaults(section: Any) -> dict[str, Any]:
     """A config section's field defaults as `config_to_dict` writes them (fields without one are left out)."""
     out: dict[str, Any] = {}
@@ -182,6 +198,8 @@ def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
             a, b = saved.get(section, {}).get(key), now[section].get(key)
             if key not in saved[section] and key in defaults and b == defaults[key]:
                 continue  # a field added since the checkpoint was made, at its default: the old behaviour
+            if f"{section}.{key}" in _PATH_KEYS and _same_path(a, b):
+                continue  # the same file named another way (relative, absolute, through a link)
             if a != b and f"{section}.{key}" not in _RESUME_MAY_CHANGE:
                 changed.append(f"{section}.{key} ({a!r} -> {b!r})")
     if changed:

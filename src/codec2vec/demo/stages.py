@@ -301,18 +301,39 @@ def prepare_corpus(out: str | Path, settings: DemoSettings, *, progress: bool = 
     `out/tasks/{pr,ks,sid}` and the Lyra store `out/store` of every non-test clip (`bench --quality` uses it)."""
 
     run = _Run(Path(out), settings, progress=progress)
-    run.out.mkdir(parents=True, exist_ok=True)
+    claim_folder(run.out)
     stages = (("synth", _synth), ("tasks", _tasks), ("tokenize", _tokenize))
     for n, (name, fn) in enumerate(stages, 1):
         run.stage(name, n, len(stages), lambda fn=fn: fn(run))  # type: ignore[misc]
     return dict(run.results)
 
 
+MARKER = ".codec2vec-demo"  # written first into a demo folder: only a folder holding it is ever written into
+
+
+def claim_folder(out: Path) -> None:
+    """Make `out` a demo folder, or check that it is one, before anything is written: a missing or empty folder
+    gets the marker; a folder with the marker (or the stage markers of a demo made before the marker existed)
+    is resumed; anything else (a user's files) is refused, untouched."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    if (out / MARKER).is_file():
+        return
+    legacy = (out / "stages" / "synth.json").is_file() and (out / "corpus").is_dir()  # a demo of an older version
+    if out.is_dir() and any(out.iterdir()) and not legacy:
+        raise ConfigError(
+            f"--out {out}: folder is not empty and is not a codec2vec demo folder (no {MARKER}); "
+            "use a new or empty folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / MARKER, "codec2vec demo folder: `codec2vec demo --out` resumes and rewrites what is here\n")
+
+
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the demo into `out`; returns the results written to `out/results.json`."""
 
     run = _Run(Path(out), settings, progress=progress)
-    run.out.mkdir(parents=True, exist_ok=True)
+    claim_folder(run.out)
     stages: list[tuple[str, Callable[[], Any]]] = [
         ("synth", lambda: _synth(run)),
         ("tasks", lambda: _tasks(run)),

@@ -1,7 +1,8 @@
 """`codec2vec anonymize`: a new, anonymised token store from an existing one (the original is never written to).
 
 Two transformations, alone or together, applied utterance by utterance into a store built in a hidden folder
-beside `out` and renamed into place at the end (a killed run leaves nothing half-made):
+beside `out` and renamed into place at the end (a killed run leaves nothing half-made, and its hidden folder is
+removed by the next run; no output, key or id map may lie inside the source store):
 
 - level truncation (`levels=n`): keep the first n residual levels. The codes equal what the codec gives at n
   levels (residual quantisation is greedy), so the store is an ordinary n-level store. It does NOT stop
@@ -61,6 +62,7 @@ from torch import nn
 
 from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
+from codec2vec.files import TMP_DIR_MARK, check_outside, exclusive_lock
 from codec2vec.pretrainer import Pretrainer
 from codec2vec.privacy.keys import (
     SCHEME,
@@ -75,7 +77,7 @@ from codec2vec.privacy.keys import (
 )
 from codec2vec.privacy.private import read_id_map
 from codec2vec.store import TokenStore
-from codec2vec.store.layout import check_free, publish
+from codec2vec.store.layout import check_free, clean_builds, publish
 from codec2vec.targets.reconstruction import ReconstructionTarget
 
 DEFAULT_KEEP = ("split",)
@@ -144,6 +146,7 @@ def anonymize_store(
     with `key` (or, with `unscramble_codes`, a scrambled store restored with its key); with `id_key`, ids become
     keyed hashes as in a private store (the map back to the old ids and paths is written to `id_map`, outside
     `out`), durations go on the frame grid and file sizes are dropped. Returns a summary."""
+    check_outside({"--out": out, "--id-map": id_map}, [src])  # the source store is never written
     store = TokenStore.open(src)
     k = store.codec.num_codebooks
     n = k if levels is None else int(levels)
@@ -160,13 +163,15 @@ def anonymize_store(
         rename = _keyed_ids(store, out, id_key, id_map)
         extra_meta["private"] = {"ids": "hmac-sha256", "key_check": key_check(id_key), "columns_kept": list(keep)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.anon-"))
+    clean_builds(out)  # what a killed run left (a build folder whose lock nobody holds)
+    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{TMP_DIR_MARK}anon-"))
     try:
-        new = TokenStore.create(building / "store", info, store.codebook_vectors()[:n], coding=store.coding)
-        new.update_meta(dict(new.meta, **extra_meta))  # keeps meta.json's SHA-256 in contents.json true
-        _copy_codes(store, TokenStore.open(new.root), n, perms, unscramble_codes, keep, rename)
-        (new.root / ".lock").unlink(missing_ok=True)
-        publish(new.root, out)
+        with exclusive_lock(building / ".lock"):  # held until the end: `clean_builds` leaves a live build alone
+            new = TokenStore.create(building / "store", info, store.codebook_vectors()[:n], coding=store.coding)
+            new.update_meta(dict(new.meta, **extra_meta))  # keeps meta.json's SHA-256 in contents.json true
+            _copy_codes(store, TokenStore.open(new.root), n, perms, unscramble_codes, keep, rename)
+            (new.root / ".lock").unlink(missing_ok=True)
+            publish(new.root, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return {"source_utterances": len(store), "utterances": len(TokenStore.open(out)), "levels": n, "of": k,

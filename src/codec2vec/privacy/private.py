@@ -35,6 +35,7 @@ from codec2vec.store import TokenStore
 from codec2vec.tokenize import open_or_create
 
 DEFAULT_KEEP = ("split",)
+ID_MAP_KEYS = {"id", "source_id", "path"}  # one row of an id map: keyed id, original id, source path
 
 
 def default_paths(out: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -49,12 +50,31 @@ def _outside(store: Path, path: Path, flag: str) -> None:
 
 
 def read_id_map(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Hashed id -> `{"id", "source_id", "path"}` from an id map file (empty if the file does not exist)."""
+    """Hashed id -> `{"id", "source_id", "path"}` from an id map file (empty if the file does not exist). A file
+    that is not an id map (another JSONL such as a manifest, or not JSON at all) is refused, never rewritten."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         return {}
-    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-    return {r["id"]: r for r in rows}
+    if not p.is_file():
+        raise PrivacyError(f"--id-map {p}: not a regular file")
+    rows = {}
+    try:
+        lines = p.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PrivacyError(f"--id-map {p}: unreadable ({e}); not a codec2vec id map") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not ID_MAP_KEYS <= set(row) or not isinstance(row["id"], str):
+            raise PrivacyError(
+                f"--id-map {p}:{n}: not a codec2vec id map (rows are {{id, source_id, path}}); give a new file"
+            )
+        rows[row["id"]] = row
+    return rows
 
 
 def private_items(
@@ -102,6 +122,8 @@ def open_private_store(
             )
         if not private and len(store):
             raise PrivacyError(f"{root}: holds non-private utterances; use another --out")
+        if not private:  # an empty clear store: its rejects name folders and files, so they go
+            (root / "rejects.jsonl").unlink(missing_ok=True)
         return store if private else _mark_private(store, key, keep)
     info = codec_info(codec)
     info = replace(info, config={k: v for k, v in info.config.items() if k not in LOCATION_KEYS})
@@ -124,6 +146,7 @@ def prepare_private(
     map_path = Path(id_map) if id_map else default_map
     _outside(Path(out), key_path, "--private-key")
     _outside(Path(out), map_path, "--id-map")
+    read_id_map(map_path)  # not our id map: refused before a key or a store is made
     key = load_key(key_path, create=True)
     store = open_private_store(out, codec, key=key, keep=tuple(keep), coding=coding)
     items = private_items(items, key=key, id_map=map_path, keep=tuple(keep))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from codec2vec.audio import AudioItem, load_audio
+from codec2vec.errors import AudioError
 from codec2vec.frontends.grid import SAMPLE_RATE, num_frames
 from codec2vec.progress import Progress
 
@@ -51,13 +52,22 @@ def fill_from_audio(
     batch_frames: int = 3000,
     shard_frames: int = 200_000,
     progress: bool = False,
+    rejects: list[dict[str, str]] | None = None,
 ) -> int:
-    """Extract every item not yet in `fdir` with the audio upstream `source` (a `features.FeatureSource`)."""
+    """Extract every item not yet in `fdir` with the audio upstream `source` (a `features.FeatureSource`). With
+    `rejects`, an unreadable file is listed there (`path`, `id`, `reason`) and skipped instead of raising."""
     todo = [it for it in items if it.id not in fdir]
     if not todo:
         return 0
     source.prepare(torch.zeros(0, 0, 0))  # the audio front ends have no codec tables
-    wavs = {it.id: load_audio(it.path, SAMPLE_RATE) for it in todo}
+    wavs = {}
+    for it in todo:
+        try:
+            wavs[it.id] = load_audio(it.path, SAMPLE_RATE)
+        except AudioError as e:
+            if rejects is None:
+                raise
+            rejects.append({"path": it.path, "id": it.id, "reason": str(e)})
     frames = {u: int(num_frames(len(w))) for u, w in wavs.items()}
     order = sorted(wavs, key=lambda u: frames[u])
     pending: list[tuple[str, np.ndarray]] = []
@@ -77,7 +87,7 @@ def fill_from_audio(
     if pending:
         fdir.add(pending)
     bar.close()
-    return len(todo)
+    return len(wavs)
 
 
 __all__ = ["AUDIO_FRONTENDS", "fill_from_audio", "is_audio_source"]

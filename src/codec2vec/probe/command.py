@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from codec2vec.errors import ConfigError
 from codec2vec.probe.abx import abx
 from codec2vec.probe.features import KINDS, feature_source
-from codec2vec.probe.runner import probe_with_references
+from codec2vec.probe.runner import check_epochs, probe_with_references
 from codec2vec.probe.tasks import check_task_folder, get_task
 
 
@@ -30,6 +30,7 @@ def probe_command(
         raise ConfigError(f"--references {','.join(bad)}: choose among codec, random")
     if task != "abx":
         get_task(task)  # an unknown task fails before any feature is extracted
+        check_epochs(kw.get("max_epochs", 1))
     check_task_folder(task, data)  # so does a folder of another task (no `phones` for pr...)
     if task != "abx":
         return _finite(probe_with_references(task, ckpt=ckpt, data=data, others=others, references=references, **kw))

@@ -65,9 +65,11 @@ def codes_for_sources(
     cache: Path | None = None,
     codec_path: str | None = None,
     progress: bool = False,
+    rejects: list[dict[str, Any]] | None = None,
 ) -> Any:
     """A `TokenStore` with the codes of `srcs` made by the checkpoint's codec: `srcs` itself when it is one
-    token store, else the audio files/folders/manifests tokenized (once, resumably) into `cache`."""
+    token store, else the audio files/folders/manifests tokenized (once, resumably) into `cache` (the inputs
+    rejected are added to `rejects` when given)."""
 
     want = meta["codec"]
     if len(srcs) == 1 and is_store(srcs[0]):
@@ -80,6 +82,8 @@ def codes_for_sources(
     path = codec_path if codec_path is not None else want.get("config", {}).get("path")  # e.g. a hub id
     opts = TokenizeOptions(codec=want["name"], codec_path=path, num_codebooks=int(want["num_codebooks"]))
     summary = tokenize([str(s) for s in srcs], cache, opts, progress=progress)
+    if rejects is not None:
+        rejects.extend(summary["rejects"])
     if summary["rejected"]:
         first = summary["rejects"][0]
         print(
@@ -124,8 +128,13 @@ class FeatureDir:
     ) -> FeatureDir:
         root = Path(root)
         meta_path = root / "meta.json"
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_bytes())
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as e:
+                raise StoreError(f"{meta_path}: not a feature folder's meta.json ({e}); use another --out") from None
             if meta.get("format") != FORMAT or meta.get("key") != key or meta.get("layers") != list(layers):
                 raise StoreError(
                     f"{root}: holds features of {meta.get('source', {}).get('name')} (layers {meta.get('layers')}),"
@@ -167,12 +176,17 @@ class FeatureDir:
         shard = max((s for s, _, _ in self.index.values()), default=-1) + 1
         frames = [int(a.shape[0]) for _, a in rows]
         offsets = np.concatenate([[0], np.cumsum(frames)[:-1]]).tolist() if rows else []
-        with atomic_file(self.root / f"feats-{shard:06d}.npy") as f:
-            np.save(f, np.concatenate([a for _, a in rows]))
         ids = [u for u, _ in rows]
-        atomic_write(
-            self.root / f"feats-{shard:06d}.json", json.dumps({"ids": ids, "offsets": offsets, "frames": frames})
-        )
+        path = self.root / f"feats-{shard:06d}.npy"
+        try:  # a full disk: numpy's short write is an OSError without errno; named here, nothing half-written kept
+            with atomic_file(path) as f:
+                np.save(f, np.concatenate([a for _, a in rows]))
+            path = path.with_suffix(".json")
+            atomic_write(path, json.dumps({"ids": ids, "offsets": offsets, "frames": frames}))
+        except OSError as e:
+            raise StoreError(
+                f"{path}: cannot write features ({e.strerror or e}); {len(self)} utterances kept"
+            ) from None
         for uid, off, n in zip(ids, offsets, frames):
             self.index[uid] = (shard, int(off), n)
 

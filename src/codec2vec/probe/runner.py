@@ -27,7 +27,7 @@ from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
 from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
-from codec2vec.probe.tasks import TaskSpec, get_task, item_stats, loss, make_head, targets, vocabularies
+from codec2vec.probe.tasks import TaskSpec, check_rows, get_task, item_stats, loss, make_head, targets, vocabularies
 from codec2vec.progress import Progress
 
 SPLITS = ("train", "dev", "test")
@@ -167,10 +167,22 @@ def _fit(
 
 def _load_task(data: Path) -> tuple[dict[str, list[dict]], dict[str, Any]]:
 
+    missing = [str(data / f"{s}.jsonl") for s in SPLITS if not (data / f"{s}.jsonl").is_file()]
+    if missing:
+        raise ConfigError(f"{data}: not a task folder (missing {', '.join(missing)})")
     meta_path = data / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:
+        meta = json.loads(meta_path.read_bytes()) if meta_path.is_file() else {}
+    except ValueError as e:
+        raise ConfigError(f"{meta_path}: not JSON ({e})") from None
     rows = {s: read_manifest(data / f"{s}.jsonl") for s in SPLITS}
-    return rows, meta
+    return rows, meta if isinstance(meta, dict) else {}
+
+
+def check_epochs(max_epochs: Any) -> None:
+    """`--max-epochs` must be a whole number >= 1 (0 or less would train nothing and report an untrained head)."""
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+        raise ConfigError(f"--max-epochs {max_epochs}: must be a whole number >= 1")
 
 
 def run_probe(
@@ -192,8 +204,9 @@ def run_probe(
     across utterances (a control that must score at chance)."""
     t0 = time.monotonic()
     data = Path(data)
-    fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)
     rows, _ = _load_task(data)
+    check_rows(get_task(task), rows, data)  # every row has the task's fields, before any feature is extracted
+    fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)
     result = probe_features(
         task, fdir=fdir, rows=rows, seed=seed, per_layer=per_layer, max_epochs=max_epochs, patience=patience,
         progress=progress, shuffle_labels=shuffle_labels,
@@ -215,6 +228,7 @@ def probe_features(
     shuffle_labels: bool = False,
 ) -> dict[str, Any]:
     """The probe proper, on features already in `fdir` for the manifest `rows` of each split."""
+    check_epochs(max_epochs)
     spec = get_task(task)
     rows = {s: [r for r in rows[s] if r["id"] in fdir] for s in SPLITS}
     for s in SPLITS:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from codec2vec.checkpoint import load_model, read_meta, resolve
+from codec2vec.checkpoint import check_architecture, load_model, resolve
 from codec2vec.config import config_from_dict
 from codec2vec.errors import Codec2VecError, ConfigError
 from codec2vec.model import Codec2VecEncoder
@@ -106,7 +106,7 @@ def feature_source(kind: str, ckpt: str | Path | None, *, seed: int = 0) -> Feat
     if kind == "pretrained":
         return checkpoint_source(ckpt)
 
-    meta = read_meta(resolve(ckpt))
+    meta = check_architecture(ckpt)  # the random reference is built from the config: checked against the weights
     chash = meta["codec"]["config_hash"]
     if kind == "codec":
         return FeatureSource(

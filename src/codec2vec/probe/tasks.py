@@ -46,7 +46,10 @@ class TaskSpec:
 
 
 def _phones(row: Row) -> list[str]:
-    return [p for p in row["phones"] if p != "sil"]
+    phones = row["phones"]
+    if not isinstance(phones, list):
+        raise TypeError(f"'phones' is a {type(phones).__name__}, not a list")
+    return [str(p) for p in phones if p != "sil"]
 
 
 def _chars(row: Row) -> list[str]:
@@ -122,6 +125,20 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[name]
 
 
+def check_rows(spec: TaskSpec, rows: dict[str, list[Row]], data: Any) -> None:
+    """Every manifest row has what the task reads (PR `phones`, ASR `text`, IC its slots, the others `label`):
+    ConfigError naming the manifest, the row and the field, not a KeyError deep in training."""
+    for split, split_rows in rows.items():
+        for n, row in enumerate(split_rows, 1):
+            try:
+                spec.units(row)
+            except (KeyError, TypeError) as e:
+                raise ConfigError(
+                    f"{data}/{split}.jsonl: row {n} ({row.get('id', '?')}): a {spec.name} probe needs "
+                    f"{', '.join(FIELDS.get(spec.name, ('label',)))} ({e}); is this the task's folder?"
+                ) from None
+
+
 def vocabularies(spec: TaskSpec, rows: Sequence[Row]) -> list[list[str]]:
     """The symbol inventory: one list for a CTC task, one per slot for a classification task (sorted, from all
     splits: the label sets are closed)."""
@@ -182,4 +199,4 @@ def item_stats(
     return torch.stack([right, torch.ones_like(right)], 1).numpy()
 
 
-__all__ = ["TASKS", "TaskSpec", "get_task", "item_stats", "loss", "make_head", "targets", "vocabularies"]
+__all__ = ["TASKS", "TaskSpec", "check_rows", "get_task", "item_stats", "loss", "make_head", "targets", "vocabularies"]

@@ -14,6 +14,7 @@ import torch
 
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import Codec2VecError, StoreError
+from codec2vec.files import check_outside
 from codec2vec.store.layout import id_problem
 from codec2vec.store.store import TokenStore
 
@@ -45,6 +46,7 @@ def decode_store(
     """Decode utterances of a store to audio files `out/<id>.<fmt>` at the codec's sample rate."""
     import soundfile as sf
 
+    check_outside({"--out": out}, [store_path])  # the store is never written
     store = TokenStore.open(store_path)
     wanted = store.ids() if not ids else ids
     missing = [u for u in wanted if u not in store]
