@@ -329,10 +329,12 @@ def test_extract_exits_3_when_inputs_are_rejected(tmp_path: Path, lyra_dir: Path
     for frontend in ("codec", "waveform"):
         ckpt = _tiny_checkpoint(tmp_path / f"ckpt-{frontend}", frontend, info)
         out = tmp_path / f"f-{frontend}"
+        # A missing input is refused before anything is written (exit 2); an unreadable one is a reject (exit 3).
         argv = ["extract", str(ckpt), str(bad), str(tmp_path / "missing.wav"), "--out", str(out)]
-        assert main(argv) == 3, frontend
-        err = capsys.readouterr().err
-        assert "notes.wav" in err and "missing.wav" in err
+        assert main(argv) == 2, frontend
+        assert "missing.wav" in capsys.readouterr().err and not out.exists()
+        assert main(["extract", str(ckpt), str(bad), "--out", str(out)]) == 3, frontend
+        assert "notes.wav" in capsys.readouterr().err
 
 
 def test_extract_on_a_full_disk_is_one_line_naming_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -375,7 +377,7 @@ def test_probe_rows_without_the_tasks_field_and_bad_epochs_are_one_line(tmp_path
     ckpt = _tiny_checkpoint(tmp_path / "ckpt")
     sid = _task_folder(tmp_path / "sid", [{"id": "a", "path": "a.wav", "label": "s1"}, {"id": "b", "path": "b.wav"}])
     assert main(["probe", "sid", "--ckpt", str(ckpt), "--data", str(sid), "--cache-dir", str(tmp_path / "c")]) == 2
-    _one_line_error(capsys, "train.jsonl", "row 2", "label")
+    _one_line_error(capsys, "train.jsonl:2", "label")
     assert main(["probe", "pr", "--ckpt", str(ckpt), "--data", str(sid), "--cache-dir", str(tmp_path / "c")]) == 2
     _one_line_error(capsys, "train.jsonl", "phones")
     for epochs in ("0", "-1"):
