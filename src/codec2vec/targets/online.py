@@ -267,7 +267,7 @@ class OnlineTarget(nn.Module):
         g = torch.Generator().manual_seed(_hash64("reseed", step))
         perms = torch.stack([torch.randperm(recent.shape[1], generator=g) for _ in range(self.top_k)])  # (L', C)
         slot = (dead.long().cumsum(-1) - 1).clamp(min=0)  # (L', C): the j-th dead codeword of a layer takes perm[j]
-        pick = perms.to(recent.device).gather(1, slot)  # (L', C)
+        pick = perms.to(recent.device, non_blocking=True).gather(1, slot)  # (L', C)
         frames = recent.gather(1, pick[..., None].expand_as(recent))  # (L', C, D)
         self.codebooks.copy_(torch.where(dead[..., None], frames, self.codebooks))
         self.codeword_sums.copy_(torch.where(dead[..., None], frames, self.codeword_sums))

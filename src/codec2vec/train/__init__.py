@@ -355,7 +355,7 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
     run.started = time.time()  # the loop's clock (train.max_seconds, frames/s) starts here
     while run.step < cfg.train.steps and not run.out_of_time:
         loss = train_step(run)
-        run.out_of_time = _out_of_time(run) if run.sync_every_step or run.step % cfg.train.log_every == 0 else False
+        run.out_of_time = _out_of_time(run)
         log_step(run, loss)
         maybe_evaluate(run)
         maybe_save(run)
@@ -368,7 +368,7 @@ def _out_of_time(run: Run) -> bool:
     """`train.max_seconds` of this process's loop used up (rank 0's clock decides, so all ranks stop together); read
     on CUDA at log rows only (a host sync), so a run stops at the first log row past the limit."""
     limit = run.cfg.train.max_seconds
-    if limit <= 0:
+    if limit <= 0 or not (run.sync_every_step or run.step % run.cfg.train.log_every == 0):
         return False
     flag = torch.tensor([float(run.is_main and time.time() - run.started >= limit)], device=run.device)
     return bool(all_reduce(flag, run.world).item() > 0)
