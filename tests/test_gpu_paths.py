@@ -191,7 +191,9 @@ def test_rows_are_a_multiple_of_the_world_size(store_path: Path) -> None:
     store = TokenStore.open(store_path)
     ids = list(store.ids())
     for world in (2, 3):
-        loaders = [CropLoader(store, ids, batch_frames=520, crop_frames=100, rank=r, world_size=world) for r in range(world)]
+        loaders = [
+            CropLoader(store, ids, batch_frames=520, crop_frames=100, rank=r, world_size=world) for r in range(world)
+        ]
         for _ in range(2 * len(loaders[0]._plan)):  # over an epoch boundary
             sizes = {len(next(loader).ids) for loader in loaders}
             assert len(sizes) == 1, (world, sizes)  # every rank gets as many rows
