@@ -19,8 +19,10 @@ loader, model, optimizer, log window, step), `resume` restores it from the newes
 repeats `train_step` -> `log_step` -> `maybe_evaluate` -> `maybe_save` until the last step. The loss that
 trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check. A step's figures
 for the log (losses, sums, frames) stay on the device as one vector per micro-batch: the CPU reads them every
-step, CUDA once per log row or checkpoint (`flush`), so the GPU never waits for the host between steps; batches
-come from `data.workers` loader processes (auto: as many as the GPU needs), pinned, copied with non_blocking.
+step, CUDA once per log row or checkpoint (`flush`), as it checks `train.max_seconds`; between log rows the host
+waits for the GPU once per micro-batch (the forward's `nonzero()` of the masked frames). Batches come from
+`data.workers` loader processes (auto: as many as the GPU needs) with their masks drawn on the CPU
+(`Pretrainer.prepare`), pinned, copied with non_blocking. Rank 0 picks the checkpoint every rank resumes.
 """
 
 from __future__ import annotations
