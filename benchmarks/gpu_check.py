@@ -8,9 +8,10 @@ test (tests/test_gpu_check.py runs it tiny on the CPU so it cannot rot).
 Per config and phase (`start`: steps 1..S/2 then a checkpoint; `resume`: S/2+1..S from it) a row with
 `frames_per_s` (real frames per wall second, warm-up rows left out), `base_frames_per_s` (real frames per second
 of the loop without its data wait: what `GPU_BASE_FRAMES_PER_S` in frontends/audio_data.py estimates),
-`data_wait_share`, `peak_gpu_mem_gib`, `syncs_per_step` (host syncs CUDA reports per step with
-`torch.cuda.set_sync_debug_mode("warn")`, log rows included: one row every `log_every` steps) and the resume's
-check (`resumed_at`, `ok`). A last row `summary` holds the measured base figure next to the constant.
+`data_wait_share`, `peak_gpu_mem_gib`, `syncs_per_step` (host syncs CUDA reports inside `train_step` with
+`torch.cuda.set_sync_debug_mode("warn")`: one per micro-batch expected), `syncs_per_log_row` (those of the log
+rows, every `log_every` steps) and the resume's check (`resumed_at`, `ok`). A last row `summary` holds the
+measured base figure next to the constant.
 
 The stores hold random codes on each codec's real layout (Lyra v2: K=46, V=16; DAC 16 kHz: K=12, V=1024; 50
 frames/s), packed (`coding="packed"`: no numba needed); no codec weights or audio are read. It needs torch, numpy,
@@ -63,35 +64,38 @@ def make_store(path: Path, codec: str, utterances: int, seed: int = 0) -> Path:
 
 
 class SyncCount:
-    """Host syncs CUDA reports (`set_sync_debug_mode("warn")` warnings) while active: `total`, and `loop` inside the
-    training loop's per-step calls (`train_step`, `log_step`, `_out_of_time`: start-up, evaluation and checkpoints
-    left out); None on the CPU."""
+    """Host syncs CUDA reports (`set_sync_debug_mode("warn")` warnings) while active: `total`, `step` inside
+    `train_step` and `log` inside `log_step` and `_out_of_time` (which read the device at log rows only); start-up,
+    evaluation and checkpoints are in `total` only. None on the CPU."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
 
     def __enter__(self) -> SyncCount:
         from codec2vec import train
 
         self.total: int | None = None
-        self.loop: int | None = None
-        self.cuda = torch.cuda.is_available()
+        self.counts: dict[str, int] | None = None
         if not self.cuda:
             return self
         self._rec = warnings.catch_warnings(record=True)
         self.caught = self._rec.__enter__()
         warnings.simplefilter("always")
-        self.loop = 0
+        self.counts = {"step": 0, "log": 0}
         self._saved = {n: getattr(train, n) for n in ("train_step", "log_step", "_out_of_time")}
         for name, fn in self._saved.items():
-            setattr(train, name, self._counted(fn))
+            setattr(train, name, self._counted(fn, "step" if name == "train_step" else "log"))
         torch.cuda.set_sync_debug_mode("warn")
         return self
 
-    def _counted(self, fn: Any) -> Any:
+    def _counted(self, fn: Any, key: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             n = self._syncs()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.loop = (self.loop or 0) + self._syncs() - n
+                if self.counts is not None:
+                    self.counts[key] += self._syncs() - n
 
         return wrapper
 
@@ -151,7 +155,7 @@ def check(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        with SyncCount() as syncs:
+        with SyncCount(args.device == "cuda") as syncs:
             summary = pretrain(cfg)
         seconds = time.perf_counter() - t0
         first = 0 if phase == "start" else half
@@ -162,7 +166,8 @@ def check(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "log_every": args.log_every, "seconds": round(seconds, 2),
             **window_figures(run_dir, first, skip_rows=1 if ran > 2 * args.log_every else 0),
             "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None,
-            "syncs_per_step": None if syncs.loop is None else syncs.loop / max(1, ran),
+            "syncs_per_step": None if syncs.counts is None else syncs.counts["step"] / max(1, ran),  # accum_steps
+            "syncs_per_log_row": None if syncs.counts is None else syncs.counts["log"] / max(1, ran // args.log_every),
             "syncs_total": syncs.total,  # start-up, evaluation and checkpoints included
         }  # fmt: skip
         if phase == "resume":
