@@ -84,7 +84,7 @@ def test_loader_draws_masks_on_the_cpu_and_pins_them_with_the_batch(
     assert all(t.device.type == "cpu" for t in shim.pinned)
     assert any(t is batch.mask for t in shim.pinned) and any(t is batch.keep for t in shim.pinned)
     moved = pinned.to("meta")  # then one non-blocking copy, masks included
-    assert moved.mask is not None and moved.mask.device.type == "meta" and moved.seeds.device.type == "cpu"
+    assert moved.mask is not None and moved.mask.device.type == "meta" and moved.seeds.device.type == "meta"
 
 
 def test_masks_are_refused_from_device_lengths() -> None:

@@ -57,10 +57,10 @@ class Batch:
         return self.audio if self.audio is not None else self.codes
 
     def _map(self, fn: Any) -> Batch:
-        """The batch with `fn` applied to every tensor but the seeds (which stay on the CPU)."""
+        """The batch with `fn` applied to every tensor."""
         opt = lambda t: None if t is None else fn(t)  # noqa: E731
         return Batch(
-            codes=fn(self.codes), lengths=fn(self.lengths), seeds=self.seeds,
+            codes=fn(self.codes), lengths=fn(self.lengths), seeds=fn(self.seeds),
             labels={k: fn(v) for k, v in self.labels.items()}, ids=list(self.ids), audio=opt(self.audio),
             mask=opt(self.mask), keep=opt(self.keep),
         )  # fmt: skip
@@ -71,7 +71,8 @@ class Batch:
         return dataclasses.replace(self, mask=mask, keep=keep)
 
     def to(self, device: torch.device | str) -> Batch:
-        """The batch with its tensors on `device` (seeds stay on the CPU: masks are drawn there, before the copy)."""
+        """The batch with its tensors on `device` (draw the masks first: they come from the CPU lengths and seeds;
+        everything moves, so DDP has nothing left to copy, which it would do blocking)."""
         return self._map(lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> Batch:
