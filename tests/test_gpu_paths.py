@@ -341,3 +341,27 @@ def test_read_speed_leaves_the_first_batch_untimed(store_path: Path, monkeypatch
     speed = read_speed(source, plan, seconds=1.0, max_batches=4)
     frames = sum(sum(c.stop - c.start for c in b) for b in plan.peek(5)[1:5])
     assert speed == pytest.approx(frames / 0.04)
+
+
+def test_fp16_losses_that_stay_infinite_stop_the_run(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A diverged fp16 run (every step overflows, however low the scale) stops after `FP16_MAX_SKIPS` in a row."""
+    from codec2vec import train
+    from codec2vec.pretrainer import Pretrainer
+
+    run = _run(store_path, tmp_path / "run", "targets=reconstruction")
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    forward = Pretrainer.forward
+
+    def overflow(self: Pretrainer, batch: Any) -> Any:
+        out = forward(self, batch)
+        out.loss_sums = {n: v * float("inf") for n, v in out.loss_sums.items()}
+        return out
+
+    monkeypatch.setattr(Pretrainer, "forward", overflow)
+    monkeypatch.setattr(train, "FP16_MAX_SKIPS", 2)
+    train.train_step(run)
+    train.train_step(run)
+    with pytest.raises(FloatingPointError, match="3 steps in a row"):
+        train.train_step(run)

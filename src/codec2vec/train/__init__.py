@@ -56,6 +56,8 @@ from codec2vec.train.devices import (
 )
 from codec2vec.train.state import Run
 
+FP16_MAX_SKIPS = 50  # fp16 steps in a row the grad scaler may skip (it halves its scale each time) before the run stops
+
 
 def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -> Run:
     """Stores, data, model, optimizer and schedule of a fresh run (step 0)."""
@@ -216,10 +218,15 @@ def flush(run: Run) -> None:
     rows = torch.stack([v for _, v in run.pending]).tolist()  # (micro-batches, 3 T + 3)
     figures = [(s, row) for (s, _), row in zip(run.pending, rows)]
     run.pending.clear()
-    if (
-        run.scaler is not None
-    ):  # fp16: a step whose loss overflowed was skipped by the scaler; it is counted, not logged
+    if run.scaler is not None:  # fp16: the scaler skipped a step whose loss overflowed; counted, not logged
         bad = {s for s, row in figures if not all(map(math.isfinite, row))}
+        for step in sorted({s for s, _ in figures}):
+            run.skip_streak = run.skip_streak + 1 if step in bad else 0
+            if run.skip_streak > FP16_MAX_SKIPS:
+                raise FloatingPointError(
+                    f"pretrain: fp16 loss not finite for {run.skip_streak} steps in a row (step {step}): it diverged; "
+                    "lower train.lr or use train.precision=bf16"
+                )
         figures = [(s, row) for s, row in figures if s not in bad]
         run.skipped_steps += len(bad)
     steps = run.window.add_steps(figures)
@@ -242,7 +249,6 @@ def log_step(run: Run, loss: float) -> None:
     due = run.step % tr.log_every == 0 or run.last_step
     if due:  # the progress line between rows shows the figures of the last read: no host sync per step
         flush(run)
-    if due:
         figures, notes = run.model.window_metrics(lambda t: all_reduce(t, run.world))  # online: codewords in use
         run.last_row = {
             "step": run.step,
