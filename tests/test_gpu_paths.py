@@ -360,8 +360,32 @@ def test_fp16_losses_that_stay_infinite_stop_the_run(
         return out
 
     monkeypatch.setattr(Pretrainer, "forward", overflow)
-    monkeypatch.setattr(train, "FP16_MAX_SKIPS", 2)
+    monkeypatch.setattr(train, "FP16_MAX_SKIPS", 2, raising=False)
     train.train_step(run)
     train.train_step(run)
     with pytest.raises(FloatingPointError, match="3 steps in a row"):
         train.train_step(run)
+
+
+def test_resuming_on_another_world_size_warns_naming_both(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint of one process resumed by rank 0 of two (collectives stubbed: one process plays rank 0) gets
+    a warning line naming both world sizes and what changes."""
+    import torch.distributed as dist
+
+    from codec2vec import train
+    from codec2vec.train import pretrain
+
+    pretrain(tiny_config(store_path, tmp_path / "run", "train.steps=2", "train.eval_every=0"))
+    capsys.readouterr()
+    monkeypatch.setattr(train, "wrap_ddp", lambda model, *args: model)
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objects, **kw: None)
+    monkeypatch.setattr(dist, "all_gather_object", lambda out, obj: None)
+    cfg = tiny_config(store_path, tmp_path / "run", "train.steps=4", "train.eval_every=0")
+    run = train.setup(cfg, rank=0, world=2, device=torch.device("cpu"))
+    train.resume(run)
+    assert run.step == 2
+    train.start_log(run)
+    err = capsys.readouterr().err
+    assert "warning: resuming a run saved by 1 process(es) on 2" in err and "data.row_multiple" in err
