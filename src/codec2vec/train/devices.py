@@ -78,7 +78,7 @@ def agreed_checkpoint(run_dir: Path, rank: int, world: int, device: torch.device
         dist.all_gather_object(errors, mine)
         if any(errors):
             raise ConfigError(
-                f"pretrain: cannot resume {path.name}: {next(e for e in errors if e)} "
+                f"run.dir: cannot resume {path.name}: {next(e for e in errors if e)} "
                 "(run.dir must be one directory that every node shares)"
             )
     assert loaded is not None
