@@ -145,9 +145,10 @@ def check(name: str, args: argparse.Namespace) -> dict[str, Any]:
     base = [f"data.store={store}", f"data.codec={codec}", f"run.dir={run_dir}", "run.progress=off",
             "run.tensorboard=false", f"train.device={args.device}", f"train.log_every={args.log_every}",
             "train.eval_every=0", "data.dev_batches=1", "train.keep_checkpoints=1", "train.warmup_steps=10",
-            "train.max_seconds=150", *(["train.precision=fp32"] if args.device == "cpu" else []),
+            f"train.max_seconds={args.phase_seconds}", *(["train.precision=fp32"] if args.device == "cpu" else []),
             *(TINY if args.tiny else []), *args.set]  # fmt: skip
     row: dict[str, Any] = {}
+    stopped_at = 0
     for phase, steps in (("start", half), ("resume", args.steps)):
         cfg = load_config(
             ROOT / "configs" / f"{name}.yaml", [*base, f"train.steps={steps}", f"train.ckpt_every={half}"]
@@ -158,7 +159,7 @@ def check(name: str, args: argparse.Namespace) -> dict[str, Any]:
         with SyncCount(args.device == "cuda") as syncs:
             summary = pretrain(cfg)
         seconds = time.perf_counter() - t0
-        first = 0 if phase == "start" else half
+        first = 0 if phase == "start" else stopped_at
         ran = int(summary["steps_run"])
         row = {
             "config": name, "phase": phase, "device": args.device, "steps_run": ran, "step": int(summary["step"]),
@@ -170,9 +171,10 @@ def check(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "syncs_per_log_row": None if syncs.counts is None else syncs.counts["log"] / max(1, ran // args.log_every),
             "syncs_total": syncs.total,  # start-up, evaluation and checkpoints included
         }  # fmt: skip
-        if phase == "resume":
-            want = args.steps - half
-            row.update(resumed_at=half, ok=ran == want and int(summary["step"]) == args.steps)
+        if phase == "resume":  # it went on from where the first phase stopped, to the last step
+            row.update(resumed_at=int(summary["step"]) - ran)
+            row.update(ok=row["resumed_at"] == stopped_at and int(summary["step"]) == args.steps)
+        stopped_at = int(summary["step"])
         emit(row)
     return row
 
@@ -187,14 +189,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="a 2-layer, 64-wide model and small batches (CPU smoke run)")
     p.add_argument("--set", nargs="*", default=[], help="more config overrides, key=value")
     p.add_argument("--out", type=Path, default=Path("gpu_check_out"))
+    p.add_argument("--phase-seconds", type=float, default=60.0, help="train.max_seconds of each phase (a guard)")
+    p.add_argument("--budget-seconds", type=float, default=300.0, help="configs not started by then are skipped")
     args = p.parse_args(argv)
+    try:
+        import codec2vec  # noqa: F401
+    except ImportError:  # run from a checkout without installing it
+        sys.path.insert(0, str(ROOT / "src"))
     if args.device == "cuda" and not torch.cuda.is_available():
         emit({"error": "gpu_check: --device cuda but torch sees no CUDA device (use --device cpu for a smoke run)"})
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     emit({"torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"})
-    failed, measured = 0, {}
+    failed, measured, t0 = 0, {}, time.perf_counter()
     for name in args.configs:
+        if time.perf_counter() - t0 > args.budget_seconds:
+            failed += 1
+            emit({"config": name, "error": f"skipped: the {args.budget_seconds:.0f} s budget was used up"})
+            continue
         try:
             row = check(name, args)
             measured[name] = row["base_frames_per_s"]
