@@ -104,8 +104,9 @@ def test_plan_is_global_deterministic_and_resumable(store_path: Path) -> None:
     assert set(train).isdisjoint(dev) and sorted(train + dev) == sorted(store.ids()) and dev
     assert split_ids(store, 0.15) == (train, dev)
 
-    def loader(rank: int = 0, world: int = 1) -> CropLoader:
-        return CropLoader(store, train, batch_frames=400, crop_frames=100, seed=3, rank=rank, world_size=world)
+    def loader(rank: int = 0, world: int = 1) -> CropLoader:  # one plan for 1 and 2 processes: data.row_multiple
+        kw = {"rank": rank, "world_size": world, "row_multiple": 2}
+        return CropLoader(store, train, batch_frames=400, crop_frames=100, seed=3, **kw)
 
     one, r0, r1 = loader(), loader(0, 2), loader(1, 2)
     for _ in range(12):  # more than an epoch
@@ -457,6 +458,7 @@ def test_torchrun_two_processes_match_one(store_path: Path, tmp_path: Path) -> N
         "model.input_dropout=0",
         "model.layer_drop=0",
         "train.accum_steps=2",
+        "data.row_multiple=2",  # the plan 2 processes share evenly, for one process too
     )
     single = tiny_config(store_path, tmp_path / "one", *extra)
     pretrain(single)

@@ -3,7 +3,8 @@
 Every process computes the same global plan from the run seed (which utterances, in which order, which
 crop) using only the store's index; each DDP rank then reads only its own rows (`rows[rank::world]`) from
 the store. A batch is global: it holds as many crops as fit in `batch_frames` padded frames (rows x
-longest crop), so one process and N processes see the same rows for the same step. Every row carries a
+longest crop), cut to a multiple of `data.row_multiple` rows (0: the world size) so the ranks share them evenly;
+one process and N processes with the same `row_multiple` see the same rows for the same step. Every row carries a
 seed made from (run seed, epoch, utterance id) so masks and quantizer dropout never depend on the rank.
 Batches are length-bucketed (fairseq's `batch_by_size` on HuBERT's shuffled order): each epoch's shuffled
 crops are cut into pools of `bucket_pool` crops, each pool is sorted by crop length and packed, and the
@@ -21,6 +22,7 @@ float and `codes` (B, 0, T).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -46,34 +48,37 @@ class Batch:
     labels: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, T) long (k-means labels, ...)
     ids: list[str] = field(default_factory=list)
     audio: Tensor | None = None  # (B, 320 T) float 16 kHz, for the audio front ends (codes are then (B, 0, T))
+    mask: Tensor | None = None  # (B, T) bool span mask, drawn on the CPU from the seeds (Pretrainer.prepare)
+    keep: Tensor | None = None  # (B,) long quantizer-dropout levels, drawn with the mask (None: all levels)
 
     @property
     def inputs(self) -> Tensor:
         """What the encoder's front end reads: the audio when the batch has it, else the codes."""
         return self.audio if self.audio is not None else self.codes
 
-    def to(self, device: torch.device | str) -> Batch:
-        """The batch with its tensors on `device` (seeds stay where they are: masks are drawn on the CPU)."""
+    def _map(self, fn: Any) -> Batch:
+        """The batch with `fn` applied to every tensor."""
+        opt = lambda t: None if t is None else fn(t)  # noqa: E731
         return Batch(
-            codes=self.codes.to(device, non_blocking=True),
-            lengths=self.lengths.to(device, non_blocking=True),
-            seeds=self.seeds,
-            labels={k: v.to(device, non_blocking=True) for k, v in self.labels.items()},
-            ids=list(self.ids),
-            audio=None if self.audio is None else self.audio.to(device, non_blocking=True),
-        )
+            codes=fn(self.codes), lengths=fn(self.lengths), seeds=fn(self.seeds),
+            labels={k: fn(v) for k, v in self.labels.items()}, ids=list(self.ids), audio=opt(self.audio),
+            mask=opt(self.mask), keep=opt(self.keep),
+        )  # fmt: skip
+
+    def with_masks(self, masker: Any) -> Batch:
+        """The batch with its span mask and quantizer-dropout levels drawn on the CPU by `masker` (masking.Masker)."""
+        mask, keep = masker(self.lengths, self.codes.shape[-1], self.seeds)
+        return dataclasses.replace(self, mask=mask, keep=keep)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch with its tensors on `device` (draw the masks first: they come from the CPU lengths and seeds;
+        everything moves, so DDP has nothing left to copy, which it would do blocking)."""
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> Batch:
         """The batch in page-locked memory (a `DataLoader(pin_memory=True)` calls it in its pinning thread), so the
-        copies of `to(cuda)` run asynchronously."""
-        return Batch(
-            codes=self.codes.pin_memory(),
-            lengths=self.lengths.pin_memory(),
-            seeds=self.seeds,
-            labels={k: v.pin_memory() for k, v in self.labels.items()},
-            ids=self.ids,
-            audio=None if self.audio is None else self.audio.pin_memory(),
-        )
+        copies of `to(cuda)` run asynchronously. Only CPU tensors can be pinned: call it before `to`."""
+        return self._map(lambda t: t.pin_memory())
 
 
 def _hash64(*parts: Any) -> int:
@@ -175,20 +180,25 @@ def _open_labels(store: TokenStore, label_names: Sequence[str], ids: Sequence[st
     return sets
 
 
-def pack(crops: Sequence[Crop], batch_frames: int) -> list[list[Crop]]:
-    """Greedy packing in order: a batch grows while rows x longest crop stays within `batch_frames`."""
+def pack(crops: Sequence[Crop], batch_frames: int, multiple: int = 1) -> list[list[Crop]]:
+    """Greedy packing in order: a batch grows while rows x longest crop stays within `batch_frames`; with
+    `multiple` > 1 a full batch keeps a multiple of `multiple` rows (its last rows start the next batch) and the
+    tail is cut to one, so every rank gets the same number of rows."""
     batches: list[list[Crop]] = []
     cur: list[Crop] = []
     longest = 0
     for c in crops:
         n = c.stop - c.start
         if cur and (len(cur) + 1) * max(longest, n) > batch_frames:
-            batches.append(cur)
-            cur, longest = [], 0
+            cut = len(cur) - len(cur) % multiple if len(cur) >= multiple else len(cur)
+            batches.append(cur[:cut])
+            cur = cur[cut:]
+            longest = max((x.stop - x.start for x in cur), default=0)
         cur.append(c)
         longest = max(longest, n)
-    if cur:
-        batches.append(cur)
+    cut = len(cur) - len(cur) % multiple
+    if cut:
+        batches.append(cur[:cut])
     return batches
 
 
@@ -214,7 +224,10 @@ class CropLoader:
         world_size: int = 1,
         label_names: Sequence[str] = (),
         bucket_pool: int = 2048,
+        row_multiple: int = 0,
     ) -> None:
+        """`row_multiple`: every batch's rows are a multiple of it (0: the world size), so ranks get equal rows;
+        the plan depends on it, not on the world size, so a run may resume on any world size that divides it."""
         self.store = store
         self.batch_frames = int(batch_frames)
         self.crop_frames = int(crop_frames)
@@ -228,11 +241,18 @@ class CropLoader:
         self.frames = [frames[i] for i in self.ids]
         if not self.ids:
             raise ConfigError(f"data.min_frames: no training utterance has >= {min_frames} frames")
+        self.row_multiple = int(row_multiple) or self.world_size
+        if self.row_multiple % self.world_size:
+            raise ConfigError(
+                f"data.row_multiple: {self.row_multiple} rows cannot be shared evenly by {self.world_size} processes; "
+                "use a multiple of the world size (or 0: the world size)"
+            )
         rows_min = max(1, self.batch_frames // self.crop_frames)
-        if rows_min < self.world_size:
+        if rows_min < self.row_multiple:
             raise ConfigError(
                 f"data.batch_frames: {self.batch_frames} frames hold {rows_min} crop(s) of {self.crop_frames}, "
-                f"fewer than the {self.world_size} processes; raise data.batch_frames or lower data.crop_frames"
+                f"fewer than the {self.row_multiple} rows a batch must share evenly among processes "
+                "(data.row_multiple, 0: the world size); raise data.batch_frames or lower data.crop_frames"
             )
         self.workers = 0  # it reads in the training process (audio_data.ProcessLoader reads a plan in processes)
         self.epoch = 0
@@ -252,19 +272,19 @@ class CropLoader:
         return Crop(utt, start, start + c, utterance_seed(self.seed, epoch, utt))
 
     def _epoch_plan(self, epoch: int) -> list[list[Crop]]:
-        """Every global batch of `epoch`, from the seed and the index only; batches with fewer rows than
-        processes (a pool's tail) are dropped."""
+        """Every global batch of `epoch`, from the seed and the index only; each batch's rows are a multiple of
+        `row_multiple` (a pool's tail is cut to one, or dropped when shorter)."""
         crops = [self._crop(epoch, i) for i in self._permutation(epoch)]
         if self.bucket_pool <= 1:
-            batches = pack(crops, self.batch_frames)
+            batches = pack(crops, self.batch_frames, self.row_multiple)
         else:
             batches = []
             for p0 in range(0, len(crops), self.bucket_pool):
                 pool = sorted(crops[p0 : p0 + self.bucket_pool], key=lambda c: c.stop - c.start)  # stable
-                packed = pack(pool, self.batch_frames)
+                packed = pack(pool, self.batch_frames, self.row_multiple)
                 g = torch.Generator().manual_seed(_hash64("pool", self.seed, epoch, p0))
                 batches += [packed[i] for i in torch.randperm(len(packed), generator=g).tolist()]
-        return [b for b in batches if len(b) >= self.world_size]
+        return [b for b in batches if len(b) >= self.row_multiple]
 
     def next_plan(self) -> list[Crop]:
         """The next global batch as crops (all ranks), advancing the position."""
@@ -295,6 +315,8 @@ class CropLoader:
             "seed": self.seed,
             "num_ids": len(self.ids),
             "bucket_pool": self.bucket_pool,
+            "row_multiple": self.row_multiple,
+            "world_size": self.world_size,
         }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
@@ -310,6 +332,19 @@ class CropLoader:
             )
         self.epoch, self.cursor = int(state["epoch"]), int(state["batch"])
         self._plan = self._epoch_plan(self.epoch)
+
+    def plan_change(self, state: dict[str, int]) -> str | None:
+        """What differs from the run a saved position (`state_dict`) came from, for a warning: another world size
+        with another `row_multiple` changes the batch plan from the resumed position on; None when it does not."""
+        old_world = int(state.get("world_size", self.world_size))
+        old_multiple = int(state.get("row_multiple", old_world))  # before row_multiple: the world-size rule
+        if old_world == self.world_size and old_multiple == self.row_multiple:
+            return None
+        plan = "the same batch plan" if old_multiple == self.row_multiple else (
+            f"another batch plan from epoch {state['epoch']} batch {state['batch']} on (rows a multiple of "
+            f"{self.row_multiple}, not {old_multiple}; set data.row_multiple to keep one plan across world sizes)"
+        )  # fmt: skip
+        return f"resuming a run saved by {old_world} process(es) on {self.world_size}: {plan}"
 
 
 def dev_plan(

@@ -104,8 +104,32 @@ def quantizer_keep_levels(seeds: Tensor, num_levels: int, prob: float, min_level
     return out.to(seeds.device)
 
 
+@dataclass(frozen=True)
+class Masker:
+    """Draws a batch's span mask and quantizer-dropout levels on the CPU from CPU lengths and seeds; picklable, so
+    loader processes call it and the masks are pinned and copied to the GPU with the batch (never read back)."""
+
+    masking: MaskingConfig
+    num_levels: int = 0  # K of the codec front end (0: no quantizer dropout, e.g. the audio baselines)
+    dropout: float = 0.0  # quantizer-dropout probability per utterance
+    min_levels: int = 1
+
+    def __call__(self, lengths: Tensor, max_len: int, seeds: Tensor) -> tuple[Tensor, Tensor | None]:
+        """`(B,)` lengths and seeds on the CPU -> mask `(B, max_len)` bool, keep levels `(B,)` long or None."""
+        if lengths.device.type != "cpu" or seeds.device.type != "cpu":
+            raise ValueError(
+                f"masks are drawn from CPU lengths and seeds (got {lengths.device}, {seeds.device}): draw them "
+                "before the batch is copied to the device (Pretrainer.prepare)"
+            )
+        mask = span_mask(lengths, max_len, self.masking, seeds)
+        if self.dropout <= 0 or self.num_levels <= 0:
+            return mask, None
+        return mask, quantizer_keep_levels(seeds, self.num_levels, self.dropout, self.min_levels)
+
+
 __all__ = [
     "MAX_MASKED_FRACTION",
+    "Masker",
     "MaskingConfig",
     "expected_masked_fraction",
     "quantizer_keep_levels",

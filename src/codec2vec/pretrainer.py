@@ -1,10 +1,13 @@
 """The pre-trainer: Codec2Vec encoder + span masker + targets (each with its heads), composed, not inherited.
 
 Like torchaudio's `HuBERTPretrainModel(encoder, mask_generator, logit_generator)`. One forward:
-  seeds (B,) -> span mask (B, T) and quantizer-dropout levels (B,)          (per utterance, `masking.py`)
+  seeds (B,) -> span mask (B, T) and quantizer-dropout levels (B,)          (per utterance, `masking.py`; drawn
+                                     on the CPU by `prepare` before the batch is copied to the device)
   encoder(codes (B, K, T) or audio (B, S), lengths, mask, keep_levels) -> layers [L + 1] x (B, T, D)
   for each target: labels [(B, T)] -> keep masked frames -> logits of the last layer's masked frames (N, D)
   -> summed cross-entropy, masked-frame count and correct count per target.
+The masked frames are found with one `nonzero()` per forward (the only host sync; one more for the unmasked
+frames when `unmasked_weight` > 0), shared by every target, head and layer.
 Sums (not means) come back so the training loop can divide by the count all-reduced over DDP ranks and
 accumulation steps, which makes N processes equal one process with the same global batch.
 """
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 from codec2vec.codecs.base import CodecInfo
 from codec2vec.config import PretrainConfig
 from codec2vec.data import IGNORE, Batch
-from codec2vec.masking import MaskingConfig, quantizer_keep_levels, span_mask
+from codec2vec.masking import Masker, MaskingConfig
 from codec2vec.model import Codec2VecEncoder, ModelConfig
 from codec2vec.store import TokenStore
 from codec2vec.targets import Target, TargetsConfig, build_targets
@@ -52,7 +55,9 @@ class TargetSums:
         import torch.distributed as dist
 
         names = list(self.loss)
-        flat = torch.tensor([*self.loss.values(), *self.correct.values(), *self.count.values()], device=device)
+        flat = torch.tensor(  # float64, as one process sums them: float32 loses counts past 2^24 frames
+            [*self.loss.values(), *self.correct.values(), *self.count.values()], dtype=torch.float64, device=device
+        )
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         k, v = len(names), flat.tolist()
         return TargetSums(dict(zip(names, v[:k])), dict(zip(names, v[k : 2 * k])), dict(zip(names, v[2 * k :])))
@@ -128,33 +133,40 @@ class Pretrainer(nn.Module):
         """The targets, typed by their protocol (an `nn.ModuleList` holds them for parameters and state)."""
         return [cast(Target, t) for t in self.targets]
 
-    def masks(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
-        """Span mask `(B, T)` and quantizer-dropout levels `(B,)` (None outside training) from the seeds."""
-        mask = span_mask(batch.lengths, batch.codes.shape[-1], self.masking, batch.seeds.cpu())
-        keep = None
+    def masker(self) -> Masker:
+        """What draws this model's masks and quantizer-dropout levels (picklable, for loader processes)."""
         cfg = self.encoder.config
-        if self.training and cfg.quantizer_dropout > 0 and self.encoder.num_codebooks > 0:
-            keep = quantizer_keep_levels(
-                batch.seeds.cpu(), self.encoder.num_codebooks, cfg.quantizer_dropout, cfg.quantizer_dropout_min_levels
-            )
-        device = batch.codes.device
-        if device.type == "cuda":  # made on the CPU from the seeds: pinned, so the copy does not wait for the GPU
-            mask = mask.pin_memory()
-            keep = keep.pin_memory() if keep is not None else None
-        return mask.to(device, non_blocking=True), keep.to(device, non_blocking=True) if keep is not None else None
+        return Masker(self.masking, self.encoder.num_codebooks, cfg.quantizer_dropout, cfg.quantizer_dropout_min_levels)
+
+    def prepare(self, batch: Batch) -> Batch:
+        """A CPU `batch` with its span mask `(B, T)` and quantizer-dropout levels `(B,)` drawn from its seeds, so they
+        are pinned and copied with it (`Batch.to`) and the device never waits for the host."""
+        if batch.mask is not None:
+            return batch
+        return batch.with_masks(self.masker())
+
+    def masks(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        """Span mask `(B, T)` and quantizer-dropout levels `(B,)` (None outside training): the batch's own (`prepare`),
+        else drawn now from its lengths and seeds read back to the CPU (a host sync when they are on a GPU)."""
+        mask, keep = batch.mask, batch.keep
+        if mask is None:
+            mask, keep = self.masker()(batch.lengths.cpu(), batch.codes.shape[-1], batch.seeds.cpu())
+            mask, keep = mask.to(batch.codes.device), None if keep is None else keep.to(batch.codes.device)
+        return mask, keep if self.training else None
 
     def forward(self, batch: Batch) -> PretrainOutput:
         mask, keep = self.masks(batch)  # (B, T), (B,) | None
         layers, _ = self.encoder(batch.inputs, batch.lengths, mask=mask, keep_levels=keep)
-        parts = [("", mask)]  # (name suffix, frames scored)
+        last = layers[-1].flatten(0, 1)  # (B T, D)
+        parts = [("", mask.flatten().nonzero().squeeze(1))]  # (name suffix, scored frames (N,)): the host sync
         if self.unmasked_weight > 0:
-            parts.append(("_unmasked", ~mask))  # padding is IGNORE in every target's labels
+            parts.append(("_unmasked", (~mask).flatten().nonzero().squeeze(1)))  # padding is IGNORE in the labels
         out = PretrainOutput(loss_sums={}, counts={}, correct={}, weights=self.loss_weights())
         for target in self.target_list():
-            all_labels = target.labels(batch, layers, mask=mask)  # heads x (B, T)
+            all_labels = [y.flatten() for y in target.labels(batch, layers, mask=mask)]  # heads x (B T,)
             for suffix, frames in parts:
-                labels = [y[frames] for y in all_labels]  # heads x (N,)
-                logits = target.logits(layers[-1][frames])  # heads x (N, C)
+                labels = [y.index_select(0, frames) for y in all_labels]  # heads x (N,)
+                logits = target.logits(last.index_select(0, frames))  # heads x (N, C)
                 ce = [
                     F.cross_entropy(z.float(), y, ignore_index=IGNORE, reduction="sum") for z, y in zip(logits, labels)
                 ]

@@ -130,7 +130,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
         t0 = _sync(device)
         batch = next(loader)
         batch.labels = {label_name: torch.randint(0, 100, (len(batch.ids), batch.codes.shape[-1]), generator=g)}
-        batch = batch.to(device)
+        batch = model.prepare(batch).to(device)  # masks drawn on the CPU, copied with the batch
         t1 = _sync(device)
         with amp:
             loss = model(batch).loss()

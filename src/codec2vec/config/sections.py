@@ -29,6 +29,8 @@ class DataConfig:
     min_frames: int = 4  # shorter utterances are skipped
     batch_frames: int = 4375  # padded frames per micro-batch over ALL processes (rows x longest row)
     bucket_pool: int = 2048  # crops sorted by length together into batches (data.py); 0 = no bucketing
+    row_multiple: int = 0  # rows of every batch are a multiple of this, shared evenly by the processes; 0 = the
+    # world size (the plan then depends on it: set e.g. 8 to resume the same plan on 1, 2, 4 or 8 processes)
     dev_batches: int = 0  # evaluation batches per dev pass; 0 = the whole dev split
     codebook_key: str = ""  # key file of a scrambled store (`codec2vec anonymize`): keyed embedding init
     audio: str = ""  # audio baselines (model.frontend waveform/mel): manifest (jsonl id/path); "" = the store's sources

@@ -13,9 +13,9 @@ batches, in order, pinned for the GPU on CUDA); each batch carries the plan posi
 is the position of the last batch the training loop took, and resuming is exact however far the workers had read
 ahead. `data.workers: auto` reads in the training process on the CPU (compute is the limit there; a thread reads
 `data.prefetch` batches ahead, overlapping the step's compute) and, on CUDA, starts as many processes as a GPU
-needs (`loader_processes`): what a base model consumes on a GPU (`GPU_BASE_FRAMES_PER_S`, measured on an H200 in
-bf16) over what one process reads, timed at start-up (`read_speed`), with 25% to spare, at most the CPUs this
-process may use less one.
+needs (`loader_processes`): what a base model consumes on a GPU (`GPU_BASE_FRAMES_PER_S`, an estimate) over what
+one process reads, timed after a warm-up batch (`read_speed`), with 25% to spare, at most the CPUs this process may
+use less one. Workers also draw each batch's masks (`masker`), pinned and copied with it.
 
 Shapes: `Batch.audio` (B, 320 T) float32, zero past each row's crop; `Batch.codes` (B, 0, T) (no codes, but
 the frame count and device travel with it); `lengths` (B,) frames; labels (B, T) long padded with -100.
@@ -151,12 +151,12 @@ class _Plans:
 
 
 class _Reader(torch.utils.data.Dataset):
-    def __init__(self, source: AudioSource) -> None:
-        self.source = source
+    def __init__(self, source: AudioSource, masker: Any = None) -> None:
+        self.source, self.masker = source, masker
 
     def __getitem__(self, item: tuple[dict[str, int], list[Crop]]) -> tuple[dict[str, int], Batch]:
-        state, crops = item
-        return state, self.source.collate(crops)
+        batch = self.source.collate(item[1])
+        return item[0], batch if self.masker is None else batch.with_masks(self.masker)
 
 
 def _as_is(x: Any) -> Any:
@@ -208,21 +208,20 @@ class ProcessLoader:
     process when 0), pinned for asynchronous copies to the GPU when `pin_memory`."""
 
     def __init__(
-        self, plan: CropLoader, *, source: Any, workers: int = 0, pin_memory: bool = False, prefetch: int = 0
-    ) -> None:
+        self, plan: CropLoader, *, source: Any, workers: int = 0, pin_memory: bool = False, prefetch: int = 0,
+        masker: Any = None,
+    ) -> None:  # fmt: skip
         """`plan`: the codec loader whose crops (ids, frame ranges, seeds) this loader reads; `source`: an
-        `AudioSource` or `StoreSource`; `prefetch`: with no workers, batches a thread reads ahead (0: none)."""
-        self.plan = plan
-        self.source = source
-        self.workers = int(workers)
-        self.pin_memory = bool(pin_memory)
-        self.prefetch = int(prefetch)
+        `AudioSource` or `StoreSource`; `prefetch`: with no workers, batches a thread reads ahead (0: none);
+        `masker`: draws each batch's masks where it is read (masking.Masker; None: the training loop does)."""
+        self.plan, self.source, self.masker = plan, source, masker
+        self.workers, self.pin_memory, self.prefetch = int(workers), bool(pin_memory), int(prefetch)
         self._state = self.plan.state_dict()
         self._it: Any = None  # an iterator of (plan position after the batch, batch)
 
     def _iterator(self) -> Any:
         if self.workers == 0:
-            reader, plans = _Reader(self.source), _Plans(self.plan)  # not `self`: the thread must not hold it
+            reader, plans = _Reader(self.source, self.masker), _Plans(self.plan)  # the thread must not hold `self`
             items = iter(reader[item] for item in plans)
             if self.prefetch == 0:
                 return items
@@ -230,7 +229,7 @@ class ProcessLoader:
             weakref.finalize(self, ahead.stop.set)  # a loader dropped without close() stops its thread too
             return ahead
         loader = torch.utils.data.DataLoader(
-            _Reader(self.source),
+            _Reader(self.source, self.masker),
             batch_size=None,
             sampler=_Plans(self.plan),  # type: ignore[arg-type]
             num_workers=self.workers,
@@ -238,8 +237,7 @@ class ProcessLoader:
             prefetch_factor=4,  # batches read ahead per worker
             pin_memory=self.pin_memory,  # Batch.pin_memory: page-locked, so `.to(cuda, non_blocking=True)` overlaps
             persistent_workers=False,
-            # its own generator: starting workers must not draw from the global RNG that seeds each step's
-            # dropout (a resumed run starts them at another step than the uninterrupted run did)
+            # own generator: starting workers must not draw from the global RNG that seeds each step's dropout
             generator=torch.Generator().manual_seed(self.plan.seed),
         )
         return iter(loader)
@@ -250,8 +248,7 @@ class ProcessLoader:
     def __next__(self) -> Batch:
         if self._it is None:
             self._it = self._iterator()
-        state, batch = next(self._it)
-        self._state = state
+        self._state, batch = next(self._it)
         return batch
 
     def state_dict(self) -> dict[str, int]:
@@ -270,7 +267,7 @@ class ProcessLoader:
 
 
 class AudioCropLoader(ProcessLoader):
-    """`ProcessLoader` over the utterances' audio files (`paths`: id -> file), for the audio baselines."""
+    """`ProcessLoader` over the utterances' audio files (`paths`: id -> file), for the audio baselines (bench)."""
 
     def __init__(self, plan: CropLoader, *, paths: dict[str, str], workers: int = 0, pin_memory: bool = False) -> None:
         source = AudioSource(store_root=str(plan.store.root), paths=paths, label_names=plan.label_names)
@@ -279,7 +276,7 @@ class AudioCropLoader(ProcessLoader):
 
 # --- how many loader processes --------------------------------------------------------------------
 
-GPU_BASE_FRAMES_PER_S = 93_000.0  # frames/s a base model consumes on one H200 in bf16 (issue 11, measured)
+GPU_BASE_FRAMES_PER_S = 93_000.0  # frames/s of a base model on one H200, bf16: an estimate (gpu_check.py measures it)
 SPARE = 1.25  # loader capacity over consumption, so read-time bursts do not reach the training loop
 
 
@@ -290,9 +287,11 @@ def loader_processes(consumes_frames_per_s: float, reads_frames_per_s: float) ->
 
 def read_speed(source: Any, plan: CropLoader, *, seconds: float = 0.5, max_batches: int = 16) -> float:
     """Real frames per second one process reads through `source` on this rank's rows of the plan's next batches
-    (the plan's position does not move)."""
+    (the plan's position does not move); the first batch warms up (numba's first compile, file headers) untimed."""
+    for crops in (batches := plan.peek(max_batches + 1))[:1]:
+        source.collate(crops[plan.rank :: plan.world_size])  # the warm-up, untimed
     frames, t0 = 0, time.perf_counter()
-    for crops in plan.peek(max_batches):
+    for crops in batches[1:] or batches:
         frames += int(source.collate(crops[plan.rank :: plan.world_size]).lengths.sum())
         if time.perf_counter() - t0 > seconds:
             break
@@ -337,15 +336,17 @@ def make_loaders(
     world_size: int,
     label_names: Sequence[str],
     device_type: str = "cpu",
+    masker: Any = None,
 ) -> tuple[Any, Any]:
     """(training loader, dev-batch function `(dev_store, plan, rank, world) -> batches`) for `cfg.model.frontend`:
     store crops for the codec front end, audio crops for the baselines, read in `data.workers` processes
-    (`resolve_workers`; when 0, by a thread `data.prefetch` batches ahead, or on request). The loader's `workers`
-    says how many processes it uses."""
+    (`resolve_workers`; when 0, by a thread `data.prefetch` batches ahead, or on request), which also draw the
+    masks with `masker` (masking.Masker). The loader's `workers` says how many processes it uses."""
     d = cfg.data
     plan = CropLoader(
         store, train_ids, batch_frames=d.batch_frames, crop_frames=d.crop_frames, min_frames=d.min_frames,
         seed=cfg.train.seed, rank=rank, world_size=world_size, label_names=label_names, bucket_pool=d.bucket_pool,
+        row_multiple=d.row_multiple,
     )  # fmt: skip
     if cfg.model.frontend == "codec":
         source: Any = StoreSource(store_root=str(store.root), label_names=label_names)
@@ -370,7 +371,7 @@ def make_loaders(
     if cfg.model.frontend == "codec" and workers == 0 and d.prefetch == 0:
         return plan, dev  # reading in this process when asked: the plan reads its own crops
     pin = device_type == "cuda"
-    return ProcessLoader(plan, source=source, workers=workers, pin_memory=pin, prefetch=d.prefetch), dev
+    return ProcessLoader(plan, source=source, workers=workers, pin_memory=pin, prefetch=d.prefetch, masker=masker), dev
 
 
 def check_audio_store(store: Any, frontend: str) -> None:

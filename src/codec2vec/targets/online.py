@@ -146,6 +146,11 @@ class OnlineTarget(nn.Module):
         self._pending: tuple[Tensor, Tensor] | None = None  # (sums (L', C, D), counts (L', C)) not yet applied
         self._recent: Tensor | None = None  # (L', C, D) frames of the last training batch, for re-seeding
         self._warned = False
+        self._frozen = False  # a Python copy of `frozen`: reading the buffer would wait for the GPU every forward
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)  # type: ignore[arg-type]
+        self._frozen = bool(self.frozen)  # once per load, not per step
 
     def train(self, mode: bool = True) -> OnlineTarget:
         super().train(mode)
@@ -157,7 +162,7 @@ class OnlineTarget(nn.Module):
     def teacher_targets(self, codes: Tensor, lengths: Tensor) -> list[Tensor]:
         """The teacher's top-k targets on the unmasked codes (or audio, for the baselines), instance-normalised:
         top_k x `(B, T, D)` fp32."""
-        front: Codec2VecEncoder = self.frontend if bool(self.frozen) else self._student[0]
+        front: Codec2VecEncoder = self.frontend if self._frozen else self._student[0]
         x = front.features(codes, lengths)  # (B, T, D), all K levels, no mask
         layers, ffn = self.teacher(x, lengths, return_ffn=True)
         chosen = ffn if self.target_point == "ffn" else layers[1:]
@@ -166,31 +171,36 @@ class OnlineTarget(nn.Module):
     @torch.no_grad()
     def labels(self, batch: Batch, student_layers: list[Tensor], mask: Tensor | None = None) -> list[Tensor]:
         valid = ~padding_mask(batch.lengths, batch.codes.shape[-1])  # (B, T)
-        chosen = valid if mask is None else valid & mask  # frames whose statistics move the codebooks
+        chosen = (valid if mask is None else valid & mask).flatten()  # (B T,) frames whose statistics move codebooks
+        weight = chosen.float()
         out, sums, counts, recent = [], [], [], []
         for i, y in enumerate(self.teacher_targets(batch.inputs, batch.lengths)):
-            idx = nearest_codeword(y.reshape(-1, y.shape[-1]), self.codebooks[i]).view(y.shape[:2])  # (B, T)
-            out.append(idx.masked_fill(~valid, IGNORE))
-            if self.training:
-                sel, frames = idx[chosen], y[chosen]  # (N,), (N, D)
-                counts.append(torch.bincount(sel, minlength=self.num_classes[i]).float())  # (C,)
-                sums.append(torch.zeros_like(self.codebooks[i]).index_add_(0, sel, frames))  # (C, D)
-                recent.append(self._spread(frames, self.codebooks[i]))
+            flat = y.reshape(-1, y.shape[-1])  # (B T, D)
+            idx = nearest_codeword(flat, self.codebooks[i])  # (B T,)
+            out.append(idx.view(y.shape[:2]).masked_fill(~valid, IGNORE))
+            if self.training:  # weighted by `chosen`, not selected: no host sync
+                counts.append(torch.zeros_like(self.codeword_counts[i]).index_add_(0, idx, weight))  # (C,)
+                sums.append(torch.zeros_like(self.codebooks[i]).index_add_(0, idx, flat * weight[:, None]))  # (C, D)
+                if self.reseed:
+                    recent.append(self._spread(flat, chosen, self.codebooks[i]))
         if self.training:
             new = (torch.stack(sums), torch.stack(counts))
             self._pending = new if self._pending is None else (self._pending[0] + new[0], self._pending[1] + new[1])
             self.window_targets += new[1]
-            self._recent = torch.stack(recent)  # (L', C, D)
+            self._recent = torch.stack(recent) if recent else None  # (L', C, D)
         return out
 
     @staticmethod
-    def _spread(frames: Tensor, fallback: Tensor) -> Tensor:
-        """`C` frames spread evenly over `(N, D)` (the codebook `(C, D)` itself when N = 0): re-seeding material
-        of the same shape on every rank, drawn without a random generator."""
+    def _spread(frames: Tensor, chosen: Tensor, fallback: Tensor) -> Tensor:
+        """`C` of the `chosen (M,)` frames of `(M, D)`, spread evenly (the codebook `(C, D)` itself when none is
+        chosen): re-seeding material of the same shape on every rank, without a random generator or a host sync."""
         if frames.shape[0] == 0:
             return fallback.clone()
-        pick = torch.linspace(0, frames.shape[0] - 1, fallback.shape[0], device=frames.device).round().long()
-        return frames[pick]  # (C, D)
+        rank = chosen.long().cumsum(0)  # (M,) chosen frames up to each frame
+        n = rank[-1:].clamp(min=1)  # (1,)
+        want = (torch.linspace(0, 1, fallback.shape[0], device=frames.device) * (n - 1)).round().long()  # (C,)
+        pick = torch.searchsorted(rank, want + 1).clamp(max=frames.shape[0] - 1)  # (C,) the want-th chosen frame
+        return torch.where(rank[-1] > 0, frames[pick].to(fallback.dtype), fallback)  # (C, D)
 
     def logits(self, x: Tensor) -> list[Tensor]:
         """x `(N, D)` -> top_k x `(N, codewords)`; in training also sums the predicted distributions."""
@@ -218,19 +228,20 @@ class OnlineTarget(nn.Module):
         self._recent = None
         student = self._student[0]
         if self.freeze_teacher_step is not None and step >= self.freeze_teacher_step:
-            if not bool(self.frozen):
+            if not self._frozen:
                 front = {k: v for k, v in student.state_dict().items() if not k.startswith("transformer.")}
                 self.frontend.load_state_dict(front)
                 self.frozen.fill_(True)
+                self._frozen = True
             return
         d = ema_decay(step, self.ema_start, self.ema_end, self.ema_anneal_steps)
         params = dict(student.transformer.named_parameters())
-        for name, t in self.teacher.named_parameters():
-            s = params[name].detach().to(t.dtype)
-            if name.startswith("pos_conv."):  # DinoSR's ema_layers_only: the positional conv is copied
-                t.copy_(s)
-            else:
-                t.mul_(d).add_(s, alpha=1.0 - d)
+        moving = [(t, params[n].detach()) for n, t in self.teacher.named_parameters() if not n.startswith("pos_conv.")]
+        copied = [(t, params[n].detach()) for n, t in self.teacher.named_parameters() if n.startswith("pos_conv.")]
+        if moving:  # t <- d t + (1 - d) s, in a few kernels (DinoSR's ema_layers_only: the positional conv is copied)
+            torch._foreach_lerp_([t for t, _ in moving], [s.to(t.dtype) for t, s in moving], 1.0 - d)
+        for t, s in copied:
+            t.copy_(s)
         for tb, sb in zip(self.teacher.buffers(), student.transformer.buffers()):
             tb.copy_(sb)
 
@@ -238,31 +249,31 @@ class OnlineTarget(nn.Module):
     def apply_codebook_stats(self, sums: Tensor, counts: Tensor) -> None:
         """EMA-update the codewords that received frames: sums `(L', C, D)`, counts `(L', C)`."""
         d = self.codebook_decay
-        used = counts > 0  # (L', C)
-        self.codeword_sums[used] = d * self.codeword_sums[used] + (1 - d) * sums[used]
-        self.codeword_counts[used] = d * self.codeword_counts[used] + (1 - d) * counts[used]
-        self.codebooks[used] = self.codeword_sums[used] / self.codeword_counts[used][:, None]
+        used = counts > 0  # (L', C); torch.where, not boolean indexing: no host sync
+        self.codeword_sums.copy_(
+            torch.where(used[..., None], d * self.codeword_sums + (1 - d) * sums, self.codeword_sums)
+        )
+        self.codeword_counts.copy_(torch.where(used, d * self.codeword_counts + (1 - d) * counts, self.codeword_counts))
+        fresh = self.codeword_sums / self.codeword_counts[..., None]
+        self.codebooks.copy_(torch.where(used[..., None], fresh, self.codebooks))
         self.idle_steps.add_(1).masked_fill_(used, 0)
 
     @torch.no_grad()
-    def reseed_dead(self, recent: Tensor, step: int) -> int:
+    def reseed_dead(self, recent: Tensor, step: int) -> Tensor:
         """Restart codewords idle for `RESEED_AFTER` updates at distinct frames of `recent (L', C, D)`; the choice
-        is seeded by `step`, so every rank and a resumed run pick the same. Returns how many were re-seeded."""
+        is seeded by `step`, so every rank and a resumed run pick the same. Returns how many were re-seeded `()`
+        (on the device: nothing here waits for it)."""
         dead = self.idle_steps >= RESEED_AFTER  # (L', C)
-        n = int(dead.sum())
-        if n == 0:
-            return 0
         g = torch.Generator().manual_seed(_hash64("reseed", step))
-        for i in range(self.top_k):
-            j = dead[i].nonzero().flatten()  # (n_i,)
-            if len(j) == 0:
-                continue
-            pick = torch.randperm(recent.shape[1], generator=g)[: len(j)].to(recent.device)
-            frames = recent[i, pick]  # (n_i, D)
-            self.codebooks[i, j] = frames
-            self.codeword_sums[i, j] = frames
-            self.codeword_counts[i, j] = 1.0
-            self.idle_steps[i, j] = 0
+        perms = torch.stack([torch.randperm(recent.shape[1], generator=g) for _ in range(self.top_k)])  # (L', C)
+        slot = (dead.long().cumsum(-1) - 1).clamp(min=0)  # (L', C): the j-th dead codeword of a layer takes perm[j]
+        pick = perms.to(recent.device, non_blocking=True).gather(1, slot)  # (L', C)
+        frames = recent.gather(1, pick[..., None].expand_as(recent))  # (L', C, D)
+        self.codebooks.copy_(torch.where(dead[..., None], frames, self.codebooks))
+        self.codeword_sums.copy_(torch.where(dead[..., None], frames, self.codeword_sums))
+        self.codeword_counts.masked_fill_(dead, 1.0)
+        self.idle_steps.masked_fill_(dead, 0)
+        n = dead.sum()
         self.window_reseeded += n
         return n
 

@@ -19,8 +19,10 @@ loader, model, optimizer, log window, step), `resume` restores it from the newes
 repeats `train_step` -> `log_step` -> `maybe_evaluate` -> `maybe_save` until the last step. The loss that
 trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check. A step's figures
 for the log (losses, sums, frames) stay on the device as one vector per micro-batch: the CPU reads them every
-step, CUDA once per log row or checkpoint (`flush`), so the GPU never waits for the host between steps; batches
-come from `data.workers` loader processes (auto: as many as the GPU needs), pinned, copied with non_blocking.
+step, CUDA once per log row or checkpoint (`flush`), as it checks `train.max_seconds`; between log rows the host
+waits for the GPU once per micro-batch (the forward's `nonzero()` of the masked frames). Batches come from
+`data.workers` loader processes (auto: as many as the GPU needs) with their masks drawn on the CPU
+(`Pretrainer.prepare`), pinned, copied with non_blocking. Rank 0 picks the checkpoint every rank resumes.
 """
 
 from __future__ import annotations
@@ -39,12 +41,23 @@ from codec2vec import checkpoint as ckpt
 from codec2vec.config import PretrainConfig, check_label_fingerprints, check_resumable, config_to_dict, save_config
 from codec2vec.data import Batch, _hash64, dev_plan, open_stores
 from codec2vec.errors import ConfigError
-from codec2vec.frontends.audio_data import make_loaders
-from codec2vec.pretrainer import PretrainOutput, TargetSums, build_from_config, label_names_for
+from codec2vec.frontends.audio_data import ProcessLoader, make_loaders
+from codec2vec.pretrainer import PretrainOutput, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, closing_line, progress_line
-from codec2vec.train.devices import all_reduce, init_distributed, lr_factor, run_lock, run_precision, wrap_ddp
+from codec2vec.train.devices import (
+    agreed_checkpoint,
+    all_reduce,
+    init_distributed,
+    lr_factor,
+    run_lock,
+    run_precision,
+    wrap_ddp,
+)
+from codec2vec.train.dev import maybe_evaluate
 from codec2vec.train.state import Run
+
+FP16_MAX_SKIPS = 50  # fp16 steps in a row the grad scaler may skip (it halves its scale each time) before the run stops
 
 
 def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -> Run:
@@ -59,8 +72,9 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
     # codec: store crops; waveform/mel baselines: audio crops of the same plan; in data.workers processes (auto:
     # none on the CPU, as many as the GPU needs on CUDA)
     loader, dev_reader = make_loaders(
-        cfg, store, train_ids, rank=rank, world_size=world, label_names=label_names, device_type=device.type
-    )
+        cfg, store, train_ids, rank=rank, world_size=world, label_names=label_names, device_type=device.type,
+        masker=model.masker(),
+    )  # fmt: skip
     plan = dev_plan(
         dev_store, dev_ids, batch_frames=cfg.data.batch_frames, crop_frames=cfg.data.crop_frames, seed=tr.seed
     )
@@ -88,11 +102,12 @@ def setup(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) -
 
 
 def resume(run: Run) -> None:
-    """Restore weights, optimizer, schedule, scaler, data position and log window from the newest checkpoint."""
-    run.latest = ckpt.latest_checkpoint(run.run_dir)
-    if run.latest is None:
+    """Restore weights, optimizer, schedule, scaler, data position and log window from the checkpoint rank 0 chose
+    (`devices.agreed_checkpoint`: the newest; every rank loads it, or all stop with one line)."""
+    found = agreed_checkpoint(run.run_dir, run.rank, run.world, run.device)
+    if found is None:
         return
-    weights, state, meta = ckpt.load_checkpoint(run.latest)
+    run.latest, (weights, state, meta) = found
     check_resumable(meta["config"], run.cfg)
     check_label_fingerprints(meta.get("label_fingerprints", {}), run.store, run.label_names)
     run.model.load_state_dict(weights)
@@ -100,7 +115,10 @@ def resume(run: Run) -> None:
     run.sched.load_state_dict(state["scheduler"])
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
-    run.loader.load_state_dict(state["data"])
+    data = {"world_size": int(meta.get("world_size", run.world)), **state["data"]}
+    run.loader.load_state_dict(data)
+    plan = run.loader.plan if isinstance(run.loader, ProcessLoader) else run.loader
+    run.plan_note = plan.plan_change(data)  # another world size: said in start_log
     run.window.load_state_dict(state["log"])
     run.step = int(state["step"])
 
@@ -113,6 +131,8 @@ def start_log(run: Run) -> RunLog:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.run_dir / "config.yaml")
         log.open(run.step)
+        if run.plan_note:
+            log.warn(run.plan_note)
         n_params = sum(p.numel() for p in run.model.encoder.parameters())
         what = f"resuming {run.latest.name}" if run.latest is not None else "starting"
         print(
@@ -155,9 +175,9 @@ def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[torch.Tensor, to
 def _next_batch(run: Run) -> Batch:
     """The next batch on the device; the wait for it (the loader's queue, or reading in this process) is logged."""
     t0 = time.perf_counter()
-    batch = next(run.loader)
+    batch = run.model.prepare(next(run.loader))  # masks drawn on the CPU (by the loader's workers on CUDA)
     run.window.data_wait += time.perf_counter() - t0
-    return batch.to(run.device)  # non_blocking: pinned by the loader's workers on CUDA
+    return batch.to(run.device)  # non_blocking: pinned with its masks by the loader's workers on CUDA
 
 
 def train_step(run: Run) -> float:
@@ -173,13 +193,17 @@ def train_step(run: Run) -> float:
         run.scaler.unscale_(run.opt)
     if tr.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(list(run.model.trainable_parameters()), tr.grad_clip)
-    if run.scaler is not None:
+    stepped = True
+    if run.scaler is not None:  # fp16: the scaler skips a step whose gradients overflowed (it lowers the scale)
+        scale = run.scaler.get_scale()
         run.scaler.step(run.opt)
         run.scaler.update()
+        stepped = run.scaler.get_scale() >= scale
     else:
         run.opt.step()
     run.sched.step()
-    run.model.update(run.step + 1)
+    if stepped:  # a skipped step moves neither the teacher nor the codebooks
+        run.model.update(run.step + 1)
     run.step += 1
     run.steps_done += 1
     if run.sync_every_step:
@@ -193,8 +217,20 @@ def flush(run: Run) -> None:
     if not run.pending:
         return
     rows = torch.stack([v for _, v in run.pending]).tolist()  # (micro-batches, 3 T + 3)
-    steps = run.window.add_steps([(s, row) for (s, _), row in zip(run.pending, rows)])
+    figures = [(s, row) for (s, _), row in zip(run.pending, rows)]
     run.pending.clear()
+    if run.scaler is not None:  # fp16: the scaler skipped a step whose loss overflowed; counted, not logged
+        bad = {s for s, row in figures if not all(map(math.isfinite, row))}
+        for step in sorted({s for s, _ in figures}):
+            run.skip_streak = run.skip_streak + 1 if step in bad else 0
+            if run.skip_streak > FP16_MAX_SKIPS:
+                raise FloatingPointError(
+                    f"pretrain: fp16 loss not finite for {run.skip_streak} steps in a row (step {step}): it diverged; "
+                    "lower train.lr or use train.precision=bf16"
+                )
+        figures = [(s, row) for s, row in figures if s not in bad]
+        run.skipped_steps += len(bad)
+    steps = run.window.add_steps(figures)
     for step, loss, frames in steps:
         if not math.isfinite(loss):
             raise FloatingPointError(f"pretrain: loss became {loss} at step {step}; lower train.lr")
@@ -215,15 +251,15 @@ def log_step(run: Run, loss: float) -> None:
     due = run.step % tr.log_every == 0 or run.last_step
     plain = run.log.plain_due(last=run.last_step)
     live = run.log.show and (time.time() - run.last_print > 0.2 or run.last_step)
-    if due or plain or live:
+    if due:  # the progress line between rows shows the figures of the last read: no host sync per step
         flush(run)
-    if due:
         figures, notes = run.model.window_metrics(lambda t: all_reduce(t, run.world))  # online: codewords in use
         run.last_row = {
             "step": run.step,
             **run.window.row(),
             "lr": run.sched.get_last_lr()[0],
             "frames_per_s": run.frames_seen / max(elapsed, 1e-9),
+            **({"fp16_skipped_steps": run.skipped_steps} if run.scaler is not None else {}),
             **figures,
         }
         run.window.reset()
@@ -244,19 +280,6 @@ def log_step(run: Run, loss: float) -> None:
             run.log.line(f"pretrain: {text}")
         else:
             run.log.progress(text)
-
-
-def maybe_evaluate(run: Run) -> None:
-    """Dev loss and accuracy every `eval_every` steps and at the end (a `split: "dev"` metrics row)."""
-    assert run.log is not None
-    tr = run.cfg.train
-    if not run.dev_plan or not ((tr.eval_every and run.step % tr.eval_every == 0) or run.last_step):
-        return
-    dev = evaluate(run)
-    run.last_dev = {"step": run.step, "split": "dev", **dev}
-    run.log.write(run.last_dev, "dev")
-    accs = " ".join(f"acc_{n} {dev[f'acc_{n}']:.3f}" for n in run.names)
-    run.log.line(f"pretrain: step {run.step} dev loss {dev['loss']:.4f} {accs}")  # on a terminal too
 
 
 def maybe_save(run: Run) -> None:
@@ -362,24 +385,10 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
 
 
 def _out_of_time(run: Run) -> bool:
-    """`train.max_seconds` of this process's loop used up (rank 0's clock decides, so all ranks stop together)."""
+    """`train.max_seconds` of this process's loop used up (rank 0's clock decides, so all ranks stop together); read
+    on CUDA at log rows only (a host sync), so a run stops at the first log row past the limit."""
     limit = run.cfg.train.max_seconds
-    if limit <= 0:
+    if limit <= 0 or not (run.sync_every_step or run.step % run.cfg.train.log_every == 0):
         return False
     flag = torch.tensor([float(run.is_main and time.time() - run.started >= limit)], device=run.device)
     return bool(all_reduce(flag, run.world).item() > 0)
-
-
-@torch.no_grad()
-def evaluate(run: Run) -> dict[str, float]:
-    """Masked loss and accuracy per target over the fixed dev batches (summed over ranks)."""
-    total = TargetSums.zeros(run.names)
-    was_training = run.model.training
-    run.model.eval()
-    batches = run.dev_reader(run.dev_store, run.dev_plan, run.rank, run.world)
-    for batch in batches:
-        if batch is not None:  # None: this rank has no rows in this batch
-            with run.autocast():
-                total.add(run.model(batch.to(run.device)).sums())
-    run.model.train(was_training)
-    return total.all_reduce(run.world, run.device).row(run.weights)

@@ -1,17 +1,19 @@
-"""Processes and devices of a pre-training run: torchrun's process group, the all-reduce, mixed precision, the DDP
-wrapper, the run-directory lock and the learning-rate schedule (shared by `train.setup` and the loop)."""
+"""Processes and devices of a pre-training run: torchrun's process group, the all-reduce, the checkpoint every rank
+resumes, mixed precision, the DDP wrapper, the run-directory lock and the learning-rate schedule (shared by
+`train.setup` and the loop)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from codec2vec import checkpoint as ckpt
 from codec2vec.config import PretrainConfig
 from codec2vec.errors import ConfigError
 from codec2vec.files import exclusive_lock
@@ -37,6 +39,50 @@ def all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def _load(path: Path, rank: int, world: int, step: int | None) -> tuple[Any, str | None]:
+    """((weights, state, meta) of the checkpoint at `path`, None), or (None, the one-line reason it failed) with
+    several processes (one process raises it); `step`: the step rank 0 loaded, which this one must hold too."""
+    try:
+        loaded = ckpt.load_checkpoint(path)
+        if step is not None and int(loaded[1]["step"]) != step:
+            raise ConfigError(f"{path} holds step {loaded[1]['step']}, rank 0 resumes step {step}")
+        return loaded, None
+    except Exception as e:  # noqa: BLE001 -- every rank must hear of it, or the others wait for this one forever
+        if world == 1:
+            raise
+        return None, f"rank {rank}: {e}".splitlines()[0]
+
+
+def agreed_checkpoint(run_dir: Path, rank: int, world: int, device: torch.device) -> tuple[Path, Any] | None:
+    """(path, (weights, state, meta)) of the checkpoint a run resumes, None for a fresh run. Rank 0 chooses the newest
+    and sends its name and step to every rank (a rank's own listing of a network file system may be stale or
+    another disk's); each rank loads that checkpoint of its `run_dir` and checks the step. If any rank cannot,
+    every rank raises the same one-line ConfigError: ranks never train from different weights."""
+    choice: list[Any] = [None, None, None]  # checkpoint name, its step, why rank 0 could not load it
+    loaded = None
+    if rank == 0 and (latest := ckpt.latest_checkpoint(run_dir)) is not None:
+        loaded, choice[2] = _load(latest, rank, world, None)
+        choice[:2] = [latest.name, None if loaded is None else int(loaded[1]["step"])]
+    if world > 1:
+        dist.broadcast_object_list(choice, src=0, device=device if device.type == "cuda" else None)
+    if choice[0] is None:
+        return None
+    path = Path(run_dir) / "checkpoints" / str(choice[0])
+    if world > 1:
+        mine = choice[2]
+        if rank != 0:
+            loaded, mine = _load(path, rank, world, int(choice[1]) if choice[1] is not None else None)
+        errors: list[Any] = [None] * world
+        dist.all_gather_object(errors, mine)
+        if any(errors):
+            raise ConfigError(
+                f"run.dir: cannot resume {path.name}: {next(e for e in errors if e)} "
+                "(run.dir must be one directory that every node shares)"
+            )
+    assert loaded is not None
+    return path, loaded
 
 
 def lr_factor(step: int, warmup: int, total: int, final_ratio: float) -> float:

@@ -57,6 +57,9 @@ class Run:
     pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (step, figures) not yet read: `flush`
     last_loss: float = math.nan
     sync_every_step: bool = True  # read each step's figures at once (CPU); CUDA reads them per log row
+    plan_note: str | None = None  # resumed on another world size: what changed (data.CropLoader.plan_change)
+    skipped_steps: int = 0  # fp16: steps the grad scaler skipped (overflow), since this process started
+    skip_streak: int = 0  # fp16: steps skipped in a row (train.FP16_MAX_SKIPS stops the run)
     out_of_time: bool = False  # train.max_seconds reached: this step is the run's last (logged, evaluated, saved)
 
     @property
