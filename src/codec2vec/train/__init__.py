@@ -45,6 +45,7 @@ from codec2vec.frontends.audio_data import ProcessLoader, make_loaders
 from codec2vec.pretrainer import PretrainOutput, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
 from codec2vec.runlog import RunLog, Window, closing_line, progress_line
+from codec2vec.train.dev import maybe_evaluate
 from codec2vec.train.devices import (
     agreed_checkpoint,
     all_reduce,
@@ -54,7 +55,6 @@ from codec2vec.train.devices import (
     run_precision,
     wrap_ddp,
 )
-from codec2vec.train.dev import maybe_evaluate
 from codec2vec.train.state import Run
 
 FP16_MAX_SKIPS = 50  # fp16 steps in a row the grad scaler may skip (it halves its scale each time) before the run stops
