@@ -276,7 +276,7 @@ class AudioCropLoader(ProcessLoader):
 
 # --- how many loader processes --------------------------------------------------------------------
 
-GPU_BASE_FRAMES_PER_S = 93_000.0  # frames/s of a base model on one H200, bf16: an estimate (gpu_check.py measures it)
+GPU_BASE_FRAMES_PER_S = 98_500.0  # lyra_base on one H200, bf16, after warm-up: measured by benchmarks/gpu_check.py
 SPARE = 1.25  # loader capacity over consumption, so read-time bursts do not reach the training loop
 
 
