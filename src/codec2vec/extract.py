@@ -136,22 +136,32 @@ def extract_to_dir(
     codec_path: str | None = None,
     batch_frames: int = 20_000,
     progress: bool = False,
+    fmt: str = "features",
 ) -> dict[str, Any]:
     """Features of every utterance of a token store (one SRC that is a store) or of audio files, folders and
     manifests into the feature folder `out` (float16, memory-mappable, with an index; see
-    `probe.features.FeatureDir`). A rerun skips utterances already there. Returns a summary dict."""
+    `probe.features.FeatureDir`). A rerun skips utterances already there. Returns a summary dict.
+    `fmt="npy"` (one layer) also writes `out/<id>.npy`, one `(T, D)` float32 array per utterance at 20 ms
+    frames (the layout zerospeech-libriabx2 and fastabx read); the float16 folder is then `out/.features`."""
 
     t0 = time.monotonic()
+    if fmt not in ("features", "npy"):
+        raise ConfigError(f"--format {fmt}: choose features or npy")
     source = checkpoint_source(ckpt)
     chosen = list(range(source.num_layers)) if layers is None else [int(i) for i in layers]
     bad = [i for i in chosen if not 0 <= i < source.num_layers]
     if bad:
         raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
-    fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
+    if fmt == "npy" and len(chosen) != 1:
+        raise ConfigError(f"--format npy: one layer per folder (--layers L), not {len(chosen)}")
+    where = out / ".features" if fmt == "npy" else out
+    fdir = FeatureDir.open_or_create(where, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
     # Audio is tokenized once into OUT/codes (a token store, resumable like `tokenize`); a store is read as is.
     store = codes_for_sources(srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress)
     todo = [uid for uid in store.ids() if uid not in fdir]
     done = fdir.fill(source, store, todo, batch_frames=batch_frames, progress=progress)
+    if fmt == "npy":
+        _write_npy(fdir, out)
     summary = {
         "out": str(out),
         "utterances": len(fdir),
@@ -165,6 +175,22 @@ def extract_to_dir(
     if progress:
         print(f"extract: {done} utterances extracted, {summary['skipped_already_done']} already done", file=sys.stderr)
     return summary
+
+
+def _write_npy(fdir: FeatureDir, out: Path) -> None:
+    """`out/<id>.npy`: each utterance's `(T, D)` float32 frames of the folder's one layer (atomic; present
+    files are kept, so a rerun writes only what is missing)."""
+    import numpy as np
+
+    from codec2vec.files import atomic_file
+
+    for uid in fdir.ids:
+        path = out / f"{uid}.npy"
+        if not path.resolve().is_relative_to(out.resolve()):
+            raise ConfigError(f"{uid!r}: an utterance id that would write outside {out}")
+        if not path.exists():
+            with atomic_file(path) as f:
+                np.save(f, np.ascontiguousarray(fdir.get(uid)[:, 0], dtype=np.float32))
 
 
 class _CallableModule(types.ModuleType):

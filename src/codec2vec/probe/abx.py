@@ -228,6 +228,19 @@ def split_items(data: Path, split: str, kind: str, rows: list[dict[str, Any]]) -
     return read_items(path) if path.is_file() else items_from_align(rows, kind=kind)
 
 
+def require_test_items(data: str | Path, kind: str = "triphone") -> None:
+    """A clear error when the task folder gives no ABX test item (no item file and no `align` column)."""
+    data = Path(data)
+    path = item_path(data, "test", kind)
+    if path.is_file():
+        if not read_items(path):
+            raise ConfigError(f"{path}: no ABX test item (the item file is empty)")
+        return
+    rows = read_manifest(data / "test.jsonl") if (data / "test.jsonl").is_file() else []
+    if not any(r.get("align") for r in rows):
+        raise ConfigError(f"{path}: no ABX test item (no item file, and {data / 'test.jsonl'} has no `align` column)")
+
+
 def score_layer(
     items: list[Item],
     frames: Callable[[str], np.ndarray | None],
@@ -275,6 +288,7 @@ def abx(
     "ci_across", "layer", "items", "n_items", "cells", "per_layer"?: [{"layer", "within", "across", ...}]}.
     No test item (no item file and no alignment, or none with features) is an error."""
     data = Path(data)
+    require_test_items(data, items)
     fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)
     rows = {s: [r for r in read_manifest(data / f"{s}.jsonl") if r["id"] in fdir] for s in ("dev", "test")}
     its = {s: [i for i in split_items(data, s, items, rows[s]) if i.file in fdir] for s in ("dev", "test")}
@@ -316,4 +330,4 @@ def abx(
     return result
 
 
-__all__ = ["abx", "dtw_batch", "frame_span", "score_layer", "split_items", "unit_frames"]
+__all__ = ["abx", "dtw_batch", "frame_span", "require_test_items", "score_layer", "split_items", "unit_frames"]

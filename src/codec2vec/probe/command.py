@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from codec2vec.errors import ConfigError
-from codec2vec.probe.abx import abx
+from codec2vec.probe.abx import abx, require_test_items
 from codec2vec.probe.features import KINDS, feature_source
 from codec2vec.probe.runner import probe_with_references
 from codec2vec.probe.tasks import get_task
@@ -30,15 +30,27 @@ def probe_command(
         raise ConfigError(f"--references {','.join(bad)}: choose among codec, random")
     if task != "abx":
         get_task(task)  # an unknown task fails before any feature is extracted
+        kw.pop("items", None)
+        if kw.get("layer") is not None:
+            raise ConfigError(f"--layer: only for abx (task {task} learns a weighted sum; --per-layer fits each layer)")
+        kw.pop("layer", None)
 
         return _finite(probe_with_references(task, ckpt=ckpt, data=data, others=others, references=references, **kw))
 
-    kw.pop("max_epochs", None)
-    kw.pop("per_layer", None)
+    for key in ("max_epochs", "per_layer", "protocol"):
+        kw.pop(key, None)
+    require_test_items(data, kw.get("items", "triphone"))  # before any checkpoint is read
     result = abx(data, source=feature_source("pretrained", ckpt), **kw)
     sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
     sources += [feature_source("pretrained", o) for o in others]
-    result["references"] = [{"model": s.name, **_abx_summary(abx(data, source=s, **kw))} for s in sources]
+    # the codec's embeddings are one layer: `--layer` picks among the Transformer models' layers only
+    result["references"] = [
+        {
+            "model": s.name,
+            **_abx_summary(abx(data, source=s, **{**kw, **({"layer": None} if s.kind == "codec" else {})})),
+        }
+        for s in sources
+    ]
     return _finite(result)
 
 
