@@ -209,6 +209,38 @@ def test_pooled_features_are_centred_on_the_train_split_mean() -> None:
     assert frames.pooled is None
 
 
+def _planted(root: Path, task: str, layers: list[int], *, noise: float = 10.0, seed: int = 0) -> tuple[FeatureDir, dict]:
+    """Layer 0 carries the labels (a class vector plus unit noise); the other layers are noise 10x larger
+    around a large common offset. `layers` picks which layers the folder keeps."""
+    rng = np.random.default_rng(seed)
+    fd = FeatureDir.open_or_create(root, key="planted", layers=layers, dim=16, describe={})
+    emb = rng.normal(size=(8, 16)) * 0.5
+    rows: dict[str, list[dict]] = {}
+    arrays = []
+    for split, n in zip(SPLITS, (160, 40, 160)):
+        rows[split] = []
+        for i in range(n):
+            uid, label = f"{split}{i:04d}", int(rng.integers(0, 8))
+            t = int(rng.integers(10, 20))
+            x = rng.normal(size=(t, 5, 16)) * noise + 3.0 * noise
+            x[:, 0] = rng.normal(size=(t, 16)) + emb[label]
+            arrays.append((uid, x[:, layers].astype(np.float16)))
+            rows[split].append({"id": uid, "label": str(label)})
+    fd.add(arrays)
+    return fd, rows
+
+
+def test_weighted_sum_matches_its_informative_layer_among_louder_noise_layers(tmp_path: Path) -> None:
+    fd_all, rows = _planted(tmp_path / "all", "sid", [0, 1, 2, 3, 4])
+    fd_one, same = _planted(tmp_path / "one", "sid", [0])  # the same seed: the same rows and layer 0
+    assert same == rows
+    mixed = probe_features("sid", fdir=fd_all, rows=rows, max_epochs=30, patience=30)
+    alone = probe_features("sid", fdir=fd_one, rows=rows, max_epochs=30, patience=30)
+    assert alone["value"] >= 0.9
+    assert mixed["value"] >= alone["value"] - 0.02
+    assert np.argmax(mixed["layer_weights"]) == 0 and mixed["layer_weights"][0] > 0.8
+
+
 # --- the command line on a real checkpoint ---------------------------------------------------------------
 
 

@@ -61,20 +61,21 @@ def dtw_batch(d: np.ndarray, n: np.ndarray, m: np.ndarray) -> np.ndarray:
     d = d.astype(np.float32)
     cost = np.full((p, big_n, big_m), np.inf, np.float32)
     cost[:, 0, 0] = d[:, 0, 0]
-    for i in range(1, big_n):
-        cost[:, i, 0] = d[:, i, 0] + cost[:, i - 1, 0]
-    for j in range(1, big_m):
-        cost[:, 0, j] = d[:, 0, j] + cost[:, 0, j - 1]
-    for i in range(1, big_n):
-        for j in range(1, big_m):
-            best = np.minimum(np.minimum(cost[:, i - 1, j], cost[:, i - 1, j - 1]), cost[:, i, j - 1])
-            cost[:, i, j] = d[:, i, j] + best
+    for r in range(1, big_n):
+        cost[:, r, 0] = d[:, r, 0] + cost[:, r - 1, 0]
+    for c in range(1, big_m):
+        cost[:, 0, c] = d[:, 0, c] + cost[:, 0, c - 1]
+    for r in range(1, big_n):
+        for c in range(1, big_m):
+            best = np.minimum(np.minimum(cost[:, r - 1, c], cost[:, r - 1, c - 1]), cost[:, r, c - 1])
+            cost[:, r, c] = d[:, r, c] + best
     rows = np.arange(p)
-    i, j = n.astype(np.int64) - 1, m.astype(np.int64) - 1
+    i: np.ndarray = n.astype(np.int64) - 1
+    j: np.ndarray = m.astype(np.int64) - 1
     final = cost[rows, i, j]
     length = np.ones(p, np.int64)
     while True:
-        live = (i > 0) & (j > 0)
+        live = np.logical_and(i > 0, j > 0)
         if not live.any():
             break
         up, left, diag = cost[rows, i - 1, j], cost[rows, i, j - 1], cost[rows, i - 1, j - 1]
