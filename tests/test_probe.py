@@ -209,7 +209,9 @@ def test_pooled_features_are_centred_on_the_train_split_mean() -> None:
     assert frames.pooled is None
 
 
-def _planted(root: Path, task: str, layers: list[int], *, noise: float = 10.0, seed: int = 0) -> tuple[FeatureDir, dict]:
+def _planted(
+    root: Path, task: str, layers: list[int], *, noise: float = 10.0, seed: int = 0
+) -> tuple[FeatureDir, dict]:
     """Layer 0 carries the labels (a class vector plus unit noise); the other layers are noise 10x larger
     around a large common offset. `layers` picks which layers the folder keeps."""
     rng = np.random.default_rng(seed)
@@ -239,6 +241,31 @@ def test_weighted_sum_matches_its_informative_layer_among_louder_noise_layers(tm
     assert alone["value"] >= 0.9
     assert mixed["value"] >= alone["value"] - 0.02
     assert np.argmax(mixed["layer_weights"]) == 0 and mixed["layer_weights"][0] > 0.8
+
+
+def test_superb_protocol_trains_with_s3prl_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from codec2vec.errors import ConfigError
+    from codec2vec.probe.tasks import TASKS, get_protocol, make_head
+
+    sid, pr, asr = (get_protocol(TASKS[t], "superb") for t in ("sid", "pr", "asr"))
+    assert (sid.optimizer, sid.lr, sid.decay, sid.mix_lr, sid.standardise) == ("adamw", 1e-4, False, None, False)
+    assert (pr.optimizer, pr.lr) == ("adam", 1e-2) and asr.lr == 1e-4
+    lstm = make_head(TASKS["asr"], num_layers=2, dim=8, vocabs=[list("ab")], hidden=asr.lstm_hidden).lstm
+    assert lstm.hidden_size == 1024 and lstm.num_layers == 2 and lstm.bidirectional
+    assert get_protocol(TASKS["sid"]).name == "ours" and get_protocol(TASKS["sid"]).lr == TASKS["sid"].lr
+    with pytest.raises(ConfigError, match="--protocol nope"):
+        get_protocol(TASKS["sid"], "nope")
+    made = []
+    real = torch.optim.AdamW
+
+    def spy(groups, *a, **k):  # type: ignore[no-untyped-def]
+        made.append([g["lr"] for g in groups])
+        return real(groups, *a, **k)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    fd, rows = _synthetic(tmp_path / "sid", "sid", (40, 10, 20))
+    r = probe_features("sid", fdir=fd, rows=rows, max_epochs=2, protocol="superb")
+    assert r["protocol"] == "superb" and made == [[1e-4, 1e-4]]  # head and layer weights at s3prl's rate
 
 
 # --- the command line on a real checkpoint ---------------------------------------------------------------

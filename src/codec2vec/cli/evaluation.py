@@ -125,6 +125,7 @@ def add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--references", default="codec,random", help="comma-separated among codec, random; '' for none")
     p.add_argument("--other", nargs="*", default=[], help="other checkpoints probed the same way")
     p.add_argument("--per-layer", action="store_true", help="also fit the head on each layer alone")
+    p.add_argument("--protocol", default="ours", choices=["ours", "superb"], help="heads: ours, or s3prl's settings")
     p.add_argument(
         "--layer", type=int, default=None, help="abx: score this layer only (default: every layer, chosen on dev)"
     )
@@ -150,7 +151,7 @@ def run_probe(args: argparse.Namespace) -> int:
     result = probe_command(
         args.task, ckpt=args.ckpt, data=args.data, references=refs, others=args.other, per_layer=args.per_layer,
         seed=args.seed, max_epochs=args.max_epochs, cache_dir=cache, store=args.store, progress=not args.json,
-        layer=args.layer, items=args.items,
+        layer=args.layer, items=args.items, protocol=args.protocol,
     )  # fmt: skip
     if args.json:
         print_json(result)

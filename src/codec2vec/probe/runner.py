@@ -1,8 +1,9 @@
 """SUPERB-style probing of a frozen upstream: train a light head on cached features, early-stop on dev, score test.
 
 Protocol (REFERENCE.md, s3prl downstream configs): the upstream is frozen; its hidden states are mixed by a
-learned softmax-weighted sum (equal weights at the start) and fed to the task's light head (`tasks.TASKS`);
-Adam with gradient clipping 1; the head with the best dev metric is kept (patience in epochs) and scored on
+learned softmax-weighted sum (equal weights at the start) and fed to the task's light head (`tasks.TASKS`),
+trained under a protocol (`tasks.Protocol`: `ours` by default, or s3prl's `superb` settings) with gradient
+clipping 1; the head with the best dev metric is kept (patience in epochs) and scored on
 test, with a 95% bootstrap interval over test items. Seeds are fixed: the same inputs give the same number.
 `per_layer=True` also fits the same head on each layer alone (where phones, speakers and words live).
 Features are extracted once per (upstream, task folder) and cached (`features.cached_features`), so epochs
@@ -16,6 +17,7 @@ import copy
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -27,10 +29,19 @@ from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
 from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
-from codec2vec.probe.tasks import TaskSpec, get_task, item_stats, loss, make_head, targets, vocabularies
+from codec2vec.probe.tasks import (
+    Protocol,
+    TaskSpec,
+    get_protocol,
+    get_task,
+    item_stats,
+    loss,
+    make_head,
+    targets,
+    vocabularies,
+)
 
 SPLITS = ("train", "dev", "test")
-MIX_LR = 0.05  # Adam's rate for the layer-mixing logits (the heads' rates are per task, `tasks.TASKS`)
 MAX_FRAMES = 4000  # frame tasks: at most this many padded frames per batch (80 s of audio at 50 Hz)
 
 
@@ -142,23 +153,27 @@ def _fit(
     seed: int,
     max_epochs: int,
     patience: int,
-    stats: tuple[Tensor, Tensor],
+    stats: tuple[Tensor, Tensor] | None,
+    proto: Protocol,
 ) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
-    """Train one head; returns the best-on-dev head and the per-epoch history."""
+    """Train one head; returns the best-on-dev head and the per-epoch history. `stats`: the train split's
+    per-layer mean and scale the weighted sum standardises by (None: raw layers)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = make_head(spec, num_layers=num_layers, dim=dim, vocabs=vocabs)
-    shift, scale = stats
-    head.mix.set_norm(shift[layers], scale[layers])  # type: ignore[operator,union-attr]
-    # the mixing logits get their own, larger rate: at the head's rate Adam moves a logit by about `lr` per
-    # step, and the few hundred steps of a probe left the weights near equal (a planted informative layer
-    # among noise layers: 0.20 accuracy mixed against 1.00 alone)
+    head = make_head(spec, num_layers=num_layers, dim=dim, vocabs=vocabs, hidden=proto.lstm_hidden)
+    if stats is not None:
+        head.mix.set_norm(stats[0][layers], stats[1][layers])  # type: ignore[operator,union-attr]
+    # ours: the mixing logits get their own, larger rate: at the head's rate Adam moves a logit by about `lr`
+    # per step, and the few hundred steps of a probe left the weights near equal (a planted informative layer
+    # among louder noise layers: 0.13 accuracy mixed against 1.00 alone)
     mix = [p for n, p in head.named_parameters() if n.startswith("mix.")]
     rest = [p for n, p in head.named_parameters() if not n.startswith("mix.")]
-    opt = torch.optim.Adam([{"params": rest, "lr": spec.lr}, {"params": mix, "lr": MIX_LR}])
-    # the rate falls linearly to a tenth over `max_epochs`: a constant rate leaves the head jittering between
-    # epochs, and the best-on-dev pick (on a small dev split) then lands on noise
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - 0.9 * min(e / max(max_epochs, 1), 1.0))
+    groups = [{"params": rest, "lr": spec.lr}, {"params": mix, "lr": proto.mix_lr or spec.lr}]
+    opt = torch.optim.AdamW(groups) if proto.optimizer == "adamw" else torch.optim.Adam(groups)
+    # ours: the rate falls linearly to a tenth over `max_epochs`: a constant rate leaves the head jittering
+    # between epochs, and the best-on-dev pick (on a small dev split) then lands on noise
+    decay = 0.9 if proto.decay else 0.0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - decay * min(e / max(max_epochs, 1), 1.0))
     sign = -1.0 if spec.lower_is_better else 1.0
     best, best_state, since = (-np.inf, -np.inf), copy.deepcopy(head.state_dict()), 0
     history: list[dict[str, Any]] = []
@@ -212,6 +227,7 @@ def run_probe(
     progress: bool = False,
     store: str | Path | None = None,
     shuffle_labels: bool = False,
+    protocol: str = "ours",
 ) -> dict[str, Any]:
     """Probe `source` on the task folder `data`; returns {"task", "metric", "value", "ci", "layer_weights",
     "per_layer"? , "n_test", "model", "epochs", "history"}. `shuffle_labels` permutes the train and dev targets
@@ -222,7 +238,7 @@ def run_probe(
     rows, _ = _load_task(data)
     result = probe_features(
         task, fdir=fdir, rows=rows, seed=seed, per_layer=per_layer, max_epochs=max_epochs, patience=patience,
-        progress=progress, shuffle_labels=shuffle_labels,
+        progress=progress, shuffle_labels=shuffle_labels, protocol=protocol,
     )  # fmt: skip
     result.update(model=source.name, source=source.kind, seconds=round(time.monotonic() - t0, 2))
     return result
@@ -239,9 +255,13 @@ def probe_features(
     patience: int = 8,
     progress: bool = False,
     shuffle_labels: bool = False,
+    protocol: str = "ours",
 ) -> dict[str, Any]:
-    """The probe proper, on features already in `fdir` for the manifest `rows` of each split."""
+    """The probe proper, on features already in `fdir` for the manifest `rows` of each split; `protocol`:
+    `ours` or `superb` (s3prl's per-task settings, `tasks.Protocol`)."""
     spec = get_task(task)
+    proto = get_protocol(spec, protocol)
+    spec = replace(spec, lr=proto.lr, batch=proto.batch)
     rows = {s: [r for r in rows[s] if r["id"] in fdir] for s in SPLITS}
     for s in SPLITS:
         if not rows[s]:
@@ -253,10 +273,12 @@ def probe_features(
         for s in ("train", "dev"):
             tgt[s] = [tgt[s][i] for i in rng.permutation(len(tgt[s]))]
     splits = {s: _Split(spec, fdir, rows[s], tgt[s]) for s in SPLITS}
-    center_pooled(splits)
+    if proto.standardise:
+        center_pooled(splits)
     num_layers, dim = len(fdir.layers), int(fdir.get(rows["train"][0]["id"]).shape[-1])
     kw = dict(vocabs=vocabs, seed=seed, max_epochs=max_epochs, patience=patience, dim=dim)
-    kw["stats"] = layer_stats(splits["train"])
+    kw["stats"] = layer_stats(splits["train"]) if proto.standardise else None
+    kw["proto"] = proto
     head, history = _fit(spec, splits, layers=slice(None), num_layers=num_layers, **kw)  # type: ignore[arg-type]
     stats, _ = _evaluate(spec, head, splits["test"], slice(None), vocabs)
     result: dict[str, Any] = {
@@ -270,6 +292,7 @@ def probe_features(
         "epochs": len(history),
         "history": history,
         "seed": seed,
+        "protocol": protocol,
     }
     if progress:
         print(f"probe {task}: {spec.metric} {result['value']:.4f} after {len(history)} epochs", file=sys.stderr)
