@@ -174,3 +174,19 @@ def test_extract_npy_and_probe_abx_layer_agree_with_the_reference(tiny_run: dict
     ref = _reference(out, tmp_path / "all.item")
     assert mine["within"] == pytest.approx(ref["within"], abs=0.002)
     assert mine["across"] == pytest.approx(ref["across"], abs=0.002)
+
+
+def test_write_task_writes_item_files_for_aligned_phone_tasks(tmp_path: Path) -> None:
+    from codec2vec.corpora.manifest import write_task
+
+    align = ["sil", "a", "a", "b", "c", "c", "sil"]
+    rows = [{"id": f"u{s}", "path": "x.wav", "seconds": 1.0, "split": s, "speaker": "k", "align": align}
+            for s in ("train", "dev", "test")]  # fmt: skip
+    meta = write_task(tmp_path / "pr", "pr", rows, frame_rate=50.0)
+    assert meta["abx_items"] == ["dev.item", "dev.phoneme.item", "test.item", "test.phoneme.item"]
+    assert read_items(tmp_path / "pr" / "test.item") == items_from_align(rows[2:])
+    assert read_items(tmp_path / "pr" / "dev.phoneme.item") == items_from_align(rows[1:2], kind="phoneme")
+    assert write_task(tmp_path / "asr", "asr", rows)["abx_items"] == []
+    assert not list((tmp_path / "asr").glob("*.item"))
+    no_align = [{k: v for k, v in r.items() if k != "align"} for r in rows]
+    assert write_task(tmp_path / "pr2", "pr", no_align)["abx_items"] == []  # e.g. LibriSpeech: no alignments
