@@ -112,6 +112,17 @@ def test_dtw_is_the_reference_normalised_cost() -> None:
     assert dtw_batch(np.array([[[0.3, 0.6, 0.9]]], np.float32), np.array([1]), np.array([3]))[0] == pytest.approx(0.6)
 
 
+def test_dtw_equals_the_reference_dtw_with_ties() -> None:
+    import libri_light_dtw  # zerospeech-libriabx2's compiled DTW
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, m = (int(v) for v in rng.integers(1, 9, 2))
+        d = (rng.integers(0, 4, (n, m)) / 4).astype(np.float32)  # coarse values: many ties between paths
+        want = libri_light_dtw._dtw(n, m, d, True)
+        assert dtw_batch(d[None], np.array([n]), np.array([m]))[0] == np.float32(want)
+
+
 def test_zero_vectors_are_at_the_maximal_distance() -> None:
     # X and A zero vectors, B a real one: the reference puts a zero vector at distance 0 from another zero vector
     # and 1 (the maximum) from any other, so X is closer to A: no error (at distance 0.5 from both: a tie, 0.5)

@@ -82,6 +82,8 @@ def format_result(result: dict[str, Any]) -> str:
     """A small text table: the checkpoint, then each reference, with 95% intervals."""
     metric = result["metric"]
     lines = [f"{result['task']}: {metric} (95% bootstrap interval; {result.get('n_test', '?')} test utterances)"]
+    if result["task"] == "abx":
+        lines[0] = f"abx: {metric} ({result.get('items')} items, {result.get('n_items')}; 95% interval over speakers)"
     rows = [("pretrained", result)] + [(r["model"], r) for r in result.get("references", [])]
     for name, r in rows:
         if result["task"] == "abx":
