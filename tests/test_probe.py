@@ -1,6 +1,5 @@
 """Probing is honest: metrics by edit distance on known strings, every head at chance on shuffled labels (and
-well above it on real ones), the feature cache round trip, ABX on features with and without phone
-information, and `codec2vec probe --json` on a real (Lyra-tokenized, briefly pre-trained) checkpoint."""
+well above it on real ones), the feature cache round trip (ABX: test_abx.py), and `codec2vec probe --json` on a real (Lyra-tokenized, briefly pre-trained) checkpoint."""
 
 from __future__ import annotations
 
@@ -190,46 +189,7 @@ def test_feature_dir_round_trip_reopen_and_refuse_other_upstream(tmp_path: Path)
         FeatureDir.open_or_create(tmp_path / "f", key="other", layers=[0, 2], dim=4, describe={})
 
 
-# --- ABX ------------------------------------------------------------------------------------------------
-
-
-def _abx_features(root: Path, informative: bool) -> tuple[FeatureDir, list[dict]]:
-    """Utterances of 3-frame phone runs from 4 speakers; features are a phone vector (+ a speaker offset) +
-    noise, or noise only."""
-    rng = np.random.default_rng(1)
-    phones = list("abcd")
-    emb, spk = rng.normal(size=(4, 8)), rng.normal(size=(4, 8)) * 0.5
-    fd = FeatureDir.open_or_create(root, key="abx", layers=[0], dim=8, describe={})
-    rows, arrays = [], []
-    for i in range(40):
-        s = i % 4
-        seq = ["sil", *rng.choice(phones, size=10), "sil"]
-        align = [p for p in seq for _ in range(3)]
-        x = rng.normal(size=(len(align), 1, 8)) * 0.3
-        if informative:
-            x[:, 0] += np.stack([emb[phones.index(p)] if p != "sil" else np.zeros(8) for p in align]) + spk[s]
-        arrays.append((f"u{i}", x.astype(np.float16)))
-        rows.append({"id": f"u{i}", "speaker": f"s{s}", "align": align})
-    fd.add(arrays)
-    return fd, rows
-
-
-@pytest.mark.parametrize("informative", [True, False])
-def test_abx_error_is_low_on_phone_features_and_chance_on_noise(tmp_path: Path, informative: bool) -> None:
-    from codec2vec.probe.abx import _cells, _Distances, _score, triphone_items
-
-    fd, rows = _abx_features(tmp_path / "f", informative)
-    cats = triphone_items(rows, {u: fd.num_frames(u) for u in fd.ids})
-    assert all(c[1] != "sil" for c in cats)
-    dist = _Distances(fd, 0)
-    within, wci, n_within = _score(_cells(cats, 5, 0, across=False), dist)
-    across, aci, n_across = _score(_cells(cats, 5, 0, across=True), dist)
-    assert n_within > 20 and n_across > 20
-    assert wci[0] <= within <= wci[1] and aci[0] <= across <= aci[1]
-    if informative:
-        assert within < 0.05 and across < 0.1
-    else:
-        assert abs(within - 0.5) < 0.1 and abs(across - 0.5) < 0.1
+# --- utterance heads ------------------------------------------------------------------------------------
 
 
 def test_pooled_features_are_centred_on_the_train_split_mean() -> None:
@@ -249,22 +209,63 @@ def test_pooled_features_are_centred_on_the_train_split_mean() -> None:
     assert frames.pooled is None
 
 
-def test_abx_items_are_the_centre_phone_frames_grouped_by_context() -> None:
-    from codec2vec.probe.abx import triphone_items
+def _planted(
+    root: Path, task: str, layers: list[int], *, noise: float = 10.0, seed: int = 0
+) -> tuple[FeatureDir, dict]:
+    """Layer 0 carries the labels (a class vector plus unit noise); the other layers are noise 10x larger
+    around a large common offset. `layers` picks which layers the folder keeps."""
+    rng = np.random.default_rng(seed)
+    fd = FeatureDir.open_or_create(root, key="planted", layers=layers, dim=16, describe={})
+    emb = rng.normal(size=(8, 16)) * 0.5
+    rows: dict[str, list[dict]] = {}
+    arrays = []
+    for split, n in zip(SPLITS, (160, 40, 160)):
+        rows[split] = []
+        for i in range(n):
+            uid, label = f"{split}{i:04d}", int(rng.integers(0, 8))
+            t = int(rng.integers(10, 20))
+            x = rng.normal(size=(t, 5, 16)) * noise + 3.0 * noise
+            x[:, 0] = rng.normal(size=(t, 16)) + emb[label]
+            arrays.append((uid, x[:, layers].astype(np.float16)))
+            rows[split].append({"id": uid, "label": str(label)})
+    fd.add(arrays)
+    return fd, rows
 
-    align = ["sil", "sil", "a", "a", "a", "b", "b", "c", "c", "c", "sil"]
-    cats = triphone_items([{"id": "u", "speaker": "s", "align": align}], {"u": 10})  # the last frame is cut
-    assert cats == {("sil", "a", "b", "s"): [("u", 2, 5)], ("a", "b", "c", "s"): [("u", 5, 7)]}
+
+def test_weighted_sum_matches_its_informative_layer_among_louder_noise_layers(tmp_path: Path) -> None:
+    fd_all, rows = _planted(tmp_path / "all", "sid", [0, 1, 2, 3, 4])
+    fd_one, same = _planted(tmp_path / "one", "sid", [0])  # the same seed: the same rows and layer 0
+    assert same == rows
+    mixed = probe_features("sid", fdir=fd_all, rows=rows, max_epochs=30, patience=30)
+    alone = probe_features("sid", fdir=fd_one, rows=rows, max_epochs=30, patience=30)
+    assert alone["value"] >= 0.9
+    assert mixed["value"] >= alone["value"] - 0.02
+    assert np.argmax(mixed["layer_weights"]) == 0 and mixed["layer_weights"][0] > 0.8
 
 
-def test_dtw_of_identical_sequences_is_zero_and_of_a_stretched_copy_too() -> None:
-    from codec2vec.probe.abx import _dtw
+def test_superb_protocol_trains_with_s3prl_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from codec2vec.errors import ConfigError
+    from codec2vec.probe.tasks import TASKS, get_protocol, make_head
 
-    d = np.ones((1, 3, 6))
-    for i, j in [(0, 0), (0, 1), (1, 2), (1, 3), (2, 4), (2, 5)]:
-        d[0, i, j] = 0.0  # a path of zeros: the 3 frames, each repeated twice
-    assert _dtw(d, np.array([3]), np.array([6]))[0] == pytest.approx(0.0)
-    assert _dtw(np.full((1, 2, 2), 0.5), np.array([2]), np.array([2]))[0] == pytest.approx(0.5)
+    sid, pr, asr = (get_protocol(TASKS[t], "superb") for t in ("sid", "pr", "asr"))
+    assert (sid.optimizer, sid.lr, sid.decay, sid.mix_lr, sid.standardise) == ("adamw", 1e-4, False, None, False)
+    assert (pr.optimizer, pr.lr) == ("adam", 1e-2) and asr.lr == 1e-4
+    lstm = make_head(TASKS["asr"], num_layers=2, dim=8, vocabs=[list("ab")], hidden=asr.lstm_hidden).lstm
+    assert lstm.hidden_size == 1024 and lstm.num_layers == 2 and lstm.bidirectional
+    assert get_protocol(TASKS["sid"]).name == "ours" and get_protocol(TASKS["sid"]).lr == TASKS["sid"].lr
+    with pytest.raises(ConfigError, match="--protocol nope"):
+        get_protocol(TASKS["sid"], "nope")
+    made = []
+    real = torch.optim.AdamW
+
+    def spy(groups, *a, **k):  # type: ignore[no-untyped-def]
+        made.append([g["lr"] for g in groups])
+        return real(groups, *a, **k)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    fd, rows = _synthetic(tmp_path / "sid", "sid", (40, 10, 20))
+    r = probe_features("sid", fdir=fd, rows=rows, max_epochs=2, protocol="superb")
+    assert r["protocol"] == "superb" and made == [[1e-4, 1e-4]]  # head and layer weights at s3prl's rate
 
 
 # --- the command line on a real checkpoint ---------------------------------------------------------------

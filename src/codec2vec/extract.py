@@ -146,15 +146,20 @@ def extract_to_dir(
     codec_path: str | None = None,
     batch_frames: int = 20_000,
     progress: bool = False,
+    fmt: str = "features",
 ) -> dict[str, Any]:
     """Features of every utterance of a token store (one SRC that is a store) or of audio files, folders and
     manifests into the feature folder `out` (float16, memory-mappable, with an index; see
     `probe.features.FeatureDir`). A rerun skips utterances already there. A waveform or mel baseline's features
     come from the audio (a store's recorded source files). Returns a summary dict (`rejected`: inputs that could
-    not be used, with reasons in `rejects`)."""
+    not be used, with reasons in `rejects`).
+    `fmt="npy"` (one layer) also writes `out/<id>.npy`, one `(T, D)` float32 array per utterance at 20 ms
+    frames (the layout zerospeech-libriabx2 and fastabx read); the float16 folder is then `out/.features`."""
 
     t0 = time.monotonic()
     check_outside({"--out": out}, [s for s in srcs if (Path(s) / "meta.json").is_file()])  # stores are never written
+    if fmt not in ("features", "npy"):
+        raise ConfigError(f"--format {fmt}: choose features or npy")
     source = checkpoint_source(ckpt)
     chosen = list(range(source.num_layers)) if layers is None else [int(i) for i in layers]
     bad = [i for i in chosen if not 0 <= i < source.num_layers]
@@ -165,7 +170,10 @@ def extract_to_dir(
     given = codes_for_sources(srcs, meta=source.meta) if one_store and not is_audio_source(source) else None
     if not one_store:
         scan_sources(srcs)
-    fdir = FeatureDir.open_or_create(out, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
+    if fmt == "npy" and len(chosen) != 1:
+        raise ConfigError(f"--format npy: one layer per folder (--layers L), not {len(chosen)}")
+    where = out / ".features" if fmt == "npy" else out
+    fdir = FeatureDir.open_or_create(where, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
     rejects: list[dict[str, Any]] = []
     if is_audio_source(source):  # waveform/mel baselines read audio, not codes
         items = _audio_items(srcs, rejects)
@@ -179,6 +187,8 @@ def extract_to_dir(
         ids = [uid for uid in store.ids() if uid not in fdir]
         done = fdir.fill(source, store, ids, batch_frames=batch_frames, progress=progress)
         inputs, todo = len(store.ids()), ids  # type: ignore[assignment]
+    if fmt == "npy":
+        _write_npy(fdir, out)
     summary = {
         "out": str(out),
         "utterances": len(fdir),
@@ -211,6 +221,22 @@ def _audio_items(srcs: list[str], rejects: list[dict[str, Any]]) -> list[AudioIt
     items = scan_sources(srcs)
     rejects += [{"path": it.path, "id": it.id, "reason": it.problem} for it in items if it.problem is not None]
     return [it for it in items if it.problem is None]
+
+
+def _write_npy(fdir: FeatureDir, out: Path) -> None:
+    """`out/<id>.npy`: each utterance's `(T, D)` float32 frames of the folder's one layer (atomic; present
+    files are kept, so a rerun writes only what is missing)."""
+    import numpy as np
+
+    from codec2vec.files import atomic_file
+
+    for uid in fdir.ids:
+        path = out / f"{uid}.npy"
+        if not path.resolve().is_relative_to(out.resolve()):
+            raise ConfigError(f"{uid!r}: an utterance id that would write outside {out}")
+        if not path.exists():
+            with atomic_file(path) as f:
+                np.save(f, np.ascontiguousarray(fdir.get(uid)[:, 0], dtype=np.float32))
 
 
 class _CallableModule(types.ModuleType):

@@ -86,6 +86,9 @@ def add_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="feature folder (created or appended to; reruns skip done items)")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="hidden states to keep (0 = input; default all)")
     p.add_argument("--codec-path", default=None, help="the codec's weights (a local folder or a hub id)")
+    p.add_argument(
+        "--format", default="features", choices=["features", "npy"], help="npy: OUT/<id>.npy (T, D) float32, one layer"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -95,7 +98,13 @@ def run_extract(args: argparse.Namespace) -> int:
     from codec2vec.extract import extract_to_dir
 
     summary = extract_to_dir(
-        args.ckpt, args.src, Path(args.out), layers=args.layers, codec_path=args.codec_path, progress=not args.json
+        args.ckpt,
+        args.src,
+        Path(args.out),
+        layers=args.layers,
+        codec_path=args.codec_path,
+        progress=not args.json,
+        fmt=args.format,
     )
     if args.json:
         print_json(summary)
@@ -118,6 +127,16 @@ def add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--references", default="codec,random", help="comma-separated among codec, random; '' for none")
     p.add_argument("--other", nargs="*", default=[], help="other checkpoints probed the same way")
     p.add_argument("--per-layer", action="store_true", help="also fit the head on each layer alone")
+    p.add_argument("--protocol", default="ours", choices=["ours", "superb"], help="heads: ours, or s3prl's settings")
+    p.add_argument(
+        "--layer", type=int, default=None, help="abx: score this layer only (default: every layer, chosen on dev)"
+    )
+    p.add_argument(
+        "--items",
+        default="triphone",
+        choices=["triphone", "phoneme"],
+        help="abx: triphone (ZeroSpeech 2021) or phoneme items",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=int, default=100, help="upper bound; training stops early on dev")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $CODEC2VEC_CACHE or ~/.cache/codec2vec)")
@@ -134,6 +153,7 @@ def run_probe(args: argparse.Namespace) -> int:
     result = probe_command(
         args.task, ckpt=args.ckpt, data=args.data, references=refs, others=args.other, per_layer=args.per_layer,
         seed=args.seed, max_epochs=args.max_epochs, cache_dir=cache, store=args.store, progress=not args.json,
+        layer=args.layer, items=args.items, protocol=args.protocol,
     )  # fmt: skip
     if args.json:
         print_json(result)

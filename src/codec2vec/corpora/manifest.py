@@ -4,6 +4,7 @@ A corpus folder holds one sub-folder per task, each with `train.jsonl`, `dev.jso
 
     OUT/pr/train.jsonl   one JSON object per line (an utterance), in a fixed order
     OUT/pr/meta.json     {"task", "splits": {split: rows}, "labels" (the label vocabulary), "seed", "generator", ...}
+    OUT/pr/test.item     ABX items in the Libri-light format where rows have `align` (dev too; `items.py`)
 
 Every row has
     id        stable, unique string (the same audio keeps the same id in every task that uses it)
@@ -29,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from codec2vec.corpora.items import FRAME_S, write_item_files
 from codec2vec.errors import Codec2VecError, ConfigError
 from codec2vec.files import atomic_write
 
@@ -61,6 +63,7 @@ def write_task(
     by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
     seconds: dict[str, float] = {s: 0.0 for s in SPLITS}
     seen: set[str] = set()
+    aligned: dict[str, list[Mapping[str, Any]]] = {"dev": [], "test": []}  # PR's ABX items
     for row in rows:
         missing = [k for k in REQUIRED if k not in row]
         if missing:
@@ -72,6 +75,8 @@ def write_task(
         seen.add(row["id"])
         by_split[row["split"]].append(dumps_row(row))
         seconds[row["split"]] += float(row["seconds"])
+        if task == "pr" and row["split"] in aligned and row.get("align"):
+            aligned[row["split"]].append(row)
     for split, lines in by_split.items():
         atomic_write(folder / f"{split}.jsonl", "".join(line + "\n" for line in lines))
     info: dict[str, Any] = {
@@ -82,6 +87,8 @@ def write_task(
         "frame_rate": frame_rate,
     }
     info.update(meta or {})
+    frame_s = 1.0 / frame_rate if frame_rate else FRAME_S
+    info["abx_items"] = write_item_files(folder, aligned, frame_s=frame_s) if task == "pr" else []
     atomic_write(folder / "meta.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
     return info
 

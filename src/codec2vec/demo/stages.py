@@ -258,7 +258,7 @@ def _steps(run: _Run) -> list[dict[str, Any]]:
 
 
 def _abx(run: _Run) -> dict[str, Any]:
-    """ABX error (layer chosen on dev) of the three models on the PR folder's test alignments."""
+    """ABX error (ZeroSpeech 2021: triphone items; layer chosen on dev) of the three models on the PR folder's test items."""
 
     out = {}
     for kind in ("pretrained", *REFERENCES):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from codec2vec.errors import ConfigError
-from codec2vec.probe.abx import abx
+from codec2vec.probe.abx import abx, require_test_items
 from codec2vec.probe.features import KINDS, feature_source
 from codec2vec.probe.runner import check_epochs, probe_with_references
 from codec2vec.probe.tasks import check_task_folder, get_task
@@ -31,16 +31,28 @@ def probe_command(
     if task != "abx":
         get_task(task)  # an unknown task fails before any feature is extracted
         check_epochs(kw.get("max_epochs", 1))
+        kw.pop("items", None)
+        if kw.get("layer") is not None:
+            raise ConfigError(f"--layer: only for abx (task {task} learns a weighted sum; --per-layer fits each layer)")
+        kw.pop("layer", None)
     check_task_folder(task, data)  # so does a folder of another task (no `phones` for pr...)
     if task != "abx":
         return _finite(probe_with_references(task, ckpt=ckpt, data=data, others=others, references=references, **kw))
 
-    kw.pop("max_epochs", None)
-    kw.pop("per_layer", None)
+    for key in ("max_epochs", "per_layer", "protocol"):
+        kw.pop(key, None)
+    require_test_items(data, kw.get("items", "triphone"))  # before any checkpoint is read
     result = abx(data, source=feature_source("pretrained", ckpt), **kw)
     sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
     sources += [feature_source("pretrained", o) for o in others]
-    result["references"] = [{"model": s.name, **_abx_summary(abx(data, source=s, **kw))} for s in sources]
+    # the codec's embeddings are one layer: `--layer` picks among the Transformer models' layers only
+    result["references"] = [
+        {
+            "model": s.name,
+            **_abx_summary(abx(data, source=s, **{**kw, **({"layer": None} if s.kind == "codec" else {})})),
+        }
+        for s in sources
+    ]
     return _finite(result)
 
 
@@ -72,6 +84,8 @@ def format_result(result: dict[str, Any]) -> str:
     """A small text table: the checkpoint, then each reference, with 95% intervals."""
     metric = result["metric"]
     lines = [f"{result['task']}: {metric} (95% bootstrap interval; {result.get('n_test', '?')} test utterances)"]
+    if result["task"] == "abx":
+        lines[0] = f"abx: {metric} ({result.get('items')} items, {result.get('n_items')}; 95% interval over speakers)"
     rows = [("pretrained", result)] + [(r["model"], r) for r in result.get("references", [])]
     for name, r in rows:
         if result["task"] == "abx":

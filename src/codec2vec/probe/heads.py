@@ -1,7 +1,8 @@
 """Light SUPERB heads on a frozen upstream, each behind a learned softmax-weighted sum of the layers.
 
 s3prl's Featurizer: `h = sum_l softmax(w)_l * x_l` over all hidden states, `w` starting at zero (equal
-weights), no layer norm (REFERENCE.md, probing protocol). Heads (s3prl downstream configs):
+weights); each layer is first standardised by the train split's statistics (`WeightedSum`), as s3prl's
+`layer_norm` option normalises each layer before the sum. Heads (s3prl downstream configs):
   - `CTCHead` (PR): Linear(D, 256) -> Linear(256, C + 1) per frame, CTC with blank 0;
   - `LSTMCTCHead` (ASR): Linear(D, 256) -> 2-layer BiLSTM (128 per direction: SUPERB's 1024 is far too slow
     for a CPU probe) -> Linear(256, C + 1) per frame, CTC with blank 0;
@@ -21,15 +22,26 @@ PROJ = 256  # s3prl's project_dim / hidden of the light heads
 
 
 class WeightedSum(nn.Module):
-    """`(..., L, D) -> (..., D)` with learned softmax weights over L (initially equal)."""
+    """`(..., L, D) -> (..., D)`: each layer standardised, then mixed with learned softmax weights (initially
+    equal): `h = sum_l softmax(w)_l * (x_l - shift_l) / scale_l`. `shift (L, D)` and `scale (L,)` are fixed
+    buffers (`set_norm`: the train split's per-layer mean and standard deviation, one number per layer), so no
+    layer dominates the sum by its scale alone; a per-layer affine map keeps each layer's geometry and commutes
+    with mean pooling (s3prl's Featurizer layer-normalises each frame instead, which does not)."""
 
     def __init__(self, num_layers: int) -> None:
         super().__init__()
         self.logits = nn.Parameter(torch.zeros(num_layers))
+        self.register_buffer("shift", torch.zeros(num_layers, 1))
+        self.register_buffer("scale", torch.ones(num_layers))
+
+    def set_norm(self, shift: Tensor, scale: Tensor) -> None:
+        """`shift (L, D)`, `scale (L,)` (> 0)."""
+        self.shift = shift.detach().float().clone()
+        self.scale = scale.detach().float().clamp(min=1e-8).clone()
 
     def forward(self, x: Tensor) -> Tensor:
-        w = torch.softmax(self.logits, 0)  # (L,)
-        return torch.einsum("...ld,l->...d", x, w)
+        w = torch.softmax(self.logits, 0) / self.scale  # (L,)
+        return torch.einsum("...ld,l->...d", x - self.shift, w)
 
     def weights(self) -> list[float]:
         return [float(v) for v in torch.softmax(self.logits.detach(), 0)]

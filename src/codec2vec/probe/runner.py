@@ -1,8 +1,9 @@
 """SUPERB-style probing of a frozen upstream: train a light head on cached features, early-stop on dev, score test.
 
 Protocol (REFERENCE.md, s3prl downstream configs): the upstream is frozen; its hidden states are mixed by a
-learned softmax-weighted sum (equal weights at the start) and fed to the task's light head (`tasks.TASKS`);
-Adam with gradient clipping 1; the head with the best dev metric is kept (patience in epochs) and scored on
+learned softmax-weighted sum (equal weights at the start) and fed to the task's light head (`tasks.TASKS`),
+trained under a protocol (`tasks.Protocol`: `ours` by default, or s3prl's `superb` settings) with gradient
+clipping 1; the head with the best dev metric is kept (patience in epochs) and scored on
 test, with a 95% bootstrap interval over test items. Seeds are fixed: the same inputs give the same number.
 `per_layer=True` also fits the same head on each layer alone (where phones, speakers and words live).
 Features are extracted once per (upstream, task folder) and cached (`features.cached_features`), so epochs
@@ -16,6 +17,7 @@ import copy
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -27,7 +29,18 @@ from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
 from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
-from codec2vec.probe.tasks import TaskSpec, check_rows, get_task, item_stats, loss, make_head, targets, vocabularies
+from codec2vec.probe.tasks import (
+    Protocol,
+    TaskSpec,
+    check_rows,
+    get_protocol,
+    get_task,
+    item_stats,
+    loss,
+    make_head,
+    targets,
+    vocabularies,
+)
 from codec2vec.progress import Progress
 
 SPLITS = ("train", "dev", "test")
@@ -95,6 +108,28 @@ def center_pooled(splits: dict[str, _Split]) -> None:
             split.pooled = split.pooled - mean
 
 
+def layer_stats(split: _Split) -> tuple[Tensor, Tensor]:
+    """The train split's per-layer mean `(L, D)` and standard deviation `(L,)` (one number per layer, over all
+    dimensions): of the pooled features for utterance tasks, of every frame for frame tasks."""
+    if split.pooled is not None:
+        x = split.pooled.double()  # (N, L, D)
+        mean = x.mean(0)
+        return mean.float(), ((x - mean) ** 2).mean((0, 2)).sqrt().float()
+    total: Tensor | None = None
+    total_sq: Tensor | None = None
+    n = 0
+    for uid in split.ids:
+        x = torch.from_numpy(np.asarray(split.fdir.get(uid), dtype=np.float64))  # (T, L, D)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        total_sq = (x**2).sum(0) if total_sq is None else total_sq + (x**2).sum(0)
+        n += len(x)
+    if total is None or total_sq is None or not n:
+        return torch.zeros(1, 1), torch.ones(1)
+    mean = total / n  # (L, D)
+    var = (total_sq / n - mean**2).clamp(min=0).mean(1)  # (L,)
+    return mean.float(), var.sqrt().float()
+
+
 def _evaluate(
     spec: TaskSpec, head: torch.nn.Module, split: _Split, layers: slice, vocabs: list
 ) -> tuple[np.ndarray, float]:
@@ -120,16 +155,28 @@ def _fit(
     seed: int,
     max_epochs: int,
     patience: int,
+    stats: tuple[Tensor, Tensor] | None,
+    proto: Protocol,
     progress: Progress | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
-    """Train one head; returns the best-on-dev head and the per-epoch history (`progress`: one tick per epoch)."""
+    """Train one head; returns the best-on-dev head and the per-epoch history (`progress`: one tick per epoch).
+    `stats`: the train split's per-layer mean and scale the weighted sum standardises by (None: raw layers)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = make_head(spec, num_layers=num_layers, dim=dim, vocabs=vocabs)
-    opt = torch.optim.Adam(head.parameters(), lr=spec.lr)
-    # the rate falls linearly to a tenth over `max_epochs`: a constant rate leaves the head jittering between
-    # epochs, and the best-on-dev pick (on a small dev split) then lands on noise
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - 0.9 * min(e / max(max_epochs, 1), 1.0))
+    head = make_head(spec, num_layers=num_layers, dim=dim, vocabs=vocabs, hidden=proto.lstm_hidden)
+    if stats is not None:
+        head.mix.set_norm(stats[0][layers], stats[1][layers])  # type: ignore[operator,union-attr]
+    # ours: the mixing logits get their own, larger rate: at the head's rate Adam moves a logit by about `lr`
+    # per step, and the few hundred steps of a probe left the weights near equal (a planted informative layer
+    # among louder noise layers: 0.13 accuracy mixed against 1.00 alone)
+    mix = [p for n, p in head.named_parameters() if n.startswith("mix.")]
+    rest = [p for n, p in head.named_parameters() if not n.startswith("mix.")]
+    groups = [{"params": rest, "lr": spec.lr}, {"params": mix, "lr": proto.mix_lr or spec.lr}]
+    opt = torch.optim.AdamW(groups) if proto.optimizer == "adamw" else torch.optim.Adam(groups)
+    # ours: the rate falls linearly to a tenth over `max_epochs`: a constant rate leaves the head jittering
+    # between epochs, and the best-on-dev pick (on a small dev split) then lands on noise
+    decay = 0.9 if proto.decay else 0.0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - decay * min(e / max(max_epochs, 1), 1.0))
     sign = -1.0 if spec.lower_is_better else 1.0
     best, best_state, since = (-np.inf, -np.inf), copy.deepcopy(head.state_dict()), 0
     history: list[dict[str, Any]] = []
@@ -198,6 +245,7 @@ def run_probe(
     progress: bool = False,
     store: str | Path | None = None,
     shuffle_labels: bool = False,
+    protocol: str = "ours",
 ) -> dict[str, Any]:
     """Probe `source` on the task folder `data`; returns {"task", "metric", "value", "ci", "layer_weights",
     "per_layer"? , "n_test", "model", "epochs", "history"}. `shuffle_labels` permutes the train and dev targets
@@ -209,7 +257,7 @@ def run_probe(
     fdir = cached_features(source, data, store=store, cache_dir=cache_dir, progress=progress)
     result = probe_features(
         task, fdir=fdir, rows=rows, seed=seed, per_layer=per_layer, max_epochs=max_epochs, patience=patience,
-        progress=progress, shuffle_labels=shuffle_labels,
+        progress=progress, shuffle_labels=shuffle_labels, protocol=protocol,
     )  # fmt: skip
     result.update(model=source.name, source=source.kind, seconds=round(time.monotonic() - t0, 2))
     return result
@@ -226,10 +274,14 @@ def probe_features(
     patience: int = 8,
     progress: bool = False,
     shuffle_labels: bool = False,
+    protocol: str = "ours",
 ) -> dict[str, Any]:
-    """The probe proper, on features already in `fdir` for the manifest `rows` of each split."""
+    """The probe proper, on features already in `fdir` for the manifest `rows` of each split; `protocol`:
+    `ours` or `superb` (s3prl's per-task settings, `tasks.Protocol`)."""
     check_epochs(max_epochs)
     spec = get_task(task)
+    proto = get_protocol(spec, protocol)
+    spec = replace(spec, lr=proto.lr, batch=proto.batch)
     rows = {s: [r for r in rows[s] if r["id"] in fdir] for s in SPLITS}
     for s in SPLITS:
         if not rows[s]:
@@ -241,10 +293,13 @@ def probe_features(
         for s in ("train", "dev"):
             tgt[s] = [tgt[s][i] for i in rng.permutation(len(tgt[s]))]
     splits = {s: _Split(spec, fdir, rows[s], tgt[s]) for s in SPLITS}
-    center_pooled(splits)
+    if proto.standardise:
+        center_pooled(splits)
     num_layers, dim = len(fdir.layers), int(fdir.get(rows["train"][0]["id"]).shape[-1])
     kw = dict(vocabs=vocabs, seed=seed, max_epochs=max_epochs, patience=patience, dim=dim)
     bar = Progress(f"probe {task}", max_epochs, unit="epochs", enabled=progress)
+    kw["stats"] = layer_stats(splits["train"]) if proto.standardise else None
+    kw["proto"] = proto
     head, history = _fit(spec, splits, layers=slice(None), num_layers=num_layers, progress=bar, **kw)  # type: ignore[arg-type]
     bar.close()
     stats, _ = _evaluate(spec, head, splits["test"], slice(None), vocabs)
@@ -259,6 +314,7 @@ def probe_features(
         "epochs": len(history),
         "history": history,
         "seed": seed,
+        "protocol": protocol,
     }
     if progress:
         print(f"probe {task}: {spec.metric} {result['value']:.4f} after {len(history)} epochs", file=sys.stderr)

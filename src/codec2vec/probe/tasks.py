@@ -64,6 +64,7 @@ def _slots(row: Row) -> list[str]:
     return [str(row["action"]), str(row["object"]), str(row["location"])]
 
 
+MIX_LR = 0.05  # our protocol's rate for the layer-mixing logits (see `Protocol`)
 TASKS: dict[str, TaskSpec] = {
     "pr": TaskSpec("pr", "frame", "per", _phones, lr=1e-2, batch=16),
     "asr": TaskSpec("asr", "frame", "wer", _chars, lr=2e-3, batch=16, lstm=True),
@@ -119,6 +120,49 @@ def check_task_folder(task: str, data: str | Path) -> None:
                     raise ConfigError(f"{path}:{n}: task {task} needs {', '.join(missing)} in every row{what}")
 
 
+PROTOCOLS = ("ours", "superb")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a head is trained. `ours` (the default) is tuned for short CPU probes; `superb` follows s3prl's
+    downstream configs (as we know them: `downstream/*/config.yaml` of s3prl):
+
+    | task             | optimizer | lr    | schedule | batch | head                                   |
+    | ---------------- | --------- | ----- | -------- | ----- | -------------------------------------- |
+    | PR               | Adam      | 1e-2  | constant | 32    | linear + CTC                           |
+    | ASR              | Adam      | 1e-4  | constant | 32    | 2-layer BiLSTM, 1024 per direction     |
+    | KS, IC           | Adam      | 1e-4  | constant | 32    | mean-pool + linear (IC: one per slot)  |
+    | SID              | AdamW     | 1e-4  | constant | 32    | mean-pool + linear (s3prl: 8 x 4 accum)|
+    | ER, style        | AdamW     | 1e-4  | constant | 32    | mean-pool + linear                     |
+
+    Under `superb` the layer weights learn at the head's rate on the raw hidden states (s3prl's Featurizer,
+    no layer norm) and pooled features are not centred. Under `ours` the heads' rates are `TaskSpec.lr`, falling
+    linearly to a tenth over `max_epochs`, the layer weights learn at `mix_lr` on standardised layers and the
+    ASR BiLSTM is 128 wide: s3prl's settings assume 100k-200k steps, and a CPU probe of a few hundred steps at
+    lr 1e-4 ends far from converged (and with the layer weights still equal)."""
+
+    name: str
+    optimizer: str  # "adam" | "adamw"
+    lr: float
+    decay: bool  # the rate falls linearly to a tenth over max_epochs
+    mix_lr: float | None  # the layer-mixing logits' rate (None: the head's)
+    standardise: bool  # layers standardised before the weighted sum, pooled features centred
+    batch: int
+    lstm_hidden: int
+
+
+def get_protocol(spec: TaskSpec, name: str = "ours") -> Protocol:
+    """The training settings of `spec` under the protocol `name` (see `Protocol`)."""
+    if name == "ours":
+        return Protocol("ours", "adam", spec.lr, True, MIX_LR, True, spec.batch, 128)
+    if name == "superb":
+        lr = 1e-2 if spec.name == "pr" else 1e-4
+        optimizer = "adamw" if spec.name in ("sid", "er", "style") else "adam"
+        return Protocol("superb", optimizer, lr, False, None, False, 32, 1024)
+    raise ConfigError(f"--protocol {name}: choose one of {', '.join(PROTOCOLS)}")
+
+
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
         raise ConfigError(f"unknown probe task {name!r}; choose one of {', '.join(TASKS)}")
@@ -157,10 +201,12 @@ def targets(spec: TaskSpec, rows: Sequence[Row], vocabs: list[list[str]]) -> lis
     return [[maps[s][u] for s, u in enumerate(spec.units(r))] for r in rows]
 
 
-def make_head(spec: TaskSpec, *, num_layers: int, dim: int, vocabs: list[list[str]]) -> nn.Module:
+def make_head(spec: TaskSpec, *, num_layers: int, dim: int, vocabs: list[list[str]], hidden: int = 128) -> nn.Module:
+    """The task's head; `hidden`: the ASR BiLSTM's width per direction."""
     if spec.level == "frame":
-        cls = heads.LSTMCTCHead if spec.lstm else heads.CTCHead
-        return cls(num_layers=num_layers, dim=dim, num_classes=len(vocabs[0]))
+        if spec.lstm:
+            return heads.LSTMCTCHead(num_layers=num_layers, dim=dim, num_classes=len(vocabs[0]), hidden=hidden)
+        return heads.CTCHead(num_layers=num_layers, dim=dim, num_classes=len(vocabs[0]))
     if len(vocabs) == 1:
         return heads.PoolHead(num_layers=num_layers, dim=dim, num_classes=len(vocabs[0]))
     return heads.SlotHead(num_layers=num_layers, dim=dim, num_classes=[len(v) for v in vocabs])
@@ -199,4 +245,18 @@ def item_stats(
     return torch.stack([right, torch.ones_like(right)], 1).numpy()
 
 
-__all__ = ["TASKS", "TaskSpec", "check_rows", "get_task", "item_stats", "loss", "make_head", "targets", "vocabularies"]
+__all__ = [
+    "PROTOCOLS",
+    "TASKS",
+    "Protocol",
+    "TaskSpec",
+    "check_rows",
+    "check_task_folder",
+    "get_protocol",
+    "get_task",
+    "item_stats",
+    "loss",
+    "make_head",
+    "targets",
+    "vocabularies",
+]
