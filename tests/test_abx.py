@@ -44,11 +44,18 @@ def _corpus(root: Path, *, seed: int, informative: float = 1.0, speakers: int = 
 
 def _reference(root: Path, item_file: Path) -> dict[str, float]:
     """zerospeech-libriabx2's within-context ABX (its CLI defaults: groups of 10, 5 X speakers) at 20 ms frames."""
+    stub = False
     try:
         import torchaudio  # noqa: F401  (the reference imports it for its CPC models only)
     except (ImportError, OSError):  # a torchaudio wheel built for another torch: the ABX code never calls it
         sys.modules["torchaudio"] = types.ModuleType("torchaudio")
-    from zrc_abx2.eval_ABX import EvalABX, EvalArgs
+        stub = True
+    try:
+        from zrc_abx2.eval_ABX import EvalABX, EvalArgs
+    finally:  # the stand-in must not outlive the import: other libraries (lhotse) probe for torchaudio
+        if stub:
+            for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
+                del sys.modules[name]
 
     args = EvalArgs(path_data=str(root), path_item_file=str(item_file), feature_size=0.02, context_mode="within")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
