@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -116,23 +116,30 @@ def speaker_splits(speakers: list[str], all_speakers: list[str], rng: np.random.
     return [which.get(s, "train") for s in speakers]
 
 
-def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Read one JSONL manifest; `path` of each row is made absolute (resolved against the manifest's folder)."""
-    path = Path(path)
-    rows = []
+def jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """`(line number, value)` of every non-blank line of a JSONL file; a line that is not JSON is a one-line
+    error naming `path:line`."""
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as e:
                 raise Codec2VecError(f"{path}:{n}: not JSON ({e.msg})") from None
-            missing = [k for k in ("id", "path") if k not in row]
-            if missing:
-                raise Codec2VecError(f"{path}:{n}: row lacks {', '.join(missing)}")
-            row["path"] = str((path.parent / row["path"]).resolve())
-            rows.append(row)
+            yield n, value
+
+
+def read_manifest(path: str | Path) -> list[dict[str, Any]]:
+    """Read one JSONL manifest; `path` of each row is made absolute (resolved against the manifest's folder)."""
+    path = Path(path)
+    rows = []
+    for n, row in jsonl_rows(path):
+        missing = [k for k in ("id", "path") if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise Codec2VecError(f"{path}:{n}: row lacks {', '.join(missing)}")
+        row["path"] = str((path.parent / row["path"]).resolve())
+        rows.append(row)
     return rows
 
 

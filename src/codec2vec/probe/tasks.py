@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codec2vec.corpora.manifest import jsonl_rows
 from codec2vec.errors import ConfigError
 from codec2vec.probe import heads
 from codec2vec.probe.metrics import ctc_greedy, edit_distance
@@ -96,8 +97,6 @@ def _folder_task(data: Path) -> str | None:
 def check_task_folder(task: str, data: str | Path) -> None:
     """Refuse, before any feature is extracted or written, a task folder that is not one (no
     `{train,dev,test}.jsonl`) or whose rows lack what `task` reads (e.g. `probe pr` on a KS folder)."""
-    import json
-
     data = Path(data)
     if not data.is_dir():
         raise ConfigError(f"{data}: no such task folder (one with train.jsonl, dev.jsonl, test.jsonl)")
@@ -106,18 +105,11 @@ def check_task_folder(task: str, data: str | Path) -> None:
         path = data / f"{split}.jsonl"
         if not path.is_file():
             raise ConfigError(f"{path}: missing; a task folder holds train.jsonl, dev.jsonl and test.jsonl")
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{path}:{n}: not JSON ({e.msg})") from None
-                missing = [k for k in need if not isinstance(row, dict) or k not in row]
-                if missing:
-                    what = f" (a {_folder_task(data)} folder)" if _folder_task(data) else ""
-                    raise ConfigError(f"{path}:{n}: task {task} needs {', '.join(missing)} in every row{what}")
+        for n, row in jsonl_rows(path):
+            missing = [k for k in need if not isinstance(row, dict) or k not in row]
+            if missing:
+                what = f" (a {_folder_task(data)} folder)" if _folder_task(data) else ""
+                raise ConfigError(f"{path}:{n}: task {task} needs {', '.join(missing)} in every row{what}")
 
 
 PROTOCOLS = ("ours", "superb")
