@@ -164,6 +164,17 @@ def _score(cells: list, dist: _Distances) -> tuple[float, list[float], int]:
     return float(stats[:, 0].sum() / stats[:, 1].sum()), bootstrap_ci(stats, seed=0), len(scores)
 
 
+def speaker_errors(cells: list, dist: _Distances) -> dict[str, float]:
+    """Each (first) speaker's error, the hierarchical mean of its cells as in `_score` (the overall error is the
+    mean over speakers): the units a paired comparison of two models resamples. Distances must be computed."""
+    by_speaker: dict[str, dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for key, aa, bb, xx in cells:
+        errs = [float(np.sign(dist(x, a) - dist(x, b)) + 1) / 2 for x in xx for a in aa if a != x for b in bb]
+        if errs:
+            by_speaker[key[3]][key[4:]].append(float(np.mean(errs)))
+    return {s: float(np.mean([np.mean(v) for v in groups.values()])) for s, groups in sorted(by_speaker.items())}
+
+
 def abx(
     data: str | Path,
     *,
@@ -191,9 +202,12 @@ def abx(
     def run(split: str, i: int) -> dict[str, Any]:
         cats = triphone_items(splits[split], {u: fdir.num_frames(u) for u in fdir.ids})
         dist = _Distances(fdir, i)
-        w, wci, wn = _score(_cells(cats, max_items, seed, across=False), dist)
-        a, aci, an = _score(_cells(cats, max_items, seed, across=True), dist)
-        return {"layer": i, "within": w, "across": a, "ci_within": wci, "ci_across": aci, "cells": wn + an}
+        cw, ca = _cells(cats, max_items, seed, across=False), _cells(cats, max_items, seed, across=True)
+        w, wci, wn = _score(cw, dist)
+        a, aci, an = _score(ca, dist)
+        speakers = {"within": speaker_errors(cw, dist), "across": speaker_errors(ca, dist)}  # paired deltas
+        return {"layer": i, "within": w, "across": a, "ci_within": wci, "ci_across": aci, "cells": wn + an,
+                "speakers": speakers}  # fmt: skip
 
     per_layer = [run("test", i) for i in layers]
     chosen = layers[0]
