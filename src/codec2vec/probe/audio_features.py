@@ -20,7 +20,7 @@ import torch
 from codec2vec.audio import AudioItem, load_audio
 from codec2vec.frontends.grid import SAMPLE_RATE, num_frames
 
-AUDIO_FRONTENDS = ("waveform", "mel")
+AUDIO_FRONTENDS = ("waveform", "mel", "melhubert")
 
 
 def is_audio_source(source: Any) -> bool:

@@ -322,10 +322,13 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
     """setup -> resume -> (train_step, log_step, maybe_evaluate, maybe_save) until the last step."""
     run = setup(cfg, rank=rank, world=world, device=device)
     resume(run)
+    if run.latest is None:
+        fit_input_statistics(run)
     run.log = start_log(run)
     run.model.train()
     run.window.started = time.perf_counter()  # the first row's wall time starts here, as its steps do
     run.started = time.time()  # the loop's clock (train.max_seconds, frames/s) starts here
+    cpu0 = time.process_time()  # this process's CPU seconds (all its threads): a budget that load cannot move
     while run.step < cfg.train.steps and not run.out_of_time:
         loss = train_step(run)
         run.out_of_time = _out_of_time(run)
@@ -334,7 +337,23 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
         maybe_save(run)
     run.log.close()
     getattr(run.loader, "close", lambda: None)()  # a prefetch thread stops reading
-    return summary(run)
+    return summary(run) | {"cpu_seconds": time.process_time() - cpu0}
+
+
+def fit_input_statistics(run: Run) -> None:
+    """A fresh run of a front end with corpus statistics (`melhubert`'s fbank mean and variance): fitted once
+    here over the training utterances' audio, then saved with every checkpoint (its buffers)."""
+    front = run.model.encoder.frontend
+    if not hasattr(front, "fit_statistics"):
+        return
+    from codec2vec.frontends.audio_data import AudioSource, audio_paths
+    from codec2vec.frontends.fbank import utterance_audio
+
+    source = AudioSource(store_root=str(run.store.root), paths=audio_paths(run.store, run.cfg.data.audio))
+    ids = list(run.train_ids)
+    audio = utterance_audio(source, ids, {u: int(run.store.num_frames(u)) for u in ids})
+    front.fit_statistics(audio)  # type: ignore[operator]
+    front.to(run.device)
 
 
 def _out_of_time(run: Run) -> bool:
