@@ -81,7 +81,9 @@ def format_quality(r: dict[str, Any]) -> str:
     lines.append(f"{'recipe':<13} {'model':<9}" + "".join(f"  {name:<15}" for _, name in METRICS))
     for recipe in recipes:
         for m in models:
-            lines.append(f"{recipe:<13} {m:<9}" + "".join(f"  {_cell(summ.get((recipe, m, k))):<15}" for k, _ in METRICS))
+            lines.append(
+                f"{recipe:<13} {m:<9}" + "".join(f"  {_cell(summ.get((recipe, m, k))):<15}" for k, _ in METRICS)
+            )
     lines += ["", "per seed (steps, CPU s):"]
     for run in r["runs"]:
         vals = [x for x in r["quality"] if x["run"] == run["run"]]

@@ -60,18 +60,21 @@ class QualityOptions:
     out: str = ""  # folder for corpus, runs, features, quality.json and quality.png ("" = a temporary folder)
     corpus: str = ""  # an existing `codec2vec demo --out` folder: its tasks and store (no synth, no tokenize)
     budget: str = "steps"  # steps: equal optimizer steps per run | cpu: equal process CPU seconds per run
-    budget_steps: int = 150  # --budget steps: optimizer steps per run
+    # sized so that the default run (3 models x 2 recipes x 3 seeds) takes about 40 minutes on 2 quiet cores: the
+    # waveform model's CNN costs ~30x the codec or mel model's step (about 0.5 CPU s per second of audio in a
+    # step), and its probe features need a forward pass over the whole corpus, so both grow with it
+    budget_steps: int = 60  # --budget steps: optimizer steps per run
     budget_minutes: float = 1.0  # --budget cpu: CPU minutes of the training loop per run
-    chunk_steps: int = 25  # interleaving: steps per turn of a run
+    chunk_steps: int = 20  # interleaving: steps per turn of a run
     seeds: int = 3  # pre-trainings per (model, recipe)
     control: bool = True  # also the same-targets control (identical MFCC targets, quantizer dropout off)
     frontends: list[str] = field(default_factory=lambda: list(MODELS))
     size: str = "tiny"
-    hours: float = 0.6  # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
+    hours: float = 0.2  # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
     speakers: int = 16
     seed: int = 0
-    batch_seconds: float = 20.0  # audio seconds per step (padded), the same for every front end
-    crop_seconds: float = 5.0
+    batch_seconds: float = 5.0  # audio seconds per step (padded), the same for every front end
+    crop_seconds: float = 2.5
     warmup_steps: int = 10
     threads: int = 1  # torch threads for every pre-training (and the probes)
     clusters: int = 100  # k-means classes of the round-1 labels (all models)
@@ -84,9 +87,10 @@ class QualityOptions:
 
     @classmethod
     def quick(cls, **kw: Any) -> QualityOptions:
-        """The tests' setting (`bench --quality --quick`): a 3-minute corpus, 4 steps per run, 2 seeds, short probes."""
-        small = dict(hours=0.05, speakers=4, budget_steps=4, budget_minutes=0.05, chunk_steps=2, seeds=2,
-                     batch_seconds=10.0, crop_seconds=2.0, warmup_steps=2, clusters=20, probe_epochs=3,
+        """The tests' setting (`bench --quality --quick`): a 3-minute corpus, 2 steps per run in 2 chunks, 2 seeds,
+        short probes."""
+        small = dict(hours=0.05, speakers=4, budget_steps=2, budget_minutes=0.05, chunk_steps=1, seeds=2,
+                     batch_seconds=4.0, crop_seconds=2.0, warmup_steps=1, clusters=20, probe_epochs=3,
                      utterance_epochs=5, probe_patience=2, utterance_patience=5)  # fmt: skip
         return cls(**(small | kw))
 
@@ -296,8 +300,13 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
             "paired": paired_rows(rows, items, seed=opts.seed),
             "runs": runs,
             "corpus": corpus,
-            "budget": {"kind": opts.budget, "amount": opts.amount, "unit": "steps" if opts.budget == "steps"
-                       else "CPU seconds", "chunk_steps": opts.chunk_steps, "interleaved": True},  # fmt: skip
+            "budget": {
+                "kind": opts.budget,
+                "amount": opts.amount,
+                "unit": "steps" if opts.budget == "steps" else "CPU seconds",
+                "chunk_steps": opts.chunk_steps,
+                "interleaved": True,
+            },  # fmt: skip
             "seeds": opts.seeds,
             "warnings": warnings,
             "fairness": (

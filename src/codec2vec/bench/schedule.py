@@ -38,7 +38,9 @@ class Job:
 
     def load(self) -> None:
         path = self.run_dir / "budget.json"
-        self.progress = json.loads(path.read_text()) if path.is_file() else {"steps": 0, "cpu_seconds": 0.0, "chunks": 0}
+        self.progress = (
+            json.loads(path.read_text()) if path.is_file() else {"steps": 0, "cpu_seconds": 0.0, "chunks": 0}
+        )
 
     def save(self) -> None:
         atomic_write(self.run_dir / "budget.json", json.dumps(self.progress, indent=1) + "\n")
