@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec.probe.paired import paired_delta
+from codec2vec.probe.paired import MIN_ITEMS, paired_delta
 
 METRICS = (
     ("per", "PER"),
@@ -59,7 +59,8 @@ def paired_rows(rows: list[dict[str, Any]], items: dict[tuple[str, str], Any], *
                 if not ra or not rb:
                     continue
                 d = paired_delta([items[(x["run"], metric)] for x in ra], [items[(x["run"], metric)] for x in rb],
-                                 lower_is_better=metric != "accuracy", seed=seed, names=(a, b))  # fmt: skip
+                                 lower_is_better=metric != "accuracy", seed=seed, names=(a, b),
+                                 min_items=0 if metric.startswith("abx") else MIN_ITEMS)  # fmt: skip
                 unit = "speakers" if metric.startswith("abx") else "test items"
                 out.append({"recipe": recipe, "task": ra[0]["task"], "metric": metric, "resampled": unit, **d})
     return out

@@ -237,6 +237,7 @@ def _probe(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptions)
     """PR, SID and ABX of one pre-trained run -> result rows (value, 95% interval, per-item stats)."""
     from codec2vec.probe import abx, feature_source, run_probe
     from codec2vec.probe.command import speaker_items
+    from codec2vec.probe.paired import MIN_ITEMS, small_test_warning
 
     source = feature_source("pretrained", run["run_dir"])
     out = []
@@ -249,7 +250,8 @@ def _probe(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptions)
     a = abx(data / "pr", source=source, cache_dir=root / "features", seed=opts.seed)
     for side in ("across", "within"):
         out.append({"task": "abx", "metric": f"abx_error_{side}", "value": a[side], "ci": a[f"ci_{side}"],
-                    "layer": a["layer"], "n_test": a["n_test"], "items": speaker_items(a, side)})  # fmt: skip
+                    "layer": a["layer"], "n_test": a["n_test"], "items": speaker_items(a, side),
+                    "warnings": [small_test_warning(a["n_test"])] if a["n_test"] < MIN_ITEMS else []})  # fmt: skip
     keep = ("run", "model", "recipe", "seed", "frontend", "budget", "budget_amount", "steps", "cpu_seconds",
             "wall_seconds", "audio_seconds_seen")  # fmt: skip
     return [{k: run[k] for k in keep} | row for row in out]

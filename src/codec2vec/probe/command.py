@@ -44,7 +44,7 @@ def probe_command(
     for s in sources:
         ref = abx(data, source=s, **kw)
         paired = {side: paired_delta(speaker_items(result, side), speaker_items(ref, side), lower_is_better=True,
-                                     seed=kw.get("seed", 0), names=("pretrained", s.name)) for side in SIDES}  # fmt: skip
+                                     seed=kw.get("seed", 0), names=("pretrained", s.name), min_items=0) for side in SIDES}  # fmt: skip
         result["references"].append({"model": s.name, **_abx_summary(ref), "paired": paired})
     return _finite(result)
 

@@ -58,11 +58,13 @@ def paired_delta(
     seed: int = 0,
     level: float = 0.95,
     names: tuple[str, str] = ("a", "b"),
+    min_items: int = MIN_ITEMS,
 ) -> dict[str, Any]:
     """A's figure minus B's on their shared items, with a paired percentile-bootstrap interval.
 
     -> {"a", "b", "delta", "ci": [lo, hi], "n_items", "n_seeds", "verdict", "warning"?}. `verdict` is
-    "no difference" when the interval covers 0, else "<better model> better" (by `lower_is_better`)."""
+    "no difference" when the interval covers 0, else "<better model> better" (by `lower_is_better`). `warning`:
+    fewer shared items than `min_items` (0 for units that are not test items, such as ABX's speakers)."""
     xa, xb, ids = stack_items(a, b)
     out: dict[str, Any] = {"a": names[0], "b": names[1], "n_items": len(ids), "n_seeds": min(len(xa), len(xb))}
     if not ids or not len(xa) or not len(xb):
@@ -80,7 +82,7 @@ def paired_delta(
         draws.append(_stat(xa, seeds, items) - _stat(xb, seeds, items))
     lo, hi = np.quantile(np.concatenate(draws), [(1 - level) / 2, 1 - (1 - level) / 2])
     out |= {"delta": delta, "ci": [float(lo), float(hi)], "verdict": verdict(delta, [lo, hi], lower_is_better, names)}
-    if len(ids) < MIN_ITEMS:
+    if len(ids) < min_items:
         out["warning"] = small_test_warning(len(ids))
     return out
 
