@@ -111,6 +111,7 @@ class _Stages:
     def __init__(self, root: Path, progress: bool) -> None:
         self.root, self.progress = root, progress
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process and its children per stage run here
 
     def run(self, name: str, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
         path = self.root / "stages" / f"quality-{name}.json"
@@ -119,13 +120,23 @@ class _Stages:
             _say(self.progress, f"{name}: done before ({done['seconds']:.0f} s), skipped")
         else:
             _say(self.progress, f"{name} ...")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             result = fn()
-            done = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "result": result}
+            done = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(_cpu() - c0, 2),
+                    "result": result}  # fmt: skip
             atomic_write(path, json.dumps(done, indent=1, default=str) + "\n")
             _say(self.progress, f"{name}: done in {done['seconds']:.0f} s")
         self.seconds[name] = self.seconds.get(name, 0.0) + float(done["seconds"])
+        self.cpu[name] = float(done.get("cpu_seconds", 0.0))
         return done["result"]
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of its finished children (synth, tokenize workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _corpus(root: Path, opts: QualityOptions, progress: bool) -> tuple[Path, dict[str, Any]]:
@@ -282,9 +293,10 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
         root = Path(opts.out or tmp)
         root.mkdir(parents=True, exist_ok=True)
         stages = _Stages(root, progress)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         base, corpus = _corpus(root, opts, progress)
         stages.seconds["corpus"] = time.perf_counter() - t0  # synth, tasks, tokenize (demo stages) or a given corpus
+        stages.cpu["corpus"] = _cpu() - c0
         store, data = base / "store", base / "tasks"
         key = {k: v for k, v in asdict(opts).items() if k not in ("out", "workers")}
         train_key = {k: v for k, v in key.items() if k not in PROBE_FIELDS}
@@ -321,6 +333,7 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
             "machine": {"cpus": os.cpu_count(), "threads": opts.threads, "torch": torch.__version__},
             "options": asdict(opts),
             "stage_seconds": stages.seconds,
+            "stage_cpu_seconds": stages.cpu,  # what a quiet machine's wall time follows (threads add up)
             "total_seconds": time.perf_counter() - t_start,
         }
         if opts.out:
