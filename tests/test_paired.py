@@ -94,3 +94,24 @@ def test_abx_speaker_errors_average_to_the_reported_error(tmp_path: Path) -> Non
         per_speaker = speaker_errors(cells, dist)
         assert sorted(per_speaker) == ["s0", "s1", "s2", "s3"]
         assert abs(np.mean(list(per_speaker.values())) - overall) < 1e-9
+
+
+def test_probe_text_reports_each_reference_s_paired_delta() -> None:
+    """`probe` text: one paired line per reference (per side for ABX), with the verdict."""
+    from codec2vec.probe.command import format_result
+
+    a = _items(np.array([1.0] * 40), np.ones(40))
+    b = _items(np.array([0.0] * 40), np.ones(40))
+    d = paired_delta(b, a, lower_is_better=False, names=("pretrained", "random"))
+    r = {"task": "sid", "metric": "accuracy", "value": 0.0, "ci": [0.0, 0.0], "n_test": 40, "warnings": [],
+         "references": [{"model": "random", "value": 1.0, "ci": [1.0, 1.0], "paired": d}]}  # fmt: skip
+    text = format_result(r)
+    assert "paired: pretrained - random: -100.00 [-100.00, -100.00] (random better)" in text
+    spk = {f"s{i}": [0.1 * (i % 3), 1.0] for i in range(8)}
+    abx = {"task": "abx", "metric": "abx_error", "n_test": 40, "across": 0.1, "within": 0.1, "ci_across": [0, 1],
+           "ci_within": [0, 1], "layer": 2, "references": [{"model": "codec", "across": 0.1, "within": 0.1,
+           "ci_across": [0, 1], "ci_within": [0, 1], "layer": 0, "paired": {
+               side: paired_delta(spk, spk, lower_is_better=True, min_items=0) for side in ("across", "within")}}]}  # fmt: skip
+    text = format_result(abx)
+    assert "paired across:" in text and "paired within:" in text and "no difference" in text
+    assert "over speakers" in text and "warning" not in text
