@@ -225,6 +225,7 @@ def test_bench_quality_quick_json(tmp_path: Path, lyra_dir: Path, capsys: pytest
             } <= pairs
     for d in r["paired"]:
         assert d["n_seeds"] == 2 and len(d["ci"]) == 2 and d["verdict"]
+    assert len(r["verdicts"]) == 2 * 4 and all(v.startswith(("own ", "same-targets ")) for v in r["verdicts"])
     assert any("test items" in w for w in r["warnings"])  # the quick corpus' test sets are under 30 items
     assert (out / "quality.png").stat().st_size > 1000 and json.loads((out / "quality.json").read_text()) == r
     # A rerun finds every stage done and reports the same figures.

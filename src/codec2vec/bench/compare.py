@@ -66,6 +66,25 @@ def paired_rows(rows: list[dict[str, Any]], items: dict[tuple[str, str], Any], *
     return out
 
 
+def verdict_lines(paired: list[dict[str, Any]]) -> list[str]:
+    """Per recipe and metric, one sentence: which model beats which beyond its interval, or that none does."""
+    out = []
+    for recipe in sorted({d["recipe"] for d in paired}, key=lambda r: (r != "own", r)):
+        for metric, name in METRICS:
+            ds = [d for d in paired if d["recipe"] == recipe and d["metric"] == metric]
+            if not ds:
+                continue
+            wins = []
+            for d in ds:
+                if d["verdict"].endswith(" better"):
+                    best = d["verdict"][: -len(" better")]
+                    wins.append(f"{best} beats {d['b'] if best == d['a'] else d['a']}")
+            out.append(
+                f"{recipe} {name}: " + ("; ".join(wins) if wins else "no model beats another beyond its interval")
+            )
+    return out
+
+
 def _cell(s: dict[str, Any] | None) -> str:
     return "-" if s is None else f"{s['mean']:.3f} ± {s['sd']:.3f}"
 
@@ -95,6 +114,7 @@ def format_quality(r: dict[str, Any]) -> str:
         lo, hi = d["ci"]
         lines.append(f"  {d['recipe']:<13} {d['metric']:<17} {d['a']}-{d['b']:<9} {d['delta']:+.3f} "
                      f"[{lo:+.3f}, {hi:+.3f}]  {d['verdict']}")  # fmt: skip
+    lines += ["", "verdicts (95% paired intervals):"] + [f"  {v}" for v in verdict_lines(r["paired"])]
     lines += [f"warning: {w}" for w in r.get("warnings", [])]
     lines.append(f"total {r['total_seconds']:.0f} s; stages: " + ", ".join(f"{k} {v:.0f} s"
                                                                            for k, v in r["stage_seconds"].items()))  # fmt: skip
@@ -132,4 +152,4 @@ def plot_quality(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["METRICS", "format_quality", "paired_rows", "plot_quality", "summary_rows"]
+__all__ = ["METRICS", "format_quality", "paired_rows", "plot_quality", "summary_rows", "verdict_lines"]

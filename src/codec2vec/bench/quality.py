@@ -42,7 +42,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from codec2vec.bench.compare import METRICS, format_quality, paired_rows, plot_quality, summary_rows
+from codec2vec.bench.compare import METRICS, format_quality, paired_rows, plot_quality, summary_rows, verdict_lines
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 
@@ -311,7 +311,8 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
         result = {
             "quality": rows,
             "summary": summary_rows(rows),
-            "paired": paired_rows(rows, items, seed=opts.seed),
+            "paired": (paired := paired_rows(rows, items, seed=opts.seed)),
+            "verdicts": verdict_lines(paired),
             "runs": runs,
             "corpus": corpus,
             "budget": {
