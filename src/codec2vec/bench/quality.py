@@ -60,12 +60,13 @@ class QualityOptions:
     out: str = ""  # folder for corpus, runs, features, quality.json and quality.png ("" = a temporary folder)
     corpus: str = ""  # an existing `codec2vec demo --out` folder: its tasks and store (no synth, no tokenize)
     budget: str = "steps"  # steps: equal optimizer steps per run | cpu: equal process CPU seconds per run
-    # sized so that the default run (3 models x 2 recipes x 3 seeds) takes about 40 minutes on 2 quiet cores: the
-    # waveform model's CNN costs ~30x the codec or mel model's step (about 0.5 CPU s per second of audio in a
-    # step), and its probe features need a forward pass over the whole corpus, so both grow with it
-    budget_steps: int = 60  # --budget steps: optimizer steps per run
+    # sized so that the default run (3 models x 2 recipes x 3 seeds = 18 runs) takes about 30-35 minutes on 2
+    # cores: measured per run (one thread, CPU seconds, 0.2 h corpus, 5 s batches) the waveform model's step costs
+    # 1.7 s against 0.07 s for codec and mel, its probes 49 s against 5-7 s; k-means of 3 sources ~80 s; each
+    # chunk's set-up (resume, checkpoint, dev pass) a few seconds
+    budget_steps: int = 100  # --budget steps: optimizer steps per run
     budget_minutes: float = 1.0  # --budget cpu: CPU minutes of the training loop per run
-    chunk_steps: int = 20  # interleaving: steps per turn of a run
+    chunk_steps: int = 25  # interleaving: steps per turn of a run
     seeds: int = 3  # pre-trainings per (model, recipe)
     control: bool = True  # also the same-targets control (identical MFCC targets, quantizer dropout off)
     frontends: list[str] = field(default_factory=lambda: list(MODELS))

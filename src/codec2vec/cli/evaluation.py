@@ -32,7 +32,7 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("equal-compute quality (--quality; bench/quality.py)")
     q.add_argument("--quality", action="store_true", help="pre-train each model for the same compute, probe")
     q.add_argument("--budget", default="steps", choices=["steps", "cpu"], help="equal optimizer steps or CPU time")
-    q.add_argument("--budget-steps", type=int, default=None, help="--budget steps: optimizer steps per run (60)")
+    q.add_argument("--budget-steps", type=int, default=None, help="--budget steps: optimizer steps per run (100)")
     q.add_argument("--budget-minutes", type=float, default=None, help="--budget cpu: CPU minutes per run (1)")
     q.add_argument("--seeds", type=int, default=None, help="pre-trainings per model and recipe (3)")
     q.add_argument("--no-control", action="store_true", help="skip the same-targets control runs")
