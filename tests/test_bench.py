@@ -89,6 +89,58 @@ def test_reads_every_coding_against_flac(tmp_path: Path) -> None:
 # --- equal-compute quality (`bench --quality`, bench/quality.py) ---------------------------------------------
 
 
+def _fake_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_per_step: dict[str, float]) -> tuple[list, list]:
+    """Jobs whose 'pre-training' records each chunk and costs `cpu_per_step[name]` CPU seconds a step."""
+    import codec2vec.train
+    from codec2vec.bench.schedule import Job
+
+    calls: list[tuple[str, int, bool]] = []
+    steps_at: dict[str, int] = {}
+
+    def fake_pretrain(cfg: dict) -> dict:
+        name, target = cfg["name"], cfg["steps"]
+        done = target - steps_at.get(name, 0)
+        steps_at[name] = target
+        calls.append((name, target, cfg["final"]))
+        return {"step": target, "cpu_seconds": done * cpu_per_step[name], "train_seconds": 0.1, "frames_seen": 500.0 * done,
+                "first_loss": 5.0, "last": {}, "dev": {}, "encoder_params": 1}  # fmt: skip
+
+    monkeypatch.setattr(codec2vec.train, "pretrain", fake_pretrain)
+    jobs = [Job(n, tmp_path / n, lambda steps, final, n=n: {"name": n, "steps": steps, "final": final})
+            for n in cpu_per_step]  # fmt: skip
+    for j in jobs:
+        j.run_dir.mkdir(parents=True)
+    return jobs, calls
+
+
+def test_equal_step_budgets_give_identical_step_counts_interleaved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--budget steps: every run makes exactly the budget's steps, in round-robin chunks (never one run after
+    the other), whatever a step costs; the last chunk of each run is marked final."""
+    from codec2vec.bench.schedule import run_interleaved
+
+    jobs, calls = _fake_jobs(tmp_path, monkeypatch, {"codec": 0.1, "waveform": 2.0, "mel": 0.1})
+    out = run_interleaved(jobs, kind="steps", amount=7, chunk=3)
+    assert [r["steps"] for r in out] == [7, 7, 7] and [r["chunks"] for r in out] == [3, 3, 3]
+    assert [c[0] for c in calls] == ["codec", "waveform", "mel"] * 3  # interleaved
+    assert [c[1] for c in calls] == [3, 3, 3, 6, 6, 6, 7, 7, 7] and [c[2] for c in calls] == [False] * 6 + [True] * 3
+    assert [r["cpu_seconds"] for r in out] == pytest.approx([0.7, 14.0, 0.7])
+    assert run_interleaved(jobs, kind="steps", amount=7, chunk=3)[0]["steps"] == 7 and len(calls) == 9  # resumed: done
+
+
+def test_cpu_budgets_give_each_run_the_same_cpu_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--budget cpu: each run stops once its own training loop has used the budget's CPU seconds, so a run with
+    cheaper steps makes more of them; no run overshoots by more than one step."""
+    from codec2vec.bench.schedule import run_interleaved
+
+    jobs, _ = _fake_jobs(tmp_path, monkeypatch, {"codec": 0.5, "waveform": 2.0})
+    out = run_interleaved(jobs, kind="cpu", amount=20.0, chunk=5)
+    assert [r["steps"] for r in out] == [40, 10]
+    for r, per_step in zip(out, (0.5, 2.0)):
+        assert 20.0 <= r["cpu_seconds"] < 20.0 + per_step + 1e-9
+
+
 def test_max_seconds_stops_the_loop_and_checkpoints_there(audio_store: Path, tmp_path: Path) -> None:
     from codec2vec.checkpoint import latest_checkpoint, read_meta
     from codec2vec.train import pretrain
@@ -147,17 +199,34 @@ def test_bench_quality_quick_json(tmp_path: Path, lyra_dir: Path, capsys: pytest
     assert main(["bench", "--quality", "--quick", "--json", "--out", str(out)]) == 0
     r = json.loads(capsys.readouterr().out)  # one JSON object, nothing else on stdout
     rows = r["quality"]
-    assert {x["model"] for x in rows} == {"codec", "waveform", "mel"}
+    assert r["budget"]["kind"] == "steps" and r["budget"]["amount"] == 2 and r["seeds"] == 2
+    assert {(x["model"], x["recipe"], x["seed"]) for x in rows} == {
+        (m, rc, s) for m in ("codec", "waveform", "mel") for rc in ("own", "same-targets") for s in (0, 1)
+    }  # per-seed rows of every model under its own recipe and the same-targets control
     assert {(x["task"], x["metric"]) for x in rows} == {
         ("pr", "per"), ("sid", "accuracy"), ("abx", "abx_error_across"), ("abx", "abx_error_within")
     }  # fmt: skip
-    assert len({x["budget_s"] for x in rows}) == 1 and rows[0]["budget_s"] == pytest.approx(6.0)  # equal budgets
-    for m in r["models"]:
-        assert m["steps"] > 0 and m["stopped_at_budget"] and m["audio_seconds_seen"] > 0
-        assert m["budget_s"] <= m["train_seconds"] < m["budget_s"] + 120  # stopped at the budget, not a step count
+    runs = {x["run"]: x for x in r["runs"]}
+    assert len(runs) == 12 and {x["steps"] for x in runs.values()} == {2}  # equal optimizer steps, every run
+    assert all(x["chunks"] == 2 and x["cpu_seconds"] > 0 for x in runs.values())  # interleaved in 2 chunks
+    assert {x["frontend"] for x in runs.values()} == {"codec", "waveform", "melhubert"}
+    own = {x["model"]: x["kmeans_source"] for x in runs.values() if x["recipe"] == "own"}
+    assert own == {"codec": "codec", "waveform": "mfcc", "mel": "fbank"}
+    assert {x["kmeans_source"] for x in runs.values() if x["recipe"] == "same-targets"} == {"mfcc"}
     for x in rows:
         lo, hi = x["ci"]
         assert 0.0 <= x["value"] <= 1.0 and lo - 1e-9 <= x["value"] <= hi + 1e-9, x
+    assert len(r["summary"]) == 3 * 2 * 4 and all(len(s["values"]) == 2 for s in r["summary"])
+    pairs = {(d["recipe"], d["metric"], d["a"], d["b"]) for d in r["paired"]}
+    for recipe in ("own", "same-targets"):
+        for metric in ("per", "accuracy", "abx_error_across", "abx_error_within"):
+            assert {
+                (recipe, metric, a, b) for a, b in (("codec", "mel"), ("codec", "waveform"), ("mel", "waveform"))
+            } <= pairs
+    for d in r["paired"]:
+        assert d["n_seeds"] == 2 and len(d["ci"]) == 2 and d["verdict"]
+    assert len(r["verdicts"]) == 2 * 4 and all(v.startswith(("own ", "same-targets ")) for v in r["verdicts"])
+    assert any("test items" in w for w in r["warnings"])  # the quick corpus' test sets are under 30 items
     assert (out / "quality.png").stat().st_size > 1000 and json.loads((out / "quality.json").read_text()) == r
     # A rerun finds every stage done and reports the same figures.
     assert main(["bench", "--quality", "--quick", "--json", "--out", str(out)]) == 0
@@ -170,5 +239,7 @@ def test_bench_quality_refuses_a_folder_that_is_no_demo_output(tmp_path: Path, c
     assert main(["bench", "--quality", "--corpus", str(tmp_path), "--out", str(tmp_path / "q")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a demo folder" in err and str(tmp_path / "tasks") in err
-    assert main(["bench", "--quality", "--budget-minutes", "0", "--out", str(tmp_path / "q")]) == 2
+    assert main(["bench", "--quality", "--budget", "cpu", "--budget-minutes", "0", "--out", str(tmp_path / "q")]) == 2
     assert "--budget-minutes" in capsys.readouterr().err
+    assert main(["bench", "--quality", "--budget-steps", "0", "--out", str(tmp_path / "q")]) == 2
+    assert "--budget-steps" in capsys.readouterr().err

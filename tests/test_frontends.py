@@ -20,7 +20,7 @@ from codec2vec.errors import ConfigError
 from codec2vec.frontends import HOP, MelFrontend, WaveformFrontend, log_mel, mfcc, num_frames
 from codec2vec.model import Codec2VecEncoder, model_config
 
-AUDIO_FRONTENDS = ("waveform", "mel")
+AUDIO_FRONTENDS = ("waveform", "mel", "melhubert")
 
 
 def tiny_encoder(frontend: str) -> Codec2VecEncoder:
@@ -151,7 +151,8 @@ def test_missing_audio_is_a_config_error(audio_store: Path, tmp_path: Path) -> N
         audio_paths(store, str(manifest))
 
 
-def test_mfcc_kmeans_labels_the_store_s_grid(audio_store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("source", "dim"), [("mfcc", 78), ("fbank", 80)])
+def test_spectral_kmeans_labels_the_store_s_grid(audio_store: Path, tmp_path: Path, source: str, dim: int) -> None:
     import shutil
 
     from codec2vec.kmeans import KMeansOptions, run_kmeans
@@ -159,12 +160,70 @@ def test_mfcc_kmeans_labels_the_store_s_grid(audio_store: Path, tmp_path: Path) 
 
     root = tmp_path / "store"
     shutil.copytree(audio_store, root)
-    out = run_kmeans(str(root), KMeansOptions(source="mfcc", clusters=8, sample_frames=3000, name="mfcc8"))
-    assert out["dim"] == 78 and out["clusters_used"] >= 6
+    out = run_kmeans(str(root), KMeansOptions(source=source, clusters=8, sample_frames=3000, name="km8"))
+    assert out["dim"] == dim and out["clusters_used"] >= 6
     store = TokenStore.open(root)
-    labels = store.labels("mfcc8")
+    labels = store.labels("km8")
     for uid in store.ids()[:5]:
         assert labels.read(uid, 0, store.num_frames(uid)).shape == (store.num_frames(uid),)
+
+
+def _knf_fbank(wav: np.ndarray) -> np.ndarray:
+    """The reference: kaldi-native-fbank with MelHuBERT's settings (40 bins, Hamming window, no dither)."""
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.window_type = "hamming"
+    opts.mel_opts.num_bins = 40
+    fb = knf.OnlineFbank(opts)
+    fb.accept_waveform(16000, wav.tolist())
+    fb.input_finished()
+    return np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
+
+
+def test_kaldi_fbank_equals_kaldi_native_fbank_on_real_speech() -> None:
+    import soundfile as sf
+
+    from codec2vec.frontends import kaldi_fbank
+    from conftest import SPEECH
+
+    files = sorted(SPEECH.glob("*16kHz.wav"))
+    assert files, f"no real speech in {SPEECH}"
+    for path in files:
+        wav, sr = sf.read(path, dtype="float32")
+        assert sr == 16000
+        ref = _knf_fbank(wav)  # (F, 40)
+        ours = kaldi_fbank(torch.from_numpy(wav)[None])[0].numpy()
+        assert ours.shape == ref.shape == (1 + (len(wav) - 400) // 160, 40)
+        assert np.abs(ours - ref).max() < 1e-3, path  # log-mel values span about -15..16 here
+
+
+def test_melhubert_statistics_are_the_training_audio_s_and_travel_with_the_checkpoint(
+    audio_store: Path, tmp_path: Path
+) -> None:
+    """Corpus mean/variance normalisation: fitted once over the training utterances, saved in the checkpoint,
+    not refitted on resume."""
+    from codec2vec.checkpoint import load_model
+    from codec2vec.data import open_stores
+    from codec2vec.frontends import kaldi_fbank
+    from codec2vec.frontends.audio_data import AudioSource, audio_paths
+    from codec2vec.train import pretrain
+
+    run = tmp_path / "run"
+    cfg = audio_config(audio_store, run, "melhubert", "train.steps=1")
+    pretrain(cfg)
+    front = load_model(run)[0].frontend
+    store, _, train_ids, dev_ids = open_stores(cfg.data)
+    assert train_ids and dev_ids
+    src = AudioSource(store_root=str(audio_store), paths=audio_paths(store))
+    frames = torch.cat([kaldi_fbank(torch.from_numpy(src.read(u, 0, store.num_frames(u)))[None])[0] for u in train_ids])
+    assert bool(front.fitted)
+    torch.testing.assert_close(front.mean, frames.mean(0), atol=1e-3, rtol=0)  # the training utterances' frames
+    torch.testing.assert_close(front.std, frames.std(0, unbiased=False), atol=1e-3, rtol=1e-3)
+    saved = front.mean.clone()
+    pretrain(audio_config(audio_store, run, "melhubert", "train.steps=2"))  # resumes: the statistics stay
+    torch.testing.assert_close(load_model(run)[0].frontend.mean, saved)
 
 
 # --- training, checkpoints, resume, torchrun ------------------------------------------------------------
@@ -211,7 +270,7 @@ def audio_config(store: Path, run: Path, frontend: str, *extra: str):
 @pytest.mark.parametrize("frontend", AUDIO_FRONTENDS)
 def test_baseline_trains_and_its_checkpoint_loads(audio_store: Path, tmp_path: Path, frontend: str) -> None:
     from codec2vec.checkpoint import load_model
-    from codec2vec.frontends import MelFrontend, WaveformFrontend
+    from codec2vec.frontends import MelFrontend, MelHuBERTFrontend, WaveformFrontend
     from codec2vec.train import pretrain
 
     run = tmp_path / "run"
@@ -219,7 +278,8 @@ def test_baseline_trains_and_its_checkpoint_loads(audio_store: Path, tmp_path: P
     assert summary["step"] == 4 and np.isfinite(summary["last"]["loss"]) and "acc_online" in summary["dev"]
     encoder, meta = load_model(run)
     assert meta["frontend"] == frontend and meta["config"]["model"]["frontend"] == frontend
-    assert isinstance(encoder.frontend, {"waveform": WaveformFrontend, "mel": MelFrontend}[frontend])
+    kinds = {"waveform": WaveformFrontend, "mel": MelFrontend, "melhubert": MelHuBERTFrontend}
+    assert isinstance(encoder.frontend, kinds[frontend])
     layers, lengths = encoder(torch.randn(2, 320 * 30), torch.tensor([30, 12]))
     assert len(layers) == 3 and layers[-1].shape == (2, 30, 32)
     # The next k-means round clusters a layer of the baseline, computed from the store's audio.

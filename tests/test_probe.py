@@ -286,6 +286,9 @@ def test_probe_json_prints_one_object_with_references(tiny_run: dict, tmp_path: 
     assert [ref["model"] for ref in r["references"]] == ["codec", "random"]
     for ref in r["references"]:
         assert 0.0 <= ref["value"] <= 1.0 and len(ref["ci"]) == 2
+        d = ref["paired"]  # the checkpoint minus the reference, paired over the same test items
+        assert d["a"] == "pretrained" and d["b"] == ref["model"] and d["n_items"] == r["n_test"]
+        assert d["delta"] == pytest.approx(r["value"] - ref["value"]) and d["verdict"]
     assert len(r["references"][0]["layer_weights"]) == 1  # the codec's embeddings: one layer
     # The features were cached: a second run extracts nothing and gives the same numbers.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

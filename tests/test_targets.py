@@ -12,7 +12,7 @@ from codec2vec.masking import MaskingConfig
 from codec2vec.model import model_config
 from codec2vec.pretrainer import build_pretrainer
 from codec2vec.targets import IGNORE, TargetsConfig
-from codec2vec.targets.online import OnlineTarget, ema_decay, masked_instance_norm
+from codec2vec.targets.online import OnlineTarget, ema_decay, init_codebooks, masked_instance_norm
 from conftest import fake_info
 
 K, V = 4, 16
@@ -101,14 +101,33 @@ def test_unmasked_weight_scores_the_unmasked_valid_frames_too() -> None:
     mask, _ = pt.masks(batch)
     valid = torch.arange(mask.shape[1])[None] < batch.lengths[:, None]  # (B, T)
     out = pt(batch)
-    assert int(out.counts["clusters"]) == int(mask.sum()) > 0
+    assert int(out.counts["clusters"]) == int((valid & mask).sum()) > 0
     assert int(out.counts["clusters_unmasked"]) == int((valid & ~mask).sum()) > 0
     assert out.weights == pt.loss_weights() == {"clusters": 1.0, "clusters_unmasked": 0.25}
-    expected = (
-        out.loss_sums["clusters"] / mask.sum() + 0.25 * out.loss_sums["clusters_unmasked"] / (valid & ~mask).sum()
-    )
-    torch.testing.assert_close(out.loss(), expected)
     assert set(_pretrainer(["clusters"])(batch).counts) == {"clusters"}  # masked frames only by default
+
+
+def test_unmasked_term_is_normalised_as_fairseq_hubert() -> None:
+    """fairseq's hubert_criterion: (w_m * sum CE_masked + w_u * sum CE_unmasked) / (N_masked + N_unmasked),
+    computed here by hand from the per-frame cross-entropies of the model's own logits."""
+    pt = _pretrainer(["clusters"], unmasked_weight=0.25).eval()
+    batch = _batch()
+    mask, _ = pt.masks(batch)
+    with torch.no_grad():
+        out = pt(batch)
+        layers, _ = pt.encoder(batch.inputs, batch.lengths, mask=mask, keep_levels=None)
+        (target,) = pt.targets
+        y = target.labels(batch, layers, mask=mask)[0]  # (B, T), -100 at padding
+        scored = y != IGNORE
+        logp = torch.log_softmax(target.logits(layers[-1][scored])[0].double(), -1)  # (N, C)
+        ce = -logp[torch.arange(len(logp)), y[scored]]  # (N,) per valid frame
+        m = mask[scored]
+        expected = (1.0 * ce[m].sum() + 0.25 * ce[~m].sum()) / len(ce)
+        separate = ce[m].mean() + 0.25 * ce[~m].mean()  # the old normalisation: each term its own mean
+    assert abs(float(out.loss()) - float(expected)) < 1e-4
+    assert abs(float(expected) - float(separate)) > 1e-2  # the two normalisations really differ here
+    row = out.sums().row(out.weights)
+    assert abs(row["loss"] - float(expected)) < 1e-4  # the logged loss is the same figure
 
 
 def test_clusters_need_their_label_set() -> None:
@@ -185,6 +204,16 @@ def test_online_teacher_ema_schedule_and_freeze() -> None:
     assert torch.equal(teacher, t1)
     pt.train()
     assert not target.teacher.training
+
+
+def test_online_codebooks_start_instance_normalised_as_dinosr() -> None:
+    """DinoSR: randn (L', D, C) -> F.instance_norm -> every channel has mean 0, variance 1 over the codewords."""
+    torch.manual_seed(0)
+    target = OnlineTarget(encoder=_pretrainer(["reconstruction"]).encoder, top_k=2, codewords=64)
+    for c in (init_codebooks(3, 64, 8), target.codebooks):
+        torch.testing.assert_close(c.mean(1), torch.zeros(c.shape[0], c.shape[2]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(c.var(1, unbiased=False), torch.ones(c.shape[0], c.shape[2]), atol=1e-3, rtol=0)
+    assert init_codebooks(3, 64, 8).shape == (3, 64, 8)
 
 
 def test_masked_instance_norm_ignores_padding() -> None:

@@ -5,7 +5,8 @@ scikit-learn MiniBatchKMeans fitted on a ~10% sample and applied to everything. 
 clusters the codec's quantized latent (sum of the stored codebook vectors, `(T, D_codec)` per utterance), later
 rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer). The continuous-input baselines
 (`model.frontend: waveform | mel`) cluster HuBERT's MFCCs for round 1 (`--source mfcc`: the audio the store was
-made from, `(T, 78)` on the store's 50 Hz grid, frontends.mfcc) and a layer of their own checkpoint later.
+made from, `(T, 78)` on the store's 50 Hz grid, frontends.mfcc; MelHuBERT's log-mel with `--source fbank`,
+`(T, 80)`, frontends.fbank_frames) and a layer of their own checkpoint later.
 
 The sample is drawn by utterances, as HuBERT's `sample_pct`: whole utterances in a seeded random order until a
 frame budget is reached, and only those utterances go through a checkpoint (the sample is chosen before any
@@ -34,18 +35,25 @@ from torch import Tensor
 from codec2vec.checkpoint import load_model
 from codec2vec.data import Crop
 from codec2vec.errors import ConfigError
-from codec2vec.frontends import mfcc
+from codec2vec.frontends import fbank_frames, mfcc
 from codec2vec.frontends.audio_data import AudioSource, audio_paths, check_audio_store
 from codec2vec.progress import Progress, heartbeat
 from codec2vec.store import TokenStore
 from codec2vec.store.labels import check_label_name
+
+# round-1 features of the audio baselines, from the audio the store was made from, on its 50 Hz grid:
+# (utterance (S,), frames T) -> (T, D), and D
+SPECTRAL = {
+    "mfcc": (mfcc, 78),  # HuBERT: 13 MFCC + deltas + delta-deltas, two 10 ms frames per 20 ms frame
+    "fbank": (fbank_frames, 80),  # MelHuBERT: 40-dim Kaldi log-mel fbank, two 10 ms frames per 20 ms frame
+}
 
 
 @dataclass
 class KMeansOptions:
     """`codec2vec kmeans` settings."""
 
-    source: str = "codec"  # "codec", "mfcc" (audio baselines' round 1) or "CKPT[:LAYER]"
+    source: str = "codec"  # "codec", "mfcc" / "fbank" (audio baselines' round 1) or "CKPT[:LAYER]"
     audio: str = ""  # --source mfcc / audio-baseline checkpoints: manifest (id/path); "" = the store's sources
     clusters: int = 100
     sample_frames: int = 0  # 0: clusters x frames_per_cluster, capped by max_sample_mb
@@ -75,9 +83,9 @@ class FeatureSource:
         self.encoder = None
         self.max_batch_frames = 20_000  # padded frames per forward pass (lowered for the waveform CNN)
         self.audio = None  # an audio_data.AudioSource for "mfcc" and audio-baseline checkpoints
-        if source == "mfcc":
-            self.audio = _audio_source(store, audio, "mfcc")
-            self.dim = 78  # 13 MFCC + deltas + delta-deltas, two 10 ms frames per 20 ms frame (frontends.mfcc)
+        if source in SPECTRAL:
+            self.audio = _audio_source(store, audio, source)
+            self.dim = SPECTRAL[source][1]
             return
         if source == "codec":
             cb = store.codebook_vectors().float()  # (K, V, D)
@@ -115,7 +123,7 @@ class FeatureSource:
         if self.encoder is None and self.audio is not None:
             for uid in ids:
                 t = self.store.num_frames(uid)
-                yield uid, mfcc(torch.from_numpy(self.audio.read(uid, 0, t)), t)  # (T, 78)
+                yield uid, SPECTRAL[self.source][0](torch.from_numpy(self.audio.read(uid, 0, t)), t)  # (T, D)
             return
         if self.encoder is None:
             for uid in ids:

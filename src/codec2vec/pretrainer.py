@@ -15,7 +15,7 @@ accumulation steps, which makes N processes equal one process with the same glob
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,8 @@ from codec2vec.masking import Masker, MaskingConfig
 from codec2vec.model import Codec2VecEncoder, ModelConfig
 from codec2vec.store import TokenStore
 from codec2vec.targets import Target, TargetsConfig, build_targets
+
+UNMASKED = "_unmasked"  # name suffix of a target's loss over the unmasked frames (`targets.unmasked_weight`)
 
 
 @dataclass
@@ -69,8 +71,31 @@ class TargetSums:
             out[f"loss_{n}"] = self.loss[n] / max(1.0, self.count[n])
             out[f"acc_{n}"] = self.correct[n] / max(1.0, self.count[n])
         if weights is not None:
-            out = {"loss": sum(weights[n] * out[f"loss_{n}"] for n in self.loss), **out}
+            out = {"loss": float(combined_loss(self.loss, self.count, weights)), **out}
         return out
+
+
+def combined_loss(sums: dict[str, Any], counts: dict[str, Any], weights: dict[str, float]) -> Any:
+    """The weighted training loss from per-term summed cross-entropies and frame counts (tensors or floats).
+
+    A term `t` alone: w_t * sum_t / N_t. A term with its unmasked companion `t_unmasked` (HuBERT's
+    `pred_nomask_weight`): (w_t * sum_t + w_u * sum_u) / (N_t + N_u), fairseq's `hubert_criterion` (the summed
+    masked and unmasked losses over the sample size, both frame sets counted), so an unmasked frame weighs w_u
+    relative to a masked one, whatever the mask ratio."""
+    total: Any = 0.0
+    for n, s in sums.items():
+        if n.endswith(UNMASKED) and n[: -len(UNMASKED)] in sums:
+            continue  # folded into its masked term below
+        u = n + UNMASKED
+        if u in sums:
+            total = total + (weights[n] * s + weights[u] * sums[u]) / _at_least_one(counts[n] + counts[u])
+        else:
+            total = total + weights[n] * s / _at_least_one(counts[n])
+    return total
+
+
+def _at_least_one(n: Any) -> Any:
+    return n.clamp(min=1) if isinstance(n, Tensor) else max(1.0, float(n))
 
 
 @dataclass
@@ -84,10 +109,11 @@ class PretrainOutput:
     weights: dict[str, float]
 
     def loss(self, counts_override: dict[str, Tensor] | None = None) -> Tensor:
-        """sum_t weight_t * loss_sum_t / count_t; pass global (all-reduced) counts to normalise across ranks."""
+        """sum_t weight_t * loss_sum_t / count_t; pass global (all-reduced) counts to normalise across ranks.
+        A target with an unmasked term is normalised as fairseq's HuBERT criterion does it: (w_m * CE_masked +
+        w_u * CE_unmasked) / (N_masked + N_unmasked), CE summed over frames (`combined_loss`)."""
         counts = counts_override or self.counts
-        total = sum(self.weights[n] * s / counts[n].clamp(min=1) for n, s in self.loss_sums.items())
-        return total  # type: ignore[return-value]
+        return combined_loss(self.loss_sums, counts, self.weights)  # type: ignore[return-value]
 
     def sums(self) -> TargetSums:
         """This output's (local) per-target sums as plain numbers."""
@@ -126,7 +152,7 @@ class Pretrainer(nn.Module):
         """Every loss term's weight by name: each target, then `<target>_unmasked` when `unmasked_weight` > 0."""
         out = {t.name: float(t.weight) for t in self.target_list()}
         if self.unmasked_weight > 0:
-            out.update({f"{t.name}_unmasked": float(t.weight) * self.unmasked_weight for t in self.target_list()})
+            out.update({f"{t.name}{UNMASKED}": float(t.weight) * self.unmasked_weight for t in self.target_list()})
         return out
 
     def target_list(self) -> list[Target]:
@@ -160,7 +186,7 @@ class Pretrainer(nn.Module):
         last = layers[-1].flatten(0, 1)  # (B T, D)
         parts = [("", mask.flatten().nonzero().squeeze(1))]  # (name suffix, scored frames (N,)): the host sync
         if self.unmasked_weight > 0:
-            parts.append(("_unmasked", (~mask).flatten().nonzero().squeeze(1)))  # padding is IGNORE in the labels
+            parts.append((UNMASKED, (~mask).flatten().nonzero().squeeze(1)))  # padding is IGNORE in the labels
         out = PretrainOutput(loss_sums={}, counts={}, correct={}, weights=self.loss_weights())
         for target in self.target_list():
             all_labels = [y.flatten() for y in target.labels(batch, layers, mask=mask)]  # heads x (B T,)

@@ -8,8 +8,10 @@ and 2.3x training-time claims, checked on the user's own data and hardware).
                  `tiny` and `base` on the same batch in audio seconds; step breakdown, front-end share,
                  peak memory, and a torch.profiler view of where a step's time goes
   plot.py        the PNG of the comparisons
-  quality.py     `--quality`: equal-compute quality: codec, waveform and mel models of one size pre-trained for
-                 the same wall clock on one corpus, then probed (PR, SID, ABX with 95% intervals)
+  quality.py     `--quality`: controlled quality: codec, waveform and mel models of one size pre-trained for
+                 equal steps or CPU time, several seeds, own recipe and a same-targets control, then probed
+  schedule.py    the budgets (`steps`, `cpu`) and the round-robin interleaving of the runs
+  compare.py     mean and sd over seeds, paired deltas between models, verdicts, the text table and PNG
 
 `run_bench(srcs, options) -> dict` returns DESIGN.md's JSON: `storage` rows (`codec`, `kbps`,
 `ratio_to_flac`, ...), `throughput` rows (`model`, `size`, `audio_seconds_per_second`, `steps_per_second`,

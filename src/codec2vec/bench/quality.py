@@ -1,28 +1,32 @@
-"""`codec2vec bench --quality`: quality reached per unit of compute (issue 11; Codec2Vec's claim of competitive
-quality at 2.3x less training time than a continuous-input model, checked on the user's machine).
+"""`codec2vec bench --quality`: quality reached for equal compute, in a controlled comparison (Codec2Vec's claim
+of competitive quality at less training cost than a continuous-input model, checked on the user's machine).
 
-The codec model and the two continuous-input baselines (`model.frontend: codec | waveform | mel`) are pre-trained
-at the SAME size (`tiny`) for the SAME wall-clock budget (`train.max_seconds`: the loop stops at the budget, not
-at a step count, and checkpoints there) on the SAME corpus, one after the other with the same threads, then each
-is probed with the demo's probes (probe/): PR (linear CTC head, PER), SID (mean-pool + linear, accuracy) and
-label-free ABX within and across speakers, every figure with its 95% bootstrap interval.
+Models: the codec model and the two continuous-input baselines, each at the SAME size (`tiny`) on the SAME
+corpus, crops and batch (audio seconds per step on the shared 50 Hz grid), with the same recipe
+(configs/demo.yaml: masking, optimizer, warm-up, then a constant learning rate):
+- `codec` (`model.frontend=codec`), `waveform` (HuBERT's CNN) and `mel` (MelHuBERT: `model.frontend=melhubert`,
+  40-dim Kaldi fbank stacked to 80 at 50 Hz, corpus mean/variance normalisation).
+- Own recipe: round-1 targets as each model's paper has them (`clusters`: k-means of the codec's quantized
+  latent, of MFCCs for waveform as HuBERT, of log-mel fbank for mel as MelHuBERT; the same number of
+  classes) plus DinoSR's `online`; quantizer dropout as the config has it (codec only).
+- Same-targets control (`control`): every model trained on identical targets, `clusters` on k-means of MFCCs
+  of the source audio on the shared grid, quantizer dropout off, so that the input alone differs.
 
-Fair by construction: the same recipe (configs/demo.yaml: masking, optimizer, warm-up, then a constant learning
-rate after a 10-step warm-up), the same batch in audio seconds (`data.batch_frames` on the shared 50 Hz grid), the same crops of the same
-utterances, and the same kind of targets: `clusters` (HuBERT round 1: k-means of the codec's quantized latent for
-the codec model, of MFCCs for the audio models, as HuBERT; the same number of clusters) plus DinoSR's `online`.
-Each pipeline reads its input as it would in practice: codes from the token store, audio from the files the
-store was made from (decoding included in the budget).
+Compute: every run gets the same budget, `--budget steps` (default: equal optimizer steps, hence equal data)
+or `--budget cpu` (equal process CPU seconds of the training loop), never wall clock; the runs are interleaved
+round-robin in chunks of steps, each chunk resuming its run (bench/schedule.py). Each (model, recipe) is
+pre-trained `seeds` times (seeds `seed`, `seed + 1`, ...; a seed fixes the initial weights, data order, crops
+and masks), and every checkpoint probed with the demo's probes (probe/): PR (linear CTC head, PER), SID
+(mean-pool + linear, accuracy) and label-free ABX within and across speakers. Results per seed, mean and sd
+over seeds, and paired deltas (probe/paired.py: bootstrap over shared test items and seeds; ABX over
+speakers) for every pair of models under each recipe; an interval that covers 0 reads "no difference".
 
-Corpus: the demo's first stages (`demo.prepare_corpus`: eSpeak NG speech with noise and reverberation, task
-folders with large test splits, Lyra tokens of every non-test clip) in OUT, or `corpus=DIR` of an existing
-`codec2vec demo --out DIR`. Stages leave markers in OUT/stages (a rerun skips finished ones; an interrupted
-pre-training restarts from scratch so that its budget stays one uninterrupted stretch).
+Corpus: the demo's first stages (`demo.prepare_corpus`) in OUT, or `corpus=DIR` of an existing
+`codec2vec demo --out` folder. Stages leave markers in OUT/stages (a rerun skips finished ones; an interrupted
+pre-training resumes from its runs' checkpoints).
 
-`run_quality(options) -> dict` returns `{"quality": rows, "models": ..., ...}`: one row per (model, task, metric)
-with `model`, `frontend`, `budget_s`, `steps`, `audio_seconds_seen`, `wall_seconds`, `task`, `metric`, `value`,
-`ci`. With the defaults the whole command took 22.5 minutes on a shared 2-core CPU (load 7-8): corpus 1.5 min,
-pre-training 3 x 4 min (+ set-up, final dev pass and checkpoint), probes 7 min; within 30 minutes by construction.
+`run_quality(options) -> dict`: `{"quality": rows (one per model, recipe, seed, task, metric: value, ci,
+n_test, steps, cpu_seconds, ...), "summary": mean/sd rows, "paired": delta rows, "runs", "budget", ...}`.
 """
 
 from __future__ import annotations
@@ -38,34 +42,41 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from codec2vec.bench.compare import METRICS, format_quality, paired_rows, plot_quality, summary_rows, verdict_lines
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 
 MODELS = ("codec", "waveform", "mel")
-PROBE_FIELDS = (
-    "probe_epochs",
-    "utterance_epochs",
-    "probe_patience",
-    "utterance_patience",
-)  # a change redoes the probes only
-ROUND1 = {"codec": "codec", "waveform": "mfcc", "mel": "mfcc"}  # k-means source of each front end's labels
+FRONTEND = {"codec": "codec", "waveform": "waveform", "mel": "melhubert"}  # model name -> model.frontend
+OWN_TARGETS = {"codec": "codec", "waveform": "mfcc", "mel": "fbank"}  # k-means source of each model's round 1
+RECIPES = ("own", "same-targets")
+PROBE_FIELDS = ("probe_epochs", "utterance_epochs", "probe_patience", "utterance_patience")  # redo the probes only
 
 
 @dataclass
 class QualityOptions:
-    """What `bench --quality` trains and probes, and how long it may take."""
+    """What `bench --quality` trains and probes, and how much compute each run gets."""
 
     out: str = ""  # folder for corpus, runs, features, quality.json and quality.png ("" = a temporary folder)
     corpus: str = ""  # an existing `codec2vec demo --out` folder: its tasks and store (no synth, no tokenize)
-    budget_minutes: float = 4.0  # pre-training wall clock PER MODEL
+    budget: str = "steps"  # steps: equal optimizer steps per run | cpu: equal process CPU seconds per run
+    # sized so that the default run (3 models x 2 recipes x 3 seeds = 18 runs) takes about 30-35 minutes on 2
+    # cores: measured per run (one thread, CPU seconds, 0.2 h corpus, 5 s batches) the waveform model's step costs
+    # 1.7 s against 0.07 s for codec and mel, its probes 49 s against 5-7 s; k-means of 3 sources ~80 s; each
+    # chunk's set-up (resume, checkpoint, dev pass) a few seconds
+    budget_steps: int = 100  # --budget steps: optimizer steps per run
+    budget_minutes: float = 1.0  # --budget cpu: CPU minutes of the training loop per run
+    chunk_steps: int = 25  # interleaving: steps per turn of a run
+    seeds: int = 3  # pre-trainings per (model, recipe)
+    control: bool = True  # also the same-targets control (identical MFCC targets, quantizer dropout off)
     frontends: list[str] = field(default_factory=lambda: list(MODELS))
     size: str = "tiny"
-    hours: float = 0.6  # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
+    hours: float = 0.2  # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
     speakers: int = 16
     seed: int = 0
-    batch_seconds: float = 20.0  # audio seconds per step (padded), the same for every front end
-    crop_seconds: float = 5.0
-    warmup_steps: int = 10  # short: the waveform model makes only tens of steps in a few minutes on a CPU
+    batch_seconds: float = 5.0  # audio seconds per step (padded), the same for every front end
+    crop_seconds: float = 2.5
+    warmup_steps: int = 10
     threads: int = 1  # torch threads for every pre-training (and the probes)
     clusters: int = 100  # k-means classes of the round-1 labels (all models)
     probe_epochs: int = 30  # most epochs of the PR (CTC) head; early stopping on dev (the demo's probe settings)
@@ -77,10 +88,17 @@ class QualityOptions:
 
     @classmethod
     def quick(cls, **kw: Any) -> QualityOptions:
-        """The tests' setting (`bench --quality --quick`): a 3-minute corpus, 6 s per model, short probes."""
-        small = dict(hours=0.05, speakers=4, budget_minutes=0.1, batch_seconds=10.0, crop_seconds=2.0, warmup_steps=2,
-                     clusters=20, probe_epochs=3, utterance_epochs=5, probe_patience=2, utterance_patience=5)  # fmt: skip
+        """The tests' setting (`bench --quality --quick`): a 3-minute corpus, 2 steps per run in 2 chunks, 2 seeds,
+        short probes."""
+        small = dict(hours=0.05, speakers=4, budget_steps=2, budget_minutes=0.05, chunk_steps=1, seeds=2,
+                     batch_seconds=4.0, crop_seconds=2.0, warmup_steps=1, clusters=20, probe_epochs=3,
+                     utterance_epochs=5, probe_patience=2, utterance_patience=5)  # fmt: skip
         return cls(**(small | kw))
+
+    @property
+    def amount(self) -> float:
+        """The budget of one run in its unit: steps, or CPU seconds."""
+        return float(self.budget_steps) if self.budget == "steps" else self.budget_minutes * 60.0
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -94,6 +112,7 @@ class _Stages:
     def __init__(self, root: Path, progress: bool) -> None:
         self.root, self.progress = root, progress
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process and its children per stage run here
 
     def run(self, name: str, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
         path = self.root / "stages" / f"quality-{name}.json"
@@ -102,13 +121,23 @@ class _Stages:
             _say(self.progress, f"{name}: done before ({done['seconds']:.0f} s), skipped")
         else:
             _say(self.progress, f"{name} ...")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             result = fn()
-            done = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "result": result}
+            done = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(_cpu() - c0, 2),
+                    "result": result}  # fmt: skip
             atomic_write(path, json.dumps(done, indent=1, default=str) + "\n")
             _say(self.progress, f"{name}: done in {done['seconds']:.0f} s")
-        self.seconds[name] = float(done["seconds"])
+        self.seconds[name] = self.seconds.get(name, 0.0) + float(done["seconds"])
+        self.cpu[name] = float(done.get("cpu_seconds", 0.0))
         return done["result"]
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of its finished children (synth, tokenize workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _corpus(root: Path, opts: QualityOptions, progress: bool) -> tuple[Path, dict[str, Any]]:
@@ -129,88 +158,134 @@ def _corpus(root: Path, opts: QualityOptions, progress: bool) -> tuple[Path, dic
     return root, {"hours": res["synth"]["hours"], "clips": res["synth"]["clips"], "splits": res["tasks"]["splits"]}
 
 
-def _labels(store: Path, opts: QualityOptions, frontend: str) -> str:
-    """The round-1 label set of `frontend` in the store (made once: codec latent or MFCC k-means)."""
+def _labels(store: Path, opts: QualityOptions, source: str) -> str:
+    """The round-1 label set of k-means `source` (codec | mfcc | fbank) in the store, made once."""
     from codec2vec.kmeans import KMeansOptions, run_kmeans
     from codec2vec.store import TokenStore
 
-    source = ROUND1[frontend]
     name = f"quality-{source}{opts.clusters}-s{opts.seed}"
     if name not in TokenStore.open(store).label_names():
         run_kmeans(str(store), KMeansOptions(source=source, clusters=opts.clusters, name=name, seed=opts.seed))
     return name
 
 
-def _config(frontend: str, *, store: Path, run_dir: Path, labels: str, opts: QualityOptions) -> Any:
-    """configs/demo.yaml with the front end, the budget and the shared batch (only the front end differs)."""
+@dataclass(frozen=True)
+class _RunSpec:
+    model: str  # codec | waveform | mel
+    recipe: str  # own | same-targets
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.recipe}-s{self.seed}"
+
+
+def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: QualityOptions, steps: int,
+            final: bool) -> Any:  # fmt: skip
+    """configs/demo.yaml with the front end, targets, seed and the shared batch; `steps`: where this chunk ends."""
     from codec2vec.config import load_config
     from codec2vec.demo.settings import DEFAULT_CONFIG
 
     if not DEFAULT_CONFIG.is_file():
         raise ConfigError(f"{DEFAULT_CONFIG}: the demo's pre-training config is missing")
+    targets = "clusters,online" if spec.recipe == "own" else "clusters"
     overrides = [
-        f"model.preset={opts.size}", f"model.frontend={frontend}", "targets=clusters,online",
+        f"model.preset={opts.size}", f"model.frontend={FRONTEND[spec.model]}", f"targets={targets}",
         f"targets.clusters_labels={labels}", f"data.store={store}", f"run.dir={run_dir}",
         f"data.batch_frames={round(opts.batch_seconds * 50)}", f"data.crop_frames={round(opts.crop_seconds * 50)}",
-        "data.workers=0", "data.dev_batches=4", "train.steps=1000000", "train.final_lr_ratio=1.0",
-        f"train.warmup_steps={opts.warmup_steps}", f"train.max_seconds={opts.budget_minutes * 60}",
+        "data.workers=0", f"data.dev_batches={4 if final else 1}", f"train.steps={steps}",
+        "train.final_lr_ratio=1.0", f"train.warmup_steps={opts.warmup_steps}", "train.max_seconds=0",
         "train.eval_every=0", "train.ckpt_every=0", "train.keep_checkpoints=1", f"train.threads={opts.threads}",
-        f"train.seed={opts.seed}", "run.tensorboard=false", "run.progress=auto",
+        f"train.seed={spec.seed}", "run.tensorboard=false", "run.progress=off",
     ]  # fmt: skip
+    if spec.recipe == "same-targets":
+        overrides.append("model.quantizer_dropout=0.0")
     return load_config(DEFAULT_CONFIG, overrides)
 
 
-def _pretrain(frontend: str, *, store: Path, root: Path, opts: QualityOptions) -> dict[str, Any]:
-    """One model for the budget, from scratch; what it did (steps, audio seen, seconds, last losses)."""
-    from codec2vec.train import pretrain
-
-    labels = _labels(store, opts, frontend)
-    run_dir = root / "runs" / frontend
-    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run restarts: its budget is one stretch
-    cfg = _config(frontend, store=store, run_dir=run_dir, labels=labels, opts=opts)
-    t0 = time.perf_counter()
-    s = pretrain(cfg)
-    wall = time.perf_counter() - t0
-    return {
-        "model": frontend, "frontend": frontend, "size": opts.size, "labels": labels, "run_dir": str(run_dir),
-        "budget_s": opts.budget_minutes * 60, "steps": int(s["steps_run"]), "train_seconds": s["train_seconds"],
-        "wall_seconds": wall, "audio_seconds_seen": s["frames_seen"] / 50.0,
-        "steps_per_second": s["steps_run"] / max(s["train_seconds"], 1e-9),
-        "stopped_at_budget": bool(s["stopped_at_max_seconds"]), "encoder_params": s["encoder_params"],
-        "first_loss": s["first_loss"], "last": s["last"], "dev": s["dev"],
-    }  # fmt: skip
+def _chunk_config(make: Callable[..., Any], steps: int, final: bool) -> Any:
+    return make(steps=steps, final=final)
 
 
-def _probe(model: dict[str, Any], *, data: Path, root: Path, opts: QualityOptions) -> list[dict[str, Any]]:
-    """PR, SID and ABX of one pre-trained model -> result rows (value and 95% interval each)."""
+def _specs(opts: QualityOptions) -> list[_RunSpec]:
+    recipes = RECIPES if opts.control else RECIPES[:1]
+    return [_RunSpec(m, r, opts.seed + i) for r in recipes for i in range(opts.seeds) for m in opts.frontends]
+
+
+def _pretrain_all(specs: list[_RunSpec], *, store: Path, root: Path, opts: QualityOptions, key: dict[str, Any],
+                  progress: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """Every run for the same budget, interleaved (bench/schedule.py); runs of other settings are removed."""
+    from codec2vec.bench.schedule import Job, run_interleaved
+
+    runs = root / "runs"
+    key_path = runs / "settings.json"
+    if key_path.is_file() and json.loads(key_path.read_text()) != key:
+        shutil.rmtree(runs)  # made with other settings: their checkpoints cannot be resumed into this comparison
+    runs.mkdir(parents=True, exist_ok=True)
+    atomic_write(key_path, json.dumps(key, indent=1, default=str) + "\n")
+    jobs = []
+    for spec in specs:
+        labels = _labels(store, opts, OWN_TARGETS[spec.model] if spec.recipe == "own" else "mfcc")
+        run_dir = runs / spec.name
+        make: Callable[..., Any] = partial(_config, spec, store=store, run_dir=run_dir, labels=labels, opts=opts)
+        jobs.append(Job(spec.name, run_dir, partial(_chunk_config, make)))
+    done = run_interleaved(jobs, kind=opts.budget, amount=opts.amount, chunk=opts.chunk_steps,
+                           say=lambda m: _say(progress, m))  # fmt: skip
+    out = []
+    for spec, s in zip(specs, done):
+        out.append({
+            "run": spec.name, "model": spec.model, "recipe": spec.recipe, "seed": spec.seed,
+            "frontend": FRONTEND[spec.model], "size": opts.size, "run_dir": s["run_dir"],
+            "kmeans_source": OWN_TARGETS[spec.model] if spec.recipe == "own" else "mfcc",
+            "budget": opts.budget, "budget_amount": opts.amount, "steps": int(s["steps"]),
+            "cpu_seconds": s["cpu_seconds"], "wall_seconds": s.get("wall_seconds", 0.0), "chunks": s["chunks"],
+            "audio_seconds_seen": s.get("frames_seen", 0.0) / 50.0, "encoder_params": s.get("encoder_params"),
+            "first_loss": s.get("first_loss"), "last": s.get("last"), "dev": s.get("dev"),
+        })  # fmt: skip
+    return out
+
+
+def _probe(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptions) -> list[dict[str, Any]]:
+    """PR, SID and ABX of one pre-trained run -> result rows (value, 95% interval, per-item stats)."""
     from codec2vec.probe import abx, feature_source, run_probe
+    from codec2vec.probe.command import speaker_items
+    from codec2vec.probe.paired import MIN_ITEMS, small_test_warning
 
-    source = feature_source("pretrained", model["run_dir"])
+    source = feature_source("pretrained", run["run_dir"])
     out = []
     for task, epochs, patience in (("pr", opts.probe_epochs, opts.probe_patience),
                                    ("sid", opts.utterance_epochs, opts.utterance_patience)):  # fmt: skip
         r = run_probe(task, data=data / task, source=source, max_epochs=epochs, patience=patience, seed=opts.seed,
                       cache_dir=root / "features")  # fmt: skip
         out.append({"task": task, "metric": r["metric"], "value": r["value"], "ci": r["ci"], "n_test": r["n_test"],
-                    "epochs": r["epochs"]})  # fmt: skip
+                    "epochs": r["epochs"], "warnings": r["warnings"], "items": r["test_items"]})  # fmt: skip
     a = abx(data / "pr", source=source, cache_dir=root / "features", seed=opts.seed)
     for side in ("across", "within"):
         out.append({"task": "abx", "metric": f"abx_error_{side}", "value": a[side], "ci": a[f"ci_{side}"],
-                    "layer": a["layer"], "n_test": a["n_test"]})  # fmt: skip
-    keep = ("model", "frontend", "budget_s", "steps", "audio_seconds_seen", "wall_seconds", "train_seconds")
-    return [{k: model[k] for k in keep} | row for row in out]
+                    "layer": a["layer"], "n_test": a["n_test"], "items": speaker_items(a, side),
+                    "warnings": [small_test_warning(a["n_test"])] if a["n_test"] < MIN_ITEMS else []})  # fmt: skip
+    keep = ("run", "model", "recipe", "seed", "frontend", "budget", "budget_amount", "steps", "cpu_seconds",
+            "wall_seconds", "audio_seconds_seen")  # fmt: skip
+    return [{k: run[k] for k in keep} | row for row in out]
 
 
 def _check(opts: QualityOptions) -> None:
     bad = [f for f in opts.frontends if f not in MODELS]
     if bad or not opts.frontends:
         raise ConfigError(f"--frontends {','.join(opts.frontends)}: choose among {', '.join(MODELS)}")
-    if opts.budget_minutes <= 0:
+    if opts.budget not in ("steps", "cpu"):
+        raise ConfigError(f"--budget {opts.budget}: choose steps or cpu")
+    if opts.budget == "cpu" and opts.budget_minutes <= 0:
         raise ConfigError(f"--budget-minutes {opts.budget_minutes}: must be > 0")
+    if opts.budget == "steps" and opts.budget_steps <= 0:
+        raise ConfigError(f"--budget-steps {opts.budget_steps}: must be > 0")
+    if opts.seeds < 1:
+        raise ConfigError(f"--seeds {opts.seeds}: must be >= 1")
 
 
 def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, Any]:
-    """Corpus -> k-means -> one budgeted pre-training per front end -> probes; returns (and writes) the result."""
+    """Corpus -> k-means -> interleaved, budgeted pre-training of every (model, recipe, seed) -> probes ->
+    per-seed rows, mean/sd and paired deltas; returns (and writes) the result."""
     import torch
 
     _check(opts)
@@ -219,34 +294,48 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
         root = Path(opts.out or tmp)
         root.mkdir(parents=True, exist_ok=True)
         stages = _Stages(root, progress)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         base, corpus = _corpus(root, opts, progress)
         stages.seconds["corpus"] = time.perf_counter() - t0  # synth, tasks, tokenize (demo stages) or a given corpus
+        stages.cpu["corpus"] = _cpu() - c0
         store, data = base / "store", base / "tasks"
-        key = {k: v for k, v in asdict(opts).items() if k not in ("out", "frontends", "workers")}
+        key = {k: v for k, v in asdict(opts).items() if k not in ("out", "workers")}
         train_key = {k: v for k, v in key.items() if k not in PROBE_FIELDS}
-        models = []
-        for f in opts.frontends:  # one after the other: each has the machine to itself
-            models.append(
-                stages.run(f"pretrain-{f}", train_key, partial(_pretrain, f, store=store, root=root, opts=opts))
-            )
-        rows = []
-        for m in models:
-            rows += stages.run(f"probe-{m['model']}", key, partial(_probe, m, data=data, root=root, opts=opts))
+        specs = _specs(opts)
+        runs = stages.run("pretrain", train_key, partial(_pretrain_all, specs, store=store, root=root, opts=opts,
+                                                         key=train_key, progress=progress))  # fmt: skip
+        rows: list[dict[str, Any]] = []
+        for r in runs:
+            rows += stages.run(f"probe-{r['run']}", key, partial(_probe, r, data=data, root=root, opts=opts))
+        items = {(x["run"], x["metric"]): x.pop("items") for x in rows}
+        warnings = sorted({w for x in rows for w in x.get("warnings", [])})
         result = {
             "quality": rows,
-            "models": models,
+            "summary": summary_rows(rows),
+            "paired": (paired := paired_rows(rows, items, seed=opts.seed)),
+            "verdicts": verdict_lines(paired),
+            "runs": runs,
             "corpus": corpus,
-            "budget_s": opts.budget_minutes * 60,
+            "budget": {
+                "kind": opts.budget,
+                "amount": opts.amount,
+                "unit": "steps" if opts.budget == "steps" else "CPU seconds",
+                "chunk_steps": opts.chunk_steps,
+                "interleaved": True,
+            },  # fmt: skip
+            "seeds": opts.seeds,
+            "warnings": warnings,
             "fairness": (
-                f"same size ({opts.size}), same wall-clock budget per model, same corpus and crops, same batch "
-                f"({opts.batch_seconds:g} s of audio), same recipe and threads ({opts.threads}); targets clusters "
-                f"(k-means, {opts.clusters} classes: codec latent for codec, MFCC for waveform/mel, as HuBERT "
-                "round 1) + online for all"
+                f"same size ({opts.size}), same budget per run ({opts.amount:g} "
+                f"{'optimizer steps' if opts.budget == 'steps' else 'CPU seconds'}, runs interleaved), same corpus, "
+                f"crops and batch ({opts.batch_seconds:g} s of audio), same recipe and threads ({opts.threads}); "
+                f"own recipe: k-means ({opts.clusters} classes) of codec latent / MFCC / fbank + online; "
+                "same-targets control: MFCC k-means only, quantizer dropout off"
             ),
             "machine": {"cpus": os.cpu_count(), "threads": opts.threads, "torch": torch.__version__},
             "options": asdict(opts),
             "stage_seconds": stages.seconds,
+            "stage_cpu_seconds": stages.cpu,  # what a quiet machine's wall time follows (threads add up)
             "total_seconds": time.perf_counter() - t_start,
         }
         if opts.out:
@@ -255,67 +344,4 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
         return result
 
 
-def _fmt(row: dict[str, Any] | None) -> str:
-    if row is None:
-        return "-"
-    lo, hi = row["ci"]
-    return f"{row['value']:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-METRICS = (
-    ("per", "PER"),
-    ("accuracy", "SID acc"),
-    ("abx_error_across", "ABX across"),
-    ("abx_error_within", "ABX within"),
-)
-
-
-def format_quality(r: dict[str, Any]) -> str:
-    """The human-readable table of `run_quality`'s result."""
-    lines = [f"equal-compute quality: {r['budget_s']:.0f} s of pre-training per model; {r['fairness']}", ""]
-    head = f"{'model':<9} {'steps':>6} {'steps/s':>8} {'audio h':>8} {'wall s':>7}"
-    lines.append(head + "".join(f"  {name:<22}" for _, name in METRICS))
-    for m in r["models"]:
-        line = (f"{m['model']:<9} {m['steps']:>6} {m['steps_per_second']:>8.3f} "
-                f"{m['audio_seconds_seen'] / 3600:>8.3f} {m['wall_seconds']:>7.0f}")  # fmt: skip
-        for metric, _ in METRICS:
-            row = next((x for x in r["quality"] if x["model"] == m["model"] and x["metric"] == metric), None)
-            line += f"  {_fmt(row):<22}"
-        lines.append(line)
-    lines += ["", "PER and ABX error: lower is better; SID accuracy: higher; [95% bootstrap interval over test items]"]
-    lines.append(f"total {r['total_seconds']:.0f} s; stages: " + ", ".join(f"{k} {v:.0f} s"
-                                                                           for k, v in r["stage_seconds"].items()))  # fmt: skip
-    return "\n".join(lines)
-
-
-def plot_quality(result: dict[str, Any], path: Path) -> None:
-    """One panel per metric: each model's value with its 95% interval, labelled with steps and audio seen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from codec2vec.files import atomic_file
-
-    models = result["models"]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.4 * len(METRICS), 3.6))
-    names = [f"{m['model']}\n{m['steps']} steps\n{m['audio_seconds_seen'] / 3600:.2f} h" for m in models]
-    for ax, (metric, title) in zip(axes, METRICS):
-        rows = [next((x for x in result["quality"] if x["model"] == m["model"] and x["metric"] == metric), None)
-                for m in models]  # fmt: skip
-        vals = [x["value"] if x else 0.0 for x in rows]
-        err = [
-            [x["value"] - x["ci"][0] if x else 0.0 for x in rows],
-            [x["ci"][1] - x["value"] if x else 0.0 for x in rows],
-        ]
-        ax.bar(range(len(models)), vals, yerr=err, capsize=4, color=[f"C{MODELS.index(m['model'])}" for m in models])
-        ax.set_xticks(range(len(models)), names, fontsize=7)
-        ax.set_title(f"{title} ({'higher' if metric == 'accuracy' else 'lower'} is better)", fontsize=9)
-    fig.suptitle(f"equal compute: {result['budget_s']:.0f} s of pre-training per model (95% intervals)", fontsize=10)
-    fig.tight_layout()
-    with atomic_file(path) as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-
-
-__all__ = ["MODELS", "QualityOptions", "format_quality", "plot_quality", "run_quality"]
+__all__ = ["METRICS", "MODELS", "QualityOptions", "format_quality", "plot_quality", "run_quality"]

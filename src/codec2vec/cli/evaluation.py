@@ -15,7 +15,7 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", nargs="*", help="audio files, folders or manifests (default: a synthetic corpus)")
     p.add_argument("--out", default="", help="keep stores, FLAC files, bench.json and bench.png here")
     p.add_argument(
-        "--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 6 s each)"
+        "--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 4 steps each)"
     )
     p.add_argument("--sizes", default="tiny,base", help="model presets, comma-separated")
     p.add_argument("--frontends", default="codec,waveform,mel", help="front ends, comma-separated")
@@ -30,8 +30,12 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dac-seconds", type=float, default=60.0, help="audio the DAC layout encodes (slow on CPU)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     q = p.add_argument_group("equal-compute quality (--quality; bench/quality.py)")
-    q.add_argument("--quality", action="store_true", help="pre-train each front end for the same wall clock, probe")
-    q.add_argument("--budget-minutes", type=float, default=None, help="pre-training wall clock per model (4)")
+    q.add_argument("--quality", action="store_true", help="pre-train each model for the same compute, probe")
+    q.add_argument("--budget", default="steps", choices=["steps", "cpu"], help="equal optimizer steps or CPU time")
+    q.add_argument("--budget-steps", type=int, default=None, help="--budget steps: optimizer steps per run (100)")
+    q.add_argument("--budget-minutes", type=float, default=None, help="--budget cpu: CPU minutes per run (1)")
+    q.add_argument("--seeds", type=int, default=None, help="pre-trainings per model and recipe (3)")
+    q.add_argument("--no-control", action="store_true", help="skip the same-targets control runs")
     q.add_argument("--corpus", default="", help="an existing `codec2vec demo --out` folder (no synth/tokenize)")
 
 
@@ -69,8 +73,12 @@ def _run_quality(args: argparse.Namespace) -> int:
     kw = dict(
         out=args.out, corpus=args.corpus, threads=args.threads, frontends=[f for f in args.frontends.split(",") if f]
     )
-    if args.budget_minutes is not None:
-        kw["budget_minutes"] = args.budget_minutes
+    kw["budget"] = args.budget
+    for name in ("budget_steps", "budget_minutes", "seeds"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
+    if args.no_control:
+        kw["control"] = False
     opts = QualityOptions.quick(**kw) if args.quick else QualityOptions(**kw)  # type: ignore[arg-type]
     result = run_quality(opts, progress=not args.json)
     print_json(result) if args.json else print(format_quality(result))

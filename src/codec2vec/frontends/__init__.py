@@ -13,9 +13,12 @@ front end (`codec.py`, `waveform.py`, `mel.py`); `audio_data.py` is the baseline
   LayerNorm(512) -> Linear(512, D). The CNN's gradient is scaled by 0.1 (HuBERT's `feature_grad_mult`).
   Padding: each row is zero beyond its samples and its first-layer GroupNorm statistics use only the
   positions that exist when the row is alone, so a padded batch gives each row exactly its output alone.
-- `mel` (MelHuBERT, Lin et al. 2023): audio `(B, S)` -> 80-bin log-mel (25 ms Hann window, 10 ms hop) ->
-  per-utterance mean/variance normalisation over the valid frames -> two frames stacked (160 dims at
-  50 frames/s) -> Linear(160, D).
+- `melhubert` (MelHuBERT, Lin et al. 2023; `fbank.py`): audio `(B, S)` -> 40-dim Kaldi-compatible log-mel
+  fbank (25 ms Hamming window, 10 ms shift) -> corpus mean/variance normalisation (statistics fitted once
+  over the training audio, saved with the checkpoint) -> two frames stacked (80 dims at 50 frames/s) ->
+  Linear(80, D).
+- `mel` (`mel.py`; a simpler log-mel variant, not MelHuBERT's recipe): 80-bin HTK log-mel (25 ms Hann window,
+  10 ms hop) -> per-utterance mean/variance normalisation -> two frames stacked (160 dims) -> Linear(160, D).
 
 Every front end: `forward(inputs, lengths (B,) frames, keep_levels=None) -> (B, T, D)`; `num_codebooks` and
 `codebook_size` are 0 for the audio front ends. `log_mel` and `mfcc` are also the k-means round-1 features of the
@@ -27,11 +30,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from codec2vec.frontends.codec import CodecFrontend
+from codec2vec.frontends.fbank import MelHuBERTFrontend, fbank_frames, kaldi_fbank
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE, num_frames
 from codec2vec.frontends.mel import MelFrontend, log_mel, mel_filterbank, mfcc
 from codec2vec.frontends.waveform import WaveformFrontend
 
-FRONTENDS = ("codec", "waveform", "mel")
+FRONTENDS = ("codec", "waveform", "mel", "melhubert")
 
 
 def build_frontend(
@@ -44,7 +48,7 @@ def build_frontend(
     codebook_dim: int | None = None,
     freeze: bool = False,
 ) -> nn.Module:
-    """The front end `name` (codec | waveform | mel) for a model of width `dim`."""
+    """The front end `name` (codec | waveform | mel | melhubert) for a model of width `dim`."""
     if name == "codec":
         return CodecFrontend(
             dim=dim,
@@ -54,7 +58,7 @@ def build_frontend(
             codebook_dim=codebook_dim,
             freeze=freeze,
         )
-    builders = {"waveform": WaveformFrontend, "mel": MelFrontend}
+    builders = {"waveform": WaveformFrontend, "mel": MelFrontend, "melhubert": MelHuBERTFrontend}
     if name not in builders:
         raise ValueError(f"unknown front end {name!r}; choose one of {', '.join(FRONTENDS)}")
     return builders[name](dim=dim)
@@ -66,8 +70,11 @@ __all__ = [
     "SAMPLE_RATE",
     "CodecFrontend",
     "MelFrontend",
+    "MelHuBERTFrontend",
     "WaveformFrontend",
     "build_frontend",
+    "fbank_frames",
+    "kaldi_fbank",
     "log_mel",
     "mel_filterbank",
     "mfcc",

@@ -1,4 +1,5 @@
-"""The `mel` baseline front end (MelHuBERT, Lin et al. 2023) and the spectral features of the baselines.
+"""The `mel` baseline front end (a simple log-mel input; MelHuBERT's own recipe is `melhubert`, fbank.py) and the
+spectral features of the baselines.
 
 audio `(B, S)` -> 80-bin log-mel (25 ms Hann window, 10 ms hop) -> per-utterance mean/variance normalisation over
 the valid frames -> two frames stacked (160 dims at 50 frames/s) -> Linear(160, D) -> `(B, T, D)`. `log_mel` and
@@ -92,7 +93,8 @@ def mfcc(wav: Tensor, frames: int, n_mfcc: int = 13, n_mels: int = 23) -> Tensor
 
 
 class MelFrontend(nn.Module):
-    """MelHuBERT's input: 80-bin log-mel, utterance-normalised, two frames stacked -> projection to `(B, T, D)`."""
+    """80-bin HTK log-mel, utterance-normalised, two frames stacked -> projection to `(B, T, D)` (not MelHuBERT's
+    recipe, which is `MelHuBERTFrontend`: 40-dim Kaldi fbank, corpus-normalised)."""
 
     num_codebooks = 0
     codebook_size = 0

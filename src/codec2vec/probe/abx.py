@@ -179,8 +179,11 @@ def _cell_error(aa: Group, bb: Group, xx: Group, dist: _Distances, symmetric: bo
     return 1.0 - float(right) / (n_pos * len(bb))
 
 
-def _score(cells: list[tuple], dist: _Distances, *, symmetric: bool, seed: int) -> tuple[float, list[float], int]:
-    """The reference's mean (contexts [and X speakers] -> speakers -> phone pairs) and a speaker bootstrap."""
+def _score(
+    cells: list[tuple], dist: _Distances, *, symmetric: bool, seed: int
+) -> tuple[float, list[float], int, dict[str, float]]:
+    """The reference's mean (contexts [and X speakers] -> speakers -> phone pairs), a speaker bootstrap, the cell
+    count and each speaker's error (the mean over its phone pairs: the units a paired comparison resamples)."""
     pairs: set[tuple[Span, Span]] = set()
     for _, aa, bb, xx in cells:
         for i, x in enumerate(xx):
@@ -196,7 +199,7 @@ def _score(cells: list[tuple], dist: _Distances, *, symmetric: bool, seed: int) 
     for key, aa, bb, xx in cells:
         per[(key[1], key[2], key[3])].append(_cell_error(aa, bb, xx, dist, symmetric))
     if not per:
-        return float("nan"), [float("nan"), float("nan")], 0
+        return float("nan"), [float("nan"), float("nan")], 0, {}
     speakers = sorted({k[0] for k in per})
     phone_pairs = sorted({k[1:] for k in per})
     m = np.full((len(speakers), len(phone_pairs)), np.nan)  # (S, pairs)
@@ -206,7 +209,8 @@ def _score(cells: list[tuple], dist: _Distances, *, symmetric: bool, seed: int) 
     counts = np.random.default_rng(seed).multinomial(len(speakers), np.full(len(speakers), 1 / len(speakers)), 1000)
     boot = _speaker_mean(m, counts.astype(np.float64))
     lo, hi = np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan)
-    return float(value), [float(lo), float(hi)], len(cells)
+    by_speaker = {s: float(np.nanmean(m[i])) for i, s in enumerate(speakers)}
+    return float(value), [float(lo), float(hi)], len(cells), by_speaker
 
 
 def _speaker_mean(m: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -252,7 +256,7 @@ def score_layer(
     frame_s: float = FRAME_S,
 ) -> dict[str, Any]:
     """Within- and across-speaker ABX of one feature set: `frames(uid)` -> `(T, D)` or None (no features).
-    Returns {"within", "across", "ci_within", "ci_across", "cells"}."""
+    Returns {"within", "across", "ci_within", "ci_across", "cells", "speakers": {side: {speaker: error}}}."""
     cache: dict[str, np.ndarray | None] = {}
 
     def get(uid: str) -> np.ndarray | None:
@@ -267,9 +271,10 @@ def score_layer(
     groups = _groups(items, num, frame_s)
     dist = _Distances(lambda uid: get(uid))  # type: ignore[arg-type,return-value]
     kw = dict(max_items=max_items, max_x=max_x, seed=seed)
-    w, wci, wn = _score(_cells(groups, across=False, **kw), dist, symmetric=True, seed=seed)
-    a, aci, an = _score(_cells(groups, across=True, **kw), dist, symmetric=False, seed=seed)
-    return {"within": w, "across": a, "ci_within": wci, "ci_across": aci, "cells": wn + an}
+    w, wci, wn, ws = _score(_cells(groups, across=False, **kw), dist, symmetric=True, seed=seed)
+    a, aci, an, acs = _score(_cells(groups, across=True, **kw), dist, symmetric=False, seed=seed)
+    return {"within": w, "across": a, "ci_within": wci, "ci_across": aci, "cells": wn + an,
+            "speakers": {"within": ws, "across": acs}}  # fmt: skip
 
 
 def abx(

@@ -21,7 +21,7 @@ from codec2vec.errors import AudioError
 from codec2vec.frontends.grid import SAMPLE_RATE, num_frames
 from codec2vec.progress import Progress
 
-AUDIO_FRONTENDS = ("waveform", "mel")
+AUDIO_FRONTENDS = ("waveform", "mel", "melhubert")
 
 
 def is_audio_source(source: Any) -> bool:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from codec2vec.errors import ConfigError
 from codec2vec.probe.abx import abx, require_test_items
 from codec2vec.probe.features import KINDS, feature_source
+from codec2vec.probe.paired import MIN_ITEMS, format_delta, paired_delta, small_test_warning
 from codec2vec.probe.runner import check_epochs, probe_with_references
 from codec2vec.probe.tasks import check_task_folder, get_task
 
@@ -43,17 +44,25 @@ def probe_command(
         kw.pop(key, None)
     require_test_items(data, kw.get("items", "triphone"))  # before any checkpoint is read
     result = abx(data, source=feature_source("pretrained", ckpt), **kw)
+    result["warnings"] = [small_test_warning(result["n_test"])] if result["n_test"] < MIN_ITEMS else []
     sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
     sources += [feature_source("pretrained", o) for o in others]
-    # the codec's embeddings are one layer: `--layer` picks among the Transformer models' layers only
-    result["references"] = [
-        {
-            "model": s.name,
-            **_abx_summary(abx(data, source=s, **{**kw, **({"layer": None} if s.kind == "codec" else {})})),
-        }
-        for s in sources
-    ]
+    result["references"] = []
+    for s in sources:
+        # the codec's embeddings are one layer: `--layer` picks among the Transformer models' layers only
+        ref = abx(data, source=s, **{**kw, **({"layer": None} if s.kind == "codec" else {})})
+        paired = {side: paired_delta(speaker_items(result, side), speaker_items(ref, side), lower_is_better=True,
+                                     seed=kw.get("seed", 0), names=("pretrained", s.name), min_items=0) for side in SIDES}  # fmt: skip
+        result["references"].append({"model": s.name, **_abx_summary(ref), "paired": paired})
     return _finite(result)
+
+
+SIDES = ("across", "within")
+
+
+def speaker_items(r: dict[str, Any], side: str) -> dict[str, list[float]]:
+    """An ABX result's per-speaker errors on one side as paired-bootstrap items `{speaker: [error, 1]}`."""
+    return {spk: [err, 1.0] for spk, err in r.get("speakers", {}).get(side, {}).items()}
 
 
 def _finite(obj: Any) -> Any:
@@ -95,6 +104,12 @@ def format_result(result: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"  {name:<12} {_fmt(r['value'], r['ci'])}")
+    for r in result.get("references", []):
+        paired = r.get("paired") or {}
+        over = "speakers" if result["task"] == "abx" else "test items"
+        for side, d in paired.items() if result["task"] == "abx" else [("", paired)] if paired else []:
+            lines.append(f"  paired{' ' + side if side else ''}: {format_delta(d)} (points; 95% interval over {over})")
+    lines += [f"  warning: {w}" for w in result.get("warnings", [])]
     if result.get("layer_weights") and result["task"] != "abx":
         lines.append("  layer weights: " + " ".join(f"{w:.3f}" for w in result["layer_weights"]))
     for p in result.get("per_layer", []):

@@ -29,6 +29,7 @@ from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
 from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
+from codec2vec.probe.paired import MIN_ITEMS, paired_delta, small_test_warning
 from codec2vec.probe.tasks import (
     Protocol,
     TaskSpec,
@@ -303,6 +304,7 @@ def probe_features(
     head, history = _fit(spec, splits, layers=slice(None), num_layers=num_layers, progress=bar, **kw)  # type: ignore[arg-type]
     bar.close()
     stats, _ = _evaluate(spec, head, splits["test"], slice(None), vocabs)
+    order = np.argsort(splits["test"].frames, kind="stable") if spec.level == "frame" else range(len(stats))
     result: dict[str, Any] = {
         "task": task,
         "metric": spec.metric,
@@ -315,6 +317,9 @@ def probe_features(
         "history": history,
         "seed": seed,
         "protocol": protocol,
+        # per test item (numerator, denominator) in `_evaluate`'s order (frame tasks: by length): paired deltas
+        "test_items": {splits["test"].ids[int(i)]: [float(v) for v in st] for i, st in zip(order, stats)},
+        "warnings": [small_test_warning(len(stats))] if len(stats) < MIN_ITEMS else [],
     }
     if progress:
         print(f"probe {task}: {spec.metric} {result['value']:.4f} after {len(history)} epochs", file=sys.stderr)
@@ -340,16 +345,20 @@ def probe_with_references(
 ) -> dict[str, Any]:
     """`run_probe` on the checkpoint, then the same probe on each reference (`codec`: the codec's own summed
     codebook vectors; `random`: a randomly initialised encoder of the same size) and each other checkpoint.
-    Returns the checkpoint's result with `references: [{"model", "value", "ci", ...}]`."""
+    Returns the checkpoint's result with `references: [{"model", "value", "ci", "paired", ...}]`; `paired` is
+    the checkpoint's figure minus the reference's, paired over the test items (`paired.paired_delta`)."""
     result = run_probe(task, data=data, source=feature_source("pretrained", ckpt), **kw)
     refs = []
     sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
     sources += [feature_source("pretrained", other) for other in others]
+    lower = get_task(task).lower_is_better
     for src in sources:
         r = run_probe(task, data=data, source=src, **kw)
         ref = {"model": src.name, "value": r["value"], "ci": r["ci"], "layer_weights": r["layer_weights"]}
         if "per_layer" in r:
             ref["per_layer"] = r["per_layer"]
+        ref["paired"] = paired_delta(result["test_items"], r["test_items"], lower_is_better=lower,
+                                     seed=kw.get("seed", 0), names=("pretrained", src.name))  # fmt: skip
         refs.append(ref)
     result["references"] = refs
     return result

@@ -17,8 +17,11 @@ Clustering for Self-supervised Speech Representation Learning"; github Alexander
   fraction of the assignments flips.
 - Teacher EMA decay anneals linearly from `ema_start` to `ema_end` over `ema_anneal_steps`. At
   `freeze_teacher_step` the teacher stops moving and gets its own frozen copy of the student's front end
-  (tables, LayerNorm, projection; DinoSR's `freeze_pre_enc_modules` / `copy_shared_modules`), so from then on
-  neither the teacher nor anything it reads changes; the student's front end keeps training.
+  (tables, LayerNorm, projection; DinoSR's `copy_shared_modules`), so from then on neither the teacher nor
+  anything it reads changes; the student's front end keeps training. This differs from DinoSR's default, which
+  freezes the student's own front end (`freeze_pre_enc_modules`: one frozen front end shared by both); ours
+  lets the student keep adapting its input embedding after the teacher stops.
+- Codebooks start as DinoSR's: Gaussian, instance-normalised per channel over the codewords (`init_codebooks`).
 - Collapse watch: per teacher layer, the codewords in use, the perplexity of the targets (of the assignment
   histogram) and of the predictions (of the mean predicted distribution, DinoSR's `target_ppl`/`pred_ppl`),
   over a logging window (`window_metrics`). Optional re-seeding (`reseed`, off by default as in DinoSR): a
@@ -51,6 +54,15 @@ def masked_instance_norm(x: Tensor, lengths: Tensor, eps: float = 1e-5) -> Tenso
         mean = (x * valid).sum(1, keepdim=True) / n  # (B, 1, D)
         var = ((x - mean) ** 2 * valid).sum(1, keepdim=True) / n  # (B, 1, D)
         return (x - mean) / torch.sqrt(var + eps) * valid
+
+
+def init_codebooks(layers: int, codewords: int, dim: int) -> Tensor:
+    """DinoSR's initial codebooks `(L', C, D)`: Gaussian, then instance-normalised per layer and channel over the
+    codewords (`F.instance_norm` of `(L', D, C)`: each channel has mean 0 and variance 1 across the codewords),
+    the statistics of the instance-normalised teacher frames they are compared with."""
+    x = torch.randn(layers, codewords, dim)
+    mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)  # (L', 1, D)
+    return (x - mean) / torch.sqrt(var + 1e-5)
 
 
 def ema_decay(step: int, start: float, end: float, anneal_steps: int) -> float:
@@ -133,7 +145,7 @@ class OnlineTarget(nn.Module):
         self.frontend = _frontend_copy(encoder)  # the teacher's input once frozen (filled at the freeze step)
         self.register_buffer("frozen", torch.zeros((), dtype=torch.bool))
         shape = (self.top_k, int(codewords))
-        codebooks = torch.randn(*shape, cfg.dim)  # (L', C, D): instance-normed frames are ~N(0, 1)
+        codebooks = init_codebooks(self.top_k, int(codewords), cfg.dim)  # (L', C, D)
         self.register_buffer("codebooks", codebooks)
         self.register_buffer("codeword_sums", codebooks.clone())
         self.register_buffer("codeword_counts", torch.ones(shape))
@@ -213,7 +225,8 @@ class OnlineTarget(nn.Module):
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Apply the gathered codebook statistics (all-reduced), re-seed dead codewords (option), then move the
-        teacher toward the student, or freeze it with its own copy of the front end at `freeze_teacher_step`."""
+        teacher toward the student, or freeze it with its own copy of the front end at `freeze_teacher_step`
+        (DinoSR instead freezes the student's front end, which both then share; here the student's keeps training)."""
         if self._pending is not None:
             sums, counts = self._pending
             self._pending = None

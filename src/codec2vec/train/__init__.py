@@ -55,6 +55,7 @@ from codec2vec.train.devices import (
     run_precision,
     wrap_ddp,
 )
+from codec2vec.train.inputs import check_inputs, fit_input_statistics
 from codec2vec.train.state import Run
 
 FP16_MAX_SKIPS = 50  # fp16 steps in a row the grad scaler may skip (it halves its scale each time) before the run stops
@@ -334,19 +335,6 @@ def summary(run: Run) -> dict[str, Any]:
 # --- the recipe -----------------------------------------------------------------------------------
 
 
-def check_inputs(cfg: PretrainConfig) -> None:
-    """Before the run folder exists: the store opens, holds `data.codec`'s codes (as does `data.dev_store`) and
-    has the label sets the targets read."""
-    store = open_stores(cfg.data)[0]
-    have = set(store.label_names())
-    for name in label_names_for(cfg):
-        if name not in have:
-            raise ConfigError(
-                f"targets.clusters_labels={name!r}: {cfg.data.store} has no such label set (it has: "
-                f"{', '.join(sorted(have)) or 'none'}); run `codec2vec kmeans ... --name {name}` first"
-            )
-
-
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Train (or resume) the run described by `cfg`; returns a summary (steps, first/last loss, last dev row)."""
     if not cfg.data.store:
@@ -368,10 +356,13 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
     """setup -> resume -> (train_step, log_step, maybe_evaluate, maybe_save) until the last step."""
     run = setup(cfg, rank=rank, world=world, device=device)
     resume(run)
+    if run.latest is None:
+        fit_input_statistics(run)
     run.log = start_log(run)
     run.model.train()
     run.window.started = time.perf_counter()  # the first row's wall time starts here, as its steps do
     run.started = time.time()  # the loop's clock (train.max_seconds, frames/s) starts here
+    cpu0 = time.process_time()  # this process's CPU seconds (all its threads): a budget that load cannot move
     while run.step < cfg.train.steps and not run.out_of_time:
         loss = train_step(run)
         run.out_of_time = _out_of_time(run)
@@ -380,8 +371,9 @@ def _train(cfg: PretrainConfig, *, rank: int, world: int, device: torch.device) 
         maybe_save(run)
     run.log.close()
     getattr(run.loader, "close", lambda: None)()  # a prefetch thread stops reading
-    run.log.line(closing_line(run.run_dir, run.step, ckpt.latest_checkpoint(run.run_dir), cfg.data.store))
-    return summary(run)
+    if cfg.run.progress != "off":  # (bench --quality runs chunks of many runs quietly)
+        run.log.line(closing_line(run.run_dir, run.step, ckpt.latest_checkpoint(run.run_dir), cfg.data.store))
+    return summary(run) | {"cpu_seconds": time.process_time() - cpu0}
 
 
 def _out_of_time(run: Run) -> bool:
