@@ -233,7 +233,7 @@ def test_loader_workers_auto_is_none_on_cpu_and_what_the_gpu_needs_on_cuda() -> 
     assert loader_processes(GPU_BASE_FRAMES_PER_S, 44_000) == 3
     assert loader_processes(GPU_BASE_FRAMES_PER_S, 1_900_000) == 1  # bit-packed DAC: one is plenty
     assert resolve_workers("auto", device_type="cuda", measure=lambda: 44_000.0, cpus=16) == 3
-    assert resolve_workers("auto", device_type="cuda", measure=lambda: 10_000.0, cpus=16) == 12
+    assert resolve_workers("auto", device_type="cuda", measure=lambda: 10_000.0, cpus=16) == 13  # 1.25 x 98.5k / 10k
     assert resolve_workers("auto", device_type="cuda", measure=lambda: 10_000.0, cpus=16, local_processes=4) == 3
     assert resolve_workers("auto", device_type="cuda", measure=lambda: 10.0, cpus=2) == 1  # at least one
     assert (
