@@ -510,8 +510,10 @@ def test_torchrun_two_nodes_match_one_process(store_path: Path, tmp_path: Path) 
     `srun torchrun` starts them on a cluster: the run equals one process's."""
     from codec2vec.train import pretrain
 
+    # data.row_multiple=2: the batch plan the two ranks share evenly, for the one process too
     extra = ("train.steps=4", "train.ckpt_every=4", "train.eval_every=4", "targets=reconstruction", "model.dropout=0",
-             "model.attention_dropout=0", "model.input_dropout=0", "model.layer_drop=0")  # fmt: skip
+             "model.attention_dropout=0", "model.input_dropout=0", "model.layer_drop=0",
+             "data.row_multiple=2")  # fmt: skip
     pretrain(tiny_config(store_path, tmp_path / "one", *extra))
     save_config(tiny_config(store_path, tmp_path / "nodes", *extra), tmp_path / "nodes.yaml")
     port, env = _free_port(), {**os.environ, "OMP_NUM_THREADS": "1"}
