@@ -1,4 +1,4 @@
-"""How much of the bare step's speed the training loop realizes (issue 11, acceptance 6). A benchmark: it prints.
+"""How much of the bare step's speed the training loop realizes. A benchmark: it prints.
 
     python benchmarks/loop_efficiency.py STORE [--preset tiny] [--frontend codec] [--steps 60] [--repeats 3]
                                          [--labels km] [--device cpu|cuda] [--threads 1] [--set KEY=VALUE]

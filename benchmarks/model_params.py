@@ -1,5 +1,5 @@
 """Build a Codec2Vec preset (default `base`, HuBERT Base sizes), print its parameter counts, and time one
-forward + backward pass of the pre-trainer on CPU (acceptance 5 of issue 4).
+forward + backward pass of the pre-trainer on CPU.
 
     python benchmarks/model_params.py [--preset base] [--batch 2] [--frames 250] [--targets reconstruction]
 

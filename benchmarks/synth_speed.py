@@ -3,8 +3,8 @@
     python benchmarks/synth_speed.py [--hours 0.2] [--speakers 8] [--workers 1] [--json]
 
 Runs the whole corpus build (planning, eSpeak NG synthesis, resampling to 16 kHz, FLAC, manifests) into a
-temporary folder. With --workers 1 everything runs in one process at a time, i.e. on one core (the figure the
-issue asks for: >= 50x). Also reports eSpeak NG synthesis alone, to show where the time goes.
+temporary folder. With --workers 1 everything runs in one process at a time, i.e. on one core (the figure whose
+target is >= 50x). Also reports eSpeak NG synthesis alone, to show where the time goes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Peak memory (max RSS) of `codec2vec tokenize` on a short file and on long files (issue 8, defect 4).
+"""Peak memory (max RSS) of `codec2vec tokenize` on a short file and on long files.
 
 Long inputs are streamed through the codec (`audio.audio_blocks` -> `LyraCodec.encode_stream`), so the peak
 should not grow with the file's length. Each run is a fresh `codec2vec tokenize` process; its peak is read

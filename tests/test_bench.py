@@ -1,4 +1,4 @@
-"""`codec2vec bench`: the JSON shape DESIGN.md promises, on a small corpus of real audio files, and the order-0
+"""`codec2vec bench`: the JSON shape the README promises, on a small corpus of real audio files, and the order-0
 entropy the storage rows are measured against."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Issue 8: one regression test per reliability defect (hostile inputs, crashes, second processes).
+"""One regression test per reliability defect (hostile inputs, crashes, second processes).
 
-Each test names the defect it guards; each fails on the code before the fix (see the issue's report).
+Each test names the defect it guards; each failed on the code before its fix.
 """
 
 from __future__ import annotations

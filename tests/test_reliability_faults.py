@@ -1,4 +1,4 @@
-"""Issue 8, acceptance 3: fault injection. `tokenize`, `merge` and `pretrain` are SIGKILLed at many seeded
+"""Fault injection. `tokenize`, `merge` and `pretrain` are SIGKILLed at many seeded
 random instants; after every kill the store (or run) must be sound, hold nothing twice and lose nothing
 committed, and at the end the same command must finish the job with the result of an uninterrupted run.
 """

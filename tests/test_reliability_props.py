@@ -1,4 +1,4 @@
-"""Issue 8, acceptance 2: property-based tests over hostile inputs.
+"""Property-based tests over hostile inputs.
 
 Hypothesis generates manifests with arbitrary ids and paths (absolute, '..', control characters, backslashes,
 empty parts, missing files, non-audio files) and WAV files with arbitrary headers (any sample rate, channel

@@ -22,7 +22,7 @@ from codec2vec.corpora.synth import SAMPLE_RATE as SR  # noqa: E402
 from codec2vec.corpora.synth import TASKS, SynthOptions, plan, synth_corpus  # noqa: E402
 from codec2vec.errors import Codec2VecError, ConfigError  # noqa: E402
 
-ARGS = ["--hours", "0.2", "--speakers", "8", "--seed", "3"]  # the acceptance command
+ARGS = ["--hours", "0.2", "--speakers", "8", "--seed", "3"]  # the README's synth command, smaller
 
 
 @pytest.fixture(scope="module")

@@ -240,7 +240,7 @@ def _write_npy(fdir: FeatureDir, out: Path) -> None:
 
 
 class _CallableModule(types.ModuleType):
-    """`codec2vec.extract` names both this module and its function (the issue's API); importing the module
+    """`codec2vec.extract` names both this module and its function (the public API); importing the module
     makes Python bind the package attribute to the module, so the module forwards calls to `extract`."""
 
     def __call__(self, model: Codec2VecEncoder, codes: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:

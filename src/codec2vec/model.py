@@ -36,7 +36,7 @@ from codec2vec.frontends import build_frontend
 
 @dataclass
 class ModelConfig:
-    """Encoder sizes and regularisation. Defaults are HuBERT Base (REFERENCE.md, backbone)."""
+    """Encoder sizes and regularisation. Defaults are HuBERT Base (12 layers, 768 wide, 3072 FFN, 12 heads)."""
 
     num_layers: int = 12
     dim: int = 768

@@ -13,7 +13,7 @@ and 2.3x training-time claims, checked on the user's own data and hardware).
   schedule.py    the budgets (`steps`, `cpu`) and the round-robin interleaving of the runs
   compare.py     mean and sd over seeds, paired deltas between models, verdicts, the text table and PNG
 
-`run_bench(srcs, options) -> dict` returns DESIGN.md's JSON: `storage` rows (`codec`, `kbps`,
+`run_bench(srcs, options) -> dict` returns the README's JSON: `storage` rows (`codec`, `kbps`,
 `ratio_to_flac`, ...), `throughput` rows (`model`, `size`, `audio_seconds_per_second`, `steps_per_second`,
 ...), plus `reads`, `loader` (read speed against what a base model consumes, and how many loader processes
 that needs), `corpus` and `machine`. Without SRC a synthetic corpus is made (`codec2vec synth`).

@@ -1,6 +1,6 @@
 """The `Codec` protocol every backend implements, and the metadata a token store keeps about it.
 
-Shapes (DESIGN.md): waveforms `(B, S)` float in [-1, 1] at `sample_rate`; codes `LongTensor (B, K, T)`
+Shapes: waveforms `(B, S)` float in [-1, 1] at `sample_rate`; codes `LongTensor (B, K, T)`
 at `frame_rate`; lengths `(B,)` in samples or frames. `codebook_vectors()` is `(K, V, D)` in the codec's
 latent space: summing the rows selected by a frame's K codes gives the codec's quantized latent.
 """

@@ -41,7 +41,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """The optimisation recipe (HuBERT Base defaults, REFERENCE.md section 7)."""
+    """The optimisation recipe (HuBERT Base defaults: AdamW, linear warm-up and decay)."""
 
     steps: int = 400_000
     max_seconds: float = 0.0  # > 0: also stop (log, evaluate, checkpoint) once the loop has run this long (wall clock)

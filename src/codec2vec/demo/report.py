@@ -62,7 +62,7 @@ def lower_is_better(metric: str) -> bool:
 
 
 def probe_rows(run_results: dict[str, Any], tasks: Sequence[str]) -> list[dict[str, Any]]:
-    """DESIGN.md's `probes` list: one object per (task, model) with task, model, metric, value and ci; ABX gives
+    """The `probes` list: one object per (task, model) with task, model, metric, value and ci; ABX gives
     two tasks (`abx_within`, `abx_across`, metric `abx_error`). `run_results`: the demo's stage results."""
     rows: list[dict[str, Any]] = []
     for task in tasks:

@@ -280,7 +280,7 @@ def _storage(run: _Run) -> dict[str, Any]:
 
 
 def collect(run: _Run) -> dict[str, Any]:
-    """results.json: settings, corpus, probes (DESIGN.md), PER against steps, storage, stage timings."""
+    """results.json: settings, corpus, probes (task, model, metric, value, ci), PER against steps, storage, stage timings."""
 
     res = run.results
     return {

@@ -99,7 +99,7 @@ def _mark_private(store: TokenStore, key: bytes, keep: tuple[str, ...]) -> Token
     meta["codec"] = dict(
         meta["codec"], config={k: v for k, v in meta["codec"]["config"].items() if k not in LOCATION_KEYS}
     )
-    store.update_meta(meta)  # keeps meta.json's SHA-256 in contents.json true (issue 8)
+    store.update_meta(meta)  # keeps meta.json's SHA-256 in contents.json true
     return TokenStore.open(store.root)
 
 

@@ -1,4 +1,4 @@
-"""SUPERB-style probing and ABX on frozen Codec2Vec features (REFERENCE.md: SUPERB tasks, probing protocol, ABX).
+"""SUPERB-style probing and ABX on frozen Codec2Vec features (SUPERB tasks and protocol, ZeroSpeech ABX).
 
 - `feature_source(kind, ckpt)`: the upstream to probe: `pretrained`, `codec` (its codec's summed codebook
   vectors) or `random` (an untrained encoder of the same size) (`features.py`, with the on-disk cache);

@@ -1,4 +1,4 @@
-"""Probe features of the continuous-input baselines (`model.frontend: waveform | mel`, issue 11), from audio.
+"""Probe features of the continuous-input baselines (`model.frontend: waveform | mel | melhubert`), from audio.
 
 Their encoder reads 16 kHz audio `(B, S)`, not codes, so `features.cached_features` hands their sources here: the
 task folder's clips are read from the files its manifests name, batched by length, and every layer is stored in

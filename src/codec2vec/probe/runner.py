@@ -1,6 +1,6 @@
 """SUPERB-style probing of a frozen upstream: train a light head on cached features, early-stop on dev, score test.
 
-Protocol (REFERENCE.md, s3prl downstream configs): the upstream is frozen; its hidden states are mixed by a
+Protocol (SUPERB, as s3prl's downstream configs): the upstream is frozen; its hidden states are mixed by a
 learned softmax-weighted sum (equal weights at the start) and fed to the task's light head (`tasks.TASKS`),
 trained under a protocol (`tasks.Protocol`: `ours` by default, or s3prl's `superb` settings) with gradient
 clipping 1; the head with the best dev metric is kept (patience in epochs) and scored on

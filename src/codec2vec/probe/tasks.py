@@ -1,6 +1,6 @@
 """The probing tasks: what each reads from a manifest row, its head, its loss, and its metric (the TASKS dict).
 
-SUPERB (Yang et al. 2021; REFERENCE.md, task table): PR and ASR are frame-level CTC tasks scored by edit
+SUPERB (Yang et al. 2021): PR and ASR are frame-level CTC tasks scored by edit
 distance (PER over phones, WER over words, greedy decoding, no LM); KS, SID, ER, the synthetic speaking-style
 task and IC are utterance-level classification (mean-pool + linear; IC one linear per slot, right only when
 every slot is). Every task reports a corpus-level statistic built from per-item `(numerator, denominator)`

@@ -232,7 +232,7 @@ class TokenStore:
     # summaries ----------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        """Size and rate figures (DESIGN.md `info --json` keys)."""
+        """Size and rate figures (the `info --json` keys the README lists)."""
         entries = self._packed.entries.values()
         seconds = float(sum(e["seconds"] for e in entries))
         frames = int(sum(e["frames"] for e in entries))

@@ -50,7 +50,7 @@ class Target(Protocol):
 
 @dataclass
 class TargetsConfig:
-    """Which targets to train and their settings (REFERENCE.md step 5)."""
+    """Which targets to train and their settings."""
 
     names: list[str] = field(default_factory=lambda: ["reconstruction"])
     weights: dict[str, float] = field(default_factory=dict)  # name -> loss weight (default 1.0)
