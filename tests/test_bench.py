@@ -215,7 +215,8 @@ def test_bench_quality_quick_json(tmp_path: Path, lyra_dir: Path, capsys: pytest
     assert {x["kmeans_source"] for x in runs.values() if x["recipe"] == "same-targets"} == {"mfcc"}
     for x in rows:
         lo, hi = x["ci"]
-        assert 0.0 <= x["value"] <= 1.0 and lo - 1e-9 <= x["value"] <= hi + 1e-9, x
+        top = float("inf") if x["metric"] == "per" else 1.0  # PER counts insertions: an untrained head can pass 1
+        assert 0.0 <= x["value"] <= top and lo - 1e-9 <= x["value"] <= hi + 1e-9, x
     assert len(r["summary"]) == 3 * 2 * 4 and all(len(s["values"]) == 2 for s in r["summary"])
     pairs = {(d["recipe"], d["metric"], d["a"], d["b"]) for d in r["paired"]}
     for recipe in ("own", "same-targets"):
