@@ -208,3 +208,14 @@ def test_write_task_writes_item_files_for_aligned_phone_tasks(tmp_path: Path) ->
     assert not list((tmp_path / "asr").glob("*.item"))
     no_align = [{k: v for k, v in r.items() if k != "align"} for r in rows]
     assert write_task(tmp_path / "pr2", "pr", no_align)["abx_items"] == []  # e.g. LibriSpeech: no alignments
+
+
+def test_abx_task_folder_needs_no_train_split(tmp_path: Path) -> None:
+    """ABX reads dev and test only: a folder without `train.jsonl` passes the task-folder check (PR does not)."""
+    from codec2vec.probe.tasks import check_task_folder
+
+    for split in ("dev", "test"):
+        (tmp_path / f"{split}.jsonl").write_text(json.dumps({"id": "u", "path": "u.wav", "phones": ["a"]}) + "\n")
+    check_task_folder("abx", tmp_path)
+    with pytest.raises(ConfigError, match="train.jsonl: missing"):
+        check_task_folder("pr", tmp_path)

@@ -89,6 +89,9 @@ def test_fairseq_tsv(tmp_path: Path, lyra_dir: Path) -> None:
     # a header-row .tsv (ours) still reads as before
     (tmp_path / "ours.tsv").write_text("id\tpath\n" + "".join(f"x{n}\t{p}\n" for n, (_, p, _) in enumerate(clips)))
     assert [i.id for i in scan_sources([tmp_path / "ours.tsv"])] == [f"x{n}" for n in range(len(clips))]
+    # so does a one-column .tsv with a `path` header (no tab on its first line, but not fairseq's root line)
+    (tmp_path / "paths.tsv").write_text("path\n" + "".join(f"{p}\n" for _, p, _ in clips))
+    assert [i.path for i in scan_sources([tmp_path / "paths.tsv"])] == [str(p) for _, p, _ in clips]
 
 
 def test_fairseq_tsv_bad_row_names_the_line(tmp_path: Path) -> None:

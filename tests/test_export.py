@@ -74,6 +74,9 @@ def test_export_is_encoder_only_and_gives_the_checkpoints_features(run_dir: Path
     for a, b in zip(_features(run_dir, codes, lengths), _features(out, codes, lengths), strict=True):
         assert torch.equal(a, b)
     assert main(["export", str(run_dir), "--out", str(out)]) == 2  # an existing folder is never overwritten
+    from codec2vec.checkpoint import check_architecture  # what the random reference checks before building
+
+    assert check_architecture(out)["exported"] is True
 
 
 def test_upstream_and_s3prl_load_an_export_and_a_cached_hub_id(

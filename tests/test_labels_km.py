@@ -31,6 +31,9 @@ def test_export_then_import_round_trips(tmp_path: Path) -> None:
     from codec2vec.store import TokenStore
 
     store, labels = _store(tmp_path / "store")
+    inside = tmp_path / "store" / "labels"  # an output inside the store would be a foreign file there
+    assert main(["labels", "export", str(tmp_path / "store"), "--name", "km", "--out", str(inside)]) == 2
+    assert not list(inside.glob("*.km"))
     assert main(["labels", "export", str(tmp_path / "store"), "--name", "km", "--out", str(tmp_path / "hub")]) == 0
     km = (tmp_path / "hub" / "all.km").read_text().splitlines()
     ids = (tmp_path / "hub" / "all.ids").read_text().splitlines()

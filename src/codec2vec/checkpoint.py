@@ -234,7 +234,8 @@ def check_architecture(path: str | Path) -> dict[str, Any]:
     p = resolve(path)
     meta = read_meta(p)
     f = _verified(p, meta, "model.safetensors")
-    shapes = {k[len("encoder.") :]: v for k, v in weight_shapes(f).items() if k.startswith("encoder.")}
+    prefix = "" if meta.get("exported") else "encoder."  # an export holds the encoder's weights alone
+    shapes = {k[len(prefix) :]: v for k, v in weight_shapes(f).items() if k.startswith(prefix)}
     _check_encoder(f, shapes, meta)
     return meta
 

@@ -337,7 +337,11 @@ class CropLoader:
         """What differs from the run a saved position (`state_dict`) came from, for a warning: another world size
         with another `row_multiple` changes the batch plan from the resumed position on; None when it does not."""
         old_world = int(state.get("world_size", self.world_size))
-        old_multiple = int(state.get("row_multiple", old_world))  # before row_multiple: the world-size rule
+        if "row_multiple" not in state and old_world > 1:  # saved before rows were cut to a multiple of the world
+            return (f"resuming a run saved by {old_world} processes by an earlier version: batches are now cut to "
+                    f"a multiple of {self.row_multiple} rows, so the batch plan differs from epoch {state['epoch']} "
+                    f"batch {state['batch']} on")  # fmt: skip
+        old_multiple = int(state.get("row_multiple", old_world))
         if old_world == self.world_size and old_multiple == self.row_multiple:
             return None
         plan = "the same batch plan" if old_multiple == self.row_multiple else (

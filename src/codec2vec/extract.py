@@ -166,17 +166,17 @@ def extract_to_dir(
     if bad:
         raise ConfigError(f"--layers {bad}: the checkpoint has layers 0..{source.num_layers - 1}")
     # Inputs are checked before OUT exists: a store of another codec, a missing path, a format we do not read.
-    one_store = len(srcs) == 1 and is_store(srcs[0])
-    given = codes_for_sources(srcs, meta=source.meta) if one_store and not is_audio_source(source) else None
-    if not one_store:
-        scan_sources(srcs)
     if fmt == "npy" and len(chosen) != 1:
         raise ConfigError(f"--format npy: one layer per folder (--layers L), not {len(chosen)}")
+    one_store = len(srcs) == 1 and is_store(srcs[0])
+    rejects: list[dict[str, Any]] = []
+    items = _audio_items(srcs, rejects) if is_audio_source(source) else None  # waveform/mel baselines read audio
+    given = codes_for_sources(srcs, meta=source.meta) if one_store and items is None else None
+    if not one_store and items is None:
+        scan_sources(srcs)
     where = out / ".features" if fmt == "npy" else out
     fdir = FeatureDir.open_or_create(where, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
-    rejects: list[dict[str, Any]] = []
-    if is_audio_source(source):  # waveform/mel baselines read audio, not codes
-        items = _audio_items(srcs, rejects)
+    if items is not None:
         todo = [it for it in items if it.id not in fdir]
         done = fill_from_audio(fdir, source, todo, progress=progress, rejects=rejects)
         inputs = len(items)

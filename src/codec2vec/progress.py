@@ -9,7 +9,7 @@ So when stderr is not a terminal, `Progress` prints one plain line at most every
 - `Progress(desc, total, unit, enabled)`: `.update(n, note)` advances by `n` items; `note` carries the verb's own
   figures (x real time, loss and accuracies, dev metric) and is shown beside the bar or in the plain line;
   `.close()`. `enabled=False` shows nothing (`--json`).
-- `Ticker(desc, enabled)`: for loops that draw their own terminal line (pretrain): `.due()` is true once every
+- `Ticker(enabled)`: for loops that draw their own terminal line (pretrain): `.due()` is true once every
   `interval()` seconds when stderr is not a terminal.
 - `heartbeat(desc, enabled)`: for a stage with no loop to report from (a k-means fit, a timed benchmark), a
   line `desc: running, 2m30s elapsed` every `interval()` seconds from a background thread, in a log only.

@@ -1,6 +1,6 @@
 """`codec2vec <verb>`: the command line. Each verb is a thin wrapper over one importable function.
 
-Exit statuses (the README's contract): 0 success; 3 from `tokenize` when some inputs were rejected; 2 for
+Exit statuses (the README's contract): 0 success; 3 from `tokenize` and `extract` when some inputs were rejected; 2 for
 usage errors and clear, expected failures (bad file, damaged store); `--json` prints one JSON object.
 Each verb owns one `_add_<verb>` (arguments) and one `_run_<verb>` (call) pair, grouped by stage: `store.py`,
 `pretraining.py`, `evaluation.py`, `privacy.py`; the heavy modules each verb calls are imported when it runs.

@@ -15,7 +15,7 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", nargs="*", help="audio files, folders or manifests (default: a synthetic corpus)")
     p.add_argument("--out", default="", help="keep stores, FLAC files, bench.json and bench.png here")
     p.add_argument(
-        "--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 4 steps each)"
+        "--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 2 steps each)"
     )
     p.add_argument("--sizes", default="tiny,base", help="model presets, comma-separated")
     p.add_argument("--frontends", default="codec,waveform,mel", help="front ends, comma-separated")

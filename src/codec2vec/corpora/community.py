@@ -86,10 +86,14 @@ def kaldi_rows(src: Path) -> list[Row]:
 
 
 def is_fairseq_tsv(path: Path) -> bool:
-    """A `.tsv` whose first line is one field (the root folder) rather than a header row."""
+    """A `.tsv` whose first line is one field (the root folder) rather than a header row, and whose next line,
+    if any, is `path<TAB>samples` (a one-column list with a `path` or `id` header is our manifest, not fairseq's)."""
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         first = f.readline().rstrip("\r\n")
-    return bool(first) and "\t" not in first
+        second = f.readline().rstrip("\r\n")
+    if not first or "\t" in first or first.strip().lower() in ("path", "id"):
+        return False
+    return not second or (second.count("\t") == 1 and second.split("\t")[1].strip().isdigit())
 
 
 def fairseq_rows(path: Path) -> list[Row]:

@@ -181,9 +181,10 @@ def _cell_error(aa: Group, bb: Group, xx: Group, dist: _Distances, symmetric: bo
 
 def _score(
     cells: list[tuple], dist: _Distances, *, symmetric: bool, seed: int
-) -> tuple[float, list[float], int, dict[str, float]]:
+) -> tuple[float, list[float], int, dict[str, dict[str, float]]]:
     """The reference's mean (contexts [and X speakers] -> speakers -> phone pairs), a speaker bootstrap, the cell
-    count and each speaker's error (the mean over its phone pairs: the units a paired comparison resamples)."""
+    count and each speaker's error per phone pair (`{speaker: {"a b": error}}`: the units a paired comparison
+    resamples, `probe/paired.py`)."""
     pairs: set[tuple[Span, Span]] = set()
     for _, aa, bb, xx in cells:
         for i, x in enumerate(xx):
@@ -209,7 +210,8 @@ def _score(
     counts = np.random.default_rng(seed).multinomial(len(speakers), np.full(len(speakers), 1 / len(speakers)), 1000)
     boot = _speaker_mean(m, counts.astype(np.float64))
     lo, hi = np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan)
-    by_speaker = {s: float(np.nanmean(m[i])) for i, s in enumerate(speakers)}
+    by_speaker = {s: {" ".join(pp): float(m[i, j]) for j, pp in enumerate(phone_pairs) if np.isfinite(m[i, j])}
+                  for i, s in enumerate(speakers)}  # fmt: skip
     return float(value), [float(lo), float(hi)], len(cells), by_speaker
 
 
@@ -256,7 +258,7 @@ def score_layer(
     frame_s: float = FRAME_S,
 ) -> dict[str, Any]:
     """Within- and across-speaker ABX of one feature set: `frames(uid)` -> `(T, D)` or None (no features).
-    Returns {"within", "across", "ci_within", "ci_across", "cells", "speakers": {side: {speaker: error}}}."""
+    Returns {"within", "across", "ci_within", "ci_across", "cells", "speakers": {side: {speaker: {pair: error}}}}."""
     cache: dict[str, np.ndarray | None] = {}
 
     def get(uid: str) -> np.ndarray | None:

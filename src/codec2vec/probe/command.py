@@ -60,9 +60,9 @@ def probe_command(
 SIDES = ("across", "within")
 
 
-def speaker_items(r: dict[str, Any], side: str) -> dict[str, list[float]]:
-    """An ABX result's per-speaker errors on one side as paired-bootstrap items `{speaker: [error, 1]}`."""
-    return {spk: [err, 1.0] for spk, err in r.get("speakers", {}).get(side, {}).items()}
+def speaker_items(r: dict[str, Any], side: str) -> dict[str, dict[str, float]]:
+    """An ABX result's errors on one side as paired-bootstrap items `{speaker: {phone pair: error}}`."""
+    return dict(r.get("speakers", {}).get(side, {}))
 
 
 def _finite(obj: Any) -> Any:

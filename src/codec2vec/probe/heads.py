@@ -1,8 +1,8 @@
 """Light SUPERB heads on a frozen upstream, each behind a learned softmax-weighted sum of the layers.
 
 s3prl's Featurizer: `h = sum_l softmax(w)_l * x_l` over all hidden states, `w` starting at zero (equal
-weights); each layer is first standardised by the train split's statistics (`WeightedSum`), as s3prl's
-`layer_norm` option normalises each layer before the sum. Heads (s3prl downstream configs):
+weights); under `--protocol ours` each layer is first standardised by the train split's statistics
+(`WeightedSum`), as s3prl's `layer_norm` option normalises each layer before the sum (`superb`: raw layers). Heads (s3prl downstream configs):
   - `CTCHead` (PR): Linear(D, 256) -> Linear(256, C + 1) per frame, CTC with blank 0;
   - `LSTMCTCHead` (ASR): Linear(D, 256) -> 2-layer BiLSTM (128 per direction: SUPERB's 1024 is far too slow
     for a CPU probe) -> Linear(256, C + 1) per frame, CTC with blank 0;

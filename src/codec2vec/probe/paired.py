@@ -6,10 +6,14 @@ when each model was pre-trained with several seeds, the seeds too (the same seed
 fixes the data order, crops and masks, so seed i of one model is paired with seed i of the other). The
 statistic of one resample is the mean over the drawn seeds of each seed's corpus-level figure
 (`ratio_of_sums` of per-item `(numerator, denominator)` rows: edits and reference length for PER, correct and
-1 for accuracy, a speaker's error and 1 for ABX), and the delta is model A's minus model B's. An interval
-that covers 0 is reported as "no difference".
+1 for accuracy), and the delta is model A's minus model B's. An interval that covers 0 is reported as "no
+difference". ABX's unit is the speaker, and its figure is not a ratio of sums: it is the mean over phone pairs of
+the mean over speakers. Its items are therefore `{speaker: {phone pair: error}}`; the statistic of a resample is
+then, per pair, the mean over the drawn speakers that have it, averaged over pairs: the reported ABX figure
+exactly, on the full sample.
 
-`paired_delta(a, b)` takes `{item id: (num, den)}` per seed (a list of dicts, or one dict) for each model.
+`paired_delta(a, b)` takes `{item id: (num, den)}` or `{item id: {column: value}}` per seed (a list of dicts, or
+one dict) for each model.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 
 MIN_ITEMS = 30  # fewer test items than this: the interval is too rough to rank models (a warning says so)
 
-ItemStats = Mapping[str, Sequence[float]]  # item id -> (numerator, denominator)
+ItemStats = Mapping[str, Union[Sequence[float], Mapping[str, float]]]  # id -> (num, den), or {column: value}
 Seeded = Union[ItemStats, Sequence[ItemStats]]
 
 
@@ -29,24 +33,40 @@ def _per_seed(x: Seeded) -> list[ItemStats]:
 
 
 def stack_items(a: Seeded, b: Seeded) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Both models' stats on the items every seed of both has: `(S_a, N, 2)`, `(S_b, N, 2)` and the N ids."""
+    """Both models' stats on the items every seed of both has: `(S_a, N, 2P)`, `(S_b, N, 2P)` and the N ids.
+    A row is P numerators then P denominators: P = 1 for `(num, den)` items; for `{column: value}` items (ABX:
+    phone pair -> error) one column per key any of them has, denominator 1 where the item has it, else 0."""
     sa, sb = _per_seed(a), _per_seed(b)
     common = set.intersection(*(set(s) for s in sa + sb)) if sa and sb else set()
     ids = sorted(common)
+    keyed = any(isinstance(s[i], Mapping) for s in sa + sb for i in ids[:1])
+    cols = sorted({c for s in sa + sb for i in ids for c in s[i]}) if keyed else []  # type: ignore[union-attr]
+
+    def row(v: Any) -> list[float]:
+        if not keyed:
+            return [float(x) for x in v]
+        return [float(v.get(c, 0.0)) for c in cols] + [1.0 if c in v else 0.0 for c in cols]
 
     def arr(seeds: list[ItemStats]) -> np.ndarray:
-        out = np.array([[list(s[i]) for i in ids] for s in seeds], dtype=np.float64)
-        return out.reshape(len(seeds), len(ids), -1)
+        width = 2 * len(cols) if keyed else 2
+        out = np.array([[row(s[i]) for i in ids] for s in seeds], dtype=np.float64)
+        return out.reshape(len(seeds), len(ids), width)
 
     return arr(sa), arr(sb), ids
 
 
 def _stat(x: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Mean over drawn seeds of the corpus-level ratio over drawn items: x `(S, N, 2)`, seeds `(R, S')`,
-    items `(R, N)` -> `(R,)`."""
-    picked = x[seeds[:, :, None], items[:, None, :]]  # (R, S', N, 2)
-    ratio = picked[..., 0].sum(-1) / np.maximum(picked[..., 1].sum(-1), 1e-12)  # (R, S')
-    return ratio.mean(-1)
+    """Mean over drawn seeds of the corpus-level figure over drawn items: x `(S, N, 2P)`, seeds `(R, S')`, items
+    `(R, N)` -> `(R,)`. The figure is, per column, the ratio of the summed numerators to the summed denominators,
+    averaged over the columns any drawn item has (P = 1: the plain ratio of sums)."""
+    picked = x[seeds[:, :, None], items[:, None, :]].sum(2)  # (R, S', 2P)
+    p = x.shape[-1] // 2
+    num, den = picked[..., :p], picked[..., p:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)  # (R, S', P)
+    has = np.isfinite(ratio)
+    per_seed = np.where(has, ratio, 0.0).sum(-1) / np.maximum(has.sum(-1), 1)  # (R, S')
+    return per_seed.mean(-1)
 
 
 def paired_delta(
@@ -75,8 +95,9 @@ def paired_delta(
     delta = float(_stat(xa, full_s, full_i)[0] - _stat(xb, full_s, full_i)[0])
     rng = np.random.default_rng(seed)
     draws: list[np.ndarray] = []
-    for c in range(0, n, 100):  # chunks bound the (R, S, N, 2) gather's memory
-        r = min(100, n - c)
+    chunk = max(1, min(100, int(2e7 // max(1, s * len(ids) * xa.shape[-1]))))  # bounds the (R, S, N, 2P) gather
+    for c in range(0, n, chunk):
+        r = min(chunk, n - c)
         seeds = rng.integers(0, s, size=(r, s)) if s > 1 else np.zeros((r, 1), dtype=np.int64)
         items = rng.integers(0, len(ids), size=(r, len(ids)))
         draws.append(_stat(xa, seeds, items) - _stat(xb, seeds, items))

@@ -101,7 +101,7 @@ def check_task_folder(task: str, data: str | Path) -> None:
     if not data.is_dir():
         raise ConfigError(f"{data}: no such task folder (one with train.jsonl, dev.jsonl, test.jsonl)")
     need = FIELDS[task]
-    for split in ("train", "dev", "test"):
+    for split in ("dev", "test") if task == "abx" else ("train", "dev", "test"):  # ABX reads no train split
         path = data / f"{split}.jsonl"
         if not path.is_file():
             raise ConfigError(f"{path}: missing; a task folder holds train.jsonl, dev.jsonl and test.jsonl")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from codec2vec.errors import StoreError
-from codec2vec.files import atomic_write
+from codec2vec.files import atomic_write, check_outside
 
 TSV_RATE = 16000  # samples per second in the fairseq manifest (HuBERT's audio rate)
 
@@ -50,7 +50,8 @@ def _tsv(store: Any, ids: list[str]) -> str | None:
 
 def export_km(store: Any, name: str, out: str | Path, split: str = "all") -> dict[str, Any]:
     """Write `{split}.km`, `{split}.ids`, `{split}.tsv` (when the sources are known) and `dict.km.txt` of label set
-    `name` into the folder `out`. Every chosen utterance must have labels. Returns a summary."""
+    `name` into the folder `out` (never inside the store). Every chosen utterance must have labels. Returns a summary."""
+    check_outside({"--out": out}, [store.root])
     labels = store.labels(name)
     ids = split_ids(store, split)
     missing = [i for i in ids if i not in labels]

@@ -77,10 +77,12 @@ def repair_store(root: str | Path) -> list[str]:
         for kind, suffix in (("shards", SHARD_SUFFIX), ("labels", LABEL_SUFFIX)):
             for p in committed(root / kind, suffix):
                 line = _record(p, kind, meta, previous[kind].get(p.name), doc)
-                actions += [line] if line and p not in mended else []
+                # a shard rewritten for duplicates says so above; its record line still reports failing records
+                actions += [line] if line and not (p in mended and line.startswith("recorded ")) else []
             for name, rec in previous[kind].items():
-                if not (root / kind / name).is_file() and root / kind / name not in moved:
-                    actions.append(f"{root / kind / name}: missing; {rec['utterances']} utterances lost")
+                gone = root / kind / name
+                if not gone.is_file() and gone not in moved and gone not in mended:  # (removed: stored elsewhere)
+                    actions.append(f"{gone}: missing; {rec['utterances']} utterances lost")
         if old != doc:
             write_contents(root, doc)
             actions.append(f"rewrote {root / CONTENTS}")
