@@ -5,6 +5,7 @@ few kernels, fp16's skipped steps, float64 dev sums and the loader's warmed-up r
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +304,31 @@ def test_fp16_overflow_skips_the_step_and_the_teacher_update_without_stopping(
     monkeypatch.setattr(Pretrainer, "forward", forward)
     train.train_step(run)
     assert updates == [2] and run.skipped_steps == 1
+
+
+def test_fp16_gradient_overflow_with_a_finite_loss_is_counted_as_a_skip(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fp16's usual failure: the loss is finite but a gradient overflows; the scaler skips the step, and the loop
+    counts it (a run whose gradients keep overflowing stops after `FP16_MAX_SKIPS`), without a teacher update."""
+    from codec2vec import train
+
+    run = _run(store_path, tmp_path / "run", "targets=reconstruction,online")
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    unscale = run.scaler.unscale_
+
+    def overflowing(opt: Any) -> None:
+        next(p for p in run.model.trainable_parameters() if p.grad is not None).grad.fill_(float("inf"))
+        unscale(opt)
+
+    monkeypatch.setattr(run.scaler, "unscale_", overflowing)
+    updates: list[int] = []
+    monkeypatch.setattr(run.model, "update", updates.append)
+    train.train_step(run)
+    assert updates == [] and run.skipped_steps == 1 and run.skip_streak == 1 and math.isfinite(run.last_loss)
+    monkeypatch.setattr(train, "FP16_MAX_SKIPS", 1)
+    with pytest.raises(FloatingPointError, match="overflowed for 2 steps in a row"):
+        train.train_step(run)
 
 
 def test_dev_sums_are_all_reduced_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,8 @@ repeats `train_step` -> `log_step` -> `maybe_evaluate` -> `maybe_save` until the
 trains is `PretrainOutput.loss(counts_override=global counts)`, the one the tests check. A step's figures
 for the log (losses, sums, frames) stay on the device as one vector per micro-batch: the CPU reads them every
 step, CUDA once per log row or checkpoint (`flush`), as it checks `train.max_seconds`; between log rows the host
-waits for the GPU once per micro-batch (the forward's `nonzero()` of the masked frames). Batches come from
+waits for the GPU once per micro-batch (the forward's `nonzero()` of the masked frames; fp16 adds the grad
+scaler's scale, read to tell a skipped step). Batches come from
 `data.workers` loader processes (auto: as many as the GPU needs) with their masks drawn on the CPU
 (`Pretrainer.prepare`), pinned, copied with non_blocking. Rank 0 picks the checkpoint every rank resumes.
 """
@@ -40,7 +41,7 @@ import torch.distributed as dist
 from codec2vec import checkpoint as ckpt
 from codec2vec.config import PretrainConfig, check_label_fingerprints, check_resumable, config_to_dict, save_config
 from codec2vec.data import Batch, _hash64, dev_plan, open_stores
-from codec2vec.errors import ConfigError
+from codec2vec.errors import Codec2VecError, ConfigError
 from codec2vec.frontends.audio_data import ProcessLoader, make_loaders
 from codec2vec.pretrainer import PretrainOutput, build_from_config, label_names_for
 from codec2vec.privacy.anonymize import keyed_init
@@ -200,6 +201,7 @@ def train_step(run: Run) -> float:
         run.scaler.step(run.opt)
         run.scaler.update()
         stepped = run.scaler.get_scale() >= scale
+        _count_skip(run, stepped)
     else:
         run.opt.step()
     run.sched.step()
@@ -212,6 +214,18 @@ def train_step(run: Run) -> float:
     return run.last_loss
 
 
+def _count_skip(run: Run, stepped: bool) -> None:
+    """fp16: a step the grad scaler skipped (its gradients overflowed, whatever the loss) is counted; too many in a
+    row stop the run."""
+    run.skip_streak = 0 if stepped else run.skip_streak + 1
+    run.skipped_steps += 0 if stepped else 1
+    if run.skip_streak > FP16_MAX_SKIPS:
+        raise FloatingPointError(
+            f"pretrain: fp16 gradients overflowed for {run.skip_streak} steps in a row (step {run.step + 1}): it "
+            "diverged; lower train.lr or use train.precision=bf16"
+        )
+
+
 def flush(run: Run) -> None:
     """Read the pending step figures with one host sync into the log window (runlog.Window.add_steps); a
     non-finite loss stops the run, naming the step."""
@@ -220,17 +234,9 @@ def flush(run: Run) -> None:
     rows = torch.stack([v for _, v in run.pending]).tolist()  # (micro-batches, 3 T + 3)
     figures = [(s, row) for (s, _), row in zip(run.pending, rows)]
     run.pending.clear()
-    if run.scaler is not None:  # fp16: the scaler skipped a step whose loss overflowed; counted, not logged
+    if run.scaler is not None:  # fp16: a non-finite loss is a step the scaler skipped (counted there), not logged
         bad = {s for s, row in figures if not all(map(math.isfinite, row))}
-        for step in sorted({s for s, _ in figures}):
-            run.skip_streak = run.skip_streak + 1 if step in bad else 0
-            if run.skip_streak > FP16_MAX_SKIPS:
-                raise FloatingPointError(
-                    f"pretrain: fp16 loss not finite for {run.skip_streak} steps in a row (step {step}): it diverged; "
-                    "lower train.lr or use train.precision=bf16"
-                )
         figures = [(s, row) for s, row in figures if s not in bad]
-        run.skipped_steps += len(bad)
     steps = run.window.add_steps(figures)
     for step, loss, frames in steps:
         if not math.isfinite(loss):
@@ -289,6 +295,7 @@ def maybe_save(run: Run) -> None:
     if not ((tr.ckpt_every and run.step % tr.ckpt_every == 0) or run.last_step):
         return
     flush(run)  # the log window is saved with the checkpoint
+    error: str | None = None
     if run.is_main:
         state = {
             "step": run.step,
@@ -310,11 +317,18 @@ def maybe_save(run: Run) -> None:
             "encoder_params": sum(p.numel() for p in run.model.encoder.parameters()),
             "metrics": run.last_row,
         }
-        path = ckpt.step_dir(run.run_dir, run.step)
-        ckpt.save_checkpoint(path, weights=run.model.state_dict(), state=state, meta=meta)
-        ckpt.prune_checkpoints(run.run_dir, tr.keep_checkpoints)
-    if run.world > 1:
-        dist.barrier()
+        try:
+            ckpt.save_checkpoint(ckpt.step_dir(run.run_dir, run.step), weights=run.model.state_dict(), state=state,
+                                 meta=meta)  # fmt: skip
+            ckpt.prune_checkpoints(run.run_dir, tr.keep_checkpoints)
+        except Codec2VecError as e:  # (a full disk) every rank stops with it, none waits at a barrier for ever
+            error = str(e)
+    if run.world > 1:  # rank 0 sends when it is done: the other ranks wait here, as at a barrier
+        box = [error]
+        dist.broadcast_object_list(box, src=0, device=run.device if run.device.type == "cuda" else None)
+        error = box[0]
+    if error is not None:
+        raise ckpt.CheckpointError(error)
 
 
 def summary(run: Run) -> dict[str, Any]:
