@@ -93,7 +93,7 @@ def run_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- kmeans (kmeans.py) ----------------------------------------------------------------------------
+# --- kmeans (kmeans/) ------------------------------------------------------------------------------
 
 
 def add_kmeans(p: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ front end (`codec.py`, `waveform.py`, `mel.py`); `audio_data.py` is the baseline
 
 Every front end: `forward(inputs, lengths (B,) frames, keep_levels=None) -> (B, T, D)`; `num_codebooks` and
 `codebook_size` are 0 for the audio front ends. `log_mel` and `mfcc` are also the k-means round-1 features of the
-baselines (kmeans.py `--source mfcc`, HuBERT's 13 MFCC + deltas + delta-deltas).
+baselines (kmeans `--source mfcc`, HuBERT's 13 MFCC + deltas + delta-deltas).
 """
 
 from __future__ import annotations

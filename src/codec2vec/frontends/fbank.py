@@ -22,7 +22,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from codec2vec.frontends.grid import HOP, SAMPLE_RATE, num_frames
+from codec2vec.frontends.grid import SAMPLE_RATE, half_frame_mask, masked_audio
 from codec2vec.frontends.mel import MEL_HOP, MEL_WIN, stack_pad
 
 N_FFT = 512  # 400 samples rounded up to a power of two (Kaldi's round_to_power_of_two)
@@ -113,15 +113,12 @@ class MelHuBERTFrontend(nn.Module):
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None, keep_levels: Tensor | None = None) -> Tensor:
         """wav `(B, S)` float (zero beyond each row's samples), lengths `(B,)` frames -> `(B, T, D)`."""
-        b, t = wav.shape[0], num_frames(wav.shape[-1])
-        if lengths is None:
-            lengths = torch.full((b,), t, dtype=torch.long, device=wav.device)
+        wav, lengths, t = masked_audio(wav, lengths)
         if t == 0:
-            return wav.new_zeros(b, 0, self.proj.out_features)
-        samples = torch.arange(wav.shape[1], device=wav.device)[None, :] < (lengths * HOP)[:, None]  # (B, S)
-        f = kaldi_fbank(stack_pad(wav * samples, t))  # (B, 2T, 40)
-        valid = (torch.arange(2 * t, device=wav.device)[None, :] < 2 * lengths[:, None]).to(f.dtype)[..., None]
-        f = ((f - self.mean) / self.std * valid).reshape(b, t, 2 * FBANK_BINS)  # (B, T, 80)
+            return wav.new_zeros(wav.shape[0], 0, self.proj.out_features)
+        f = kaldi_fbank(stack_pad(wav, t))  # (B, 2T, 40)
+        valid = half_frame_mask(lengths, t, f.dtype)  # (B, 2T, 1)
+        f = ((f - self.mean) / self.std * valid).reshape(wav.shape[0], t, 2 * FBANK_BINS)  # (B, T, 80)
         return self.proj(f.to(self.proj.weight.dtype))  # (B, T, D)
 
 

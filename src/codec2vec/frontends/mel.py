@@ -4,7 +4,7 @@ spectral features of the baselines.
 audio `(B, S)` -> 80-bin log-mel (25 ms Hann window, 10 ms hop) -> per-utterance mean/variance normalisation over
 the valid frames -> two frames stacked (160 dims at 50 frames/s) -> Linear(160, D) -> `(B, T, D)`. `log_mel` and
 `mfcc` (HuBERT's 13 MFCC + deltas + delta-deltas) are also the k-means round-1 features of the baselines
-(kmeans.py `--source mfcc`).
+(kmeans `--source mfcc`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codec2vec.frontends.grid import HOP, SAMPLE_RATE, num_frames
+from codec2vec.frontends.grid import HOP, SAMPLE_RATE, half_frame_mask, masked_audio
 
 MEL_WIN, MEL_HOP = 400, 160  # 25 ms window, 10 ms hop at 16 kHz
 
@@ -106,14 +106,12 @@ class MelFrontend(nn.Module):
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None, keep_levels: Tensor | None = None) -> Tensor:
         """wav `(B, S)` float (zero beyond each row's samples), lengths `(B,)` frames -> `(B, T, D)`."""
-        b, t = wav.shape[0], num_frames(wav.shape[-1])
-        if lengths is None:
-            lengths = torch.full((b,), t, dtype=torch.long, device=wav.device)
+        wav, lengths, t = masked_audio(wav, lengths)
+        b = wav.shape[0]
         if t == 0:
             return wav.new_zeros(b, 0, self.proj.out_features)
-        samples = torch.arange(wav.shape[1], device=wav.device)[None, :] < (lengths * HOP)[:, None]  # (B, S)
-        m = log_mel(stack_pad(wav * samples, t), self.n_mels)  # (B, 2T, M)
-        valid = (torch.arange(2 * t, device=wav.device)[None, :] < 2 * lengths[:, None]).to(m.dtype)[..., None]
+        m = log_mel(stack_pad(wav, t), self.n_mels)  # (B, 2T, M)
+        valid = half_frame_mask(lengths, t, m.dtype)  # (B, 2T, 1)
         n = valid.sum(1, keepdim=True).clamp(min=1)  # (B, 1, 1)
         mean = (m * valid).sum(1, keepdim=True) / n  # (B, 1, M)
         std = ((((m - mean) * valid) ** 2).sum(1, keepdim=True) / n + 1e-5).sqrt()  # (B, 1, M)
