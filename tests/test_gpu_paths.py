@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import torch
 
+from codec2vec.pretrainer import Pretrainer
 from test_train import make_store, tiny_config
 
+_FORWARD = Pretrainer.forward  # the real forward, for tests that patch it
 SYNC_METHODS = ("item", "tolist", "__bool__", "__int__", "__float__", "nonzero", "cpu", "numpy")
 
 
@@ -277,6 +279,23 @@ def test_teacher_ema_is_one_foreach_lerp(store_path: Path, tmp_path: Path, monke
         assert torch.allclose(t, want, atol=1e-6), n
 
 
+def _overflowing_fp16_run(store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, targets: str) -> Any:
+    """A run with the fp16 loop's grad scaler (on the CPU) whose every loss overflows (inf) until the test puts
+    `Pretrainer.forward` back (`_FORWARD`)."""
+    from codec2vec.pretrainer import Pretrainer
+
+    run = _run(store_path, tmp_path / "run", targets)
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+
+    def overflow(self: Pretrainer, batch: Any) -> Any:
+        out = _FORWARD(self, batch)
+        out.loss_sums = {n: v * float("inf") for n, v in out.loss_sums.items()}
+        return out
+
+    monkeypatch.setattr(Pretrainer, "forward", overflow)
+    return run
+
+
 def test_fp16_overflow_skips_the_step_and_the_teacher_update_without_stopping(
     store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,16 +304,8 @@ def test_fp16_overflow_skips_the_step_and_the_teacher_update_without_stopping(
     from codec2vec import train
     from codec2vec.pretrainer import Pretrainer
 
-    run = _run(store_path, tmp_path / "run", "targets=reconstruction,online")
-    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # the fp16 loop's scaler, on the CPU
-    forward = Pretrainer.forward
-
-    def overflow(self: Pretrainer, batch: Any) -> Any:
-        out = forward(self, batch)
-        out.loss_sums = {n: v * float("inf") for n, v in out.loss_sums.items()}
-        return out
-
-    monkeypatch.setattr(Pretrainer, "forward", overflow)
+    run = _overflowing_fp16_run(store_path, tmp_path, monkeypatch, "targets=reconstruction,online")
+    forward = _FORWARD
     updates: list[int] = []
     monkeypatch.setattr(run.model, "update", updates.append)
     weights = {n: p.detach().clone() for n, p in run.model.named_parameters()}
@@ -374,18 +385,8 @@ def test_fp16_losses_that_stay_infinite_stop_the_run(
 ) -> None:
     """A diverged fp16 run (every step overflows, however low the scale) stops after `FP16_MAX_SKIPS` in a row."""
     from codec2vec import train
-    from codec2vec.pretrainer import Pretrainer
 
-    run = _run(store_path, tmp_path / "run", "targets=reconstruction")
-    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
-    forward = Pretrainer.forward
-
-    def overflow(self: Pretrainer, batch: Any) -> Any:
-        out = forward(self, batch)
-        out.loss_sums = {n: v * float("inf") for n, v in out.loss_sums.items()}
-        return out
-
-    monkeypatch.setattr(Pretrainer, "forward", overflow)
+    run = _overflowing_fp16_run(store_path, tmp_path, monkeypatch, "targets=reconstruction")
     monkeypatch.setattr(train, "FP16_MAX_SKIPS", 2, raising=False)
     train.train_step(run)
     train.train_step(run)

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from codec2vec.audio import MAX_SECONDS, AudioItem, audio_blocks, audio_duration, load_audio, scan_sources
-from codec2vec.codecs import Codec, codec_info, get_codec
-from codec2vec.errors import AudioError, Codec2VecError, StoreError
+from codec2vec.codecs import Codec, get_codec
+from codec2vec.errors import AudioError, Codec2VecError
 from codec2vec.files import atomic_file
 from codec2vec.store import TokenStore
+from codec2vec.store.store import open_or_create
 
 
 @dataclass(frozen=True)
@@ -269,20 +270,6 @@ def _write_rejects(path: Path, rejects: Rejects, private: bool) -> None:
         if private:
             os.fchmod(f.fileno(), 0o600)
         f.write("".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
-
-
-def open_or_create(out: str | os.PathLike[str], codec: Codec, coding: str = "auto") -> TokenStore:
-    """The store at `out`, checked to hold codes of this exact codec; created if absent."""
-    info = codec_info(codec)
-    if (Path(out) / "meta.json").exists():
-        store = TokenStore.open(out)
-        if store.codec.config_hash != info.config_hash or store.codec.name != info.name:
-            raise StoreError(
-                f"{out}: holds {store.codec.name} codes (config {store.codec.config}), "
-                f"not {info.name} ({info.config}); use another --out"
-            )
-        return store
-    return TokenStore.create(out, info, codec.codebook_vectors(), coding=coding)
 
 
 def tokenize(

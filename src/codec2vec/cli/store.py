@@ -85,7 +85,7 @@ def add_info(p: argparse.ArgumentParser) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from codec2vec.store import TokenStore, format_info
+    from codec2vec.store import TokenStore
 
     info = TokenStore.open(args.store).info()
     if args.json:
@@ -216,3 +216,23 @@ def run_labels(args: argparse.Namespace) -> int:
     else:
         print(text, file=sys.stderr)
     return 0
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable `codec2vec info`."""
+    c = info["codec"]
+    return "\n".join(
+        [
+            f"store      {info['path']}",
+            f"codec      {c['name']} ({c['sample_rate']} Hz, {c['frame_rate']:g} frames/s, "
+            f"K={c['num_codebooks']} x V={c['codebook_size']}, config {c['config_hash']})",
+            f"contents   {info['utterances']} utterances, {info['frames']} frames, {info['hours']:.3f} h",
+            f"on disk    {info['bytes']:,} bytes in {info['shards']} shards = {info['kbps']:.2f} kbps "
+            f"(codes alone {info['codes_kbps']:.2f} kbps; nominal {info['nominal_kbps']:.2f})",
+            f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
+            f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
+            f"labels     {', '.join(info['labels']) or 'none'}",
+            f"privacy    private: {'yes' if info.get('private') else 'no'}, scrambled: "
+            f"{'yes' if info.get('scrambled') else 'no'}",
+        ]
+    )

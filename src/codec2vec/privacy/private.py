@@ -32,7 +32,7 @@ from codec2vec.audio import AudioItem
 from codec2vec.codecs.base import LOCATION_KEYS, Codec, codec_info
 from codec2vec.privacy.keys import PrivacyError, key_check, keyed_id, load_key, write_secret
 from codec2vec.store import TokenStore
-from codec2vec.tokenize import open_or_create
+from codec2vec.store.store import open_or_create
 
 DEFAULT_KEEP = ("split",)
 ID_MAP_KEYS = {"id", "source_id", "path"}  # one row of an id map: keyed id, original id, source path

@@ -13,7 +13,7 @@ from __future__ import annotations
 from codec2vec.store.labels import LabelSet
 from codec2vec.store.layout import LABEL_SUFFIX, SHARD_SUFFIX
 from codec2vec.store.merge import merge_stores
-from codec2vec.store.store import TokenStore, format_info
+from codec2vec.store.store import TokenStore
 from codec2vec.store.writer import ShardWriter
 
-__all__ = ["LABEL_SUFFIX", "SHARD_SUFFIX", "LabelSet", "ShardWriter", "TokenStore", "format_info", "merge_stores"]
+__all__ = ["LABEL_SUFFIX", "SHARD_SUFFIX", "LabelSet", "ShardWriter", "TokenStore", "merge_stores"]

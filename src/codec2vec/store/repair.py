@@ -47,12 +47,9 @@ from codec2vec.store.verify import Model, foreign_files, open_container, record_
 from codec2vec.store.writer import record_file, store_lock
 
 
-def repair_store(root: str | Path) -> list[str]:
-    """Repair the store at `root` (see the module docstring); returns the actions taken."""
-    from codec2vec.store.store import TokenStore
-
-    store = TokenStore.open(root, check=False)
-    root, meta = store.root, store.meta
+def repair_store(root: Path, meta: dict[str, Any]) -> list[str]:
+    """Repair the store at `root` whose `meta.json` reads `meta` (an open store's: `TokenStore.repair`, opened
+    without checks as `verify` opens it; see the module docstring); returns the actions taken."""
     actions: list[str] = []
     with store_lock(root):
         for line in foreign_files(root):

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codec2vec.codecs.base import CodecInfo
+from codec2vec.codecs.base import Codec, CodecInfo, codec_info
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_dir, atomic_write
 from codec2vec.store import packing, rans
@@ -263,8 +263,7 @@ class TokenStore:
 
     def repair(self) -> list[str]:
         """`verify --repair`: drop duplicate copies and foreign files, record the contents (`repair.py`)."""
-
-        return repair_store(self.root)
+        return repair_store(self.root, self.meta)
 
     def verify(self) -> list[str]:
         """Recheck meta, codebooks, every shard's footer, index, payload hash and each utterance's CRC-32.
@@ -376,21 +375,16 @@ def write_new_store(folder: Path, meta: dict[str, Any], codebooks_blob: bytes) -
     atomic_write(folder / "meta.json", meta_bytes(meta))
 
 
-def format_info(info: dict[str, Any]) -> str:
-    """Human-readable `codec2vec info`."""
-    c = info["codec"]
-    return "\n".join(
-        [
-            f"store      {info['path']}",
-            f"codec      {c['name']} ({c['sample_rate']} Hz, {c['frame_rate']:g} frames/s, "
-            f"K={c['num_codebooks']} x V={c['codebook_size']}, config {c['config_hash']})",
-            f"contents   {info['utterances']} utterances, {info['frames']} frames, {info['hours']:.3f} h",
-            f"on disk    {info['bytes']:,} bytes in {info['shards']} shards = {info['kbps']:.2f} kbps "
-            f"(codes alone {info['codes_kbps']:.2f} kbps; nominal {info['nominal_kbps']:.2f})",
-            f"vs source  {info['ratio_to_source']:.1f}x smaller than the source files, "
-            f"{info['ratio_to_pcm16']:.1f}x smaller than 16-bit PCM",
-            f"labels     {', '.join(info['labels']) or 'none'}",
-            f"privacy    private: {'yes' if info.get('private') else 'no'}, scrambled: "
-            f"{'yes' if info.get('scrambled') else 'no'}",
-        ]
-    )
+def open_or_create(out: str | os.PathLike[str], codec: Codec, coding: str = "auto") -> TokenStore:
+    """The store at `out`, checked to hold codes of this exact codec; created if absent (`tokenize`, private
+    stores)."""
+    info = codec_info(codec)
+    if (Path(out) / "meta.json").exists():
+        store = TokenStore.open(out)
+        if store.codec.config_hash != info.config_hash or store.codec.name != info.name:
+            raise StoreError(
+                f"{out}: holds {store.codec.name} codes (config {store.codec.config}), "
+                f"not {info.name} ({info.config}); use another --out"
+            )
+        return store
+    return TokenStore.create(out, info, codec.codebook_vectors(), coding=coding)
