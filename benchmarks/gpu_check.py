@@ -1,13 +1,13 @@
 """GPU check of the pre-training loop: `lyra_base` and `dac16k_base_online` on CUDA in bf16 for a few dozen steps on a
 synthetic token store, stopped at a checkpoint and resumed; prints one JSON object per line. A benchmark, not a
-test (tests/test_gpu_check.py runs it tiny on the CPU so it cannot rot).
+test (tests/bench/test_gpu_check.py runs it tiny on the CPU so it cannot rot).
 
     python benchmarks/gpu_check.py                          # CUDA, bf16; about 2-4 minutes on one H200
     python benchmarks/gpu_check.py --device cpu --steps 2 --tiny --out /tmp/gc
 
 Per config and phase (`start`: steps 1..S/2 then a checkpoint; `resume`: S/2+1..S from it) a row with
 `frames_per_s` (real frames per wall second, warm-up rows left out), `base_frames_per_s` (real frames per second
-of the loop without its data wait: what `GPU_BASE_FRAMES_PER_S` in frontends/audio_data.py estimates),
+of the loop without its data wait: what `GPU_BASE_FRAMES_PER_S` in pretrain/loaders.py estimates),
 `data_wait_share`, `peak_gpu_mem_gib`, `syncs_per_step` (host syncs CUDA reports inside `train_step` with
 `torch.cuda.set_sync_debug_mode("warn")`: one per micro-batch expected), `syncs_per_log_row` (those of the log
 rows, every `log_every` steps) and the resume's check (`resumed_at`, `ok`). A last row `summary` holds the
@@ -72,7 +72,7 @@ class SyncCount:
         self.cuda = cuda
 
     def __enter__(self) -> SyncCount:
-        from codec2vec import train
+        from codec2vec.pretrain import loop as train
 
         self.total: int | None = None
         self.counts: dict[str, int] | None = None
@@ -105,7 +105,7 @@ class SyncCount:
     def __exit__(self, *exc: Any) -> None:
         if not self.cuda:
             return
-        from codec2vec import train
+        from codec2vec.pretrain import loop as train
 
         torch.cuda.set_sync_debug_mode("default")
         for name, fn in self._saved.items():
@@ -135,8 +135,8 @@ def window_figures(run_dir: Path, first_step: int, skip_rows: int) -> dict[str, 
 
 def check(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train `name` for steps 1..S/2 (a checkpoint), resume to S; one row per phase; returns the resume row."""
-    from codec2vec.config import load_config
-    from codec2vec.train import pretrain
+    from codec2vec.pretrain.config import load_config
+    from codec2vec.pretrain.loop import pretrain
 
     codec = CONFIGS[name]
     store = make_store(args.out / f"store_{codec}", codec, args.utterances)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             emit({"config": name, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
             traceback.print_exc(file=sys.stderr)
-    from codec2vec.frontends.audio_data import GPU_BASE_FRAMES_PER_S
+    from codec2vec.pretrain.loaders import GPU_BASE_FRAMES_PER_S
 
     emit(
         {

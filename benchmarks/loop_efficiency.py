@@ -31,8 +31,8 @@ from typing import Any
 
 def _loop(args: argparse.Namespace) -> dict[str, Any]:
     """`codec2vec pretrain` for `args.steps` steps; the steady and start-up-inclusive real frames/s."""
-    from codec2vec.config import load_config
-    from codec2vec.train import pretrain
+    from codec2vec.pretrain.config import load_config
+    from codec2vec.pretrain.loop import pretrain
 
     with tempfile.TemporaryDirectory() as run:
         cfg = load_config(None, [
@@ -74,7 +74,7 @@ def main() -> None:
     import torch
 
     from codec2vec.bench.throughput import step_speed
-    from codec2vec.frontends.audio_data import audio_paths
+    from codec2vec.pretrain.loaders import audio_paths
     from codec2vec.store import TokenStore
 
     torch.set_num_threads(args.threads)

@@ -15,11 +15,11 @@ import time
 import torch
 
 from codec2vec.codecs.base import CodecInfo, config_hash
-from codec2vec.data import Batch
-from codec2vec.masking import MaskingConfig
 from codec2vec.model import count_parameters, model_config
-from codec2vec.pretrainer import build_pretrainer
-from codec2vec.targets import TargetsConfig
+from codec2vec.pretrain.data import Batch
+from codec2vec.pretrain.masking import MaskingConfig
+from codec2vec.pretrain.pretrainer import build_pretrainer
+from codec2vec.pretrain.targets import TargetsConfig
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ A benchmark, not a test: it prints parameter counts, steps/s and audio seconds p
 
 Without `--store`, codes are random on the codec's real layout (Lyra v2: 46 x 16; DAC 16 kHz: 12 x 1024;
 50 frames/s), every row a full crop; the speed of a step does not depend on the code values. With `--store`,
-batches come from the pre-training loader (data.py `CropLoader`) over the store: real codes and real crop
+batches come from the pre-training loader (pretrain/data.py `CropLoader`) over the store: real codes and real crop
 lengths, padded to each batch's longest row, once per `--bucket-pool` (0 = no length bucketing); the row
 reports the share of real (non-padding) frames and audio seconds per second counts real frames only.
 The first step is a warm-up and is not timed.
@@ -27,8 +27,8 @@ import torch
 
 
 def _model(preset: str, info: object, targets: list[str], codebook_vectors: torch.Tensor, device: str) -> object:
-    from codec2vec.config import load_config
-    from codec2vec.pretrainer import build_pretrainer
+    from codec2vec.pretrain.config import load_config
+    from codec2vec.pretrain.pretrainer import build_pretrainer
 
     cfg = load_config(None, [f"model.preset={preset}", f"targets={','.join(targets)}"])
     labels = {cfg.targets.clusters_labels: 100} if "clusters" in targets else {}
@@ -46,7 +46,7 @@ def _model(preset: str, info: object, targets: list[str], codebook_vectors: torc
 def _random_batches(codec: str, batch_frames: int, crop: int) -> tuple[object, torch.Tensor, Iterator[object]]:
     from codec2vec.codecs import declared_layout
     from codec2vec.codecs.base import CodecInfo, config_hash
-    from codec2vec.data import Batch, _hash64
+    from codec2vec.pretrain.data import Batch, _hash64
 
     k, v, d = declared_layout(codec)
     info = CodecInfo(codec, 16000, 50.0, k, v, {}, config_hash({}))
@@ -64,7 +64,7 @@ def _random_batches(codec: str, batch_frames: int, crop: int) -> tuple[object, t
 def _store_batches(
     path: str, batch_frames: int, crop: int, bucket_pool: int
 ) -> tuple[object, torch.Tensor, Iterator[object]]:
-    from codec2vec.data import CropLoader, split_ids
+    from codec2vec.pretrain.data import CropLoader, split_ids
     from codec2vec.store import TokenStore
 
     store = TokenStore.open(path)

@@ -226,3 +226,224 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, lyra_dir: Path) -> dict[s
         out = subprocess.run([sys.executable, "-m", "codec2vec", *args], capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, f"codec2vec {args[0]} failed: {out.stderr[-2000:]}"
     return {"corpus": root / "corpus", "store": root / "store", "run": root / "run"}
+
+
+# --- factories moved here so that every test folder shares them ---------------------------------------
+
+
+def structured_store(path: Path, n: int = 40, seed: int = 0, splits: bool = False) -> Any:
+    """A store of structured fake codes: per utterance, levels 0-3 hold a constant 'speaker' code (the first
+    levels, which quantizer dropout keeps) and levels 4-7 follow a 'phone' sequence of 4-12 frame segments,
+    so masked frames are predictable from context. K = 8 levels of V = 16 codes."""
+    import torch
+
+    K, V = 8, 16
+    g = torch.Generator().manual_seed(seed)
+    codebooks = torch.randn(K, V, 12, generator=g)
+
+    def items():
+        for i in range(n):
+            t = int(torch.randint(60, 220, (), generator=g))
+            seg = torch.randint(4, 13, (t,), generator=g)
+            phones = torch.randint(0, V, (t,), generator=g).repeat_interleave(seg)[:t]  # (T,)
+            speaker = torch.randint(0, V, (K - 4,), generator=g)
+            codes = torch.cat(
+                [speaker[:, None].expand(K - 4, t), torch.stack([(phones * (k + 1) + k) % V for k in range(4)])]
+            )  # (K, T)
+            yield f"utt{i:03d}", codes, ({"split": "dev" if i % 8 == 0 else "train"} if splits else {})
+
+    return store_from_codes(path, fake_info(K, V, name="lyra", config={"fake": True}), codebooks, items())
+
+
+def tiny_config(store: Path, run: Path, *extra: str) -> Any:
+    from codec2vec.pretrain.config import load_config
+
+    return load_config(
+        None,
+        [
+            f"data.store={store}",
+            f"run.dir={run}",
+            "data.crop_frames=100",
+            "data.batch_frames=400",
+            "data.dev_fraction=0.15",
+            "data.min_frames=8",
+            "train.device=cpu",
+            "train.lr=2e-3",
+            "train.warmup_steps=5",
+            "train.log_every=1",
+            "train.eval_every=10",
+            "train.ckpt_every=10",
+            "train.keep_checkpoints=0",
+            "run.progress=off",
+            "model.num_layers=2",
+            "model.dim=64",
+            "model.ffn_dim=128",
+            "model.num_heads=2",
+            "model.conv_pos_kernel=8",
+            "model.conv_pos_groups=2",
+            "targets.online_top_k=2",
+            "targets.online_codewords=16",
+            "targets.online_ema_start=0.9",
+            "targets.online_ema_end=0.99",
+            "targets.online_ema_anneal_steps=20",
+            *extra,
+        ],
+    )
+
+
+def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    import json
+
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("split") != "dev"], [r for r in rows if r.get("split") == "dev"]
+
+
+def skewed_codes(rng: np.random.Generator, frames: int, k: int = 4, v: int = 16) -> np.ndarray:
+    """`(k, frames)` codes that rANS codes well below 4 bits (a few common symbols)."""
+    return np.minimum(rng.geometric(0.45, size=(k, frames)) - 1, v - 1)
+
+
+def small_store(path: Path, coding: str, seed: int = 0) -> tuple[Any, dict[str, np.ndarray]]:
+    """A store of 6 skewed-code utterances (4 levels of 16 codes; lengths 40, 1, 75, 33, 0, 120) coded `coding`."""
+    import torch
+
+    K, V = 4, 16
+    rng = np.random.default_rng(seed)
+    codes = {f"u{i}": skewed_codes(rng, int(n), K, V) for i, n in enumerate([40, 1, 75, 33, 0, 120])}
+    info = fake_info(K, V, name="lyra", config={"k": K, "v": V})
+    table = torch.randn(K, V, 3, generator=torch.Generator().manual_seed(seed))
+    store = store_from_codes(path, info, table, [(u, c, {}) for u, c in codes.items()], coding=coding)
+    return store, codes
+
+
+def payload_and_index(path: Path, k: int = 4) -> tuple[list[bytes], dict[str, Any]]:
+    """A container's records (by the `nbytes` column, or by frames when packed) and its index."""
+    from codec2vec.store.container import read_container_index
+
+    index = read_container_index(path)
+    raw = path.read_bytes()
+    cols = index["entries"]
+    fb = -(-k * 4 // 8)  # packed: 4 bits per code of 16
+    sizes = cols["nbytes"] if "nbytes" in cols else [f * fb for f in cols["frames"]]
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [raw[a:b] for a, b in zip(offs, offs[1:])], {k: v for k, v in index.items() if not k.startswith("payload_")}
+
+
+def forge(path: Path, records: list[bytes], index: dict[str, Any]) -> None:
+    """Rewrite a shard with valid checksums everywhere (CRC columns of records that changed, payload, index, the
+    store's `contents.json`): what anyone who edits a store can do."""
+    from codec2vec.store.container import write_container
+    from codec2vec.store.layout import file_record, read_contents, write_contents
+
+    write_container(path, records, index)
+    root = path.parent.parent
+    doc = read_contents(root)
+    assert doc is not None
+    cols = index.get("entries")
+    ids = cols.get("id") if isinstance(cols, dict) else None
+    doc["shards"][path.name] = file_record(path, len(ids) if isinstance(ids, list) else 0)
+    write_contents(root, doc)
+
+
+def synthetic_task(root: Path, task: str, sizes: tuple[int, int, int], seed: int = 0) -> tuple[Any, dict]:
+    """A feature folder with 3 layers of 16 dims; only layer 1 carries the labels (a per-symbol vector added to
+    unit noise), so a working head learns from it and the weighted sum should lean towards it."""
+    from codec2vec.features.cache import FeatureDir
+
+    rng = np.random.default_rng(seed)
+    fd = FeatureDir.open_or_create(root, key="synthetic", layers=[0, 1, 2], dim=16, describe={"name": "synthetic"})
+    emb = rng.normal(size=(32, 16)) * 1.5
+    rows: dict[str, list[dict]] = {}
+    arrays = []
+    words = ["ab", "cd", "ef", "bad", "fed", "ace"]  # the asr task's vocabulary
+    for split, n in zip(("train", "dev", "test"), sizes):
+        rows[split] = []
+        for i in range(n):
+            uid = f"{split}{i:04d}"
+            if task in ("pr", "asr"):
+                if task == "pr":
+                    seq = [str(c) for c in rng.choice(list("abcdef"), size=int(rng.integers(4, 9)))]
+                    row = {"id": uid, "phones": seq}
+                else:
+                    text = " ".join(rng.choice(words, size=int(rng.integers(2, 4))))
+                    seq, row = list(text), {"id": uid, "text": text}
+                vec = np.concatenate([np.repeat(emb[None, ord(c) % 32], int(rng.integers(3, 6)), 0) for c in seq])
+            else:
+                labels = [str(rng.integers(0, 4)) for _ in range(3 if task == "ic" else 1)]
+                if task == "ic":
+                    row = {"id": uid, "action": labels[0], "object": labels[1], "location": labels[2]}
+                else:
+                    row = {"id": uid, "label": labels[0]}
+                v = sum(emb[int(lab) + 4 * k] for k, lab in enumerate(labels))
+                vec = np.repeat(np.asarray(v)[None], int(rng.integers(10, 20)), 0)
+            x = rng.normal(size=(len(vec), 3, 16))
+            x[:, 1] += vec
+            arrays.append((uid, x.astype(np.float16)))
+            rows[split].append(row)
+    fd.add(arrays)
+    return fd, rows
+
+
+def abx_corpus(root: Path, *, seed: int, informative: float = 1.0, speakers: int = 6) -> list[dict]:
+    """`.npy` features `(T, 6)` of utterances of 2-4 frame phone runs: a phone vector + a speaker offset + noise,
+    with some zero frames; writes `root/test.item` (triphone items) and `root/test.phoneme.item`."""
+    from codec2vec.corpora.items import items_from_align, write_items
+
+    rng = np.random.default_rng(seed)
+    phones, dim = list("abcd"), 6
+    emb, spk = rng.normal(size=(4, dim)), rng.normal(size=(speakers, dim))
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(6 * speakers):
+        s = i % speakers
+        seq = ["sil", *rng.choice(phones, size=6), "sil"]
+        align = [p for p in seq for _ in range(int(rng.integers(2, 5)))]
+        x = rng.normal(size=(len(align), dim)) + 0.8 * spk[s]
+        x += informative * np.stack([emb[phones.index(p)] if p != "sil" else np.zeros(dim) for p in align])
+        x[rng.random(len(align)) < 0.05] = 0.0
+        np.save(root / f"u{i:02d}.npy", x.astype(np.float32))
+        rows.append({"id": f"u{i:02d}", "speaker": f"s{s}", "align": align})
+    write_items(root / "test.item", items_from_align(rows))
+    write_items(root / "test.phoneme.item", items_from_align(rows, kind="phoneme"))
+    return rows
+
+
+def audio_config(store: Path, run: Path, frontend: str, *extra: str) -> Any:
+    """A two-layer config of an audio baseline (`frontend`) on the online target, for quick CPU runs."""
+    from codec2vec.pretrain.config import load_config
+
+    return load_config(
+        None,
+        [
+            f"data.store={store}",
+            f"run.dir={run}",
+            f"model.frontend={frontend}",
+            "targets=online",
+            "data.crop_frames=50",
+            "data.batch_frames=150",
+            "data.dev_fraction=0.15",
+            "data.min_frames=8",
+            "data.dev_batches=1",
+            "train.device=cpu",
+            "train.lr=1e-3",
+            "train.warmup_steps=2",
+            "train.log_every=1",
+            "train.eval_every=4",
+            "train.ckpt_every=4",
+            "train.keep_checkpoints=0",
+            "run.progress=off",
+            "run.tensorboard=false",
+            "model.num_layers=2",
+            "model.dim=32",
+            "model.ffn_dim=64",
+            "model.num_heads=2",
+            "model.conv_pos_kernel=4",
+            "model.conv_pos_groups=2",
+            "targets.online_top_k=2",
+            "targets.online_codewords=8",
+            "targets.online_ema_start=0.9",
+            "targets.online_ema_end=0.99",
+            "targets.online_ema_anneal_steps=10",
+            *extra,
+        ],
+    )

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.masking import MaskingConfig, span_mask
 from codec2vec.model import Codec2VecEncoder, count_parameters, model_config
+from codec2vec.pretrain.masking import MaskingConfig, span_mask
 
 K, V = 4, 32
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from test_train import make_store, tiny_config
+from conftest import structured_store, synthetic_task, tiny_config
 
 
 @pytest.fixture()
@@ -64,9 +64,9 @@ def test_pretrain_logs_progress_dev_rows_and_next_steps_and_resumes_without_unme
     log: Path, tmp_path: Path
 ) -> None:
     from codec2vec.cli import main
-    from codec2vec.config import save_config
+    from codec2vec.pretrain.config import save_config
 
-    make_store(tmp_path / "store", n=12)
+    structured_store(tmp_path / "store", n=12)
     keys = ("train.steps=4", "train.ckpt_every=4", "train.eval_every=2", "train.log_every=3", "run.progress=auto")
     save_config(tiny_config(tmp_path / "store", tmp_path / "run", *keys), tmp_path / "c.yaml")
     with to_file(log):
@@ -89,9 +89,9 @@ def test_pretrain_on_a_terminal_shows_measured_accuracy_after_a_resume_and_dev_r
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from codec2vec.cli import main
-    from codec2vec.config import save_config
+    from codec2vec.pretrain.config import save_config
 
-    make_store(tmp_path / "store", n=12)
+    structured_store(tmp_path / "store", n=12)
     keys = ("train.steps=4", "train.ckpt_every=4", "train.eval_every=4", "train.log_every=4", "run.progress=on")
     save_config(tiny_config(tmp_path / "store", tmp_path / "run", *keys), tmp_path / "c.yaml")
     path = tmp_path / "tty.log"
@@ -107,14 +107,13 @@ def test_pretrain_on_a_terminal_shows_measured_accuracy_after_a_resume_and_dev_r
 
 def test_kmeans_extract_and_probe_print_plain_lines(log: Path, tmp_path: Path) -> None:
     from codec2vec.cli import main
+    from codec2vec.pretrain.loop import pretrain
     from codec2vec.probe.runner import probe_features
-    from codec2vec.train import pretrain
-    from test_probe import _synthetic
 
-    make_store(tmp_path / "store", n=12)
+    structured_store(tmp_path / "store", n=12)
     store = str(tmp_path / "store")
     pretrain(tiny_config(tmp_path / "store", tmp_path / "run", "train.steps=1"))
-    fd, rows = _synthetic(tmp_path / "sid", "sid", (40, 10, 20))
+    fd, rows = synthetic_task(tmp_path / "sid", "sid", (40, 10, 20))
     with to_file(log):
         assert main(["kmeans", store, "--source", "codec", "--clusters", "4", "--name", "km"]) == 0
         assert main(["extract", str(tmp_path / "run"), store, "--out", str(tmp_path / "feats")]) == 0

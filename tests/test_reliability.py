@@ -326,7 +326,7 @@ def test_8_a_second_pretrain_on_a_run_dir_is_refused(tmp_path: Path, capsys) -> 
 
 
 def test_9_resume_refuses_changed_settings(tmp_path: Path) -> None:
-    from codec2vec.config import check_resumable, config_to_dict, load_config
+    from codec2vec.pretrain.config import check_resumable, config_to_dict, load_config
 
     saved = config_to_dict(load_config("configs/lyra_tiny.yaml", [f"run.dir={tmp_path}"]))
     for ok in ("train.steps=999", "targets.weights.reconstruction=0.5", "train.threads=1"):
@@ -337,7 +337,7 @@ def test_9_resume_refuses_changed_settings(tmp_path: Path) -> None:
 
 def test_9_resume_accepts_a_field_added_later_only_at_its_default(tmp_path: Path) -> None:
     """A checkpoint made before `targets.unmasked_weight` existed resumes when the field keeps its default."""
-    from codec2vec.config import check_resumable, config_to_dict, load_config
+    from codec2vec.pretrain.config import check_resumable, config_to_dict, load_config
 
     saved = config_to_dict(load_config("configs/lyra_tiny.yaml", [f"run.dir={tmp_path}"]))
     del saved["targets"]["unmasked_weight"]
@@ -349,7 +349,7 @@ def test_9_resume_accepts_a_field_added_later_only_at_its_default(tmp_path: Path
 
 
 def test_9_label_sets_carry_a_fingerprint_that_resume_checks(tmp_path: Path) -> None:
-    from codec2vec.config import check_label_fingerprints
+    from codec2vec.pretrain.config import check_label_fingerprints
 
     s = make_store(tmp_path / "s", {"a": 5, "b": 6})
     first = s.write_labels("km", {"a": np.zeros(5, np.int64), "b": np.ones(6, np.int64)}, 4)

@@ -149,9 +149,9 @@ def _metrics(run: Path, strict: bool = True) -> list[dict]:
 
 
 def test_pretrain_killed_at_random_points(reference: TokenStore, tmp_path: Path) -> None:
-    from codec2vec import checkpoint as ckpt
-    from codec2vec.config import load_config
-    from codec2vec.train import pretrain
+    from codec2vec.pretrain import checkpoint as ckpt
+    from codec2vec.pretrain.config import load_config
+    from codec2vec.pretrain.loop import pretrain
 
     overrides = [
         f"data.store={reference.root}",

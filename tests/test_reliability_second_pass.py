@@ -217,8 +217,8 @@ def test_a_killed_anonymize_leaves_nothing_the_next_run_does_not_remove(tmp_path
 
 
 def test_resume_compares_store_paths_resolved(tmp_path: Path, monkeypatch) -> None:
-    from codec2vec.config import check_resumable, config_to_dict, load_config
     from codec2vec.errors import ConfigError
+    from codec2vec.pretrain.config import check_resumable, config_to_dict, load_config
 
     (tmp_path / "store").mkdir()
     (tmp_path / "other").mkdir()
@@ -254,9 +254,9 @@ def test_a_link_to_dev_zero_is_rejected_as_not_a_regular_file(tmp_path: Path, sh
 
 
 def _tiny_checkpoint(path: Path, frontend: str = "codec", info=None) -> Path:
-    from codec2vec.checkpoint import save_checkpoint
-    from codec2vec.config import config_to_dict, load_config
     from codec2vec.model import Codec2VecEncoder
+    from codec2vec.pretrain.checkpoint import save_checkpoint
+    from codec2vec.pretrain.config import config_to_dict, load_config
     from conftest import fake_info
 
     config = Path(__file__).resolve().parents[1] / "configs" / "lyra_tiny.yaml"
@@ -270,9 +270,9 @@ def _tiny_checkpoint(path: Path, frontend: str = "codec", info=None) -> Path:
 
 
 def test_a_tampered_checkpoint_config_is_refused_before_the_model_is_built(tmp_path: Path, monkeypatch) -> None:
-    from codec2vec.checkpoint import CheckpointError, load_model
+    from codec2vec.features.sources import feature_source
     from codec2vec.model import Codec2VecEncoder
-    from codec2vec.probe.sources import feature_source
+    from codec2vec.pretrain.checkpoint import CheckpointError, load_model
 
     ckpt = _tiny_checkpoint(tmp_path / "ckpt")
     load_model(ckpt)  # sound: loads
@@ -303,7 +303,7 @@ def test_a_tampered_checkpoint_config_is_refused_before_the_model_is_built(tmp_p
 def test_extract_with_an_audio_baseline_reads_the_audio(tmp_path: Path, short_clips: Path, frontend: str) -> None:
     import soundfile as sf
 
-    from codec2vec.probe.features import FeatureDir
+    from codec2vec.features.cache import FeatureDir
     from conftest import make_audio_store
 
     audio_store = make_audio_store(tmp_path / "corpus", n=4)
@@ -433,7 +433,7 @@ def test_a_dac_folder_whose_pickle_is_refused_is_one_line(tmp_path: Path, capsys
 
 
 def test_a_checkpoint_write_on_a_full_disk_is_one_line(tmp_path: Path, monkeypatch) -> None:
-    from codec2vec.checkpoint import CheckpointError, latest_checkpoint
+    from codec2vec.pretrain.checkpoint import CheckpointError, latest_checkpoint
 
     def full(*args, **kw):  # what torch.save says when the disk fills up under it
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 6912 vs 6806")

@@ -13,9 +13,9 @@ _LAZY = {
     "get_codec": ("codec2vec.codecs", "get_codec"),
     "CODECS": ("codec2vec.codecs", "CODECS"),
     "TokenStore": ("codec2vec.store", "TokenStore"),
-    "load_model": ("codec2vec.checkpoint", "load_model"),
-    "extract": ("codec2vec.extract", "extract"),
-    "Upstream": ("codec2vec.extract", "Upstream"),
+    "load_model": ("codec2vec.pretrain.checkpoint", "load_model"),
+    "extract": ("codec2vec.features.upstream", "extract"),
+    "Upstream": ("codec2vec.features.upstream", "Upstream"),
 }
 
 

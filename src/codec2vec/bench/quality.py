@@ -183,8 +183,8 @@ class _RunSpec:
 def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: QualityOptions, steps: int,
             final: bool) -> Any:  # fmt: skip
     """configs/demo.yaml with the front end, targets, seed and the shared batch; `steps`: where this chunk ends."""
-    from codec2vec.config import load_config
     from codec2vec.demo.settings import DEFAULT_CONFIG
+    from codec2vec.pretrain.config import load_config
 
     if not DEFAULT_CONFIG.is_file():
         raise ConfigError(f"{DEFAULT_CONFIG}: the demo's pre-training config is missing")

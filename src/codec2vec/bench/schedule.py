@@ -65,7 +65,7 @@ def run_interleaved(
     """Round-robin chunks over `jobs` until each has spent `amount` (steps, or CPU seconds); returns, per job,
     {"name", "run_dir", "budget", "budget_amount", "steps", "cpu_seconds", "wall_seconds", "chunks", "last",
     "dev", "first_loss", "frames_seen", ...} (the last chunk's trainer summary, with totals over chunks)."""
-    from codec2vec.train import pretrain
+    from codec2vec.pretrain.loop import pretrain
 
     if kind not in BUDGETS:
         raise ConfigError(f"--budget {kind}: choose steps or cpu")

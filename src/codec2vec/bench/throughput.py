@@ -11,7 +11,7 @@ forward + backward alone on the same batch, plus an AdamW update of its paramete
 Each configuration runs in its own process (peak memory is that process's max RSS on CPU, `max_memory_allocated` on
 CUDA) unless `isolate=False`. `loader_needs` sets each store's read speed (one process) against what a base codec
 model consumes, here and on a GPU (the measured step on CUDA, else the H200 reference `GPU_BASE_FRAMES_PER_S`), and
-gives the loader processes each needs (`audio_data.loader_processes`, the formula `data.workers: auto` uses).
+gives the loader processes each needs (`pretrain/loaders.py: loader_processes`, the formula `data.workers: auto` uses).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from codec2vec.config import load_config
-from codec2vec.data import CropLoader
-from codec2vec.frontends.audio_data import GPU_BASE_FRAMES_PER_S, AudioCropLoader, loader_processes
-from codec2vec.pretrainer import build_pretrainer
+from codec2vec.pretrain.config import load_config
+from codec2vec.pretrain.data import CropLoader
+from codec2vec.pretrain.loaders import GPU_BASE_FRAMES_PER_S, AudioCropLoader, loader_processes
+from codec2vec.pretrain.pretrainer import build_pretrainer
 from codec2vec.store import TokenStore
 
 
@@ -117,7 +117,7 @@ def step_speed(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(int(spec["threads"]))
     model, loader, label_name = _build(spec, device)
     model.train()
-    tr = spec["train"]  # train.py's optimizer (fused AdamW), betas, eps and weight decay
+    tr = spec["train"]  # the pre-training loop's optimizer (fused AdamW), betas, eps and weight decay
     opt = torch.optim.AdamW(list(model.trainable_parameters()), fused=True, **tr)
     front_t, trans_t = _Timer(model.encoder.frontend, device), _Timer(model.encoder.transformer, device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()

@@ -1,6 +1,6 @@
 """What every verb shares: printing one JSON object on stdout (`--json`), and the fixed choices the help lists.
 
-The choices are spelled out here so that `--help` imports no backend; `tests/test_cli_help.py` keeps each
+The choices are spelled out here so that `--help` imports no backend; `tests/cli/test_cli_help.py` keeps each
 equal to the dict it names (`codecs.CODECS`, `probe.tasks.TASKS`, `targets.TARGETS`)."""
 
 from __future__ import annotations

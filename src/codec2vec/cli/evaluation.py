@@ -85,7 +85,7 @@ def _run_quality(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- extract / probe (extract.py, probe/) ------------------------------------------------------------
+# --- extract / probe (features/, probe/) ------------------------------------------------------------
 
 
 def add_extract(p: argparse.ArgumentParser) -> None:
@@ -103,7 +103,7 @@ def add_extract(p: argparse.ArgumentParser) -> None:
 def run_extract(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from codec2vec.extract import extract_to_dir
+    from codec2vec.features.upstream import extract_to_dir
 
     summary = extract_to_dir(
         args.ckpt,

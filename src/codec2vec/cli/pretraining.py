@@ -7,7 +7,7 @@ import sys
 
 from codec2vec.cli.common import TARGET_NAMES, print_json
 
-# --- pretrain (config.py, train.py) ----------------------------------------------------------------
+# --- pretrain (pretrain/config/, pretrain/loop.py) ----------------------------------------------------------------
 
 
 def add_pretrain(p: argparse.ArgumentParser) -> None:
@@ -27,8 +27,8 @@ def add_pretrain(p: argparse.ArgumentParser) -> None:
 def run_pretrain(args: argparse.Namespace) -> int:
     import os
 
-    from codec2vec.config import load_config
-    from codec2vec.train import pretrain
+    from codec2vec.pretrain.config import load_config
+    from codec2vec.pretrain.loop import pretrain
 
     summary = pretrain(load_config(args.config, args.overrides))
     if args.json and int(os.environ.get("RANK", "0")) == 0:
@@ -142,7 +142,7 @@ def run_kmeans(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- export (export.py) ------------------------------------------------------------------------------
+# --- export (features/export.py) ------------------------------------------------------------------------------
 
 
 def add_export(p: argparse.ArgumentParser) -> None:
@@ -153,7 +153,7 @@ def add_export(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from codec2vec.export import export_model
+    from codec2vec.features.export import export_model
 
     config = export_model(args.ckpt, args.out, replace=args.replace)
     if args.json:

@@ -19,7 +19,7 @@ but for two RESHAPE targets each, which `batch_agnostic` rewrites in the model b
 positions; (1, 1, C) -> (-1, 1, C) in the quantizer's `encode`); every weight, op and kernel is unchanged. The
 encoder then runs up to `ENCODER_CHUNK` frames per call along time (a causal stack of VALID convolutions: each
 output position is the same computation), and the quantizer `QUANTIZER_CHUNK` frames per call. The codes are
-bit-identical to the one-frame-per-call graphs (`encode_reference`): tests/test_codecs_lyra_fast.py checks the
+bit-identical to the one-frame-per-call graphs (`encode_reference`): tests/codecs/test_codecs_lyra_fast.py checks the
 shared real speech, whole, batched and streamed.
 
 Weights are found, in order: the `path=` argument, `$CODEC2VEC_LYRA_DIR`, the user cache

@@ -15,7 +15,7 @@ from codec2vec.files import sha256_file
 TASKS: tuple[str, ...] = ("pr", "ks", "sid")  # probed tasks; PR and SID share the sentence clips
 REFERENCES: tuple[str, ...] = ("codec", "random")  # feature_source kinds compared with the pre-trained model
 # Package data (importlib.resources), so an installed wheel has it too; a checkout's `configs/` links here.
-DEFAULT_CONFIG = Path(str(files("codec2vec") / "configs" / "demo.yaml"))
+DEFAULT_CONFIG = Path(str(files("codec2vec") / "pretrain" / "configs" / "demo.yaml"))
 
 
 @dataclass(frozen=True)

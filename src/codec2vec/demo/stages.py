@@ -12,8 +12,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from codec2vec.checkpoint import list_checkpoints, read_meta, save_checkpoint
-from codec2vec.config import config_to_dict, load_config
 from codec2vec.corpora.manifest import write_task
 from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.demo.report import probe_rows, write_report
@@ -21,10 +19,12 @@ from codec2vec.demo.settings import REDO_ON_CHANGE, REFERENCES, TASKS, DemoSetti
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_dir, atomic_write
 from codec2vec.kmeans import KMeansOptions, run_kmeans
+from codec2vec.pretrain.checkpoint import list_checkpoints, read_meta, save_checkpoint
+from codec2vec.pretrain.config import config_to_dict, load_config
+from codec2vec.pretrain.loop import build_from_config, pretrain
 from codec2vec.probe import abx, feature_source, run_probe
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import TokenizeOptions, tokenize
-from codec2vec.train import build_from_config, pretrain
 
 # --- stage bookkeeping ------------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 All three put their frames on one grid (`grid.py`), the codec grid of 16 kHz codecs: hop 320 samples (50 frames/s),
 and T = ceil(samples / 320) frames, so masks, k-means labels and probe labels never need resampling. One file per
-front end (`codec.py`, `waveform.py`, `mel.py`); `audio_data.py` is the baselines' data path (audio crops).
+front end (`codec.py`, `waveform.py`, `mel.py`); the baselines' data path (audio crops) is `pretrain/loaders.py`.
 
 - `codec` (Codec2Vec, Tseng & Harwath 2025): codes `(B, K, T)` -> sum_k E_k[codes[:, k]] (one fused
   `embedding_bag` over a `(K*V, D_codec)` table initialised from the codec's codebook vectors) -> LayerNorm ->

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from codec2vec.checkpoint import load_model
-from codec2vec.data import Crop
 from codec2vec.errors import ConfigError
 from codec2vec.frontends import fbank_frames, mfcc
-from codec2vec.frontends.audio_data import AudioSource, audio_paths, check_audio_store
 from codec2vec.kmeans.fit import assign, fit_kmeans, inertia
+from codec2vec.pretrain.checkpoint import load_model
+from codec2vec.pretrain.data import Crop
+from codec2vec.pretrain.loaders import AudioSource, audio_paths, check_audio_store
 from codec2vec.progress import Progress, heartbeat
 from codec2vec.store import TokenStore
 from codec2vec.store.labels import check_label_name
@@ -83,7 +83,7 @@ class FeatureSource:
         self.layer: int | None = None
         self.encoder = None
         self.max_batch_frames = 20_000  # padded frames per forward pass (lowered for the waveform CNN)
-        self.audio = None  # an audio_data.AudioSource for "mfcc" and audio-baseline checkpoints
+        self.audio = None  # a pretrain.loaders.AudioSource for "mfcc" and audio-baseline checkpoints
         if source in SPECTRAL:
             self.audio = _audio_source(store, audio, source)
             self.dim = SPECTRAL[source][1]

@@ -63,7 +63,8 @@ from torch import nn
 from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
 from codec2vec.files import TMP_DIR_MARK, check_outside, exclusive_lock
-from codec2vec.pretrainer import Pretrainer
+from codec2vec.pretrain.pretrainer import Pretrainer
+from codec2vec.pretrain.targets.reconstruction import ReconstructionTarget
 from codec2vec.privacy.keys import (
     SCHEME,
     PrivacyError,
@@ -78,7 +79,6 @@ from codec2vec.privacy.keys import (
 from codec2vec.privacy.private import read_id_map
 from codec2vec.store import TokenStore
 from codec2vec.store.layout import check_free, clean_builds, publish
-from codec2vec.targets.reconstruction import ReconstructionTarget
 
 DEFAULT_KEEP = ("split",)
 

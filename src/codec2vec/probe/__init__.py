@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+from codec2vec.features.cache import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.abx import abx
-from codec2vec.probe.features import FeatureDir, FeatureSource, cached_features, feature_source
 from codec2vec.probe.runner import probe_with_references, run_probe
 from codec2vec.probe.tasks import TASKS
 

@@ -1,0 +1,134 @@
+"""Pre-training configs: every YAML under configs/ loads and builds; overrides convert types and fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codec2vec.codecs import CODECS, declared_layout
+from codec2vec.errors import ConfigError
+from codec2vec.pretrain.config import (
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    dump_yaml,
+    load_config,
+)
+from conftest import fake_info
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+
+
+def test_configs_exist_for_the_paper_and_cpu_runs() -> None:
+    names = [p.name for p in CONFIGS]
+    assert any("tiny" in n and "lyra" in n for n in names), names
+    for target in ("reconstruction", "clusters", "online", "combined"):
+        assert any("dac" in n and target in n for n in names), (target, names)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_loads_round_trips_and_builds(path: Path) -> None:
+    import torch
+
+    from codec2vec.model import count_parameters
+    from codec2vec.pretrain.pretrainer import build_pretrainer
+
+    cfg = load_config(path)
+    assert cfg.data.codec in CODECS, f"{path}: data.codec must name the codec the config is for"
+    # A YAML file is a serialized dataclass: dump -> load gives the same config.
+    assert config_from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
+    k, v, d = declared_layout(cfg.data.codec)  # the codec's own declared (K, V, D)
+    info = fake_info(k, v, name=cfg.data.codec)
+    label_classes = {cfg.targets.clusters_labels: 100} if "clusters" in cfg.targets.names else {}
+    torch.manual_seed(0)
+    with torch.device("meta"):  # sizes only: building base models for real costs seconds each
+        model = build_pretrainer(
+            model=cfg.model,
+            masking=cfg.masking,
+            targets=cfg.targets,
+            codec=info,
+            codebook_vectors=None,
+            label_classes=label_classes,
+        )
+    assert [t.name for t in model.targets] == cfg.targets.names
+    n = count_parameters(model.encoder.transformer)
+    expected = {"tiny": (0.3e6, 2e6), "base": (80e6, 100e6), "large": (250e6, 400e6)}[cfg.preset]
+    assert expected[0] < n < expected[1], (cfg.preset, n)
+
+
+def test_overrides_convert_types_and_shorthands() -> None:
+    cfg = load_config(
+        CONFIGS[0],
+        [
+            "data.store=/tmp/store",
+            "run.dir=/tmp/run",
+            "train.steps=1_000",
+            "train.lr=3e-4",
+            "train.betas=0.9,0.95",
+            "model.freeze_embeddings=true",
+            "targets=reconstruction:1.0,online:0.5",
+            "targets.online_freeze_teacher_step=500",
+        ],
+    )
+    assert cfg.data.store == "/tmp/store" and cfg.run.dir == "/tmp/run"
+    assert cfg.train.steps == 1000 and isinstance(cfg.train.steps, int)
+    assert cfg.train.lr == pytest.approx(3e-4) and cfg.train.betas == [0.9, 0.95]
+    assert cfg.model.freeze_embeddings is True
+    assert cfg.targets.names == ["reconstruction", "online"]
+    assert cfg.targets.weights == {"reconstruction": 1.0, "online": 0.5}
+    assert cfg.targets.online_freeze_teacher_step == 500
+    assert (
+        load_config(CONFIGS[0], ["targets.online_freeze_teacher_step=none"]).targets.online_freeze_teacher_step is None
+    )
+    assert (
+        load_config(CONFIGS[0], ["targets.weights.online=0.25", "targets=reconstruction,online"]).targets.weights == {}
+    )
+    # The overrides do not touch the dict they were applied to.
+    d = {"train": {"steps": 5}}
+    apply_overrides(d, ["train.steps=7"])
+    assert d == {"train": {"steps": 5}}
+
+
+def test_preset_fills_sizes_and_explicit_keys_win() -> None:
+    tiny = load_config(None)
+    base = load_config(None, ["model.preset=base"])
+    assert (tiny.preset, tiny.model.dim, tiny.model.num_layers) == ("tiny", 128, 4)
+    assert (base.preset, base.model.dim, base.model.num_layers, base.model.ffn_dim) == ("base", 768, 12, 3072)
+    assert load_config(None, ["model.preset=base", "model.num_layers=2"]).model.num_layers == 2
+    assert config_to_dict(base)["model"]["preset"] == "base"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.steps=ten", "train.steps"),
+        ("train.steps=1.5", "train.steps"),
+        ("model.nope=1", "model.nope"),
+        ("model.preset=huge", "model.preset"),
+        ("targets=reconstruction,mfcc", "targets.names"),
+        ("targets=reconstruction,reconstruction", "targets.names"),
+        ("train.precision=fp8", "train.precision"),
+        ("data.codec=opus", "data.codec"),
+        ("model.freeze_embeddings=maybe", "model.freeze_embeddings"),
+        ("masking.prob=1.5", "masking.prob"),
+        ("data.batch_frames=10", "data.batch_frames"),
+        ("optim.lr=1", "optim.lr"),
+        ("train.steps", "train.steps"),
+    ],
+)
+def test_bad_values_name_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_bad_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(tmp_path / "broken.yaml")
+    (tmp_path / "extra.yaml").write_text("modle: {preset: tiny}\n")
+    with pytest.raises(ConfigError, match="modle"):
+        load_config(tmp_path / "extra.yaml")
