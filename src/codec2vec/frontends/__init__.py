@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from codec2vec.frontends.codec import CodecFrontend
+from codec2vec.frontends.codec import EMBED_NORMS, CodecFrontend
 from codec2vec.frontends.fbank import MelHuBERTFrontend, fbank_frames, kaldi_fbank
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE, num_frames
 from codec2vec.frontends.mel import MelFrontend, log_mel, mel_filterbank, mfcc
@@ -47,8 +47,10 @@ def build_frontend(
     codebook_vectors: Tensor | None = None,
     codebook_dim: int | None = None,
     freeze: bool = False,
+    embed_norm: str = "layernorm",
 ) -> nn.Module:
-    """The front end `name` (codec | waveform | mel | melhubert) for a model of width `dim`."""
+    """The front end `name` (codec | waveform | mel | melhubert) for a model of width `dim`; `embed_norm`
+    (codec only, `codec.EMBED_NORMS`): what normalises the summed codebook embeddings."""
     if name == "codec":
         return CodecFrontend(
             dim=dim,
@@ -57,7 +59,10 @@ def build_frontend(
             codebook_vectors=codebook_vectors,
             codebook_dim=codebook_dim,
             freeze=freeze,
+            embed_norm=embed_norm,
         )
+    if embed_norm != "layernorm":
+        raise ValueError(f"embed_norm={embed_norm!r} applies to the codec front end only, not {name!r}")
     builders = {"waveform": WaveformFrontend, "mel": MelFrontend, "melhubert": MelHuBERTFrontend}
     if name not in builders:
         raise ValueError(f"unknown front end {name!r}; choose one of {', '.join(FRONTENDS)}")
@@ -65,6 +70,7 @@ def build_frontend(
 
 
 __all__ = [
+    "EMBED_NORMS",
     "FRONTENDS",
     "HOP",
     "SAMPLE_RATE",
