@@ -52,8 +52,8 @@ class ModelConfig:
     freeze_embeddings: bool = False
     quantizer_dropout: float = 0.5  # probability per utterance
     quantizer_dropout_min_levels: int = 1
-    quantizer_dropout_schedule: str = "constant"  # constant | decay: linearly from quantizer_dropout to 0 at train.steps
-    embed_norm: str = "layernorm"  # codec front end: layernorm | scale (sum / sqrt(levels kept)) | none (frontends/codec.py)
+    quantizer_dropout_schedule: str = "constant"  # constant | decay: linearly to 0 at train.steps
+    embed_norm: str = "layernorm"  # codec front end: layernorm | scale | none (frontends/codec.py)
     codebook_dim: int | None = None  # D_codec when no codebook vectors are given (None: = dim)
     init: str = "bert"  # bert: Transformer Linears ~ N(0, 0.02), zero biases (fairseq/torchaudio) | default
     frontend: str = "codec"  # codec | waveform | mel (frontends.py); the baselines read audio

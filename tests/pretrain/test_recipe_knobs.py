@@ -41,8 +41,13 @@ def test_embed_norm_modes_normalise_the_summed_embeddings() -> None:
         torch.testing.assert_close(out["scale"], proj(s / keep.float().sqrt()[:, None, None]))
         torch.testing.assert_close(fronts["scale"](codes), proj(fronts["none"].embed(codes) / math.sqrt(K)))
     assert not torch.allclose(out["scale"], out["layernorm"]) and not torch.allclose(out["scale"], out["none"])
-    assert [n for n, _ in fronts["layernorm"].named_parameters()] == ["table", "embed_norm.weight",
-                                                                      "embed_norm.bias", "proj.weight", "proj.bias"]
+    assert [n for n, _ in fronts["layernorm"].named_parameters()] == [
+        "table",
+        "embed_norm.weight",
+        "embed_norm.bias",
+        "proj.weight",
+        "proj.bias",
+    ]
     assert "embed_norm.weight" not in dict(fronts["scale"].named_parameters())
 
 

@@ -80,7 +80,8 @@ class CodecFrontend(nn.Module):
     def forward(self, codes: Tensor, lengths: Tensor | None = None, keep_levels: Tensor | None = None) -> Tensor:
         e = self.embed(codes, keep_levels)  # (B, T, D_codec)
         if self.norm_mode == "scale":
-            kept = torch.full((e.shape[0],), self.num_codebooks, device=e.device) if keep_levels is None else keep_levels
+            n = self.num_codebooks
+            kept = torch.full((e.shape[0],), n, device=e.device) if keep_levels is None else keep_levels  # (B,)
             e = e / kept.to(e.dtype).clamp(min=1).sqrt()[:, None, None]  # (B, T, D_codec)
         return self.proj(self.embed_norm(e))  # (B, T, D)
 

@@ -86,7 +86,7 @@ class FeatureSource:
         self.layer: int | None = None
         self.encoder = None
         self.max_batch_frames = 20_000  # padded frames per forward pass (lowered for the waveform CNN)
-        self.audio = None  # an audio_data.AudioSource for "mfcc" and audio-baseline checkpoints
+        self.audio: Any = None  # an AudioSource (mfcc, audio-baseline checkpoints) or a DecodedAudio (decoded-mfcc)
         if source in SPECTRAL:
             self.audio = DecodedAudio(store) if source in DECODED else _audio_source(store, audio, source)
             self.dim = SPECTRAL[source][1]
