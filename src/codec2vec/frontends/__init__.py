@@ -5,8 +5,9 @@ and T = ceil(samples / 320) frames, so masks, k-means labels and probe labels ne
 front end (`codec.py`, `waveform.py`, `mel.py`); `audio_data.py` is the baselines' data path (audio crops).
 
 - `codec` (Codec2Vec, Tseng & Harwath 2025): codes `(B, K, T)` -> sum_k E_k[codes[:, k]] (one fused
-  `embedding_bag` over a `(K*V, D_codec)` table initialised from the codec's codebook vectors) -> LayerNorm ->
-  Linear(D_codec, D). Quantizer dropout keeps the first `keep_levels[b]` levels of row b.
+  `embedding_bag` over a `(K*V, D_codec)` table initialised from the codec's codebook vectors) -> LayerNorm (or
+  another `embed_norm`: `scale`, `none`) -> Linear(D_codec, D). Quantizer dropout keeps the first `keep_levels[b]`
+  levels of row b.
 - `waveform` (HuBERT / wav2vec 2.0's `ConvFeatureExtractionModel`, fairseq `mode="default"`, as torchaudio's
   `hubert_base`): audio `(B, S)` -> 7 Conv1d (512 channels, kernels 10,3,3,3,3,2,2, strides 5,2,2,2,2,2,2: hop
   320, receptive field 400 samples, no bias) with GroupNorm(512, 512) after the first and GELU after each ->
