@@ -55,7 +55,9 @@ def test_configs_are_package_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert {"demo", "lyra_tiny", "dac16k_base_combined"} <= set(shipped)
     assert all(p.parent == pkg / "pretrain" / "configs" for p in shipped.values())
     assert DEFAULT_CONFIG == pkg / "pretrain" / "configs" / "demo.yaml" and DEFAULT_CONFIG.is_file()
-    assert (ROOT / "configs").resolve() == (pkg / "pretrain" / "configs").resolve()  # the checkout's configs/ is the same folder
+    assert (ROOT / "configs").resolve() == (
+        pkg / "pretrain" / "configs"
+    ).resolve()  # the checkout's configs/ is the same folder
     monkeypatch.chdir(tmp_path)  # no configs/ here: the shipped ones by name
     for name in ("lyra_tiny", "lyra_tiny.yaml", "configs/lyra_tiny.yaml"):
         assert resolve_config(name) == shipped["lyra_tiny"]

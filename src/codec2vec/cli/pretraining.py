@@ -101,7 +101,8 @@ def add_kmeans(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         default="codec",
-        help="'codec' (quantized latent), 'mfcc' / 'fbank' (the store's audio; baselines' round 1) or CKPT[:LAYER]",
+        help="'codec' (quantized latent), 'mfcc' / 'fbank' (the store's audio; baselines' round 1), 'decoded-mfcc' "
+        "(MFCCs of the audio decoded from the tokens) or CKPT[:LAYER]",
     )
     p.add_argument("--audio", default="", help="manifest (id/path) of the store's audio; default: its sources")
     p.add_argument("--clusters", type=int, default=100)

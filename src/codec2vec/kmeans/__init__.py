@@ -6,7 +6,8 @@ clusters the codec's quantized latent (sum of the stored codebook vectors, `(T, 
 rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer). The continuous-input baselines
 (`model.frontend: waveform | mel`) cluster HuBERT's MFCCs for round 1 (`--source mfcc`: the audio the store was
 made from, `(T, 78)` on the store's 50 Hz grid, frontends.mfcc; MelHuBERT's log-mel with `--source fbank`,
-`(T, 80)`, frontends.fbank_frames) and a layer of their own checkpoint later.
+`(T, 80)`, frontends.fbank_frames) and a layer of their own checkpoint later. `--source decoded-mfcc` computes the
+same MFCCs from the audio decoded from the tokens by the store's codec (`decoded.py`: tokens only, no source audio).
 
 The sample is drawn by utterances, as HuBERT's `sample_pct`: whole utterances in a seeded random order until a
 frame budget is reached, and only those utterances go through a checkpoint (the sample is chosen before any
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from codec2vec.errors import ConfigError
 from codec2vec.frontends import fbank_frames, mfcc
+from codec2vec.kmeans.decoded import DECODED, DecodedAudio
 from codec2vec.kmeans.fit import assign, fit_kmeans, inertia
 from codec2vec.pretrain.checkpoint import load_model
 from codec2vec.pretrain.data import Crop
@@ -47,6 +49,7 @@ from codec2vec.store.labels import check_label_name
 SPECTRAL = {
     "mfcc": (mfcc, 78),  # HuBERT: 13 MFCC + deltas + delta-deltas, two 10 ms frames per 20 ms frame
     "fbank": (fbank_frames, 80),  # MelHuBERT: 40-dim Kaldi log-mel fbank, two 10 ms frames per 20 ms frame
+    "decoded-mfcc": (mfcc, 78),  # HuBERT's MFCCs of the audio decoded from the tokens (kmeans/decoded.py)
 }
 
 
@@ -54,7 +57,7 @@ SPECTRAL = {
 class KMeansOptions:
     """`codec2vec kmeans` settings."""
 
-    source: str = "codec"  # "codec", "mfcc" / "fbank" (audio baselines' round 1) or "CKPT[:LAYER]"
+    source: str = "codec"  # "codec", "mfcc" / "fbank" (audio baselines' round 1), "decoded-mfcc" or "CKPT[:LAYER]"
     audio: str = ""  # --source mfcc / audio-baseline checkpoints: manifest (id/path); "" = the store's sources
     clusters: int = 100
     sample_frames: int = 0  # 0: clusters x frames_per_cluster, capped by max_sample_mb
@@ -83,9 +86,9 @@ class FeatureSource:
         self.layer: int | None = None
         self.encoder = None
         self.max_batch_frames = 20_000  # padded frames per forward pass (lowered for the waveform CNN)
-        self.audio = None  # a pretrain.loaders.AudioSource for "mfcc" and audio-baseline checkpoints
+        self.audio: Any = None  # an AudioSource (mfcc, audio-baseline checkpoints) or a DecodedAudio (decoded-mfcc)
         if source in SPECTRAL:
-            self.audio = _audio_source(store, audio, source)
+            self.audio = DecodedAudio(store) if source in DECODED else _audio_source(store, audio, source)
             self.dim = SPECTRAL[source][1]
             return
         if source == "codec":

@@ -183,7 +183,7 @@ def _micro_step(run: Run, batch: Batch, *, sync: bool) -> tuple[torch.Tensor, to
 def _next_batch(run: Run) -> Batch:
     """The next batch on the device; the wait for it (the loader's queue, or reading in this process) is logged."""
     t0 = time.perf_counter()
-    batch = run.model.prepare(next(run.loader))  # masks drawn on the CPU (by the loader's workers on CUDA)
+    batch = run.model.prepare(next(run.loader), run.step)  # masks drawn on the CPU (by the loader's workers on CUDA)
     run.window.data_wait += time.perf_counter() - t0
     return batch.to(run.device)  # non_blocking: pinned with its masks by the loader's workers on CUDA
 
