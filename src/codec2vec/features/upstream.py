@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -31,7 +32,7 @@ from codec2vec.errors import Codec2VecError, ConfigError
 from codec2vec.features.cache import FeatureDir, codes_for_sources, is_store
 from codec2vec.features.inputs import ClipAudio, StoreCodes
 from codec2vec.features.sources import AUDIO_BATCH_FRAMES, checkpoint_source, extract
-from codec2vec.files import check_outside
+from codec2vec.files import atomic_file, check_outside
 from codec2vec.model import Codec2VecEncoder
 from codec2vec.pretrain.checkpoint import load_model
 from codec2vec.store import TokenStore
@@ -211,10 +212,6 @@ def _audio_items(srcs: list[str], rejects: list[dict[str, Any]]) -> list[AudioIt
 def _write_npy(fdir: FeatureDir, out: Path) -> None:
     """`out/<id>.npy`: each utterance's `(T, D)` float32 frames of the folder's one layer (atomic; present
     files are kept, so a rerun writes only what is missing)."""
-    import numpy as np
-
-    from codec2vec.files import atomic_file
-
     for uid in fdir.ids:
         path = out / f"{uid}.npy"
         if not path.resolve().is_relative_to(out.resolve()):
