@@ -216,7 +216,7 @@ def checkpoint_source(ckpt: str | Path, layer: int | None = None) -> FeatureSour
     num_layers = int(model.config.num_layers)
     layer = num_layers // 2 if layer is None else layer
     if not 0 <= layer <= num_layers:
-        raise ConfigError(f"{ckpt}:{layer}: layer {layer} is outside 0..{num_layers}")
+        raise ConfigError(f"{ckpt}:{layer}: layer {layer} is outside the checkpoint's 0..{num_layers}")
     key = "ckpt-" + str(meta.get("files", {}).get("model.safetensors", digest(str(resolve(ckpt)))))[:16]
     return FeatureSource(
         kind="pretrained",
