@@ -11,7 +11,8 @@ from codec2vec.frontends import mfcc
 
 
 def test_decoded_mfcc_reads_only_tokens(tmp_path: Path, short_clips: Path, lyra_dir: Path) -> None:
-    from codec2vec.kmeans import FeatureSource, KMeansOptions, run_kmeans
+    from codec2vec.features.inputs import store_source
+    from codec2vec.kmeans import KMeansOptions, run_kmeans
     from codec2vec.store import TokenStore
     from codec2vec.store.decode import codec_for_store
     from codec2vec.tokenize import TokenizeOptions, tokenize
@@ -23,8 +24,8 @@ def test_decoded_mfcc_reads_only_tokens(tmp_path: Path, short_clips: Path, lyra_
     shutil.rmtree(clips)  # the source audio is gone: only the tokens remain
     store = TokenStore.open(store_dir)
     ids = store.ids()[:3]
-    source = FeatureSource(store, "decoded-mfcc")
-    feats = dict(source.features(ids))
+    source, inputs = store_source(store, "decoded-mfcc")
+    feats = {u: x[:, 0] for u, x in source.features(inputs, ids)}  # (T, 1, 78) -> (T, 78)
     codec = codec_for_store(store)
     for uid in ids:
         t = store.num_frames(uid)

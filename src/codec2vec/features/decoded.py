@@ -1,23 +1,23 @@
-"""Round-1 k-means features from the audio DECODED from a store's tokens (`kmeans --source decoded-mfcc`).
+"""The audio DECODED from a store's tokens, for round-1 k-means features (`kmeans --source decoded-mfcc`).
 
 HuBERT's round 1 clusters MFCCs of the source audio; a token store need not keep that audio (nor may it, when
 private). `DecodedAudio` rebuilds it from the tokens alone with the codec that made them, found from the store's
 `meta.json` as `codec2vec decode` does (`store.decode.codec_for_store`), resampled to 16 kHz and cut or
-zero-padded to the store's 50 Hz grid (`320 T` samples for `T` frames). The k-means source then computes the same
-`(T, 78)` MFCCs as `--source mfcc` (13 MFCC + deltas + delta-deltas, `frontends.mfcc`) from it.
+zero-padded to the store's 50 Hz grid (`320 T` samples for `T` frames). `StoreDecoded` is the feature-source reader over it (`features/inputs.py` interface): the `decoded-mfcc` source
+then computes the same `(T, 78)` MFCCs as `--source mfcc` (13 MFCC + deltas + delta-deltas, `frontends.mfcc`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE
 
-# k-means sources computed from decoded tokens -> the spectral feature (kmeans.SPECTRAL) they compute
-DECODED = {"decoded-mfcc": "mfcc"}
+DECODED = ("decoded-mfcc",)  # the spectral sources (features/sources.py: SPECTRAL) that read decoded tokens
 
 
 class DecodedAudio:
@@ -52,4 +52,27 @@ class DecodedAudio:
         return out
 
 
-__all__ = ["DECODED", "DecodedAudio"]
+class StoreDecoded:
+    """A feature-source reader (`features/sources.py: Inputs`): `batch(ids) -> (audio (B, 320 T), lengths (B,))`,
+    the audio decoded from the store's tokens on its 50 Hz grid, zero past each length."""
+
+    reads = "audio"
+
+    def __init__(self, store: Any, codec_path: str | None = None) -> None:
+        self.store, self.decoded = store, DecodedAudio(store, codec_path)
+
+    def num_frames(self, uid: str) -> int:
+        return int(self.store.num_frames(uid))
+
+    def batch(self, ids: Sequence[str]) -> tuple[Tensor, Tensor]:
+        lengths = torch.tensor([self.num_frames(u) for u in ids], dtype=torch.long)  # (B,)
+        audio = torch.zeros(len(ids), (int(lengths.max()) if len(ids) else 0) * HOP)  # (B, S)
+        for b, uid in enumerate(ids):
+            audio[b, : int(lengths[b]) * HOP] = torch.from_numpy(self.decoded.read(uid, 0, int(lengths[b])))
+        return audio, lengths
+
+    def codebook_vectors(self) -> Tensor | None:
+        return None
+
+
+__all__ = ["DECODED", "DecodedAudio", "StoreDecoded"]
