@@ -175,3 +175,18 @@ def test_readme_layout_is_the_file_tree() -> None:
     assert listed_top == actual_top, (
         f"missing from README: {sorted(actual_top - listed_top)}; not in the tree: {sorted(listed_top - actual_top)}"
     )
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """No module over 400 lines and no function (decorators included) over 80: small files a reader takes in whole."""
+    big_modules, big_functions = [], []
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            big_modules.append(f"{path.relative_to(ROOT)} ({len(text.splitlines())} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                if node.end_lineno - first + 1 > 80:
+                    big_functions.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - first + 1} lines)")
+    assert not big_modules and not big_functions, f"over 400 lines: {big_modules}; over 80 lines: {big_functions}"
