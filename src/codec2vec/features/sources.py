@@ -1,5 +1,5 @@
 """Feature sources: what a probe or `codec2vec extract` runs on codes `(B, K, T)`, lengths `(B,)` to get hidden
-states `[n] x (B, T, D)` (see `features.py` for the kinds and the cache that keys on `FeatureSource.key`)."""
+states `[n] x (B, T, D)` (the kinds: `feature_source`; `cache.py` keys its cache on `FeatureSource.key`)."""
 
 from __future__ import annotations
 
