@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
@@ -515,23 +515,29 @@ def kill_at(
 ) -> Killed:
     """Start `python -m codec2vec ARGS`; once `ready()` holds (a point of progress: a count of shards, a logged
     step, a checkpoint's file) plus `extra` seconds, SIGKILL it, unless it finished first; after `timeout` seconds
-    without `ready()` it is killed too (`reached` False). The one kill-at-a-point helper of the fault tests."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=err, env=env)
-        deadline = time.time() + timeout
-        reached = False
-        while proc.poll() is None and time.time() < deadline:
-            if ready():
-                reached = True
-                break
-            time.sleep(0.005)
-        try:
-            proc.wait(timeout=extra)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        err.seek(0)
-        return Killed(proc.returncode, err.read().decode(errors="replace"), reached)
+    without `ready()` it is killed too (`reached` False). Returns once every process of the command has closed
+    its stderr (loader workers outlive a killed parent for a moment, holding its locks). The one kill-at-a-point
+    helper of the fault tests."""
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    chunks: list[bytes] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: chunks.extend(iter(proc.stderr.readline, b"")), daemon=True)  # type: ignore[union-attr]
+    reader.start()  # drained as it comes: a full pipe never blocks the command
+    deadline = time.time() + timeout
+    reached = False
+    while proc.poll() is None and time.time() < deadline:
+        if ready():
+            reached = True
+            break
+        time.sleep(0.005)
+    try:
+        proc.wait(timeout=extra)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    reader.join(timeout=120)  # EOF: the command's children (loader workers) are gone too
+    proc.stderr.close()
+    return Killed(proc.returncode, b"".join(chunks).decode(errors="replace"), reached)
 
 
 # --- a tiny checkpoint on make_store's codec --------------------------------------------------------------------
