@@ -520,8 +520,9 @@ def kill_at(
     helper of the fault tests."""
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     chunks: list[bytes] = []
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: chunks.extend(iter(proc.stderr.readline, b"")), daemon=True)  # type: ignore[union-attr]
+    stream = proc.stderr
+    assert stream is not None
+    reader = threading.Thread(target=lambda: chunks.extend(iter(stream.readline, b"")), daemon=True)
     reader.start()  # drained as it comes: a full pipe never blocks the command
     deadline = time.time() + timeout
     reached = False
@@ -536,7 +537,7 @@ def kill_at(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     reader.join(timeout=120)  # EOF: the command's children (loader workers) are gone too
-    proc.stderr.close()
+    stream.close()
     return Killed(proc.returncode, b"".join(chunks).decode(errors="replace"), reached)
 
 
