@@ -170,7 +170,7 @@ def run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- demo (demo.py, report.py) ---------------------------------------------------------------------------
+# --- demo (demo/stages.py, demo/report.py) ---------------------------------------------------------------------------
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:
