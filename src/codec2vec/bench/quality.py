@@ -109,13 +109,13 @@ def _say(progress: bool, msg: str) -> None:
 class _Stages:
     """Stage markers in OUT/stages/quality-<name>.json holding the settings the result depends on."""
 
-    def __init__(self, root: Path, progress: bool) -> None:
-        self.root, self.progress = root, progress
+    def __init__(self, root: Path, progress: bool, prefix: str = "quality") -> None:
+        self.root, self.progress, self.prefix = root, progress, prefix
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}  # CPU seconds of this process and its children per stage run here
 
     def run(self, name: str, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
-        path = self.root / "stages" / f"quality-{name}.json"
+        path = self.root / "stages" / f"{self.prefix}-{name}.json"
         done = json.loads(path.read_text()) if path.is_file() else None
         if done is not None and done.get("key") == key:
             _say(self.progress, f"{name}: done before ({done['seconds']:.0f} s), skipped")
@@ -181,8 +181,9 @@ class _RunSpec:
 
 
 def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: QualityOptions, steps: int,
-            final: bool) -> Any:  # fmt: skip
-    """configs/demo.yaml with the front end, targets, seed and the shared batch; `steps`: where this chunk ends."""
+            final: bool, extra: tuple[str, ...] = ()) -> Any:  # fmt: skip
+    """configs/demo.yaml with the front end, targets, seed and the shared batch; `steps`: where this chunk ends;
+    `extra`: more `a.b=c` overrides, applied last (bench --frontier: the audio manifest, a recipe change)."""
     from codec2vec.config import load_config
     from codec2vec.demo.settings import DEFAULT_CONFIG
 
@@ -200,7 +201,7 @@ def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: Qu
     ]  # fmt: skip
     if spec.recipe == "same-targets":
         overrides.append("model.quantizer_dropout=0.0")
-    return load_config(DEFAULT_CONFIG, overrides)
+    return load_config(DEFAULT_CONFIG, overrides + list(extra))
 
 
 def _chunk_config(make: Callable[..., Any], steps: int, final: bool) -> Any:
