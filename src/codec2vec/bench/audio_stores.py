@@ -32,8 +32,9 @@ SAMPLE_RATE = 16_000
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of every regular file under `folder` (recursively; hidden files too)."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    """Bytes of every regular file under `folder` (recursively), as `TokenStore.info` counts a store: all files
+    but hidden ones (a lock file)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def folder_kbps(folder: Path, seconds: float) -> dict[str, float]:

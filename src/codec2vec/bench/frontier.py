@@ -64,23 +64,27 @@ RECIPES: dict[str, dict[str, Any]] = {
 class FrontierOptions(QualityOptions):
     """`bench --quality`'s corpus, budget, seeds and probes, plus the frontier's points and recipe rows."""
 
-    # Default size, for ~40 min on 2 quiet cores: measured per run on this machine (one thread, 0.2 h corpus,
-    # 5 s batches) a codec or mel step costs 0.07 s, a waveform step 1.7 s; probes (PR, SID, ABX) 5-7 s per
-    # codec/mel run, ~50 s per waveform run; chunk set-up (resume, checkpoint, dev pass) ~3 s. 11 points and 4
-    # new recipe rows x 3 seeds = 39 codec/mel runs x (7 s + 2 chunks x 3 s + 7 s probes) ~ 13 min, 6 waveform
-    # runs x (170 s + 6 s + 50 s) ~ 23 min, 10 k-means ~ 3 min, corpus and stores ~ 2 min: ~41 min.
+    # Default size (bench --quality's 0.2 h corpus, 100 steps, 3 seeds, so the two compare): per run on this
+    # machine (one thread, 5 s batches) a codec or mel step costs 0.07 s, a waveform step 1.7 s; probes (PR, SID,
+    # ABX) 5-7 s per codec/mel run, ~50 s per waveform run; a chunk's set-up (resume, checkpoint, dev pass) ~3 s;
+    # k-means ~27 s per label set. 9 codec/mel points + 5 new recipe rows (levels-16 reuses codec-16) x 3 seeds =
+    # 42 runs x (7 s + 2 x 3 s + 7 s) ~ 14 min; 2 waveform points x 3 seeds x (170 + 6 + 50 s) ~ 23 min; 12 label
+    # sets ~ 5 min; corpus and stores ~ 3 min: ~45 min on 2 quiet cores (estimated from these figures, not run).
     chunk_steps: int = 50
     levels: list[int] = field(default_factory=lambda: list(CODEC_LEVELS))
     opus_kbps: list[float] = field(default_factory=lambda: list(OPUS_KBPS))
-    waveform: bool = True  # the waveform front end on FLAC and on the lowest Opus point
+    waveform: list[str] = field(default_factory=lambda: ["flac", "opus"])  # the waveform front end's inputs: FLAC
+    # and/or the lowest Opus point
     recipes: list[str] = field(default_factory=lambda: list(RECIPES))
     opus_sample: int = 24  # clips on which each Opus level is chosen
 
     @classmethod
     def quick(cls, **kw: Any) -> FrontierOptions:
         """The tests' setting (`bench --frontier --quick`): `bench --quality --quick`'s corpus, budget and probes,
-        3 level counts, one Opus point, the cheap recipe rows."""
-        small = dict(levels=[4, 16, 46], opus_kbps=[6.0], recipes=["qd-off", "levels-16"], opus_sample=4)
+        2 level counts, one Opus point, no waveform runs (its probes alone took 11 s per run; it reads audio
+        through the same loader as mel, and `bench --quality --quick` trains it), the cheap recipe rows."""
+        small = dict(levels=[16, 46], opus_kbps=[6.0], recipes=["qd-off", "levels-16"], opus_sample=4,
+                     waveform=[])  # fmt: skip
         return super().quick(**(small | kw))  # type: ignore[return-value]
 
 
@@ -108,8 +112,8 @@ def frontier_points(opts: FrontierOptions) -> list[Point]:
     pts = [Point(f"codec-{n}", "codec", f"lyra-{n}", "codec") for n in sorted(opts.levels)]
     audio = ["flac"] + [opus_name(k) for k in sorted(opts.opus_kbps)]
     pts += [Point(f"mel-{s}", "mel", s, "fbank") for s in audio]
-    if opts.waveform:
-        pts += [Point(f"waveform-{s}", "waveform", s, "mfcc") for s in ["flac"] + audio[1:2]]
+    wave = (["flac"] if "flac" in opts.waveform else []) + (audio[1:2] if "opus" in opts.waveform else [])
+    pts += [Point(f"waveform-{s}", "waveform", s, "mfcc") for s in wave]
     return pts
 
 
@@ -131,6 +135,8 @@ def _check(opts: FrontierOptions) -> None:
         raise ConfigError(f"levels {opts.levels}: Lyra has 1..46 levels, and 46 (today's recipe) must be among them")
     if any(k <= 0 for k in opts.opus_kbps) or not opts.opus_kbps:
         raise ConfigError(f"opus kbps {opts.opus_kbps}: at least one, each > 0")
+    if any(w not in ("flac", "opus") for w in opts.waveform):
+        raise ConfigError(f"waveform inputs {opts.waveform}: choose among flac, opus")
     check_quality(opts)  # budget, seeds, front ends: as bench --quality
 
 

@@ -110,8 +110,12 @@ def assemble(rows: list[dict[str, Any]], runs: list[dict[str, Any]], *, points: 
         "stores": stores,
         "runs": runs,
         "rows": rows,
-        "budget": {"kind": opts.budget, "amount": opts.amount,
-                   "unit": "steps" if opts.budget == "steps" else "CPU seconds", "interleaved": True},  # fmt: skip
+        "budget": {
+            "kind": opts.budget,
+            "amount": opts.amount,
+            "unit": "steps" if opts.budget == "steps" else "CPU seconds",
+            "interleaved": True,
+        },  # fmt: skip
         "seeds": opts.seeds,
         "warnings": warnings,
     }
@@ -188,7 +192,7 @@ def format_frontier(r: dict[str, Any]) -> str:
     lines.append(head)
     for p in r["points"] + r["recipes"]:
         cells = "".join(f"  {_cell(p['metrics'].get(k)):<21}" for k, _ in METRICS)
-        lines.append(f"{p['name']:<16} {p['kbps']:>7.2f}{cells}  {p['train_cpu_seconds']:.0f}/{p['data_seconds']:.0f}")
+        lines.append(f"{p['name']:<16} {p['kbps']:>7.2f}{cells}  {p['train_cpu_seconds']:.1f}/{p['data_seconds']:.1f}")
     lines += ["", "paired deltas (A - B, 95% interval; PER/ABX lower is better, SID higher):"]
     for d in r["paired"]:
         if d["kind"] == "recipe" or d.get("equal_storage") or (d["a"] in HEADLINE and d["b"] in HEADLINE):
@@ -227,6 +231,7 @@ def plot_frontier(result: dict[str, Any], path: Path) -> None:
             for p, xi, mi in zip(pts, x, m):
                 ax.annotate(p["storage"], (xi, mi), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ax.margins(x=0.12)
         ax.set_xlabel("kbps of everything stored (log)")
         ax.set_title(f"{title} ({'higher' if metric == 'accuracy' else 'lower'} is better)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
