@@ -277,10 +277,9 @@ def run_frontier(opts: FrontierOptions, *, progress: bool = False) -> dict[str, 
         root.mkdir(parents=True, exist_ok=True)
         stages = _Stages(root, progress, prefix="frontier")
         base, corpus = _corpus(root, opts, progress)
-        store_key = {"corpus": corpus, "levels": sorted(opts.levels), "opus": sorted(opts.opus_kbps),
-                     "sample": opts.opus_sample, "recipes": sorted(opts.recipes)}  # fmt: skip
         points, recipes = frontier_points(opts), recipe_points(opts)
         levels = sorted({int(p.storage.split("-")[1]) for p in points + recipes if p.storage.startswith("lyra-")})
+        store_key = {"corpus": corpus, "levels": levels, "opus": sorted(opts.opus_kbps), "sample": opts.opus_sample}
         stores = stages.run("stores", store_key, partial(_stores, base / "store", root, opts, levels))
         distinct, alias = _distinct(points + recipes)
         key = {k: v for k, v in asdict(opts).items() if k not in ("out", "workers")} | {"stores": store_key}

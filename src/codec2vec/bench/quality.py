@@ -114,19 +114,23 @@ class _Stages:
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}  # CPU seconds of this process and its children per stage run here
 
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            print(f"bench --{self.prefix}: {msg}", file=sys.stderr, flush=True)
+
     def run(self, name: str, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
         path = self.root / "stages" / f"{self.prefix}-{name}.json"
         done = json.loads(path.read_text()) if path.is_file() else None
         if done is not None and done.get("key") == key:
-            _say(self.progress, f"{name}: done before ({done['seconds']:.0f} s), skipped")
+            self._say(f"{name}: done before ({done['seconds']:.0f} s), skipped")
         else:
-            _say(self.progress, f"{name} ...")
+            self._say(f"{name} ...")
             t0, c0 = time.perf_counter(), _cpu()
             result = fn()
             done = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(_cpu() - c0, 2),
                     "result": result}  # fmt: skip
             atomic_write(path, json.dumps(done, indent=1, default=str) + "\n")
-            _say(self.progress, f"{name}: done in {done['seconds']:.0f} s")
+            self._say(f"{name}: done in {done['seconds']:.0f} s")
         self.seconds[name] = self.seconds.get(name, 0.0) + float(done["seconds"])
         self.cpu[name] = float(done.get("cpu_seconds", 0.0))
         return done["result"]
