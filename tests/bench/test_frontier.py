@@ -124,3 +124,11 @@ def test_bench_frontier_quick_end_to_end(tmp_path: Path, lyra_dir: Path, capsys:
     assert all(d["b"] == "codec-46" for d in r["paired"] if d["kind"] == "recipe")
     assert r["verdict"].startswith("At equal compute") and "FLAC" in r["verdict"]
     assert (out / "frontier.png").stat().st_size > 5000 and json.loads((out / "frontier.json").read_text()) == r
+
+
+def test_bench_frontier_refuses_an_unknown_recipe_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from codec2vec.cli import main
+
+    out = tmp_path / "f"
+    assert main(["bench", "--frontier", "--recipes", "qd-off,bogus", "--out", str(out)]) == 2
+    assert "bogus" in capsys.readouterr().err and not out.exists()
