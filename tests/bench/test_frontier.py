@@ -36,6 +36,7 @@ def test_stores_kbps_is_info_accounting_and_every_store_holds_the_same_utterance
             assert len(files) == len(ids) + 1 and (folder / "manifest.jsonl") in files
             total = sum(p.stat().st_size for p in files)
             assert s["bytes"] == total and s["kbps"] == pytest.approx(total * 8 / seconds / 1000), name
+    assert all(s["read"]["cpu_per_audio_second"] >= 0 and s["read"]["audio_seconds"] > 0 for s in stores.values())
     assert stores["opus-12"]["kbps"] < stores["opus-24"]["kbps"] < stores["flac"]["kbps"]
     assert 0.0 <= stores["opus-24"]["level"] <= stores["opus-12"]["level"] <= 1.0  # higher level, fewer bits
     # the first 4 levels of the 8-level store are the 4-level store's codes, utterance by utterance

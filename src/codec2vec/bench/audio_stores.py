@@ -98,6 +98,35 @@ def write_audio_store(wavs: dict[str, np.ndarray], folder: Path, fmt: str, level
     )
 
 
+def read_cost(s: dict[str, Any], base: Path, *, limit: int = 64) -> dict[str, float]:
+    """CPU seconds a training loader spends per second of audio read from store `s`: the first `limit`
+    utterances (id order) read whole, once, by the reader training uses (the token store's `read`; for audio,
+    `AudioSource.read`: file decode, and resampling where needed), timed with this process's CPU clock.
+    -> {"cpu_seconds", "audio_seconds", "cpu_per_audio_second"}."""
+    import time
+
+    from codec2vec.frontends.audio_data import AudioSource
+    from codec2vec.store import TokenStore
+
+    store = TokenStore.open(base)
+    ids = sorted(store.ids())[:limit]
+    frames = {u: int(store.entry(u)["frames"]) for u in ids}
+    seconds = sum(float(store.entry(u)["seconds"]) for u in ids)
+    if s["kind"] == "tokens":
+        tokens = TokenStore.open(s["path"])
+        c0 = time.process_time()
+        for u in ids:
+            tokens.read(u)
+    else:
+        paths = {json.loads(x)["id"]: json.loads(x)["path"] for x in Path(s["manifest"]).read_text().splitlines()}
+        src = AudioSource(store_root=str(base), paths=paths)
+        c0 = time.process_time()
+        for u in ids:
+            src.read(u, 0, frames[u])
+    cpu = time.process_time() - c0
+    return {"cpu_seconds": cpu, "audio_seconds": seconds, "cpu_per_audio_second": cpu / max(seconds, 1e-9)}
+
+
 def token_stores(base: Path, root: Path, levels: Sequence[int]) -> dict[str, dict[str, Any]]:
     """`root/lyra-<N>` for every N in `levels`: the first N levels of the store `base`, measured right after it
     is made. -> name -> {"path", "levels", "bytes", "kbps", ...}."""
@@ -116,4 +145,5 @@ def token_stores(base: Path, root: Path, levels: Sequence[int]) -> dict[str, dic
     return out
 
 
-__all__ = ["folder_bytes", "folder_kbps", "opus_level", "read_corpus", "token_stores", "write_audio_store"]
+__all__ = ["folder_bytes", "folder_kbps", "opus_level", "read_corpus", "read_cost", "token_stores",
+           "write_audio_store"]  # fmt: skip

@@ -18,10 +18,12 @@ Recipe rows (`RECIPES`): changes to today's codec recipe (`codec-46`), each a na
 a round-1 k-means source or a store, run on the same corpus and seeds and paired against `codec-46`. A
 variant whose runs equal a point's (`levels-16` is `codec-16`) reuses them.
 
-CPU seconds per run: `cpu_seconds` is the training loop's process CPU time (bench/schedule.py);
-`data_seconds` is the time the loop waited for batches, summed from `metrics.jsonl`'s `data_wait_s` (the
-loaders read in the training process, `data.workers=0`, so on a quiet core this is the CPU time of reading and
-decoding); `train_cpu_seconds` is the difference.
+CPU seconds per run: `cpu_seconds` is the training loop's process CPU time (bench/schedule.py), loading
+included (`data.workers=0`: a thread of the training process reads ahead, overlapped with the step, so the
+loop's wait, `data_wait_seconds` from `metrics.jsonl`'s `data_wait_s`, understates the loading's cost).
+`data_seconds` is the loading's CPU time: the audio seconds the run read times its store's read cost, measured
+once per store by reading utterances whole with the reader training uses (`audio_stores.read_cost`: token
+store reads, or file decoding); `train_cpu_seconds` is the rest.
 
 `run_frontier(options) -> dict` (also `frontier.json`, `frontier.png` in `out`): `points`, `recipes` (rows:
 mean, sd, 95% interval over items and seeds, kbps, CPU seconds), `paired` (deltas with 95% intervals),
@@ -142,7 +144,7 @@ def _check(opts: FrontierOptions) -> None:
 
 def _stores(base: Path, root: Path, opts: FrontierOptions, levels: list[int]) -> dict[str, dict[str, Any]]:
     """Every store a point reads, measured as made: token stores at `levels`, FLAC and Opus copies."""
-    from codec2vec.bench.audio_stores import opus_level, read_corpus, token_stores, write_audio_store
+    from codec2vec.bench.audio_stores import opus_level, read_corpus, read_cost, token_stores, write_audio_store
     from codec2vec.frontends.audio_data import audio_paths
     from codec2vec.store import TokenStore
 
@@ -159,11 +161,10 @@ def _stores(base: Path, root: Path, opts: FrontierOptions, levels: list[int]) ->
         out[name] = {"kind": "audio", "target_kbps": kbps, "sample_kbps": pick["kbps"]} | info
     ids = sorted(store.ids())
     for name, s in out.items():  # every store holds exactly the token store's utterances
-        s["ids"] = _ids_of(s)
-        if s["ids"] != ids:
+        if _ids_of(s) != ids:
             raise ConfigError(f"{name}: its utterances differ from the corpus store {base}")
         s["utterances"] = len(ids)
-        del s["ids"]
+        s["read"] = read_cost(s, base)
     return out
 
 
@@ -235,13 +236,16 @@ def _pretrain(points: list[Point], *, stores: dict[str, Any], base: Path, root: 
     out = []
     for (p, spec), s in zip(meta, done):
         wait = data_seconds(Path(s["run_dir"]))
+        seen = s.get("frames_seen", 0.0) / 50.0
+        loading = seen * float(stores[p.storage]["read"]["cpu_per_audio_second"])
         out.append({
             "run": f"{p.name}-s{spec.seed}", "point": p.name, "model": p.model, "recipe": p.name, "seed": spec.seed,
             "storage": p.storage, "kmeans_source": p.source, "overrides": list(p.overrides),
             "frontend": FRONTEND[p.model], "size": opts.size, "run_dir": s["run_dir"], "budget": opts.budget,
             "budget_amount": opts.amount, "steps": int(s["steps"]), "cpu_seconds": s["cpu_seconds"],
-            "data_seconds": round(wait, 3), "train_cpu_seconds": round(max(0.0, s["cpu_seconds"] - wait), 3),
-            "wall_seconds": s.get("wall_seconds", 0.0), "audio_seconds_seen": s.get("frames_seen", 0.0) / 50.0,
+            "data_seconds": round(loading, 3), "data_wait_seconds": round(wait, 3),
+            "train_cpu_seconds": round(max(0.0, s["cpu_seconds"] - loading), 3),
+            "wall_seconds": s.get("wall_seconds", 0.0), "audio_seconds_seen": seen,
         })  # fmt: skip
     return out
 
