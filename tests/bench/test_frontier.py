@@ -85,7 +85,7 @@ def test_verdict_names_only_differences_whose_interval_excludes_zero() -> None:
     text = verdict_paragraph(paired, points)
     assert "mel-flac beats codec-46 on PER" in text
     assert "codec-46 beats waveform-flac on ABX across" in text
-    assert "codec-30 beats mel-opus-6 on PER (6.1 vs 7.9 kbps)" in text
+    assert "codec-30 beats mel-opus-6 on PER at 6.1 vs 7.9 kbps" in text
     assert "qd-off beats codec-46 on PER" in text
     for covered in ("SID", "ABX within", "embed-scale beats", "codec-4 beats"):
         assert covered not in text, covered  # an interval covering 0, or a pair not at equal storage

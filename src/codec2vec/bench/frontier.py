@@ -66,12 +66,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 class FrontierOptions(QualityOptions):
     """`bench --quality`'s corpus, budget, seeds and probes, plus the frontier's points and recipe rows."""
 
-    # Default size (bench --quality's 0.2 h corpus, 100 steps, 3 seeds, so the two compare): per run on this
-    # machine (one thread, 5 s batches) a codec or mel step costs 0.07 s, a waveform step 1.7 s; probes (PR, SID,
-    # ABX) 5-7 s per codec/mel run, ~50 s per waveform run; a chunk's set-up (resume, checkpoint, dev pass) ~3 s;
-    # k-means ~27 s per label set. 9 codec/mel points + 5 new recipe rows (levels-16 reuses codec-16) x 3 seeds =
-    # 42 runs x (7 s + 2 x 3 s + 7 s) ~ 14 min; 2 waveform points x 3 seeds x (170 + 6 + 50 s) ~ 23 min; 12 label
-    # sets ~ 5 min; corpus and stores ~ 3 min: ~45 min on 2 quiet cores (estimated from these figures, not run).
+    # Default size (bench --quality's 0.2 h corpus, 100 steps, 3 seeds, so the two compare), from one seed of
+    # codec-46, mel-flac, mel-opus-6, waveform-opus-6 and qd-off at this size (process CPU seconds, one thread):
+    # 100 steps cost 6-7 s for codec and mel (Opus decoding included), 147 s for waveform; probes (PR, SID, ABX)
+    # 4-7 s for codec/mel, 47 s for waveform; 4 label sets and 10 chunk set-ups ~140 s together (k-means ~25 s,
+    # a set-up ~4 s). Default: 42 codec/mel runs (9 points + 5 new recipe rows, levels-16 reuses codec-16, x 3
+    # seeds) x (6.5 + 2 x 4 + 6 s) ~ 14 min; 6 waveform runs x (147 + 8 + 47 s) ~ 20 min; 12 label sets ~ 5 min;
+    # corpus and stores ~ 2 min: ~41 CPU minutes, one process, so ~41 min of wall time on 2 quiet cores.
     chunk_steps: int = 50
     levels: list[int] = field(default_factory=lambda: list(CODEC_LEVELS))
     opus_kbps: list[float] = field(default_factory=lambda: list(OPUS_KBPS))

@@ -125,7 +125,7 @@ def _win(d: dict[str, Any], kbps: bool = False) -> str:
     best = d["verdict"][: -len(" better")]
     worse = d["b"] if best == d["a"] else d["a"]
     lo, hi = d["ci"]
-    where = f" ({d['kbps'][0]:.1f} vs {d['kbps'][1]:.1f} kbps)" if kbps else ""
+    where = f" at {d['kbps'][0]:.1f} vs {d['kbps'][1]:.1f} kbps" if kbps else ""
     return f"{best} beats {worse} on {NAMES[d['metric']]}{where} ({d['a']} - {d['b']} {d['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}])"
 
 
