@@ -18,8 +18,8 @@ def test_stores_kbps_is_info_accounting_and_every_store_holds_the_same_utterance
     from codec2vec.bench.frontier import FrontierOptions, _ids_of, _stores
     from codec2vec.store import TokenStore
 
-    base = make_audio_store(tmp_path / "src", n=8)
-    opts = FrontierOptions(levels=[4, 8], opus_kbps=[12.0, 24.0], opus_sample=3)
+    base = make_audio_store(tmp_path / "src", n=6)
+    opts = FrontierOptions(levels=[4, 8], opus_kbps=[12.0, 24.0], opus_sample=2)
     stores = _stores(base, tmp_path / "out", opts, [4, 8])
     assert set(stores) == {"lyra-4", "lyra-8", "flac", "opus-12", "opus-24"}
     ids = sorted(TokenStore.open(base).ids())
@@ -48,9 +48,9 @@ def test_opus_level_meets_the_target_on_the_sample() -> None:
     from codec2vec.bench.audio_stores import opus_level
 
     rng = np.random.default_rng(0)
-    t = np.arange(48_000) / 16_000
+    t = np.arange(24_000) / 16_000
     clips = [(0.3 * np.sin(2 * np.pi * (180 + 40 * k) * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-             for k in range(3)]  # fmt: skip
+             for k in range(2)]  # fmt: skip
     pick = opus_level(clips, 24.0)
     assert 0.0 < pick["level"] < 1.0 and abs(pick["kbps"] - 24.0) < 6.0
     floor = opus_level(clips, 0.5)  # below what Opus reaches: the lowest setting, honestly measured
