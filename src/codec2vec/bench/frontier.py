@@ -42,7 +42,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from codec2vec.bench.quality import FRONTEND, PROBE_FIELDS, QualityOptions, _config, _corpus, _probe, _RunSpec, _Stages
+from codec2vec.bench.quality import (
+    FRONTEND,
+    PROBE_FIELDS,
+    QualityOptions,
+    _config,
+    _corpus,
+    _probe,
+    _RunSpec,
+    _Stages,
+    runs_folder,
+)
 from codec2vec.bench.quality import _check as check_quality
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
@@ -215,12 +225,7 @@ def _pretrain(points: list[Point], *, stores: dict[str, Any], base: Path, root: 
     """One run per (distinct point, seed), all for the same budget, interleaved (bench/schedule.py)."""
     from codec2vec.bench.schedule import Job, run_interleaved
 
-    runs = root / "runs"
-    key_path = runs / "settings.json"
-    if key_path.is_file() and json.loads(key_path.read_text()) != key:
-        shutil.rmtree(runs)  # made with other settings: their checkpoints cannot be resumed into this comparison
-    runs.mkdir(parents=True, exist_ok=True)
-    atomic_write(key_path, json.dumps(key, indent=1, default=str) + "\n")
+    runs = runs_folder(root, key)
     jobs, meta = [], []
     for p in points:
         store, labels = _labels(p, stores, base, opts)

@@ -217,17 +217,24 @@ def _specs(opts: QualityOptions) -> list[_RunSpec]:
     return [_RunSpec(m, r, opts.seed + i) for r in recipes for i in range(opts.seeds) for m in opts.frontends]
 
 
+def runs_folder(root: Path, key: dict[str, Any]) -> Path:
+    """`root/runs` for runs made with settings `key`: emptied first when it holds runs of other settings (their
+    checkpoints cannot be resumed into this comparison)."""
+    runs = root / "runs"
+    key_path = runs / "settings.json"
+    if key_path.is_file() and json.loads(key_path.read_text()) != key:
+        shutil.rmtree(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    atomic_write(key_path, json.dumps(key, indent=1, default=str) + "\n")
+    return runs
+
+
 def _pretrain_all(specs: list[_RunSpec], *, store: Path, root: Path, opts: QualityOptions, key: dict[str, Any],
                   progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     """Every run for the same budget, interleaved (bench/schedule.py); runs of other settings are removed."""
     from codec2vec.bench.schedule import Job, run_interleaved
 
-    runs = root / "runs"
-    key_path = runs / "settings.json"
-    if key_path.is_file() and json.loads(key_path.read_text()) != key:
-        shutil.rmtree(runs)  # made with other settings: their checkpoints cannot be resumed into this comparison
-    runs.mkdir(parents=True, exist_ok=True)
-    atomic_write(key_path, json.dumps(key, indent=1, default=str) + "\n")
+    runs = runs_folder(root, key)
     jobs = []
     for spec in specs:
         labels = _labels(store, opts, OWN_TARGETS[spec.model] if spec.recipe == "own" else "mfcc")
