@@ -86,7 +86,7 @@ def test_abx_speaker_errors_are_the_units_of_the_reported_error(tmp_path: Path) 
     some phone pairs (the reference's mean over speakers, then over pairs)."""
     from codec2vec.corpora.items import read_items
     from codec2vec.probe.abx import score_layer
-    from codec2vec.probe.paired import _stat, stack_items
+    from codec2vec.probe.paired import resampled_stat, stack_items
 
     for informative in (8.0, 0.0):
         root = tmp_path / str(informative)
@@ -96,7 +96,7 @@ def test_abx_speaker_errors_are_the_units_of_the_reported_error(tmp_path: Path) 
             per_speaker = r["speakers"][side]
             assert sorted(per_speaker) == sorted({row["speaker"] for row in rows})
             x, _, ids = stack_items(per_speaker, per_speaker)
-            full = _stat(x, np.zeros((1, 1), dtype=np.int64), np.arange(len(ids))[None, :])[0]
+            full = resampled_stat(x, np.zeros((1, 1), dtype=np.int64), np.arange(len(ids))[None, :])[0]
             assert abs(full - r[side]) < 1e-9, (full, r[side])
     # a speaker without some pair: the mean over speakers per pair, then over pairs (not a mean of speaker means)
     a = {"s1": {"p q": 0.0, "p r": 0.0}, "s2": {"p q": 1.0}}

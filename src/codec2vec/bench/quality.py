@@ -109,24 +109,28 @@ def _say(progress: bool, msg: str) -> None:
 class _Stages:
     """Stage markers in OUT/stages/quality-<name>.json holding the settings the result depends on."""
 
-    def __init__(self, root: Path, progress: bool) -> None:
-        self.root, self.progress = root, progress
+    def __init__(self, root: Path, progress: bool, prefix: str = "quality") -> None:
+        self.root, self.progress, self.prefix = root, progress, prefix
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}  # CPU seconds of this process and its children per stage run here
 
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            print(f"bench --{self.prefix}: {msg}", file=sys.stderr, flush=True)
+
     def run(self, name: str, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
-        path = self.root / "stages" / f"quality-{name}.json"
+        path = self.root / "stages" / f"{self.prefix}-{name}.json"
         done = json.loads(path.read_text()) if path.is_file() else None
         if done is not None and done.get("key") == key:
-            _say(self.progress, f"{name}: done before ({done['seconds']:.0f} s), skipped")
+            self._say(f"{name}: done before ({done['seconds']:.0f} s), skipped")
         else:
-            _say(self.progress, f"{name} ...")
+            self._say(f"{name} ...")
             t0, c0 = time.perf_counter(), _cpu()
             result = fn()
             done = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(_cpu() - c0, 2),
                     "result": result}  # fmt: skip
             atomic_write(path, json.dumps(done, indent=1, default=str) + "\n")
-            _say(self.progress, f"{name}: done in {done['seconds']:.0f} s")
+            self._say(f"{name}: done in {done['seconds']:.0f} s")
         self.seconds[name] = self.seconds.get(name, 0.0) + float(done["seconds"])
         self.cpu[name] = float(done.get("cpu_seconds", 0.0))
         return done["result"]
@@ -181,8 +185,9 @@ class _RunSpec:
 
 
 def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: QualityOptions, steps: int,
-            final: bool) -> Any:  # fmt: skip
-    """configs/demo.yaml with the front end, targets, seed and the shared batch; `steps`: where this chunk ends."""
+            final: bool, extra: tuple[str, ...] = ()) -> Any:  # fmt: skip
+    """configs/demo.yaml with the front end, targets, seed and the shared batch; `steps`: where this chunk ends;
+    `extra`: more `a.b=c` overrides, applied last (bench --frontier: the audio manifest, a recipe change)."""
     from codec2vec.demo.settings import DEFAULT_CONFIG
     from codec2vec.pretrain.config import load_config
 
@@ -200,7 +205,7 @@ def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: Qu
     ]  # fmt: skip
     if spec.recipe == "same-targets":
         overrides.append("model.quantizer_dropout=0.0")
-    return load_config(DEFAULT_CONFIG, overrides)
+    return load_config(DEFAULT_CONFIG, overrides + list(extra))
 
 
 def _chunk_config(make: Callable[..., Any], steps: int, final: bool) -> Any:
@@ -212,17 +217,24 @@ def _specs(opts: QualityOptions) -> list[_RunSpec]:
     return [_RunSpec(m, r, opts.seed + i) for r in recipes for i in range(opts.seeds) for m in opts.frontends]
 
 
+def runs_folder(root: Path, key: dict[str, Any]) -> Path:
+    """`root/runs` for runs made with settings `key`: emptied first when it holds runs of other settings (their
+    checkpoints cannot be resumed into this comparison)."""
+    runs = root / "runs"
+    key_path = runs / "settings.json"
+    if key_path.is_file() and json.loads(key_path.read_text()) != key:
+        shutil.rmtree(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    atomic_write(key_path, json.dumps(key, indent=1, default=str) + "\n")
+    return runs
+
+
 def _pretrain_all(specs: list[_RunSpec], *, store: Path, root: Path, opts: QualityOptions, key: dict[str, Any],
                   progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     """Every run for the same budget, interleaved (bench/schedule.py); runs of other settings are removed."""
     from codec2vec.bench.schedule import Job, run_interleaved
 
-    runs = root / "runs"
-    key_path = runs / "settings.json"
-    if key_path.is_file() and json.loads(key_path.read_text()) != key:
-        shutil.rmtree(runs)  # made with other settings: their checkpoints cannot be resumed into this comparison
-    runs.mkdir(parents=True, exist_ok=True)
-    atomic_write(key_path, json.dumps(key, indent=1, default=str) + "\n")
+    runs = runs_folder(root, key)
     jobs = []
     for spec in specs:
         labels = _labels(store, opts, OWN_TARGETS[spec.model] if spec.recipe == "own" else "mfcc")

@@ -37,11 +37,16 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     q.add_argument("--seeds", type=int, default=None, help="pre-trainings per model and recipe (3)")
     q.add_argument("--no-control", action="store_true", help="skip the same-targets control runs")
     q.add_argument("--corpus", default="", help="an existing `codec2vec demo --out` folder (no synth/tokenize)")
+    f = p.add_argument_group("storage-quality frontier (--frontier; bench/frontier.py; --quality's budget flags)")
+    f.add_argument("--frontier", action="store_true", help="codec tokens vs FLAC/Opus audio at equal compute, probed")
+    f.add_argument("--recipes", default=None, help="codec recipe rows, comma-separated, or none (default: all)")
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from codec2vec.bench import BenchOptions, format_report, run_bench
 
+    if args.frontier:
+        return _run_frontier(args)
     if args.quality:
         return _run_quality(args)
     opts = BenchOptions(
@@ -67,9 +72,8 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_quality(args: argparse.Namespace) -> int:
-    from codec2vec.bench.quality import QualityOptions, format_quality, run_quality
-
+def _budget_kw(args: argparse.Namespace) -> dict:
+    """--quality's and --frontier's shared settings from the flags given."""
     kw = dict(
         out=args.out, corpus=args.corpus, threads=args.threads, frontends=[f for f in args.frontends.split(",") if f]
     )
@@ -79,13 +83,34 @@ def _run_quality(args: argparse.Namespace) -> int:
             kw[name] = getattr(args, name)
     if args.no_control:
         kw["control"] = False
+    return kw
+
+
+def _run_quality(args: argparse.Namespace) -> int:
+    from codec2vec.bench.quality import QualityOptions, format_quality, run_quality
+
+    kw = _budget_kw(args)
     opts = QualityOptions.quick(**kw) if args.quick else QualityOptions(**kw)  # type: ignore[arg-type]
     result = run_quality(opts, progress=not args.json)
     print_json(result) if args.json else print(format_quality(result))
     return 0
 
 
-# --- extract / probe (features/, probe/) ------------------------------------------------------------
+def _run_frontier(args: argparse.Namespace) -> int:
+    from codec2vec.bench.frontier import FrontierOptions, run_frontier
+    from codec2vec.bench.frontier_report import format_frontier
+
+    kw = _budget_kw(args)
+    kw.pop("control", None)
+    if args.recipes is not None:
+        kw["recipes"] = [] if args.recipes == "none" else [r for r in args.recipes.split(",") if r]
+    opts = FrontierOptions.quick(**kw) if args.quick else FrontierOptions(**kw)  # type: ignore[arg-type]
+    result = run_frontier(opts, progress=not args.json)
+    print_json(result) if args.json else print(format_frontier(result))
+    return 0
+
+
+# --- extract / probe (features/, probe/) -------------------------------------------------------------
 
 
 def add_extract(p: argparse.ArgumentParser) -> None:

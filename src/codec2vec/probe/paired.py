@@ -55,7 +55,7 @@ def stack_items(a: Seeded, b: Seeded) -> tuple[np.ndarray, np.ndarray, list[str]
     return arr(sa), arr(sb), ids
 
 
-def _stat(x: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+def resampled_stat(x: np.ndarray, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Mean over drawn seeds of the corpus-level figure over drawn items: x `(S, N, 2P)`, seeds `(R, S')`, items
     `(R, N)` -> `(R,)`. The figure is, per column, the ratio of the summed numerators to the summed denominators,
     averaged over the columns any drawn item has (P = 1: the plain ratio of sums)."""
@@ -92,7 +92,7 @@ def paired_delta(
     s = min(len(xa), len(xb))
     xa, xb = xa[:s], xb[:s]
     full_s, full_i = np.arange(s)[None, :], np.arange(len(ids))[None, :]
-    delta = float(_stat(xa, full_s, full_i)[0] - _stat(xb, full_s, full_i)[0])
+    delta = float(resampled_stat(xa, full_s, full_i)[0] - resampled_stat(xb, full_s, full_i)[0])
     rng = np.random.default_rng(seed)
     draws: list[np.ndarray] = []
     chunk = max(1, min(100, int(2e7 // max(1, s * len(ids) * xa.shape[-1]))))  # bounds the (R, S, N, 2P) gather
@@ -100,7 +100,7 @@ def paired_delta(
         r = min(chunk, n - c)
         seeds = rng.integers(0, s, size=(r, s)) if s > 1 else np.zeros((r, 1), dtype=np.int64)
         items = rng.integers(0, len(ids), size=(r, len(ids)))
-        draws.append(_stat(xa, seeds, items) - _stat(xb, seeds, items))
+        draws.append(resampled_stat(xa, seeds, items) - resampled_stat(xb, seeds, items))
     lo, hi = np.quantile(np.concatenate(draws), [(1 - level) / 2, 1 - (1 - level) / 2])
     out |= {"delta": delta, "ci": [float(lo), float(hi)], "verdict": verdict(delta, [lo, hi], lower_is_better, names)}
     if len(ids) < min_items:
