@@ -3,6 +3,8 @@ batch-split additivity (what makes DDP equal one process), and a short learning 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from codec2vec.pretrain.data import Batch
 from codec2vec.pretrain.masking import MaskingConfig
 from codec2vec.pretrain.pretrainer import build_pretrainer
 from codec2vec.pretrain.targets import IGNORE, TargetsConfig
+from codec2vec.pretrain.targets.base import OnlineConfig
 from codec2vec.pretrain.targets.online import OnlineTarget, ema_decay, init_codebooks, masked_instance_norm
 from conftest import fake_info
 
@@ -46,13 +49,13 @@ def _batch(b: int = 6, t: int = 90, seed: int = 0, cycle: bool = True) -> Batch:
     )
 
 
-def _pretrainer(names: list[str], **tkw: object):
+def _pretrainer(names: list[str], online: dict[str, Any] | None = None, **tkw: Any):
     torch.manual_seed(0)
     model = model_config("tiny", dropout=0.0, attention_dropout=0.0, input_dropout=0.0, quantizer_dropout=0.0)
     return build_pretrainer(
         model=model,
         masking=MaskingConfig(),
-        targets=TargetsConfig(names=names, **tkw),
+        targets=TargetsConfig(names=names, online=OnlineConfig(**(online or {})), **tkw),
         codec=INFO,
         codebook_vectors=torch.randn(K, V, 8),
         label_classes={"km": 10},
@@ -145,7 +148,7 @@ def test_clusters_need_their_label_set() -> None:
 
 
 def test_online_codebooks_move_toward_assigned_frames_and_unused_stay_put() -> None:
-    pt = _pretrainer(["online"], online_codewords=8, online_top_k=2, online_codebook_decay=0.9)
+    pt = _pretrainer(["online"], online=dict(codewords=8, top_k=2, codebook_decay=0.9))
     (target,) = pt.targets
     assert isinstance(target, OnlineTarget) and target.num_classes == [8, 8]
     before = target.codebooks.clone()
@@ -181,7 +184,7 @@ def test_online_codebooks_move_toward_assigned_frames_and_unused_stay_put() -> N
 def test_online_teacher_ema_schedule_and_freeze() -> None:
     assert ema_decay(0, 0.999, 0.9999, 100) == 0.999 and ema_decay(100, 0.999, 0.9999, 100) == 0.9999
     assert abs(ema_decay(50, 0.999, 0.9999, 100) - 0.99945) < 1e-9
-    pt = _pretrainer(["online"], online_ema_start=0.5, online_ema_end=0.5, online_freeze_teacher_step=3)
+    pt = _pretrainer(["online"], online=dict(ema_start=0.5, ema_end=0.5, freeze_teacher_step=3))
     (target,) = pt.targets
     assert all(not p.requires_grad for p in target.teacher.parameters())
     teacher_ids = {id(p) for p in target.teacher.parameters()}
@@ -228,7 +231,7 @@ def test_tiny_model_learns_all_targets_combined() -> None:
     """A few dozen steps on a predictable token sequence, the three targets trained together on the same masked
     batch: each target's held-out masked accuracy climbs well above chance."""
     names = ["reconstruction", "clusters", "online"]
-    pt = _pretrainer(names, online_codewords=16, online_top_k=2, online_ema_start=0.99, online_ema_end=0.99)
+    pt = _pretrainer(names, online=dict(codewords=16, top_k=2, ema_start=0.99, ema_end=0.99))
     opt = torch.optim.AdamW(pt.trainable_parameters(), lr=2e-3)
     dev = _batch(b=8, seed=999)
 

@@ -191,7 +191,7 @@ def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: Qu
     targets = "clusters,online" if spec.recipe == "own" else "clusters"
     overrides = [
         f"model.preset={opts.size}", f"model.frontend={FRONTEND[spec.model]}", f"targets={targets}",
-        f"targets.clusters_labels={labels}", f"data.store={store}", f"run.dir={run_dir}",
+        f"targets.clusters.labels={labels}", f"data.store={store}", f"run.dir={run_dir}",
         f"data.batch_frames={round(opts.batch_seconds * 50)}", f"data.crop_frames={round(opts.crop_seconds * 50)}",
         "data.workers=0", f"data.dev_batches={4 if final else 1}", f"train.steps={steps}",
         "train.final_lr_ratio=1.0", f"train.warmup_steps={opts.warmup_steps}", "train.max_seconds=0",

@@ -111,7 +111,7 @@ def add_kmeans(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames-per-cluster", type=int, default=1000, help="sample budget per cluster when not given")
     p.add_argument("--max-sample-mb", type=int, default=4096, help="memory cap of the sampled features")
     p.add_argument("--n-init", type=int, default=3, help="k-means++ initialisations; the lowest inertia is kept")
-    p.add_argument("--name", default="km", help="label set name (targets.clusters_labels)")
+    p.add_argument("--name", default="km", help="label set name (targets.clusters.labels)")
     p.add_argument("--split-field", default=None, help="entry field naming the split; fit only on --fit-split")
     p.add_argument("--fit-split", default="train")
     p.add_argument("--backend", default="auto", choices=["auto", "faiss", "sklearn"])

@@ -3,14 +3,13 @@ small settings, and `CODEC2VEC_DEMO_<SETTING>` environment overrides."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from codec2vec.errors import ConfigError
 from codec2vec.files import sha256_file
+from codec2vec.options import from_env
 
 TASKS: tuple[str, ...] = ("pr", "ks", "sid")  # probed tasks; PR and SID share the sentence clips
 REFERENCES: tuple[str, ...] = ("codec", "random")  # feature_source kinds compared with the pre-trained model
@@ -87,15 +86,6 @@ def config_path(settings: DemoSettings) -> Path:
 
 
 def settings_from_env(base: DemoSettings) -> DemoSettings:
-    """`base` with `CODEC2VEC_DEMO_<FIELD>` environment variables applied (e.g. CODEC2VEC_DEMO_STEPS=100)."""
-    changes: dict[str, Any] = {}
-    for f in fields(base):
-        raw = os.environ.get(f"CODEC2VEC_DEMO_{f.name.upper()}")
-        if raw is None:
-            continue
-        kind = type(getattr(base, f.name))
-        try:
-            changes[f.name] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-        except ValueError:
-            raise ConfigError(f"CODEC2VEC_DEMO_{f.name.upper()}: {raw!r} is not a {kind.__name__}") from None
-    return replace(base, **changes)
+    """`base` with `CODEC2VEC_DEMO_<FIELD>` environment variables applied (e.g. CODEC2VEC_DEMO_STEPS=100), each
+    read by `options.convert` as a flag or a config key is (ConfigError naming the variable)."""
+    return from_env(base, "CODEC2VEC_DEMO_")
