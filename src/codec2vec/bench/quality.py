@@ -37,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +45,7 @@ from typing import Any, Callable
 from codec2vec.bench.compare import METRICS, format_quality, paired_rows, plot_quality, summary_rows, verdict_lines
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
+from codec2vec.options import option
 
 MODELS = ("codec", "waveform", "mel")
 FRONTEND = {"codec": "codec", "waveform": "waveform", "mel": "melhubert"}  # model name -> model.frontend
@@ -57,34 +58,42 @@ PROBE_FIELDS = ("probe_epochs", "utterance_epochs", "probe_patience", "utterance
 class QualityOptions:
     """What `bench --quality` trains and probes, and how much compute each run gets."""
 
-    out: str = ""  # folder for corpus, runs, features, quality.json and quality.png ("" = a temporary folder)
-    corpus: str = ""  # an existing `codec2vec demo --out` folder: its tasks and store (no synth, no tokenize)
-    budget: str = "steps"  # steps: equal optimizer steps per run | cpu: equal process CPU seconds per run
+    # folder for corpus, runs, features, quality.json and quality.png ("" = a temporary folder)
+    out: str = option("")
+    # an existing `codec2vec demo --out` folder: its tasks and store (no synth, no tokenize)
+    corpus: str = option("", help="an existing `codec2vec demo --out` folder (no synth/tokenize)")
+    # steps: equal optimizer steps per run | cpu: equal process CPU seconds per run
+    budget: str = option("steps", choices=("steps", "cpu"), help="equal optimizer steps or CPU time")
     # sized so that the default run (3 models x 2 recipes x 3 seeds = 18 runs) takes about 30-35 minutes on 2
     # cores: measured per run (one thread, CPU seconds, 0.2 h corpus, 5 s batches) the waveform model's step costs
     # 1.7 s against 0.07 s for codec and mel, its probes 49 s against 5-7 s; k-means of 3 sources ~80 s; each
     # chunk's set-up (resume, checkpoint, dev pass) a few seconds
-    budget_steps: int = 100  # --budget steps: optimizer steps per run
-    budget_minutes: float = 1.0  # --budget cpu: CPU minutes of the training loop per run
-    chunk_steps: int = 25  # interleaving: steps per turn of a run
-    seeds: int = 3  # pre-trainings per (model, recipe)
-    control: bool = True  # also the same-targets control (identical MFCC targets, quantizer dropout off)
-    frontends: list[str] = field(default_factory=lambda: list(MODELS))
-    size: str = "tiny"
-    hours: float = 0.2  # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
-    speakers: int = 16
-    seed: int = 0
-    batch_seconds: float = 5.0  # audio seconds per step (padded), the same for every front end
-    crop_seconds: float = 2.5
-    warmup_steps: int = 10
-    threads: int = 1  # torch threads for every pre-training (and the probes)
-    clusters: int = 100  # k-means classes of the round-1 labels (all models)
-    probe_epochs: int = 30  # most epochs of the PR (CTC) head; early stopping on dev (the demo's probe settings)
-    utterance_epochs: int = 150  # most epochs of the SID head
-    probe_patience: int = 10  # CTC sits ~10 epochs on blanks before it learns phones
-    utterance_patience: int = 150  # SID: every epoch runs (the best-on-dev head is kept); the baselines' mean-pooled
-    # features leave the head on a plateau for tens of epochs (patience 10 stopped it at chance, 0.06; all 150: 0.19-0.28)
-    workers: int = 2  # processes for synth and tokenize
+    budget_steps: int = option(100, help="--budget steps: optimizer steps per run")
+    budget_minutes: float = option(1.0, help="--budget cpu: CPU minutes of the training loop per run")
+    chunk_steps: int = option(25, cli=False)  # interleaving: steps per turn of a run
+    seeds: int = option(3, help="pre-trainings per model and recipe")
+    # also the same-targets control (identical MFCC targets, quantizer dropout off)
+    control: bool = option(True, help="skip the same-targets control runs")
+    frontends: list[str] = option(factory=lambda: list(MODELS))
+    # The recipe below is fixed (not flags): the corpus, batch and probe settings every model shares.
+    size: str = option("tiny", cli=False)
+    # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
+    hours: float = option(0.2, cli=False)
+    speakers: int = option(16, cli=False)
+    seed: int = option(0, cli=False)
+    batch_seconds: float = option(5.0, cli=False)  # audio seconds per step (padded), the same for every front end
+    crop_seconds: float = option(2.5, cli=False)
+    warmup_steps: int = option(10, cli=False)
+    threads: int = option(1)  # torch threads for every pre-training (and the probes)
+    clusters: int = option(100, cli=False)  # k-means classes of the round-1 labels (all models)
+    # most epochs of the PR (CTC) head; early stopping on dev (the demo's probe settings)
+    probe_epochs: int = option(30, cli=False)
+    utterance_epochs: int = option(150, cli=False)  # most epochs of the SID head
+    probe_patience: int = option(10, cli=False)  # CTC sits ~10 epochs on blanks before it learns phones
+    # SID: every epoch runs (the best-on-dev head is kept); the baselines' mean-pooled features leave the head on
+    # a plateau for tens of epochs (patience 10 stopped it at chance, 0.06; all 150: 0.19-0.28)
+    utterance_patience: int = option(150, cli=False)
+    workers: int = option(2, cli=False)  # processes for synth and tokenize
 
     @classmethod
     def quick(cls, **kw: Any) -> QualityOptions:

@@ -7,81 +7,37 @@ import os
 import sys
 
 from codec2vec.cli.common import PROBE_TASKS, print_json
+from codec2vec.cli.flags import add_options, from_args
 
 # --- bench (bench/) ------------------------------------------------------------------------------------
 
 
 def add_bench(p: argparse.ArgumentParser) -> None:
+    from codec2vec.bench import BenchOptions
+    from codec2vec.bench.quality import QualityOptions
+
     p.add_argument("src", nargs="*", help="audio files, folders or manifests (default: a synthetic corpus)")
-    p.add_argument("--out", default="", help="keep stores, FLAC files, bench.json and bench.png here")
-    p.add_argument(
-        "--quick", action="store_true", help="a smoke run: tiny models, one step, no DAC (--quality: 2 steps each)"
-    )
-    p.add_argument("--sizes", default="tiny,base", help="model presets, comma-separated")
-    p.add_argument("--frontends", default="codec,waveform,mel", help="front ends, comma-separated")
-    p.add_argument("--batch-seconds", type=float, default=20.0, help="audio seconds per step (all front ends)")
-    p.add_argument("--crop-seconds", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after one warm-up)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads per configuration")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--synth-hours", type=float, default=0.1, help="size of the corpus made when no SRC is given")
-    p.add_argument("--no-dac", action="store_true", help="skip the DAC-16k layout store")
-    p.add_argument("--parts", default="storage,reads,throughput", help="what to measure (storage always runs)")
-    p.add_argument("--dac-seconds", type=float, default=60.0, help="audio the DAC layout encodes (slow on CPU)")
+    add_options(p, BenchOptions)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     q = p.add_argument_group("equal-compute quality (--quality; bench/quality.py)")
     q.add_argument("--quality", action="store_true", help="pre-train each model for the same compute, probe")
-    q.add_argument("--budget", default="steps", choices=["steps", "cpu"], help="equal optimizer steps or CPU time")
-    q.add_argument("--budget-steps", type=int, default=None, help="--budget steps: optimizer steps per run (100)")
-    q.add_argument("--budget-minutes", type=float, default=None, help="--budget cpu: CPU minutes per run (1)")
-    q.add_argument("--seeds", type=int, default=None, help="pre-trainings per model and recipe (3)")
-    q.add_argument("--no-control", action="store_true", help="skip the same-targets control runs")
-    q.add_argument("--corpus", default="", help="an existing `codec2vec demo --out` folder (no synth/tokenize)")
+    add_options(q, QualityOptions, sparse=True)  # unset: the full or the --quick setting's value
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     from codec2vec.bench import BenchOptions, format_report, run_bench
+    from codec2vec.bench.quality import QualityOptions, format_quality, run_quality
 
     if args.quality:
-        return _run_quality(args)
-    opts = BenchOptions(
-        out=args.out,
-        quick=args.quick,
-        sizes=[s for s in args.sizes.split(",") if s],
-        frontends=[f for f in args.frontends.split(",") if f],
-        batch_seconds=args.batch_seconds,
-        crop_seconds=args.crop_seconds,
-        steps=args.steps,
-        threads=args.threads,
-        device=args.device,
-        synth_hours=args.synth_hours,
-        dac=not args.no_dac,
-        dac_seconds=args.dac_seconds,
-        parts=[x for x in args.parts.split(",") if x],
-    )
-    result = run_bench(args.src, opts, progress=not args.json)
+        base = QualityOptions.quick() if args.quick else QualityOptions()
+        quality = run_quality(from_args(QualityOptions, args, base), progress=not args.json)
+        print_json(quality) if args.json else print(format_quality(quality))
+        return 0
+    result = run_bench(args.src, from_args(BenchOptions, args), progress=not args.json)
     if args.json:
         print_json(result)
     else:
         print(format_report(result))
-    return 0
-
-
-def _run_quality(args: argparse.Namespace) -> int:
-    from codec2vec.bench.quality import QualityOptions, format_quality, run_quality
-
-    kw = dict(
-        out=args.out, corpus=args.corpus, threads=args.threads, frontends=[f for f in args.frontends.split(",") if f]
-    )
-    kw["budget"] = args.budget
-    for name in ("budget_steps", "budget_minutes", "seeds"):
-        if getattr(args, name) is not None:
-            kw[name] = getattr(args, name)
-    if args.no_control:
-        kw["control"] = False
-    opts = QualityOptions.quick(**kw) if args.quick else QualityOptions(**kw)  # type: ignore[arg-type]
-    result = run_quality(opts, progress=not args.json)
-    print_json(result) if args.json else print(format_quality(result))
     return 0
 
 
@@ -100,7 +56,7 @@ def add_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def run_extract(args: argparse.Namespace) -> int:
+def cmd_extract(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from codec2vec.features.upstream import extract_to_dir
@@ -151,7 +107,7 @@ def add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def run_probe(args: argparse.Namespace) -> int:
+def cmd_probe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from codec2vec.probe.command import format_result, probe_command
@@ -174,19 +130,19 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:
+    from codec2vec.demo import DemoSettings
+
     p.add_argument("--out", required=True, help="folder for the corpus, store, run, results.json and report.html")
     p.add_argument("--small", action="store_true", help="the tests' setting: a few minutes instead of ~20")
-    p.add_argument("--config", default="", help="pre-training config (default: the shipped demo.yaml)")
     p.add_argument("--json", action="store_true", help="print results.json's probes as JSON")
+    s = p.add_argument_group("settings (unset: the full or the --small setting's value, or CODEC2VEC_DEMO_<SETTING>)")
+    add_options(s, DemoSettings, sparse=True)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+def cmd_demo(args: argparse.Namespace) -> int:
     from codec2vec.demo import DemoSettings, run_demo, settings_from_env
 
-    base = DemoSettings.small() if args.small else DemoSettings()
-    settings = settings_from_env(replace(base, config=args.config) if args.config else base)
+    settings = from_args(DemoSettings, args, settings_from_env(DemoSettings.small() if args.small else DemoSettings()))
     results = run_demo(args.out, settings, progress=not args.json)
     if args.json:
         print_json({"report": os.path.join(args.out, "report.html"), "probes": results["probes"]})

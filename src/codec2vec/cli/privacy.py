@@ -23,7 +23,7 @@ def add_anonymize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def run_anonymize(args: argparse.Namespace) -> int:
+def cmd_anonymize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from codec2vec.files import check_outside
@@ -80,7 +80,7 @@ def add_privacy_audit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def run_privacy_audit(args: argparse.Namespace) -> int:
+def cmd_privacy_audit(args: argparse.Namespace) -> int:
     from codec2vec.privacy.audit import format_audit, run_audit
 
     report = run_audit(
