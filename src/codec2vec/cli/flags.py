@@ -68,7 +68,9 @@ def add_options(p: _Container, cls: type, *, sparse: bool = False) -> None:
             kw["action"] = "store_false" if default is True else "store_true"
         else:
             kw["choices"] = f.metadata.get("choices")
-            kw["metavar"] = f.metadata.get("metavar")
+            kw["metavar"] = f.metadata.get("metavar") or (
+                None if kw["choices"] else flag.lstrip("-").replace("-", "_").upper()  # choices show as {a,b}
+            )
         kw["default"] = argparse.SUPPRESS if sparse else _text(default)
         p.add_argument(flag, **kw)
 
