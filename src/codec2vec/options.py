@@ -32,12 +32,14 @@ def option(
     choices: Sequence[str] | None = None,
     flag: str | None = None,
     metavar: str | None = None,
+    nargs: str | None = None,
     cli: bool = True,
 ) -> Any:
     """A dataclass field with its command-line description (`field(metadata=...)`): `help` and `choices` show
-    in `--help`; `flag` replaces the name made from the field's (`batch_frames` -> `--batch-frames`); `cli=False`
-    keeps the field off the command line."""
+    in `--help`; `flag` replaces the name made from the field's (`batch_frames` -> `--batch-frames`); `nargs`
+    ("+", "*") takes a list as separate words instead of `a,b,c`; `cli=False` keeps the field off the command line."""
     meta = {"help": help, "choices": tuple(choices) if choices else None, "flag": flag, "metavar": metavar, "cli": cli}
+    meta["nargs"] = nargs
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -203,3 +203,37 @@ def test_tokenize_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_verb_has_help(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([verb, "--help"]) == 0
     assert f"usage: codec2vec {verb}" in capsys.readouterr().out
+
+
+def test_probe_extract_and_audit_flags_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    import codec2vec.features.upstream as upstream
+    import codec2vec.privacy.audit as audit
+    import codec2vec.probe.command as command
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(command, "probe_command", lambda *a, **kw: calls.append((a, kw)) or {})
+    monkeypatch.setattr(command, "format_result", lambda r: "")
+    assert main(["probe", "abx", "--ckpt", "C", "--data", "D", "--other", "o1", "o2", "--references", "",
+                 "--layer", "2", "--items", "phoneme", "--cache-dir", "cache"]) == 0  # fmt: skip
+    (task,), kw = calls.pop()
+    assert task == "abx" and (kw["references"], kw["others"], kw["layer"], kw["items"]) == (
+        [],
+        ["o1", "o2"],
+        2,
+        "phoneme",
+    )
+    assert (kw["store"], kw["per_layer"], kw["seed"], kw["max_epochs"], kw["protocol"]) == (None, False, 0, 100, "ours")
+    assert kw["cache_dir"] == Path("cache")
+    assert main(["probe", "sid", "--ckpt", "C", "--data", "D"]) == 0
+    assert calls.pop()[1]["references"] == ["codec", "random"]
+
+    monkeypatch.setattr(upstream, "extract_to_dir", lambda *a, **kw: calls.append((a, kw)) or {"rejected": 0})
+    assert main(["extract", "C", "S", "--out", "F", "--layers", "0", "4", "--format", "npy", "--json"]) == 0
+    a, kw = calls.pop()
+    assert a == ("C", ["S"], Path("F")) and (kw["layers"], kw["fmt"], kw["codec_path"]) == ([0, 4], "npy", None)
+
+    monkeypatch.setattr(audit, "run_audit", lambda *a, **kw: calls.append((a, kw)) or {})
+    assert main(["privacy-audit", "S", "--scramble-key", "K", "--per-speaker", "3", "--json"]) == 0
+    a, kw = calls.pop()
+    assert a == ("S",) and kw == dict(labels=None, source_dir=None, id_map=None, key_file="K", reference=None,
+                                      clear=None, codec_path=None, per_speaker=3, decode_files=40)  # fmt: skip

@@ -45,31 +45,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_extract(p: argparse.ArgumentParser) -> None:
+    from codec2vec.features.upstream import ExtractOptions
+
     p.add_argument("ckpt", help="checkpoint directory or run directory (its newest checkpoint)")
     p.add_argument("src", nargs="+", help="a token store, or audio files, folders (recursive) or manifests")
     p.add_argument("--out", required=True, help="feature folder (created or appended to; reruns skip done items)")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="hidden states to keep (0 = input; default all)")
-    p.add_argument("--codec-path", default=None, help="the codec's weights (a local folder or a hub id)")
-    p.add_argument(
-        "--format", default="features", choices=["features", "npy"], help="npy: OUT/<id>.npy (T, D) float32, one layer"
-    )
+    add_options(p, ExtractOptions)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from codec2vec.features.upstream import extract_to_dir
+    from codec2vec.features.upstream import ExtractOptions, extract_to_dir
 
+    o = from_args(ExtractOptions, args)
     summary = extract_to_dir(
-        args.ckpt,
-        args.src,
-        Path(args.out),
-        layers=args.layers,
-        codec_path=args.codec_path,
-        progress=not args.json,
-        fmt=args.format,
-    )
+        args.ckpt, args.src, Path(args.out), layers=o.layers, codec_path=o.codec_path, progress=not args.json,
+        fmt=o.format,
+    )  # fmt: skip
     if args.json:
         print_json(summary)
     else:
@@ -84,40 +78,25 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def add_probe(p: argparse.ArgumentParser) -> None:
+    from codec2vec.probe.command import ProbeOptions
+
     p.add_argument("task", choices=PROBE_TASKS, help="a SUPERB-style head, or abx (label free)")
     p.add_argument("--ckpt", required=True, help="checkpoint directory or run directory")
     p.add_argument("--data", required=True, help="task folder (train/dev/test.jsonl, meta.json)")
-    p.add_argument("--store", default=None, help="token store holding the task's utterance ids (default: tokenize)")
-    p.add_argument("--references", default="codec,random", help="comma-separated among codec, random; '' for none")
-    p.add_argument("--other", nargs="*", default=[], help="other checkpoints probed the same way")
-    p.add_argument("--per-layer", action="store_true", help="also fit the head on each layer alone")
-    p.add_argument("--protocol", default="ours", choices=["ours", "superb"], help="heads: ours, or s3prl's settings")
-    p.add_argument(
-        "--layer", type=int, default=None, help="abx: score this layer only (default: every layer, chosen on dev)"
-    )
-    p.add_argument(
-        "--items",
-        default="triphone",
-        choices=["triphone", "phoneme"],
-        help="abx: triphone (ZeroSpeech 2021) or phoneme items",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-epochs", type=int, default=100, help="upper bound; training stops early on dev")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default $CODEC2VEC_CACHE or ~/.cache/codec2vec)")
+    add_options(p, ProbeOptions)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from codec2vec.probe.command import format_result, probe_command
+    from codec2vec.probe.command import ProbeOptions, format_result, probe_command
 
-    cache = Path(args.cache_dir) if args.cache_dir else None
-    refs = [r for r in args.references.split(",") if r.strip()]
+    o = from_args(ProbeOptions, args)
     result = probe_command(
-        args.task, ckpt=args.ckpt, data=args.data, references=refs, others=args.other, per_layer=args.per_layer,
-        seed=args.seed, max_epochs=args.max_epochs, cache_dir=cache, store=args.store, progress=not args.json,
-        layer=args.layer, items=args.items, protocol=args.protocol,
+        args.task, ckpt=args.ckpt, data=args.data, references=o.references, others=o.other, per_layer=o.per_layer,
+        seed=o.seed, max_epochs=o.max_epochs, cache_dir=Path(o.cache_dir) if o.cache_dir else None, store=o.store,
+        progress=not args.json, layer=o.layer, items=o.items, protocol=o.protocol,
     )  # fmt: skip
     if args.json:
         print_json(result)

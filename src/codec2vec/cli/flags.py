@@ -3,7 +3,7 @@
 Each field is one flag: the name from the field's (`batch_size` -> `--batch-size`, or `option(flag=...)`), the
 default from the field, help text and choices from its metadata (`options.option`). A `bool` field that is off by
 default is a switch (`--retry-rejects`); one that is on by default is switched off (`--no-dac`). Lists and tuples
-are comma-separated (`--sizes tiny,base`). The parser keeps each value as typed; `from_args` converts it with
+are comma-separated (`--sizes tiny,base`), or separate words where the metadata says `nargs` (`--layers 0 4`). The parser keeps each value as typed; `from_args` converts it with
 `options.convert`, so a bad value is the same one-line `ConfigError` as in a config file (`--clusters: expected
 an integer, got 'x'`, exit 2).
 """
@@ -67,11 +67,12 @@ def add_options(p: _Container, cls: type, *, sparse: bool = False) -> None:
         if hints[f.name] is bool:
             kw["action"] = "store_false" if default is True else "store_true"
         else:
+            kw["nargs"] = f.metadata.get("nargs")
             kw["choices"] = f.metadata.get("choices")
             kw["metavar"] = f.metadata.get("metavar") or (
                 None if kw["choices"] else flag.lstrip("-").replace("-", "_").upper()  # choices show as {a,b}
             )
-        kw["default"] = argparse.SUPPRESS if sparse else _text(default)
+        kw["default"] = argparse.SUPPRESS if sparse else default if kw.get("nargs") else _text(default)
         p.add_argument(flag, **kw)
 
 
