@@ -97,17 +97,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def add_decode(p: argparse.ArgumentParser) -> None:
+    from codec2vec.store.decode import DecodeOptions
+
     p.add_argument("store")
     p.add_argument("--out", required=True, help="directory for one audio file per utterance")
-    p.add_argument("--ids", nargs="*", default=None, help="utterance ids (default: all)")
-    p.add_argument("--codec-path", default=None)
-    p.add_argument("--format", default="wav", choices=["wav", "flac"])
+    add_options(p, DecodeOptions)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from codec2vec.store.decode import decode_store
+    from codec2vec.store.decode import DecodeOptions, decode_store
 
-    n = decode_store(args.store, args.out, ids=args.ids, codec_path=args.codec_path, fmt=args.format)
+    o = from_args(DecodeOptions, args)
+    n = decode_store(args.store, args.out, ids=o.ids, codec_path=o.codec_path, fmt=o.format)
     print(f"decoded {n} utterances into {args.out}", file=sys.stderr)
     return 0
 
