@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     try:
-        args = build_parser(verb if verb in VERBS else None).parse_args(argv)
+        args = build_parser(verb or "").parse_args(argv)  # no verb (--version, --help): no verb's arguments
     except SystemExit as e:  # usage errors (2: the message names the choices), --help and --version (0)
         return e.code if isinstance(e.code, int) else 2
     _, _, run = VERBS[args.verb]
