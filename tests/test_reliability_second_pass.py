@@ -392,18 +392,19 @@ def test_probe_rows_without_the_tasks_field_and_bad_epochs_are_one_line(tmp_path
 @pytest.mark.slow
 def test_kmeans_on_a_waveform_checkpoint_runs_the_cnn_in_small_batches(tmp_path: Path, monkeypatch) -> None:
     from codec2vec import kmeans
+    from codec2vec.features.sources import FeatureSource
     from conftest import make_audio_store
 
     store = make_audio_store(tmp_path / "corpus", n=12)  # 12 utterances of 40-160 frames: > 1024 in all
     ckpt = _tiny_checkpoint(tmp_path / "ckpt", "waveform")
     padded: list[int] = []
-    forward = kmeans.FeatureSource._forward
+    forward = FeatureSource.__call__
 
-    def spy(self, ids):
-        padded.append(len(ids) * max(self.store.num_frames(u) for u in ids))
-        yield from forward(self, ids)
+    def spy(self, inputs, lengths):  # every batch the CNN runs on
+        padded.append(len(lengths) * int(lengths.max()))
+        return forward(self, inputs, lengths)
 
-    monkeypatch.setattr(kmeans.FeatureSource, "_forward", spy)
+    monkeypatch.setattr(FeatureSource, "__call__", spy)
     opts = kmeans.KMeansOptions(source=f"{ckpt}:2", clusters=4, frames_per_cluster=200, n_init=1, name="w2")
     kmeans.run_kmeans(str(store), opts)
     assert padded and max(padded) <= 1024  # 20k padded frames peaked at 7.8 GB

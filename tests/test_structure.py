@@ -10,13 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "codec2vec"
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+def _module_name(path: Path, pkg: Path = PKG) -> str:
+    parts = list(path.relative_to(pkg.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in PKG.rglob("*.py")}
 
 
 def _resolve(name: str, modules: dict[str, Path]) -> str | None:
@@ -28,30 +24,52 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
-def _imports(path: Path, modules: dict[str, Path], *, top_level_only: bool) -> set[str]:
-    """codec2vec modules imported by `path` (`from a import b` counts `a.b` when that is a module)."""
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    me = _module_name(path)
+def _origins(init: Path, modules: dict[str, Path]) -> dict[str, str]:
+    """Names a package's `__init__` imports from one of our modules (a re-export), each with that module."""
+    found: dict[str, str] = {}
+    for node in ast.walk(ast.parse(init.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                origin = _resolve(f"{node.module}.{a.name}", modules)
+                if origin:
+                    found[a.asname or a.name] = origin
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path], pkg: Path = PKG) -> set[str]:
+    """Our modules that `path` imports anywhere: at module level and inside functions (`ast.walk`).
+
+    `from a import b` counts `a.b` when that is a module. A module that imports a name from its own package
+    (`from codec2vec.store import TokenStore` inside `store/`) counts the `__init__` only when the `__init__`
+    defines that name itself; a name it re-exports counts the module it comes from, so a package `__init__`
+    re-exporting its own submodules is not a circle."""
+    me = _module_name(path, pkg)
     found: set[str] = set()
-    for node in nodes:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            base = node.module
+            targets = [_resolve(a.name, modules) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or node.level):
+            base = node.module or ""
             if node.level:  # relative import
                 pkg = me if path.name == "__init__.py" else me.rpartition(".")[0]
                 for _ in range(node.level - 1):
                     pkg = pkg.rpartition(".")[0]
-                base = f"{pkg}.{node.module}"
-            names = [f"{base}.{a.name}" for a in node.names]
+                base = f"{pkg}.{base}" if base else pkg
+            targets = [_from_target(me, base, a.name, modules) for a in node.names]
         else:
             continue
-        for n in names:
-            target = _resolve(n, modules)
-            if target and target != me:
-                found.add(target)
+        found |= {t for t in targets if t and t != me}
     return found
+
+
+def _from_target(me: str, base: str, name: str, modules: dict[str, Path]) -> str | None:
+    """The module `from base import name` in module `me` depends on."""
+    if f"{base}.{name}" in modules:
+        return f"{base}.{name}"
+    target = _resolve(base, modules)
+    if target and me.startswith(target + ".") and modules[target].name == "__init__.py":
+        return _origins(modules[target], modules).get(name, target)  # own package: only what it defines itself
+    return target
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -77,17 +95,51 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_no_import_cycle_among_modules() -> None:
-    """Module-level imports form no cycle (a package's `__init__` re-exporting its own modules is not a cycle:
-    the edge from a module back to its parent package is what we forbid)."""
-    modules = _modules()
-    graph = {m: _imports(p, modules, top_level_only=True) for m, p in modules.items()}
-    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per group of modules that import each other (a strongly connected component), so a failure
+    names every circle at once."""
+    out: list[list[str]] = []
+    done: set[str] = set()
+    while found := _cycle({m: {n for n in e if n not in done} for m, e in graph.items() if m not in done}):
+        out.append(found)
+        done |= set(found)
+    return out
+
+
+def _graph(pkg: Path) -> dict[str, set[str]]:
+    modules = {_module_name(p, pkg): p for p in pkg.rglob("*.py")}
+    return {m: _imports(p, modules, pkg) for m, p in modules.items()}
+
+
+def test_no_import_circle_counting_imports_inside_functions() -> None:
+    """No circle between modules, counting every import: those at the top and those inside functions. An import
+    may stay inside a function for start-up time (torch, the codecs) or an optional dependency (faiss,
+    transformers, matplotlib), never to hide a circle: the code moves to the module that owns it instead."""
+    circles = _cycles(_graph(PKG))
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_the_import_reader_sees_imports_inside_functions(tmp_path: Path) -> None:
+    pkg = tmp_path / "codec2vec"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from codec2vec.b import f\n")
+    (pkg / "b.py").write_text("def f():\n    from codec2vec import a\n    return a\n")  # hidden in a function
+    (pkg / "sub" / "__init__.py").write_text("from codec2vec.sub.x import X\n\nLIMIT = 3\n")
+    (pkg / "sub" / "x.py").write_text("from codec2vec.sub import LIMIT\n\nX = LIMIT\n")  # defined by the __init__
+    (pkg / "sub" / "y.py").write_text("from codec2vec.sub import X\n")  # re-exported: y -> sub.x, not a circle
+    graph = _graph(pkg)
+    assert graph["codec2vec.b"] == {"codec2vec.a"} and graph["codec2vec.sub.y"] == {"codec2vec.sub.x"}
+    assert sorted(sorted(set(c)) for c in _cycles(graph)) == [
+        ["codec2vec.a", "codec2vec.b"],
+        ["codec2vec.sub", "codec2vec.sub.x"],
+    ]
 
 
 def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"c"}, "e": {"a"}}) == [["a", "b", "a"], ["c", "d", "c"]]
 
 
 def test_no_type_checking_detours() -> None:
@@ -123,3 +175,18 @@ def test_readme_layout_is_the_file_tree() -> None:
     assert listed_top == actual_top, (
         f"missing from README: {sorted(actual_top - listed_top)}; not in the tree: {sorted(listed_top - actual_top)}"
     )
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """No module over 400 lines and no function (decorators included) over 80: small files a reader takes in whole."""
+    big_modules, big_functions = [], []
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            big_modules.append(f"{path.relative_to(ROOT)} ({len(text.splitlines())} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                if node.end_lineno - first + 1 > 80:
+                    big_functions.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - first + 1} lines)")
+    assert not big_modules and not big_functions, f"over 400 lines: {big_modules}; over 80 lines: {big_functions}"

@@ -57,7 +57,7 @@ def _fresh_venv(tmp: Path, wheel: Path) -> Path:
 def test_wheel_installs_and_runs_the_small_demo(tmp_path: Path, lyra_dir: Path) -> None:
     wheel = _build_wheel(tmp_path)
     names = __import__("zipfile").ZipFile(wheel).namelist()
-    assert "codec2vec/configs/demo.yaml" in names and "codec2vec/py.typed" in names
+    assert "codec2vec/pretrain/configs/demo.yaml" in names and "codec2vec/py.typed" in names
     venv = _fresh_venv(tmp_path, wheel)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(CODEC2VEC_LYRA_DIR=str(lyra_dir), CODEC2VEC_CACHE=str(tmp_path / "cache"), HOME=str(tmp_path))

@@ -14,7 +14,7 @@ _LAZY = {
     "CODECS": ("codec2vec.codecs", "CODECS"),
     "TokenStore": ("codec2vec.store", "TokenStore"),
     "load_model": ("codec2vec.pretrain.checkpoint", "load_model"),
-    "extract": ("codec2vec.features.upstream", "extract"),
+    "extract": ("codec2vec.features.sources", "extract"),
     "Upstream": ("codec2vec.features.upstream", "Upstream"),
 }
 

@@ -52,6 +52,8 @@ class ModelConfig:
     freeze_embeddings: bool = False
     quantizer_dropout: float = 0.5  # probability per utterance
     quantizer_dropout_min_levels: int = 1
+    quantizer_dropout_schedule: str = "constant"  # constant | decay: linearly to 0 at train.steps
+    embed_norm: str = "layernorm"  # codec front end: layernorm | scale | none (frontends/codec.py)
     codebook_dim: int | None = None  # D_codec when no codebook vectors are given (None: = dim)
     init: str = "bert"  # bert: Transformer Linears ~ N(0, 0.02), zero biases (fairseq/torchaudio) | default
     frontend: str = "codec"  # codec | waveform | mel (frontends.py); the baselines read audio
@@ -228,6 +230,7 @@ class Codec2VecEncoder(nn.Module):
             codebook_vectors=codebook_vectors,
             codebook_dim=codebook_dim or config.codebook_dim,
             freeze=config.freeze_embeddings,
+            embed_norm=config.embed_norm,
         )
         self.num_codebooks = int(cast(int, self.frontend.num_codebooks))
         self.codebook_size = int(cast(int, self.frontend.codebook_size))
@@ -246,8 +249,8 @@ class Codec2VecEncoder(nn.Module):
         return cast(nn.Linear, self.frontend.proj)
 
     @property
-    def embed_norm(self) -> nn.LayerNorm:
-        return cast(nn.LayerNorm, self.frontend.embed_norm)
+    def embed_norm(self) -> nn.Module:
+        return cast(nn.Module, self.frontend.embed_norm)
 
     @property
     def codebook_dim(self) -> int:

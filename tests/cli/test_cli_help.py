@@ -53,9 +53,11 @@ def test_configs_are_package_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     pkg = Path(__import__("codec2vec").__file__).parent
     shipped = shipped_configs()
     assert {"demo", "lyra_tiny", "dac16k_base_combined"} <= set(shipped)
-    assert all(p.parent == pkg / "configs" for p in shipped.values())
-    assert DEFAULT_CONFIG == pkg / "configs" / "demo.yaml" and DEFAULT_CONFIG.is_file()
-    assert (ROOT / "configs").resolve() == (pkg / "configs").resolve()  # the checkout's configs/ is the same folder
+    assert all(p.parent == pkg / "pretrain" / "configs" for p in shipped.values())
+    assert DEFAULT_CONFIG == pkg / "pretrain" / "configs" / "demo.yaml" and DEFAULT_CONFIG.is_file()
+    assert (ROOT / "configs").resolve() == (
+        pkg / "pretrain" / "configs"
+    ).resolve()  # the checkout's configs/ is the same folder
     monkeypatch.chdir(tmp_path)  # no configs/ here: the shipped ones by name
     for name in ("lyra_tiny", "lyra_tiny.yaml", "configs/lyra_tiny.yaml"):
         assert resolve_config(name) == shipped["lyra_tiny"]
@@ -72,4 +74,4 @@ def test_pyproject_ships_the_configs() -> None:
     import tomllib
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "configs/*.yaml" in data["tool"]["setuptools"]["package-data"]["codec2vec"]
+    assert "pretrain/configs/*.yaml" in data["tool"]["setuptools"]["package-data"]["codec2vec"]

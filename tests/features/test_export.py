@@ -38,7 +38,7 @@ def _features(ckpt: str | Path, codes: torch.Tensor, lengths: torch.Tensor) -> l
     import codec2vec
 
     model, _ = codec2vec.load_model(ckpt)
-    layers, _ = codec2vec.features.upstream(model, codes, lengths)
+    layers, _ = codec2vec.extract(model, codes, lengths)
     return layers
 
 

@@ -53,14 +53,16 @@ def test_extraction_is_deterministic_and_takes_zero_frames() -> None:
     assert empty[0].shape == (1, 0, 32) and n.tolist() == [0]
 
 
-def test_codec2vec_extract_is_the_function_and_the_module() -> None:
+def test_codec2vec_extract_is_the_upstream_function() -> None:
     model = _encoder()
     codes = torch.randint(0, V, (1, K, 9))
-    a, _ = codec2vec.features.upstream(model, codes, torch.tensor([9]))
+    assert codec2vec.extract is extract and not isinstance(codec2vec.features.upstream, type(codec2vec.extract))
+    a, _ = codec2vec.extract(model, codes, torch.tensor([9]))
     b, _ = extract(model, codes, torch.tensor([9]))
     assert torch.equal(a[-1], b[-1])
     assert (
-        codec2vec.features.upstream.Upstream is Upstream
+        codec2vec.extract is extract
+        and codec2vec.features.upstream.Upstream is Upstream
         and codec2vec.load_model is codec2vec.features.upstream.load_model
     )
 

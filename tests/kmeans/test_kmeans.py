@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.kmeans import FeatureSource, KMeansOptions, assign, fit_kmeans, run_kmeans, sample_frames
+from codec2vec.features.inputs import store_source
+from codec2vec.kmeans import KMeansOptions, assign, fit_kmeans, run_kmeans, sample_frames
 from codec2vec.store import TokenStore
 from conftest import fake_info, store_from_codes
 
@@ -56,12 +57,12 @@ def _store(root: Path, n_utts: int = 12) -> TokenStore:
 
 def test_sampling_is_bounded_and_seeded(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    src = FeatureSource(store, "codec")
-    x = sample_frames(src, store.ids(), 100, seed=1)
+    src, inputs = store_source(store, "codec")
+    x = sample_frames(src, inputs, store.ids(), 100, seed=1)
     assert 60 <= x.shape[0] <= 100 and x.shape[1] == 4
-    np.testing.assert_array_equal(x, sample_frames(src, store.ids(), 100, seed=1))
+    np.testing.assert_array_equal(x, sample_frames(src, inputs, store.ids(), 100, seed=1))
     total = sum(store.num_frames(u) for u in store.ids())
-    assert sample_frames(src, store.ids(), 10**9).shape[0] == total  # asking for more returns everything once
+    assert sample_frames(src, inputs, store.ids(), 10**9).shape[0] == total  # asking for more returns everything once
 
 
 def test_codec_source_labels_follow_the_latent_and_fit_only_on_train(tmp_path: Path) -> None:
@@ -117,13 +118,13 @@ def test_checkpoint_layer_source(tmp_path: Path) -> None:
         meta={"config": config_to_dict(cfg), "codec": store.codec.to_dict(), "step": 0},
     )
     loaded, _ = load_model(ckpt)
-    src = FeatureSource(store, f"{ckpt}:2")
+    src, inputs = store_source(store, f"{ckpt}:2")
     assert src.layer == 2 and src.dim == cfg.model.dim
-    feats = dict(src.features(store.ids(), batch_frames=80))
+    feats = dict(src.features(inputs, store.ids(), batch_frames=80))
     uid = store.ids()[1]
     with torch.no_grad():
         ref, _ = loaded(store[uid][None], torch.tensor([store.num_frames(uid)]))
-    torch.testing.assert_close(feats[uid], ref[2][0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(feats[uid][:, 0], ref[2][0], atol=1e-4, rtol=1e-4)
     summary = run_kmeans(
         str(tmp_path / "store"), KMeansOptions(source=str(ckpt), clusters=5, name="km2", backend="sklearn")
     )
@@ -157,16 +158,16 @@ def test_sample_is_chosen_by_utterance_before_any_model_runs(tmp_path: Path) -> 
     from codec2vec.kmeans import sample_budget, sample_utterances
 
     store = _store(tmp_path, 12)
-    src = FeatureSource(store, "codec")
+    src, inputs = store_source(store, "codec")
     seen: list[str] = []
-    features = src.features
+    batch = inputs.batch
 
-    def spy(ids, batch_frames=20_000):  # what a checkpoint would be run on
+    def spy(ids):  # what a checkpoint would be run on
         seen.extend(ids)
-        return features(ids, batch_frames)
+        return batch(ids)
 
-    src.features = spy  # type: ignore[method-assign]
-    x = sample_frames(src, store.ids(), 150, seed=3)
+    inputs.batch = spy  # type: ignore[method-assign]
+    x = sample_frames(src, inputs, store.ids(), 150, seed=3)
     chosen = sample_utterances(store, store.ids(), 150, seed=3)
     assert x.shape[0] == 150 and seen == chosen and len(chosen) < 12
     assert sum(store.num_frames(u) for u in chosen[:-1]) < 150 <= sum(store.num_frames(u) for u in chosen)

@@ -271,7 +271,7 @@ def test_probe_cli_names_an_unknown_task_or_reference_on_one_line(tmp_path: Path
 def test_reference_sources_codec_embeddings_and_seeded_random_model(tiny_run: dict) -> None:
     import torch
 
-    from codec2vec.features.cache import feature_source
+    from codec2vec.features.sources import feature_source
     from codec2vec.store import TokenStore
 
     store = TokenStore.open(tiny_run["store"])

@@ -227,6 +227,7 @@ from pathlib import Path
 import numpy as np
 from codec2vec.errors import Codec2VecError
 from codec2vec.store import TokenStore
+from conftest import forge, payload_and_index
 
 work, seed, cases = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)

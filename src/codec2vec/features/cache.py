@@ -1,11 +1,8 @@
-"""The on-disk feature cache that probes and `codec2vec extract` share, over the sources of `sources.py`.
+"""The on-disk feature cache that probes and `codec2vec extract` share, filled by the sources of `sources.py`.
 
-A `FeatureSource` (`sources.py`) maps codes `(B, K, T)`, lengths `(B,)` to hidden states `[n] x (B, T, D)`:
-  - `pretrained`: every layer of a checkpoint's encoder (`extract.extract`), n = L + 1;
-  - `codec`: the codec's own embeddings, the summed codebook vectors (the quantized latent), no Transformer, n = 1;
-  - `random`: an encoder of the checkpoint's size at initialisation (tables from the codec, fixed seed), n = L + 1.
-Its `key` names what it computes (checkpoint weights' sha256, codec config hash, random config + seed), so
-cached features are reused only for exactly the same upstream.
+A `FeatureSource` (`pretrained`, `codec`, `random`, ...) maps a batch of inputs to hidden states
+`[n] x (B, T, D)`; its `key` names what it computes, so cached features are reused only for exactly the same
+upstream.
 
 `FeatureDir` is the cache format (and `extract`'s output): `meta.json` (format, key, layers, dim, dtype) and
 shards `feats-NNNNNN.npy`, each `(frames, layers, D)` float16 with the utterances' frames concatenated, each
@@ -13,7 +10,7 @@ committed by its index `feats-NNNNNN.json` (`ids`, `offsets`, `frames`) written 
 memory-mapped; `get(uid)` is a `(T, layers, D)` view. A killed writer loses at most the shard it was filling.
 Codes come from a token store: a given one, or one tokenized once from the audio (`codes_for_sources`). The
 continuous-input baselines' checkpoints (`model.frontend` waveform or mel) read the clips' audio instead
-(`features/audio.py`); their features land in the same format.
+(`inputs.ClipAudio`); their features land in the same format.
 """
 
 from __future__ import annotations
@@ -22,17 +19,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
 
 from codec2vec.audio import scan_sources
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError, StoreError
-from codec2vec.features.audio import fill_from_audio, is_audio_source
-from codec2vec.features.sources import KINDS, FeatureSource, _digest, checkpoint_source, feature_source
+from codec2vec.features.inputs import ClipAudio, StoreCodes
+from codec2vec.features.sources import AUDIO_BATCH_FRAMES, AUDIO_FRONTENDS, FeatureSource, Inputs, digest
 from codec2vec.files import atomic_file, atomic_write
+from codec2vec.progress import Progress
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import TokenizeOptions, tokenize
 
@@ -193,33 +190,25 @@ class FeatureDir:
     def fill(
         self,
         source: FeatureSource,
-        store: Any,
+        inputs: Inputs,
         ids: Iterable[str],
         *,
         batch_frames: int = 20_000,
         shard_frames: int = 200_000,
         progress: bool = False,
     ) -> int:
-        """Extract `ids` (codes from `store`) in length-sorted batches; returns how many were written."""
-        from codec2vec.progress import Progress
-
-        todo = sorted((u for u in ids if u not in self.index), key=store.num_frames)
+        """Extract the folder's layers of `ids` not yet in it, read through `inputs` (`features/inputs.py`) in
+        `source.features`' batches; commit a shard every `shard_frames` frames. Returns how many were written."""
+        todo = [u for u in ids if u not in self.index]
         if not todo:
             return 0
-        source.prepare(store.codebook_vectors())
         bar = Progress(f"features {source.name}", len(todo), unit="utt", enabled=progress)
         frames = 0
         pending: list[tuple[str, np.ndarray]] = []
-        for batch in _length_batches(todo, store.num_frames, batch_frames):
-            lengths = torch.tensor([store.num_frames(u) for u in batch])  # (B,)
-            codes = torch.zeros(len(batch), store.codec.num_codebooks, int(lengths.max()), dtype=torch.long)
-            for b, uid in enumerate(batch):
-                codes[b, :, : lengths[b]] = store[uid]
-            layers = source(codes, lengths)
-            h = torch.stack([layers[i] for i in self.layers], dim=2).half().numpy()  # (B, T, n, D)
-            pending += [(uid, h[b, : int(lengths[b])]) for b, uid in enumerate(batch)]
-            frames += int(lengths.sum())
-            bar.update(len(batch), f"{frames:,} frames")
+        for uid, h in source.features(inputs, todo, layers=self.layers, batch_frames=batch_frames):
+            pending.append((uid, h.half().numpy()))  # (T, n, D) float16
+            frames += int(h.shape[0])
+            bar.update(1, f"{frames:,} frames")
             if sum(a.shape[0] for _, a in pending) >= shard_frames:
                 self.add(pending)
                 pending = []
@@ -227,18 +216,6 @@ class FeatureDir:
             self.add(pending)
         bar.close()
         return len(todo)
-
-
-def _length_batches(ids: list[str], frames: Callable[[str], int], batch_frames: int) -> Iterable[list[str]]:
-    """Consecutive groups of length-sorted ids with (count x longest) <= batch_frames (at least one each)."""
-    group: list[str] = []
-    for uid in ids:
-        if group and (len(group) + 1) * max(frames(uid), 1) > batch_frames:
-            yield group
-            group = []
-        group.append(uid)
-    if group:
-        yield group
 
 
 def _clips_key(rows: list[dict[str, Any]]) -> str:
@@ -249,7 +226,7 @@ def _clips_key(rows: list[dict[str, Any]]) -> str:
         st = os.stat(path) if os.path.exists(path) else None
         return [st.st_size, st.st_mtime_ns] if st else []
 
-    return _digest(sorted([r["id"], r["path"], *stat(r["path"])] for r in rows))
+    return digest(sorted([r["id"], r["path"], *stat(r["path"])] for r in rows))
 
 
 def cached_features(
@@ -269,13 +246,14 @@ def cached_features(
         raise ConfigError(f"{data}: not a task folder (missing {', '.join(missing)})")
     data_key = _clips_key([r for m in manifests for r in read_manifest(m)])
     root = cache_root(cache_dir)
-    if is_audio_source(source):  # waveform/mel baselines: features from the clips' audio, not from codes
+    if source.frontend in AUDIO_FRONTENDS:  # waveform/mel baselines: features from the clips' audio, not from codes
         if source.kind == "codec":
-            raise ConfigError(f"{source.meta.get('frontend')} checkpoint: an audio baseline has no codec embeddings")
+            raise ConfigError(f"{source.frontend} checkpoint: an audio baseline has no codec embeddings")
         fdir = FeatureDir.open_or_create(root / "features" / f"{source.key}-{data_key}", key=source.key,
                                          layers=list(range(source.num_layers)), dim=source.dim,
                                          describe=source.describe())  # fmt: skip
-        fill_from_audio(fdir, source, scan_sources([str(m) for m in manifests]), progress=progress)
+        clips = ClipAudio([it for it in scan_sources([str(m) for m in manifests]) if it.id not in fdir])
+        fdir.fill(source, clips, clips.ids, batch_frames=AUDIO_BATCH_FRAMES, progress=progress)
         return fdir
     codes = codes_for_sources(
         [store] if store is not None else manifests,
@@ -293,17 +271,8 @@ def cached_features(
     )
 
     wanted = [r["id"] for m in manifests for r in read_manifest(m)]
-    fdir.fill(source, codes, [u for u in wanted if u in codes and u not in fdir], progress=progress)
+    fdir.fill(source, StoreCodes(codes), [u for u in wanted if u in codes and u not in fdir], progress=progress)
     return fdir
 
 
-__all__ = [
-    "KINDS",
-    "FeatureDir",
-    "FeatureSource",
-    "cache_root",
-    "cached_features",
-    "checkpoint_source",
-    "feature_source",
-    "is_store",
-]
+__all__ = ["FeatureDir", "cache_root", "cached_features", "codes_for_sources", "is_store"]

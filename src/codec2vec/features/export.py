@@ -21,8 +21,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from codec2vec import __version__
 from codec2vec.files import atomic_dir, atomic_write, fsync_file, sha256_file, share_mode
 from codec2vec.pretrain.checkpoint import EXPORT_FORMAT, VERSION, CheckpointError, load_checkpoint, resolve
+from codec2vec.store import TokenStore
 
 # Licences of the codecs' weights (what a user of the exported model inherits through its tables).
 CODEC_LICENCES = {
@@ -34,16 +36,12 @@ CODEC_LICENCES = {
 
 
 def _version() -> str:
-    from codec2vec import __version__
-
     return str(__version__)
 
 
 def _training_data(config: dict[str, Any]) -> dict[str, Any]:
     """What can still be read about the training store: the SHA-256 of its `contents.json` (which names every
     shard's hash), hours and utterances; `{}` where the store is gone."""
-    from codec2vec.store import TokenStore
-
     store = config.get("data", {}).get("store")
     if not store or not (Path(store) / "contents.json").is_file():
         return {}

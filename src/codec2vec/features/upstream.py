@@ -2,8 +2,8 @@
 
 SUPERB (Yang et al. 2021) probes a frozen upstream through all its hidden states; this module is that upstream.
 
-- `extract(model, codes (B, K, T), lengths (B,)) -> ([L + 1] x (B, T, D), lengths (B,))`: eval mode, no
-  gradient, all K levels (no quantizer dropout), no masking; `layers[0]` is the Transformer input (projected
+- `extract(model, codes (B, K, T), lengths (B,)) -> ([L + 1] x (B, T, D), lengths (B,))` (the pretrained
+  feature source's computation, defined in `sources.py` and used here): eval mode, no gradient, all K levels (no quantizer dropout), no masking; `layers[0]` is the Transformer input (projected
   embeddings + positional conv), `layers[i]` the i-th layer's output. Padding frames are zeroed, and the valid
   frames do not depend on the padding (tested).
 - `Upstream`: owns the checkpoint's codec and encoder, so users never tokenize by hand:
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -29,31 +30,16 @@ from codec2vec.audio import AudioItem, resample, scan_sources
 from codec2vec.codecs import codec_info, get_codec
 from codec2vec.codecs.base import Codec, CodecInfo
 from codec2vec.errors import Codec2VecError, ConfigError
-from codec2vec.features.audio import fill_from_audio, is_audio_source
-from codec2vec.features.cache import FeatureDir, checkpoint_source, codes_for_sources, is_store
-from codec2vec.files import check_outside
+from codec2vec.features.cache import FeatureDir, codes_for_sources, is_store
+from codec2vec.features.inputs import ClipAudio, StoreCodes
+from codec2vec.features.sources import AUDIO_BATCH_FRAMES, checkpoint_source, extract
+from codec2vec.files import atomic_file, check_outside
 from codec2vec.model import Codec2VecEncoder
 from codec2vec.options import option
 from codec2vec.pretrain.checkpoint import load_model
 from codec2vec.store import TokenStore
 
 INPUT_RATE = 16000  # Hz of the waveforms `Upstream` takes (s3prl's convention)
-
-
-@torch.no_grad()
-def extract(model: Codec2VecEncoder, codes: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
-    """codes `(B, K, T)` long, lengths `(B,)` frames -> (`[L + 1] x (B, T, D)` float32, lengths `(B,)`). A baseline
-    (`model.frontend` waveform or mel) takes float audio `(B, S)` at 16 kHz instead of codes, T = ceil(S / 320).
-
-    The model is put in eval mode (and left there: extraction is for frozen upstreams). Frames at or past
-    `lengths[b]` are zero.
-    """
-    model.eval()
-    lengths = lengths.to(codes.device).long()
-    inputs = codes.float() if codes.is_floating_point() else codes.long()  # audio (B, S) for the baselines
-    layers, _ = model(inputs, lengths)  # [L + 1] x (B, T, D)
-    keep = (torch.arange(layers[0].shape[1], device=codes.device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
-    return [h.float() * keep for h in layers], lengths
 
 
 def codec_for_checkpoint(meta: dict[str, Any], codec_path: str | None = None) -> Codec:
@@ -160,7 +146,7 @@ def extract_to_dir(
 ) -> dict[str, Any]:
     """Features of every utterance of a token store (one SRC that is a store) or of audio files, folders and
     manifests into the feature folder `out` (float16, memory-mappable, with an index; see
-    `probe.features.FeatureDir`). A rerun skips utterances already there. A waveform or mel baseline's features
+    `features.cache.FeatureDir`). A rerun skips utterances already there. A waveform or mel baseline's features
     come from the audio (a store's recorded source files). Returns a summary dict (`rejected`: inputs that could
     not be used, with reasons in `rejects`).
     `fmt="npy"` (one layer) also writes `out/<id>.npy`, one `(T, D)` float32 array per utterance at 20 ms
@@ -180,23 +166,24 @@ def extract_to_dir(
         raise ConfigError(f"--format npy: one layer per folder (--layers L), not {len(chosen)}")
     one_store = len(srcs) == 1 and is_store(srcs[0])
     rejects: list[dict[str, Any]] = []
-    items = _audio_items(srcs, rejects) if is_audio_source(source) else None  # waveform/mel baselines read audio
+    items = _audio_items(srcs, rejects) if source.reads == "audio" else None  # waveform/mel baselines read audio
     given = codes_for_sources(srcs, meta=source.meta) if one_store and items is None else None
     if not one_store and items is None:
         scan_sources(srcs)
     where = out / ".features" if fmt == "npy" else out
     fdir = FeatureDir.open_or_create(where, key=source.key, layers=chosen, dim=source.dim, describe=source.describe())
     if items is not None:
-        todo = [it for it in items if it.id not in fdir]
-        done = fill_from_audio(fdir, source, todo, progress=progress, rejects=rejects)
+        todo = [it.id for it in items if it.id not in fdir]
+        clips = ClipAudio([it for it in items if it.id not in fdir], rejects)  # unreadable files: rejects
+        done = fdir.fill(source, clips, clips.ids, batch_frames=AUDIO_BATCH_FRAMES, progress=progress)
         inputs = len(items)
     else:  # audio is tokenized once into OUT/codes (a token store, resumable like `tokenize`); a store is read as is
         store = given or codes_for_sources(
             srcs, meta=source.meta, cache=out / "codes", codec_path=codec_path, progress=progress, rejects=rejects
         )
         ids = [uid for uid in store.ids() if uid not in fdir]
-        done = fdir.fill(source, store, ids, batch_frames=batch_frames, progress=progress)
-        inputs, todo = len(store.ids()), ids  # type: ignore[assignment]
+        done = fdir.fill(source, StoreCodes(store), ids, batch_frames=batch_frames, progress=progress)
+        inputs, todo = len(store.ids()), ids
     if fmt == "npy":
         _write_npy(fdir, out)
     summary = {
@@ -236,10 +223,6 @@ def _audio_items(srcs: list[str], rejects: list[dict[str, Any]]) -> list[AudioIt
 def _write_npy(fdir: FeatureDir, out: Path) -> None:
     """`out/<id>.npy`: each utterance's `(T, D)` float32 frames of the folder's one layer (atomic; present
     files are kept, so a rerun writes only what is missing)."""
-    import numpy as np
-
-    from codec2vec.files import atomic_file
-
     for uid in fdir.ids:
         path = out / f"{uid}.npy"
         if not path.resolve().is_relative_to(out.resolve()):

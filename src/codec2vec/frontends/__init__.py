@@ -5,8 +5,9 @@ and T = ceil(samples / 320) frames, so masks, k-means labels and probe labels ne
 front end (`codec.py`, `waveform.py`, `mel.py`); the baselines' data path (audio crops) is `pretrain/loaders.py`.
 
 - `codec` (Codec2Vec, Tseng & Harwath 2025): codes `(B, K, T)` -> sum_k E_k[codes[:, k]] (one fused
-  `embedding_bag` over a `(K*V, D_codec)` table initialised from the codec's codebook vectors) -> LayerNorm ->
-  Linear(D_codec, D). Quantizer dropout keeps the first `keep_levels[b]` levels of row b.
+  `embedding_bag` over a `(K*V, D_codec)` table initialised from the codec's codebook vectors) -> LayerNorm (or
+  another `embed_norm`: `scale`, `none`) -> Linear(D_codec, D). Quantizer dropout keeps the first `keep_levels[b]`
+  levels of row b.
 - `waveform` (HuBERT / wav2vec 2.0's `ConvFeatureExtractionModel`, fairseq `mode="default"`, as torchaudio's
   `hubert_base`): audio `(B, S)` -> 7 Conv1d (512 channels, kernels 10,3,3,3,3,2,2, strides 5,2,2,2,2,2,2: hop
   320, receptive field 400 samples, no bias) with GroupNorm(512, 512) after the first and GELU after each ->
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from codec2vec.frontends.codec import CodecFrontend
+from codec2vec.frontends.codec import EMBED_NORMS, CodecFrontend
 from codec2vec.frontends.fbank import MelHuBERTFrontend, fbank_frames, kaldi_fbank
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE, num_frames
 from codec2vec.frontends.mel import MelFrontend, log_mel, mel_filterbank, mfcc
@@ -47,8 +48,10 @@ def build_frontend(
     codebook_vectors: Tensor | None = None,
     codebook_dim: int | None = None,
     freeze: bool = False,
+    embed_norm: str = "layernorm",
 ) -> nn.Module:
-    """The front end `name` (codec | waveform | mel | melhubert) for a model of width `dim`."""
+    """The front end `name` (codec | waveform | mel | melhubert) for a model of width `dim`; `embed_norm`
+    (codec only, `codec.EMBED_NORMS`): what normalises the summed codebook embeddings."""
     if name == "codec":
         return CodecFrontend(
             dim=dim,
@@ -57,7 +60,10 @@ def build_frontend(
             codebook_vectors=codebook_vectors,
             codebook_dim=codebook_dim,
             freeze=freeze,
+            embed_norm=embed_norm,
         )
+    if embed_norm != "layernorm":
+        raise ValueError(f"embed_norm={embed_norm!r} applies to the codec front end only, not {name!r}")
     builders = {"waveform": WaveformFrontend, "mel": MelFrontend, "melhubert": MelHuBERTFrontend}
     if name not in builders:
         raise ValueError(f"unknown front end {name!r}; choose one of {', '.join(FRONTENDS)}")
@@ -65,6 +71,7 @@ def build_frontend(
 
 
 __all__ = [
+    "EMBED_NORMS",
     "FRONTENDS",
     "HOP",
     "SAMPLE_RATE",

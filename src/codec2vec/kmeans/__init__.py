@@ -6,7 +6,8 @@ clusters the codec's quantized latent (sum of the stored codebook vectors, `(T, 
 rounds a layer of a checkpoint (`CKPT[:LAYER]`, default the middle layer). The continuous-input baselines
 (`model.frontend: waveform | mel`) cluster HuBERT's MFCCs for round 1 (`--source mfcc`: the audio the store was
 made from, `(T, 78)` on the store's 50 Hz grid, frontends.mfcc; MelHuBERT's log-mel with `--source fbank`,
-`(T, 80)`, frontends.fbank_frames) and a layer of their own checkpoint later.
+`(T, 80)`, frontends.fbank_frames) and a layer of their own checkpoint later. `--source decoded-mfcc` computes the
+same MFCCs from the audio decoded from the tokens by the store's codec (`features/decoded.py`: tokens only, no source audio).
 
 The sample is drawn by utterances, as HuBERT's `sample_pct`: whole utterances in a seeded random order until a
 frame budget is reached, and only those utterances go through a checkpoint (the sample is chosen before any
@@ -18,46 +19,45 @@ squared distances of the sample to its centroid, and per frame) and cluster use 
 frame, in the sample and over the corpus, and the perplexity of the corpus histogram), printed and stored in
 the label set's info. It is fitted once (on the utterances whose `split_field` equals `fit_split` when given)
 and applied to every utterance, frame by frame, on the store's grid; labelling streams too (`StreamedLabels`:
-labels are computed while the store writes them).
+labels are computed while the store writes them). The features are read through the feature layer
+(`features.inputs.store_source`: the `--source` and the store's codes or audio that feed it).
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from codec2vec.errors import ConfigError
-from codec2vec.frontends import fbank_frames, mfcc
+from codec2vec.features.inputs import store_source
+from codec2vec.features.sources import FeatureSource, Inputs
 from codec2vec.kmeans.fit import assign, fit_kmeans, inertia
 from codec2vec.options import option
-from codec2vec.pretrain.checkpoint import load_model
-from codec2vec.pretrain.data import Crop
-from codec2vec.pretrain.loaders import AudioSource, audio_paths, check_audio_store
 from codec2vec.progress import Progress, heartbeat
 from codec2vec.store import TokenStore
 from codec2vec.store.labels import check_label_name
 
-# round-1 features of the audio baselines, from the audio the store was made from, on its 50 Hz grid:
-# (utterance (S,), frames T) -> (T, D), and D
-SPECTRAL = {
-    "mfcc": (mfcc, 78),  # HuBERT: 13 MFCC + deltas + delta-deltas, two 10 ms frames per 20 ms frame
-    "fbank": (fbank_frames, 80),  # MelHuBERT: 40-dim Kaldi log-mel fbank, two 10 ms frames per 20 ms frame
-}
+
+class Frames(Protocol):
+    """Anything that knows each utterance's frame count (a token store, a feature source's inputs)."""
+
+    def num_frames(self, uid: str) -> int: ...
 
 
 @dataclass
 class KMeansOptions:
     """`codec2vec kmeans` settings (its flags, made from these fields by `cli/flags.py`)."""
 
+    # "codec", "mfcc" / "fbank" (audio baselines' round 1), "decoded-mfcc" or "CKPT[:LAYER]"
     source: str = option(
         "codec",
-        help="'codec' (quantized latent), 'mfcc' / 'fbank' (the store's audio; baselines' round 1) or CKPT[:LAYER]",
+        help="'codec' (quantized latent), 'mfcc' / 'fbank' (the store's audio; baselines' round 1), 'decoded-mfcc' "
+        "(MFCCs of the audio decoded from the tokens) or CKPT[:LAYER]",
     )
     # --source mfcc / audio-baseline checkpoints: manifest (id/path); "" = the store's sources
     audio: str = option("", help="manifest (id/path) of the store's audio; default: its sources")
@@ -78,94 +78,7 @@ class KMeansOptions:
     max_iter: int = option(100, help="k-means iterations at most")
 
 
-WAVEFORM_BATCH_FRAMES = 1024  # the waveform CNN's first layers hold 64 x 512 float32 per frame (131 KB): a
-# 1024-frame batch keeps each of its activations near 134 MB (20k frames made 2.6 GB tensors, 7.8 GB at peak)
-
-
-class FeatureSource:
-    """Frame features of stored codes: the codec's quantized latent, or one layer of a checkpoint's encoder."""
-
-    def __init__(self, store: Any, source: str = "codec", audio: str = "") -> None:
-        self.store = store
-        self.source = source
-        self.layer: int | None = None
-        self.encoder = None
-        self.max_batch_frames = 20_000  # padded frames per forward pass (lowered for the waveform CNN)
-        self.audio = None  # a pretrain.loaders.AudioSource for "mfcc" and audio-baseline checkpoints
-        if source in SPECTRAL:
-            self.audio = _audio_source(store, audio, source)
-            self.dim = SPECTRAL[source][1]
-            return
-        if source == "codec":
-            cb = store.codebook_vectors().float()  # (K, V, D)
-            self.table = cb.reshape(-1, cb.shape[-1])  # (K*V, D)
-            self.offsets = torch.arange(cb.shape[0]) * cb.shape[1]  # (K,)
-            self.dim = int(cb.shape[-1])
-            return
-        path, layer = source, None
-        head, _, tail = source.rpartition(":")
-        if head and tail.isdigit():
-            path, layer = head, int(tail)
-
-        self.encoder, meta = load_model(path)
-        num_layers = self.encoder.config.num_layers
-        self.layer = num_layers // 2 if layer is None else layer
-        if not 0 <= self.layer <= num_layers:
-            raise ConfigError(f"--source {source}: layer {self.layer} is outside 0..{num_layers}")
-        if self.encoder.config.frontend != "codec":
-            self.audio = _audio_source(store, audio, self.encoder.config.frontend)
-        elif self.encoder.num_codebooks != store.codec.num_codebooks:
-            raise ConfigError(
-                f"--source {source}: checkpoint expects K={self.encoder.num_codebooks} codebooks, "
-                f"the store has K={store.codec.num_codebooks}"
-            )
-        self.dim = int(self.encoder.config.dim)
-        if self.encoder.config.frontend == "waveform":
-            self.max_batch_frames = WAVEFORM_BATCH_FRAMES
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": self.source, "layer": self.layer, "dim": self.dim}
-
-    @torch.no_grad()
-    def features(self, ids: Sequence[str], batch_frames: int = 20_000) -> Iterator[tuple[str, Tensor]]:
-        """Yield `(id, (T, D) float32)` for `ids` (in that order for the codec source; by length otherwise)."""
-        if self.encoder is None and self.audio is not None:
-            for uid in ids:
-                t = self.store.num_frames(uid)
-                yield uid, SPECTRAL[self.source][0](torch.from_numpy(self.audio.read(uid, 0, t)), t)  # (T, D)
-            return
-        if self.encoder is None:
-            for uid in ids:
-                codes = self.store[uid]  # (K, T)
-                idx = (codes + self.offsets[:, None]).t()  # (T, K)
-                yield uid, F.embedding_bag(idx, self.table, mode="sum")  # (T, D)
-            return
-        group: list[str] = []
-        batch_frames = min(batch_frames, self.max_batch_frames)
-        for uid in sorted(ids, key=self.store.num_frames):  # ascending: the newest is the group's longest
-            if group and (len(group) + 1) * self.store.num_frames(uid) > batch_frames:
-                yield from self._forward(group)
-                group = []
-            group.append(uid)
-        if group:
-            yield from self._forward(group)
-
-    def _forward(self, ids: list[str]) -> Iterator[tuple[str, Tensor]]:
-        assert self.encoder is not None
-        lengths = torch.tensor([self.store.num_frames(u) for u in ids])  # (B,)
-        if self.audio is not None:  # an audio baseline's checkpoint: its input is the audio on the same grid
-            inputs = self.audio.collate([Crop(u, 0, int(n), 0) for u, n in zip(ids, lengths)]).inputs  # (B, S)
-        else:
-            inputs = torch.zeros(len(ids), self.store.codec.num_codebooks, int(lengths.max()), dtype=torch.long)
-            for b, uid in enumerate(ids):
-                inputs[b, :, : lengths[b]] = self.store[uid]  # (B, K, T)
-        layers, _ = self.encoder(inputs, lengths)
-        h = layers[self.layer].float()  # (B, T, D)
-        for b, uid in enumerate(ids):
-            yield uid, h[b, : lengths[b]]
-
-
-def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: int = 0) -> list[str]:
+def sample_utterances(store: Frames, ids: Sequence[str], num_frames: int, *, seed: int = 0) -> list[str]:
     """Whole utterances in a seeded random order until they hold at least `num_frames` frames (or all of them)."""
     rng = np.random.default_rng(seed)
     chosen, total = [], 0
@@ -177,14 +90,9 @@ def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: 
     return chosen
 
 
-def _audio_source(store: Any, manifest: str, what: str) -> Any:
-
-    check_audio_store(store, what)
-    return AudioSource(store_root=str(store.root), paths=audio_paths(store, manifest))
-
-
 def sample_frames(
     source: FeatureSource,
+    inputs: Inputs,
     ids: Sequence[str],
     num_frames: int,
     *,
@@ -194,13 +102,13 @@ def sample_frames(
 ) -> np.ndarray:
     """`min(num_frames, frames of ids)` frames `(N, D)` float32: the frames of utterances picked by
     `sample_utterances` (only those are run through a checkpoint), thinned at random to `num_frames`."""
-    chosen = sample_utterances(source.store, ids, num_frames, seed=seed)
-    total = sum(int(source.store.num_frames(u)) for u in chosen)
-    out = np.empty((total, source.dim), dtype=np.float32)
+    chosen = sample_utterances(inputs, ids, num_frames, seed=seed)
+    total = sum(int(inputs.num_frames(u)) for u in chosen)
+    out = np.empty((total, int(source.dim or 0)), dtype=np.float32)
     n = 0
     bar = Progress("kmeans: sampling", len(chosen), unit="utt", enabled=progress)
-    for _, x in source.features(chosen, batch_frames):
-        out[n : n + x.shape[0]] = x.numpy()
+    for _, x in source.features(inputs, chosen, batch_frames=batch_frames):
+        out[n : n + x.shape[0]] = x[:, 0].numpy()  # (T, D): the source's layer
         n += x.shape[0]
         bar.update(1, f"{n:,} frames")
     bar.close()
@@ -222,9 +130,16 @@ class StreamedLabels(Mapping[str, Tensor]):
     per cluster as it goes (`.counts`)."""
 
     def __init__(
-        self, source: FeatureSource, ids: Sequence[str], centroids: Tensor, *, batch_frames: int, progress: bool = False
+        self,
+        source: FeatureSource,
+        inputs: Inputs,
+        ids: Sequence[str],
+        centroids: Tensor,
+        *,
+        batch_frames: int,
+        progress: bool = False,
     ) -> None:
-        self.source, self.ids, self.centroids = source, list(ids), centroids
+        self.source, self.inputs, self.ids, self.centroids = source, inputs, list(ids), centroids
         self.batch_frames, self.progress = batch_frames, progress
         self.counts = torch.zeros(centroids.shape[0], dtype=torch.long)
         self.info: dict[str, Any] | None = None  # gets clusters_used / cluster_use / cluster_perplexity at the end
@@ -236,13 +151,13 @@ class StreamedLabels(Mapping[str, Tensor]):
         return iter(self.ids)
 
     def __getitem__(self, uid: str) -> Tensor:
-        ((_, feats),) = self.source.features([uid], self.batch_frames)
-        return assign(feats, self.centroids)
+        ((_, feats),) = self.source.features(self.inputs, [uid], batch_frames=self.batch_frames)
+        return assign(feats[:, 0], self.centroids)
 
     def items(self) -> Iterator[tuple[str, Tensor]]:  # type: ignore[override]
         bar = Progress("kmeans: labelling", len(self.ids), unit="utt", enabled=self.progress)
-        for uid, feats in self.source.features(self.ids, self.batch_frames):
-            lab = assign(feats, self.centroids)  # (T,)
+        for uid, feats in self.source.features(self.inputs, self.ids, batch_frames=self.batch_frames):
+            lab = assign(feats[:, 0], self.centroids)  # (T,)
             self.counts += torch.bincount(lab, minlength=self.centroids.shape[0])
             bar.update(1, f"{int(self.counts.sum()):,} frames")
             yield uid, lab
@@ -279,10 +194,10 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
         fit_ids = [u for u in ids if str(_split_of(store.entry(u), o.split_field)) == o.fit_split]
         if not fit_ids:
             raise ConfigError(f"kmeans: no utterance in {store_path} has {o.split_field}={o.fit_split!r}")
-    source = FeatureSource(store, o.source, o.audio)
-    budget = sample_budget(o, source.dim)
+    source, inputs = store_source(store, o.source, o.audio)
+    budget = sample_budget(o, int(source.dim or 0))
     _note(progress, f"kmeans: sampling up to {budget} frames by utterance from {len(fit_ids)} utterances ({o.source})")
-    x = sample_frames(source, fit_ids, budget, seed=o.seed, batch_frames=o.batch_frames, progress=progress)
+    x = sample_frames(source, inputs, fit_ids, budget, seed=o.seed, batch_frames=o.batch_frames, progress=progress)
     _note(progress, f"kmeans: fitting {o.clusters} clusters on {x.shape[0]} x {x.shape[1]} frames, {o.n_init} init(s)")
     with heartbeat("kmeans: fitting", progress):  # a plain line every CODEC2VEC_PROGRESS_SECONDS in a log
         centroids, backend = fit_kmeans(
@@ -296,7 +211,9 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
         f"{sample_used}/{o.clusters} clusters used in the sample",
     )
     info: dict[str, Any] = {
-        **source.describe(),
+        "source": o.source,
+        "layer": source.layer if source.kind == "pretrained" else None,
+        "dim": source.dim,
         "clusters": o.clusters,
         "sample_frames": int(x.shape[0]),
         "frames_per_cluster": x.shape[0] / o.clusters,
@@ -310,7 +227,9 @@ def run_kmeans(store_path: str, options: KMeansOptions, *, progress: bool = Fals
         "fit_split": o.fit_split,
         "seed": o.seed,
     }
-    labels = StreamedLabels(source, ids, torch.from_numpy(centroids), batch_frames=o.batch_frames, progress=progress)
+    labels = StreamedLabels(
+        source, inputs, ids, torch.from_numpy(centroids), batch_frames=o.batch_frames, progress=progress
+    )
     labels.info = info  # filled with the corpus cluster use once labelling ends, before the index is written
     store.write_labels(o.name, labels, o.clusters, info)  # streams: one utterance's labels at a time
     used = info["clusters_used"]
@@ -329,7 +248,6 @@ def _note(progress: bool, msg: str) -> None:
 
 
 __all__ = [
-    "FeatureSource",
     "KMeansOptions",
     "StreamedLabels",
     "assign",

@@ -6,6 +6,7 @@
   reads and the loader processes;
 - `masking.py`: HuBERT span masks and quantizer dropout; `targets/`: reconstruction, clusters, online targets;
 - `pretrainer.py`: encoder + targets -> loss; `loop.py`: `pretrain(cfg)`, the training loop (one process or torchrun);
+- `metrics.py`: the loop's metrics rows and progress line;
 - `state.py`, `devices.py`, `dev.py`, `inputs.py`: run state and resume, devices and precision, the dev pass, inputs
   on the device; `checkpoint.py`: self-describing checkpoints; `runlog.py`: metrics.jsonl, TensorBoard, progress.
 

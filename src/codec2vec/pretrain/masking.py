@@ -111,20 +111,44 @@ class Masker:
 
     masking: MaskingConfig
     num_levels: int = 0  # K of the codec front end (0: no quantizer dropout, e.g. the audio baselines)
-    dropout: float = 0.0  # quantizer-dropout probability per utterance
+    dropout: float = 0.0  # quantizer-dropout probability per utterance (at step 0 with the `decay` schedule)
     min_levels: int = 1
+    schedule: str = "constant"  # constant | decay: the probability falls linearly to 0 at `total_steps`
+    total_steps: int = 0
 
-    def __call__(self, lengths: Tensor, max_len: int, seeds: Tensor) -> tuple[Tensor, Tensor | None]:
-        """`(B,)` lengths and seeds on the CPU -> mask `(B, max_len)` bool, keep levels `(B,)` long or None."""
+    @property
+    def needs_step(self) -> bool:
+        """Whether the levels depend on the optimizer step (a decaying schedule): then the training loop draws them
+        with the step (`keep_levels`), and `__call__` without one leaves them to it."""
+        return self.schedule == "decay" and self.dropout > 0 and self.num_levels > 0
+
+    def rate(self, step: int) -> float:
+        """Quantizer-dropout probability at optimizer `step` (0-based): constant, or `dropout * (1 - step/total)`."""
+        if self.schedule != "decay":
+            return self.dropout
+        return self.dropout * max(0.0, 1.0 - int(step) / max(1, self.total_steps))
+
+    def keep_levels(self, seeds: Tensor, step: int) -> Tensor | None:
+        """`(B,)` CPU seeds -> levels kept `(B,)` at `step`: the same seed and step draw the same levels (a resumed
+        run repeats them); each row's draw is fixed by its seed and dropped when it falls under `rate(step)`."""
+        if self.dropout <= 0 or self.num_levels <= 0:
+            return None
+        return quantizer_keep_levels(seeds, self.num_levels, self.rate(step), self.min_levels)
+
+    def __call__(
+        self, lengths: Tensor, max_len: int, seeds: Tensor, step: int | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """`(B,)` lengths and seeds on the CPU -> mask `(B, max_len)` bool, keep levels `(B,)` long or None (also
+        None when they depend on a `step` not given: loader processes do not know it, `Pretrainer.prepare` does)."""
         if lengths.device.type != "cpu" or seeds.device.type != "cpu":
             raise ValueError(
                 f"masks are drawn from CPU lengths and seeds (got {lengths.device}, {seeds.device}): draw them "
                 "before the batch is copied to the device (Pretrainer.prepare)"
             )
         mask = span_mask(lengths, max_len, self.masking, seeds)
-        if self.dropout <= 0 or self.num_levels <= 0:
+        if self.needs_step and step is None:
             return mask, None
-        return mask, quantizer_keep_levels(seeds, self.num_levels, self.dropout, self.min_levels)
+        return mask, self.keep_levels(seeds, 0 if step is None else step)
 
 
 __all__ = [

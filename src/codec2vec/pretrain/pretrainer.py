@@ -14,6 +14,7 @@ accumulation steps, which makes N processes equal one process with the same glob
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, cast
 
@@ -147,6 +148,7 @@ class Pretrainer(nn.Module):
         self.masking = masking
         self.targets = nn.ModuleList(targets)
         self.unmasked_weight = float(unmasked_weight)
+        self.total_steps = 0  # train.steps, for a decaying quantizer-dropout schedule (build_from_config sets it)
 
     def loss_weights(self) -> dict[str, float]:
         """Every loss term's weight by name: each target, then `<target>_unmasked` when `unmasked_weight` > 0."""
@@ -162,14 +164,21 @@ class Pretrainer(nn.Module):
     def masker(self) -> Masker:
         """What draws this model's masks and quantizer-dropout levels (picklable, for loader processes)."""
         cfg = self.encoder.config
-        return Masker(self.masking, self.encoder.num_codebooks, cfg.quantizer_dropout, cfg.quantizer_dropout_min_levels)
+        return Masker(
+            self.masking, self.encoder.num_codebooks, cfg.quantizer_dropout, cfg.quantizer_dropout_min_levels,
+            schedule=cfg.quantizer_dropout_schedule, total_steps=self.total_steps,
+        )  # fmt: skip
 
-    def prepare(self, batch: Batch) -> Batch:
+    def prepare(self, batch: Batch, step: int | None = None) -> Batch:
         """A CPU `batch` with its span mask `(B, T)` and quantizer-dropout levels `(B,)` drawn from its seeds, so they
-        are pinned and copied with it (`Batch.to`) and the device never waits for the host."""
-        if batch.mask is not None:
-            return batch
-        return batch.with_masks(self.masker())
+        are pinned and copied with it (`Batch.to`) and the device never waits for the host. `step`: the optimizer
+        step the batch trains (0-based; None: 0), which a decaying quantizer-dropout schedule draws the levels at."""
+        masker = self.masker()
+        if batch.mask is None:
+            batch = batch.with_masks(masker)
+        if masker.needs_step and batch.keep is None:
+            batch = dataclasses.replace(batch, keep=masker.keep_levels(batch.seeds.cpu(), step or 0))
+        return batch
 
     def masks(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """Span mask `(B, T)` and quantizer-dropout levels `(B,)` (None outside training): the batch's own (`prepare`),
@@ -253,7 +262,7 @@ def build_from_config(cfg: PretrainConfig, store: TokenStore) -> Pretrainer:
     """The `Pretrainer` for `cfg` on the codec and label sets of `store` (a target that needs a label set the
     store lacks is refused by `targets.build_targets`, naming the sets it has)."""
     label_classes = {name: int(store.labels(name).num_classes) for name in store.label_names()}
-    return build_pretrainer(
+    model = build_pretrainer(
         model=cfg.model,
         masking=cfg.masking,
         targets=cfg.targets,
@@ -261,6 +270,8 @@ def build_from_config(cfg: PretrainConfig, store: TokenStore) -> Pretrainer:
         codebook_vectors=store.codebook_vectors(),
         label_classes=label_classes,
     )
+    model.total_steps = int(cfg.train.steps)
+    return model
 
 
 def label_names_for(cfg: PretrainConfig) -> list[str]:

@@ -32,7 +32,8 @@ import torch
 from codec2vec.corpora.items import Item, item_path, items_from_align, read_items
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
-from codec2vec.features.cache import FeatureSource, cached_features
+from codec2vec.features.cache import cached_features
+from codec2vec.features.sources import FeatureSource
 
 FRAME_S = 0.02
 Span = tuple[str, int, int]  # (utterance id, first frame, end frame)

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
-from codec2vec.features.cache import FeatureDir, FeatureSource, cached_features, feature_source
+from codec2vec.features.cache import FeatureDir, cached_features
+from codec2vec.features.sources import FeatureSource, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums
 from codec2vec.probe.paired import MIN_ITEMS, paired_delta, small_test_warning
 from codec2vec.probe.tasks import (

@@ -122,7 +122,7 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
 
 
 def shipped_configs() -> dict[str, Path]:
-    """The configs that ship inside the package (`codec2vec/configs/*.yaml`), by name without `.yaml`.
+    """The configs that ship inside the package (`codec2vec/pretrain/configs/*.yaml`), by name without `.yaml`.
 
     Read through `importlib.resources`, so an installed wheel finds them wherever it lives (a checkout's
     top-level `configs/` links to the same folder)."""

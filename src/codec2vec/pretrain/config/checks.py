@@ -11,7 +11,7 @@ from typing import Any
 
 from codec2vec.codecs import CODECS
 from codec2vec.errors import ConfigError
-from codec2vec.frontends import FRONTENDS
+from codec2vec.frontends import EMBED_NORMS, FRONTENDS
 from codec2vec.options import unflatten
 from codec2vec.pretrain.config.sections import DEVICES, PRECISIONS, SECTIONS, PretrainConfig, config_to_dict
 from codec2vec.pretrain.targets import TARGETS
@@ -64,6 +64,7 @@ def validate(cfg: PretrainConfig) -> None:
     if tr.device not in DEVICES:
         raise ConfigError(f"train.device: {tr.device!r}; allowed: {', '.join(DEVICES)}")
     _validate_frontend(cfg)
+    _check_recipe_knobs(cfg)
     if cfg.run.progress not in ("auto", "on", "off"):
         raise ConfigError(f"run.progress: {cfg.run.progress!r}; allowed: auto, on, off")
     if d.codec and d.codec not in CODECS:
@@ -142,6 +143,25 @@ def _validate_frontend(cfg: PretrainConfig) -> None:
         raise ConfigError(f"data.workers: auto or an integer >= 0, got {cfg.data.workers!r}")
     if cfg.data.prefetch < 0:
         raise ConfigError(f"data.prefetch: must be >= 0, got {cfg.data.prefetch}")
+
+
+QD_SCHEDULES = ("constant", "decay")
+
+
+def _check_recipe_knobs(cfg: PretrainConfig) -> None:
+    """`model.embed_norm` (a choice of the codec front end) and `model.quantizer_dropout_schedule`."""
+    m = cfg.model
+    if m.embed_norm not in EMBED_NORMS:
+        raise ConfigError(f"model.embed_norm: {m.embed_norm!r}; allowed: {', '.join(EMBED_NORMS)}")
+    if m.embed_norm != "layernorm" and m.frontend != "codec":
+        raise ConfigError(
+            f"model.embed_norm: {m.embed_norm} normalises summed codebook embeddings, and model.frontend="
+            f"{m.frontend} has none; leave it at layernorm"
+        )
+    if m.quantizer_dropout_schedule not in QD_SCHEDULES:
+        raise ConfigError(
+            f"model.quantizer_dropout_schedule: {m.quantizer_dropout_schedule!r}; allowed: {', '.join(QD_SCHEDULES)}"
+        )
 
 
 _RESUME_MAY_CHANGE = {
