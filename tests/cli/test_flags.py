@@ -73,6 +73,11 @@ def test_flags_are_made_from_the_fields() -> None:
     assert "--max-hours MAX_HOURS" in text and "--hours" not in text and "--hidden" not in text
     with pytest.raises(SystemExit):
         p.parse_args(["--mode", "medium"])  # choices from the metadata
+    from codec2vec.cli.flags import add_options
+
+    clash = dataclasses.make_dataclass("Clash", [("rate_", float, option(1.0, flag="--rate"))])
+    with pytest.raises(ValueError, match="Clash.rate_: --rate already sets rate"):
+        add_options(p, clash)  # one flag for two settings is refused when the parser is made
 
 
 def test_sparse_flags_keep_the_base_values() -> None:

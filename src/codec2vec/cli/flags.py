@@ -50,14 +50,16 @@ def cli_fields(cls: type) -> list[dataclasses.Field[Any]]:
 
 
 def add_options(p: _Container, cls: type, *, sparse: bool = False) -> None:
-    """One flag per field of dataclass `cls` on parser or group `p`; a flag `p` already has is left as it is (two
-    dataclasses of one verb share it). `sparse`: flags not given stay out of the namespace (`from_args` then
+    """One flag per field of dataclass `cls` on parser or group `p`; a flag `p` already has for a field of the same
+    name is shared (it sets both dataclasses' field, as `--threads` does for `bench` and `bench --quality`). `sparse`: flags not given stay out of the namespace (`from_args` then
     keeps the base's value), and the help names the dataclass's default."""
     hints = field_types(cls)
     taken = p._option_string_actions  # shared by a parser and its groups
     for f in cli_fields(cls):
         flag = flag_name(f)
         if flag in taken:
+            if taken[flag].dest != f.name:  # one flag for two settings: a mistake in the dataclasses
+                raise ValueError(f"{cls.__name__}.{f.name}: {flag} already sets {taken[flag].dest}")
             continue
         default = _default(f)
         help_ = f.metadata.get("help") or None
