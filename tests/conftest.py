@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pytest
@@ -18,6 +23,9 @@ import pytest
 SHARED = Path(os.environ.get("CODEC2VEC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 LYRA_DIR = SHARED / "codecs" / "lyra-v2"
 SPEECH = SHARED / "speech"
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "lyra_tiny.yaml"
+CLI = [sys.executable, "-m", "codec2vec"]
 os.environ.setdefault("CODEC2VEC_LYRA_DIR", str(LYRA_DIR))
 # One intra-op thread, in this process and the CLI processes tests start: tiny models run 10x slower with
 # two threads on a busy 2-core machine, and results do not depend on the thread count.
@@ -446,4 +454,183 @@ def audio_config(store: Path, run: Path, frontend: str, *extra: str) -> Any:
             "targets.online.ema_anneal_steps=10",
             *extra,
         ],
+    )
+
+
+def lyra_options(**kw: Any) -> Any:
+    """`TokenizeOptions` for Lyra with small batches and 1-second shards (several shards from a few clips)."""
+    from codec2vec.tokenize import TokenizeOptions
+
+    return TokenizeOptions(codec="lyra", batch_size=4, shard_seconds=1.0, **kw)
+
+
+def cli_ok(args: Sequence[str]) -> None:
+    """Run `codec2vec ARGS` in a new process; it must exit 0."""
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.fixture(scope="session")
+def ninety_clips(tmp_path_factory: pytest.TempPathFactory, short_clips: Path) -> Path:
+    """A folder of 90 short real-speech clips (copies of `short_clips`): enough shards to kill a run amid them."""
+    root = tmp_path_factory.mktemp("faults") / "corpus"
+    root.mkdir()
+    clips = sorted(short_clips.glob("*.wav"))
+    for i in range(90):
+        shutil.copy(clips[i % len(clips)], root / f"f{i:03d}.wav")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ninety_clips_store(ninety_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`ninety_clips` tokenized in one go (in this process), with the options the killed runs use."""
+    from codec2vec.store import TokenStore
+    from codec2vec.tokenize import TokenizeOptions, tokenize
+
+    out = tmp_path_factory.mktemp("faults_ref") / "store"
+    tokenize([str(ninety_clips)], out, TokenizeOptions(codec="lyra", batch_size=2, shard_seconds=2), progress=False)
+    return TokenStore.open(out)
+
+
+# --- killing a command at a point of its progress ------------------------------------------------------------
+
+KILLS = 5  # SIGKILLs per fault-injection test: each at a seeded random point of progress
+
+
+class Killed(NamedTuple):
+    """What `kill_at` saw: the exit status (-9: killed), the command's stderr, whether `ready()` was reached."""
+
+    code: int
+    stderr: str
+    reached: bool
+
+
+def kill_at(
+    args: Sequence[str],
+    ready: Callable[[], bool],
+    *,
+    extra: float = 0.0,
+    timeout: float = 300.0,
+    env: dict[str, str] | None = None,
+) -> Killed:
+    """Start `python -m codec2vec ARGS`; once `ready()` holds (a point of progress: a count of shards, a logged
+    step, a checkpoint's file) plus `extra` seconds, SIGKILL it, unless it finished first; after `timeout` seconds
+    without `ready()` it is killed too (`reached` False). Returns once every process of the command has closed
+    its stderr (loader workers outlive a killed parent for a moment, holding its locks). The one kill-at-a-point
+    helper of the fault tests."""
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    chunks: list[bytes] = []
+    stream = proc.stderr
+    assert stream is not None
+    reader = threading.Thread(target=lambda: chunks.extend(iter(stream.readline, b"")), daemon=True)
+    reader.start()  # drained as it comes: a full pipe never blocks the command
+    deadline = time.time() + timeout
+    reached = False
+    while proc.poll() is None and time.time() < deadline:
+        if ready():
+            reached = True
+            break
+        time.sleep(0.005)
+    try:
+        proc.wait(timeout=extra)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    reader.join(timeout=120)  # EOF: the command's children (loader workers) are gone too
+    stream.close()
+    return Killed(proc.returncode, b"".join(chunks).decode(errors="replace"), reached)
+
+
+# --- a tiny checkpoint on make_store's codec --------------------------------------------------------------------
+
+
+def tiny_checkpoint(path: Path, frontend: str = "codec", info: Any = None) -> Path:
+    """A two-layer checkpoint of `configs/lyra_tiny.yaml` (clusters target) at `path`, random weights (seed 0), for
+    `frontend`; its codec is `info` (default: `make_store`'s, 4 levels of 16 codes)."""
+    import torch
+
+    from codec2vec.model import Codec2VecEncoder
+    from codec2vec.pretrain.checkpoint import save_checkpoint
+    from codec2vec.pretrain.config import config_to_dict, load_config
+
+    cfg = load_config(TINY_CONFIG, ["model.num_layers=2", f"model.frontend={frontend}", "targets=clusters"])
+    info = info or fake_info(4, 16, name="lyra", config={"k": 4, "v": 16})  # make_store's codec
+    torch.manual_seed(0)
+    enc = Codec2VecEncoder(config=cfg.model, num_codebooks=4, codebook_size=16, codebook_vectors=torch.randn(4, 16, 8))
+    weights = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
+    meta = {"step": 1, "config": config_to_dict(cfg), "codec": info.to_dict(), "frontend": frontend}
+    return save_checkpoint(path, weights=weights, state={}, meta=meta)
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    """The captured stderr, asserted to be one line, no traceback's "unexpected", and to contain every word."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "unexpected" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+# --- the pre-trainer on a predictable code cycle (targets and the online target) ----------------------------
+
+
+CYCLE_K, CYCLE_V = 4, 16
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny models run fastest on one thread; two threads on a busy 2-core machine are ~10x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cycle_batch(b: int = 6, t: int = 90, seed: int = 0, cycle: bool = True) -> Any:
+    """A `Batch` of codes of a predictable 'phone' cycle (each phone 6 frames, phone p -> codes (p*K + k) % V,
+    K = 4, V = 16), with the phones as label set `km` (10 classes)."""
+    import torch
+
+    from codec2vec.pretrain.data import Batch
+
+    k, v = CYCLE_K, CYCLE_V
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, 10, (b, 1), generator=g)
+    steps = torch.arange(t // 6)[None] if cycle else torch.randint(0, 10, (b, t // 6), generator=g)
+    ph = ((start + steps) % 10).repeat_interleave(6, 1)  # (B, T)
+    codes = ((ph[:, None, :] * k + torch.arange(k)[None, :, None]) % v).long()  # (B, K, T)
+    lengths = torch.randint(t // 2, t + 1, (b,), generator=g)
+    lengths[0] = t
+    return Batch(
+        codes=codes,
+        lengths=lengths,
+        seeds=torch.randint(0, 2**62, (b,), generator=g),
+        labels={"km": ph},
+        ids=[f"u{i}" for i in range(b)],
+    )
+
+
+def tiny_pretrainer(names: list[str], online: dict[str, Any] | None = None, **tkw: object) -> Any:
+    """The "tiny" model without dropout, pre-training on `names` (TargetsConfig keywords in `tkw`, the online
+    target's `OnlineConfig` keywords in `online`), for `cycle_batch`'s codes (seed 0)."""
+    import torch
+
+    from codec2vec.model import model_config
+    from codec2vec.pretrain.masking import MaskingConfig
+    from codec2vec.pretrain.pretrainer import build_pretrainer
+    from codec2vec.pretrain.targets import TargetsConfig
+    from codec2vec.pretrain.targets.base import OnlineConfig
+
+    torch.manual_seed(0)
+    model = model_config("tiny", dropout=0.0, attention_dropout=0.0, input_dropout=0.0, quantizer_dropout=0.0)
+    return build_pretrainer(
+        model=model,
+        masking=MaskingConfig(),
+        targets=TargetsConfig(names=names, online=OnlineConfig(**(online or {})), **tkw),  # type: ignore[arg-type]
+        codec=fake_info(CYCLE_K, CYCLE_V),
+        codebook_vectors=torch.randn(CYCLE_K, CYCLE_V, 8),
+        label_classes={"km": 10},
     )

@@ -1,7 +1,7 @@
 """The Codec2Vec encoder: a front end (codec tokens, or audio for the baselines), then every Transformer layer.
 
 Codec2Vec (Tseng & Harwath 2025) replaces HuBERT's waveform CNN with codec tokens:
-  codes (B, K, T) -> front end (frontends.py: sum_k E_k[codes[:, k]] -> LayerNorm -> Linear(D_codec, D))
+  codes (B, K, T) -> front end (frontends/codec.py: sum_k E_k[codes[:, k]] -> LayerNorm -> Linear(D_codec, D))
                   -> dropout -> learned mask vector at masked frames
                   -> + convolutional positional embedding -> LayerNorm -> L post-LN Transformer layers (HuBERT Base)
 `model.frontend` picks the front end: `codec` (the tables are initialised from the codec's codebook vectors
@@ -56,7 +56,7 @@ class ModelConfig:
     embed_norm: str = "layernorm"  # codec front end: layernorm | scale | none (frontends/codec.py)
     codebook_dim: int | None = None  # D_codec when no codebook vectors are given (None: = dim)
     init: str = "bert"  # bert: Transformer Linears ~ N(0, 0.02), zero biases (fairseq/torchaudio) | default
-    frontend: str = "codec"  # codec | waveform | mel (frontends.py); the baselines read audio
+    frontend: str = "codec"  # codec | waveform | mel (frontends/); the baselines read audio
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -204,7 +204,7 @@ class TransformerEncoder(nn.Module):
 
 
 class Codec2VecEncoder(nn.Module):
-    """Front end (frontends.py: codec tokens, or audio for the baselines) -> mask -> Transformer."""
+    """Front end (frontends/: codec tokens, or audio for the baselines) -> mask -> Transformer."""
 
     config: ModelConfig
     num_codebooks: int  # K of the codec front end (0 for the audio baselines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from codec2vec.cli import main
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.codecs.hf import (
     DacCodec,
@@ -31,6 +33,7 @@ from codec2vec.codecs.hf import (
     tiny_mimi_config,
 )
 from codec2vec.errors import Codec2VecError
+from conftest import SPEECH, one_line_error
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -365,3 +368,22 @@ def test_offline_hint_names_hf_download_and_hub_offline() -> None:
     msg = str(err.value)
     assert "hf download nobody-here/no-such-dac" in msg and "HF_HUB_OFFLINE=1" in msg
     assert "huggingface-cli" not in msg
+
+
+@pytest.mark.slow  # imports transformers
+def test_a_dac_folder_whose_pickle_is_refused_is_one_line(tmp_path: Path, capsys) -> None:
+    import transformers
+
+    folder = tmp_path / "dac"
+    transformers.DacConfig(n_codebooks=2, codebook_size=16, codebook_dim=4).save_pretrained(folder)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    torch.save({"x": Evil()}, folder / "pytorch_model.bin")
+    clip = SPEECH / "lyra_sample1_16kHz.wav"
+    argv = ["tokenize", str(clip), "--out", str(tmp_path / "st"), "--codec", "dac", "--codec-path", str(folder)]
+    assert main(argv) == 2
+    one_line_error(capsys, "refused the weights", "safetensors")
+    assert not (tmp_path / "st").exists()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from codec2vec.errors import ConfigError
 from codec2vec.frontends import HOP, MelFrontend, WaveformFrontend, log_mel, mfcc, num_frames
 from codec2vec.model import Codec2VecEncoder, model_config
 from codec2vec.pretrain.config import load_config, save_config
-from conftest import audio_config, read_metrics
+from conftest import audio_config, kill_at, read_metrics
 
 AUDIO_FRONTENDS = ("waveform", "mel", "melhubert")
 
@@ -266,19 +265,10 @@ def test_waveform_sigkill_then_resume_matches_uninterrupted(audio_store: Path, t
     run = tmp_path / "killed"
     cfg = audio_config(audio_store, run, "waveform", *extra)
     save_config(cfg, tmp_path / "killed.yaml")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "codec2vec", "pretrain", str(tmp_path / "killed.yaml")],
-        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     first = run / "checkpoints" / "step-00000004" / "meta.json"
-    deadline = time.time() + 240
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    code, err, _ = kill_at(["pretrain", str(tmp_path / "killed.yaml")], first.exists, timeout=240, env=env)
+    assert code == -signal.SIGKILL, err[-2000:]
     pretrain(cfg)
     rows, dev = read_metrics(run)
     assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from codec2vec.errors import StoreError
 from codec2vec.features.inputs import store_source
 from codec2vec.kmeans import KMeansOptions, assign, fit_kmeans, run_kmeans, sample_frames
 from codec2vec.store import TokenStore
-from conftest import fake_info, store_from_codes
+from conftest import fake_info, make_audio_store, make_store, store_from_codes, tiny_checkpoint
 
 V = 8
 
@@ -199,3 +200,38 @@ def test_more_inits_never_worse_and_inertia_and_use_are_reported(
     info = TokenStore.open(tmp_path / "store").labels("k8").info
     assert info["clusters_used"] == V and info["cluster_use"] == 1.0 and info["inertia"] > 0
     assert info["sample_clusters_used"] == V and info["n_init"] == 3 and 1 < info["cluster_perplexity"] <= V
+
+
+def test_kmeans_checks_the_label_name_before_fitting(tmp_path: Path, monkeypatch) -> None:
+    import codec2vec.kmeans as km
+
+    s = make_store(tmp_path / "s", {"a": 30})
+
+    def no_fit(*a, **k):
+        raise AssertionError("fitted before checking the name")
+
+    monkeypatch.setattr(km, "fit_kmeans", no_fit)
+    monkeypatch.setattr(km, "sample_frames", no_fit)
+    with pytest.raises(StoreError, match="label set name"):
+        km.run_kmeans(str(s.root), km.KMeansOptions(name="../evil", clusters=2))
+
+
+@pytest.mark.slow
+def test_kmeans_on_a_waveform_checkpoint_runs_the_cnn_in_small_batches(tmp_path: Path, monkeypatch) -> None:
+    from codec2vec import kmeans
+    from codec2vec.features.sources import FeatureSource
+
+    store = make_audio_store(tmp_path / "corpus", n=12)  # 12 utterances of 40-160 frames: > 1024 in all
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", "waveform")
+    padded: list[int] = []
+    forward = FeatureSource.__call__
+
+    def spy(self, inputs, lengths):  # every batch the CNN runs on
+        padded.append(len(lengths) * int(lengths.max()))
+        return forward(self, inputs, lengths)
+
+    monkeypatch.setattr(FeatureSource, "__call__", spy)
+    opts = kmeans.KMeansOptions(source=f"{ckpt}:2", clusters=4, frames_per_cluster=200, n_init=1, name="w2")
+    kmeans.run_kmeans(str(store), opts)
+    assert padded and max(padded) <= 1024  # 20k padded frames peaked at 7.8 GB
+    assert "w2" in TokenStore.open(store).label_names()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from codec2vec.cli import main
 from codec2vec.codecs import CODECS, declared_layout
 from codec2vec.errors import ConfigError
 from codec2vec.pretrain.config import (
@@ -190,3 +191,25 @@ def _old_overrides() -> list[str]:
     return [f"targets.{k}={v}" for k, v in
             [("clusters_labels", "km7"), ("clusters_temperature", "0.2"), ("online_top_k", "3"),
              ("online_codewords", "32"), ("online_freeze_teacher_step", "50"), ("online_reseed", "true")]]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.lr=nan", "train.lr"),
+        ("train.lr=5", "train.lr"),
+        ("train.eps=0", "train.eps"),
+        ("train.eps=inf", "train.eps"),
+        ("train.weight_decay=-1", "train.weight_decay"),
+        ("model.dropout=1.5", "model.dropout"),
+        ("model.dim=0", "model.dim"),
+        ("model.dim=100000000", "model.dim"),
+        ("model.num_heads=7", "model.dim"),
+        ("train.threads=5000", "train.threads"),
+        ("train.grad_clip=nan", "train.grad_clip"),
+    ],
+)
+def test_out_of_range_settings_are_one_line_errors(override: str, key: str, capsys) -> None:
+    code = main(["pretrain", "configs/lyra_tiny.yaml", override, "data.store=x", "run.dir=/nonexistent/run"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and key in err

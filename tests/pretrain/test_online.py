@@ -9,11 +9,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_targets import (
-    _batch,
-    _one_thread,  # noqa: E402,F401  (the autouse one-thread fixture)
-    _pretrainer,
-)
 
 from codec2vec.errors import ConfigError
 from codec2vec.model import padding_mask
@@ -24,6 +19,9 @@ from codec2vec.pretrain.targets.online import (
     nearest_codeword,
     perplexity,
 )
+from conftest import cycle_batch, tiny_pretrainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _layer_by_hand(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,11 +40,11 @@ def _layer_by_hand(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tenso
 
 @torch.no_grad()
 def test_default_target_is_the_ffn_output_before_residual_and_layernorm() -> None:
-    pt = _pretrainer(["online"], online=dict(top_k=1))
+    pt = tiny_pretrainer(["online"], online=dict(top_k=1))
     (target,) = pt.targets
     assert target.target_point == "ffn"
     pt.eval()
-    batch = _batch(b=3, t=48)
+    batch = cycle_batch(b=3, t=48)
     teacher = target.teacher
     x = pt.encoder.features(batch.codes)  # (B, T, D)
     layers = teacher(x, batch.lengths)
@@ -56,12 +54,12 @@ def test_default_target_is_the_ffn_output_before_residual_and_layernorm() -> Non
     (got,) = target.teacher_targets(batch.codes, batch.lengths)
     torch.testing.assert_close(got, masked_instance_norm(ffn, batch.lengths), atol=1e-4, rtol=1e-4)
     # the old point (layer output after LayerNorm) stays available and is a different target
-    pt_layer = _pretrainer(["online"], online=dict(top_k=1, target_point="layer"))
+    pt_layer = tiny_pretrainer(["online"], online=dict(top_k=1, target_point="layer"))
     (old,) = pt_layer.targets[0].teacher_targets(batch.codes, batch.lengths)
     torch.testing.assert_close(old, masked_instance_norm(out, batch.lengths), atol=1e-4, rtol=1e-4)
     assert (old - got)[valid].abs().mean() > 0.1
     with pytest.raises(ConfigError, match="online.target_point"):
-        _pretrainer(["online"], online=dict(target_point="residual"))
+        tiny_pretrainer(["online"], online=dict(target_point="residual"))
 
 
 def test_assignments_stay_fp32_under_bf16_autocast() -> None:
@@ -77,10 +75,10 @@ def test_assignments_stay_fp32_under_bf16_autocast() -> None:
     assert (naive != ref).any()  # the check is sensitive: bf16 matmuls do flip assignments here
     assert torch.equal(got, ref)
     # the whole target under autocast: labels are the fp32 nearest codewords of its (fp32) targets
-    pt = _pretrainer(["online"], online=dict(top_k=2, codewords=16))
+    pt = tiny_pretrainer(["online"], online=dict(top_k=2, codewords=16))
     (target,) = pt.targets
     pt.train()
-    batch = _batch(b=4, t=60)
+    batch = cycle_batch(b=4, t=60)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         labels = target.labels(batch, [], None)
         targets = target.teacher_targets(batch.codes, batch.lengths)
@@ -92,14 +90,14 @@ def test_assignments_stay_fp32_under_bf16_autocast() -> None:
 
 
 def test_after_the_freeze_step_neither_the_teacher_nor_its_input_changes() -> None:
-    pt = _pretrainer(["online"], online=dict(top_k=2, ema_start=0.5, ema_end=0.5, freeze_teacher_step=3))
+    pt = tiny_pretrainer(["online"], online=dict(top_k=2, ema_start=0.5, ema_end=0.5, freeze_teacher_step=3))
     (target,) = pt.targets
     opt = torch.optim.AdamW(pt.trainable_parameters(), lr=1e-2, weight_decay=0.1)
-    probe = _batch(b=3, seed=7)
+    probe = cycle_batch(b=3, seed=7)
 
     def train_step(step: int) -> None:
         pt.train()
-        out = pt(_batch(b=4, seed=step))
+        out = pt(cycle_batch(b=4, seed=step))
         opt.zero_grad()
         out.loss().backward()
         opt.step()
@@ -124,7 +122,7 @@ def test_after_the_freeze_step_neither_the_teacher_nor_its_input_changes() -> No
         assert torch.equal(a, b)
     assert not any(p.requires_grad for p in target.frontend.parameters())
     # the frozen copy travels with the state dict: a fresh model loaded from it reads the same frozen input
-    fresh = _pretrainer(["online"], online=dict(top_k=2, freeze_teacher_step=3))
+    fresh = tiny_pretrainer(["online"], online=dict(top_k=2, freeze_teacher_step=3))
     fresh.load_state_dict(pt.state_dict())
     for a, b in zip(frozen_targets, fresh.targets[0].teacher_targets(probe.codes, probe.lengths)):
         assert torch.equal(a, b)
@@ -135,10 +133,10 @@ def _window(target: OnlineTarget) -> tuple[dict[str, float], str | None]:
 
 
 def test_collapse_figures_count_codewords_and_perplexities_and_warn_once() -> None:
-    pt = _pretrainer(["online"], online=dict(top_k=2, codewords=8, warn_used=0.5))
+    pt = tiny_pretrainer(["online"], online=dict(top_k=2, codewords=8, warn_used=0.5))
     (target,) = pt.targets
     pt.train()
-    batch = _batch(b=4, t=60)
+    batch = cycle_batch(b=4, t=60)
     mask, _ = pt.masks(batch)
     labels = [y[mask] for y in target.labels(batch, [], mask)]
     logits = target.logits(torch.randn(int(mask.sum()), 128))
@@ -164,10 +162,10 @@ def test_collapse_figures_count_codewords_and_perplexities_and_warn_once() -> No
 
 @pytest.mark.parametrize("reseed", [False, True])
 def test_dead_codewords_are_reseeded_from_recent_frames_only_when_asked(reseed: bool) -> None:
-    pt = _pretrainer(["online"], online=dict(top_k=1, codewords=8, reseed=reseed))
+    pt = tiny_pretrainer(["online"], online=dict(top_k=1, codewords=8, reseed=reseed))
     (target,) = pt.targets
     pt.train()
-    batch = _batch(b=4, t=60)
+    batch = cycle_batch(b=4, t=60)
     mask, _ = pt.masks(batch)
     with torch.no_grad():
         target.codebooks[0, 4:] += 100.0  # codewords 4..7 far away: never chosen

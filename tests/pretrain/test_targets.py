@@ -3,8 +3,6 @@ batch-split additivity (what makes DDP equal one process), and a short learning 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
@@ -14,57 +12,17 @@ from codec2vec.pretrain.data import Batch
 from codec2vec.pretrain.masking import MaskingConfig
 from codec2vec.pretrain.pretrainer import build_pretrainer
 from codec2vec.pretrain.targets import IGNORE, TargetsConfig
-from codec2vec.pretrain.targets.base import OnlineConfig
 from codec2vec.pretrain.targets.online import OnlineTarget, ema_decay, init_codebooks, masked_instance_norm
-from conftest import fake_info
+from conftest import CYCLE_K, CYCLE_V, cycle_batch, fake_info, tiny_pretrainer
 
-K, V = 4, 16
+K, V = CYCLE_K, CYCLE_V
 INFO = fake_info(K, V)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core machine are ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _batch(b: int = 6, t: int = 90, seed: int = 0, cycle: bool = True) -> Batch:
-    """Codes of a predictable 'phone' cycle (each phone 6 frames, phone p -> codes (p*K + k) % V)."""
-    g = torch.Generator().manual_seed(seed)
-    start = torch.randint(0, 10, (b, 1), generator=g)
-    steps = torch.arange(t // 6)[None] if cycle else torch.randint(0, 10, (b, t // 6), generator=g)
-    ph = ((start + steps) % 10).repeat_interleave(6, 1)  # (B, T)
-    codes = ((ph[:, None, :] * K + torch.arange(K)[None, :, None]) % V).long()  # (B, K, T)
-    lengths = torch.randint(t // 2, t + 1, (b,), generator=g)
-    lengths[0] = t
-    return Batch(
-        codes=codes,
-        lengths=lengths,
-        seeds=torch.randint(0, 2**62, (b,), generator=g),
-        labels={"km": ph},
-        ids=[f"u{i}" for i in range(b)],
-    )
-
-
-def _pretrainer(names: list[str], online: dict[str, Any] | None = None, **tkw: Any):
-    torch.manual_seed(0)
-    model = model_config("tiny", dropout=0.0, attention_dropout=0.0, input_dropout=0.0, quantizer_dropout=0.0)
-    return build_pretrainer(
-        model=model,
-        masking=MaskingConfig(),
-        targets=TargetsConfig(names=names, online=OnlineConfig(**(online or {})), **tkw),
-        codec=INFO,
-        codebook_vectors=torch.randn(K, V, 8),
-        label_classes={"km": 10},
-    )
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_reconstruction_labels_are_the_codes_at_masked_frames() -> None:
-    pt = _pretrainer(["reconstruction"])
-    batch = _batch()
+    pt = tiny_pretrainer(["reconstruction"])
+    batch = cycle_batch()
     mask, _ = pt.masks(batch)
     (target,) = pt.targets
     labels = target.labels(batch, [], mask=mask)
@@ -80,8 +38,8 @@ def test_reconstruction_labels_are_the_codes_at_masked_frames() -> None:
 
 def test_split_batch_sums_equal_the_whole_batch() -> None:
     """Per-utterance masks + summed losses: two halves (two DDP ranks) add up to the full batch."""
-    pt = _pretrainer(["reconstruction", "clusters"], weights={"clusters": 0.5}).eval()
-    full = _batch(b=6)
+    pt = tiny_pretrainer(["reconstruction", "clusters"], weights={"clusters": 0.5}).eval()
+    full = cycle_batch(b=6)
     halves = [
         Batch(codes=full.codes[s], lengths=full.lengths[s], seeds=full.seeds[s], labels={"km": full.labels["km"][s]})
         for s in (slice(0, 3), slice(3, 6))
@@ -99,22 +57,22 @@ def test_split_batch_sums_equal_the_whole_batch() -> None:
 
 def test_unmasked_weight_scores_the_unmasked_valid_frames_too() -> None:
     """HuBERT's pred_nomask_weight: a second loss term per target over the unmasked, non-padding frames."""
-    pt = _pretrainer(["clusters"], unmasked_weight=0.25)
-    batch = _batch()
+    pt = tiny_pretrainer(["clusters"], unmasked_weight=0.25)
+    batch = cycle_batch()
     mask, _ = pt.masks(batch)
     valid = torch.arange(mask.shape[1])[None] < batch.lengths[:, None]  # (B, T)
     out = pt(batch)
     assert int(out.counts["clusters"]) == int((valid & mask).sum()) > 0
     assert int(out.counts["clusters_unmasked"]) == int((valid & ~mask).sum()) > 0
     assert out.weights == pt.loss_weights() == {"clusters": 1.0, "clusters_unmasked": 0.25}
-    assert set(_pretrainer(["clusters"])(batch).counts) == {"clusters"}  # masked frames only by default
+    assert set(tiny_pretrainer(["clusters"])(batch).counts) == {"clusters"}  # masked frames only by default
 
 
 def test_unmasked_term_is_normalised_as_fairseq_hubert() -> None:
     """fairseq's hubert_criterion: (w_m * sum CE_masked + w_u * sum CE_unmasked) / (N_masked + N_unmasked),
     computed here by hand from the per-frame cross-entropies of the model's own logits."""
-    pt = _pretrainer(["clusters"], unmasked_weight=0.25).eval()
-    batch = _batch()
+    pt = tiny_pretrainer(["clusters"], unmasked_weight=0.25).eval()
+    batch = cycle_batch()
     mask, _ = pt.masks(batch)
     with torch.no_grad():
         out = pt(batch)
@@ -144,11 +102,11 @@ def test_clusters_need_their_label_set() -> None:
             label_classes={},
         )
     with pytest.raises(ConfigError):
-        _pretrainer(["reconstruction", "nope"])
+        tiny_pretrainer(["reconstruction", "nope"])
 
 
 def test_online_codebooks_move_toward_assigned_frames_and_unused_stay_put() -> None:
-    pt = _pretrainer(["online"], online=dict(codewords=8, top_k=2, codebook_decay=0.9))
+    pt = tiny_pretrainer(["online"], online=dict(codewords=8, top_k=2, codebook_decay=0.9))
     (target,) = pt.targets
     assert isinstance(target, OnlineTarget) and target.num_classes == [8, 8]
     before = target.codebooks.clone()
@@ -165,7 +123,7 @@ def test_online_codebooks_move_toward_assigned_frames_and_unused_stay_put() -> N
     # Through the real path: labels() gathers statistics from the teacher's masked frames, update() applies them.
     pt.train()
     before = target.codebooks.clone()
-    batch = _batch()
+    batch = cycle_batch()
     out = pt(batch)
     mask, _ = pt.masks(batch)
     teacher = target.teacher_targets(batch.codes, batch.lengths)
@@ -184,7 +142,7 @@ def test_online_codebooks_move_toward_assigned_frames_and_unused_stay_put() -> N
 def test_online_teacher_ema_schedule_and_freeze() -> None:
     assert ema_decay(0, 0.999, 0.9999, 100) == 0.999 and ema_decay(100, 0.999, 0.9999, 100) == 0.9999
     assert abs(ema_decay(50, 0.999, 0.9999, 100) - 0.99945) < 1e-9
-    pt = _pretrainer(["online"], online=dict(ema_start=0.5, ema_end=0.5, freeze_teacher_step=3))
+    pt = tiny_pretrainer(["online"], online=dict(ema_start=0.5, ema_end=0.5, freeze_teacher_step=3))
     (target,) = pt.targets
     assert all(not p.requires_grad for p in target.teacher.parameters())
     teacher_ids = {id(p) for p in target.teacher.parameters()}
@@ -212,7 +170,7 @@ def test_online_teacher_ema_schedule_and_freeze() -> None:
 def test_online_codebooks_start_instance_normalised_as_dinosr() -> None:
     """DinoSR: randn (L', D, C) -> F.instance_norm -> every channel has mean 0, variance 1 over the codewords."""
     torch.manual_seed(0)
-    target = OnlineTarget(encoder=_pretrainer(["reconstruction"]).encoder, top_k=2, codewords=64)
+    target = OnlineTarget(encoder=tiny_pretrainer(["reconstruction"]).encoder, top_k=2, codewords=64)
     for c in (init_codebooks(3, 64, 8), target.codebooks):
         torch.testing.assert_close(c.mean(1), torch.zeros(c.shape[0], c.shape[2]), atol=1e-5, rtol=0)
         torch.testing.assert_close(c.var(1, unbiased=False), torch.ones(c.shape[0], c.shape[2]), atol=1e-3, rtol=0)
@@ -231,9 +189,9 @@ def test_tiny_model_learns_all_targets_combined() -> None:
     """A few dozen steps on a predictable token sequence, the three targets trained together on the same masked
     batch: each target's held-out masked accuracy climbs well above chance."""
     names = ["reconstruction", "clusters", "online"]
-    pt = _pretrainer(names, online=dict(codewords=16, top_k=2, ema_start=0.99, ema_end=0.99))
+    pt = tiny_pretrainer(names, online=dict(codewords=16, top_k=2, ema_start=0.99, ema_end=0.99))
     opt = torch.optim.AdamW(pt.trainable_parameters(), lr=2e-3)
-    dev = _batch(b=8, seed=999)
+    dev = cycle_batch(b=8, seed=999)
 
     def accuracy() -> dict[str, float]:
         pt.eval()
@@ -244,7 +202,7 @@ def test_tiny_model_learns_all_targets_combined() -> None:
     losses = []
     for step in range(50):
         pt.train()
-        out = pt(_batch(b=8, seed=step))
+        out = pt(cycle_batch(b=8, seed=step))
         loss = out.loss()
         opt.zero_grad()
         loss.backward()

@@ -19,7 +19,7 @@ import torch
 
 from codec2vec.errors import ConfigError
 from codec2vec.pretrain.config import load_config, save_config
-from conftest import read_metrics, structured_store, tiny_config
+from conftest import kill_at, read_metrics, structured_store, tiny_config
 
 K, V = 8, 16
 
@@ -356,19 +356,9 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(store_path: 
     run.mkdir()
     save_config(cfg, tmp_path / "killed.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "codec2vec", "pretrain", str(tmp_path / "killed.yaml")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     first = run / "checkpoints" / "step-00000008" / "meta.json"
-    deadline = time.time() + 240
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]  # killed mid-run, not finished
+    code, err, _ = kill_at(["pretrain", str(tmp_path / "killed.yaml")], first.exists, timeout=240, env=env)
+    assert code == -signal.SIGKILL, err[-2000:]  # killed mid-run, not finished
     done_before = max(r["step"] for r in read_metrics(run)[0])
     assert done_before < 40
 

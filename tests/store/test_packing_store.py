@@ -282,3 +282,13 @@ def test_create_is_all_or_nothing(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not match its hash"):
         TokenStore.create(tmp_path / "t", bad, torch.randn(46, 16, 8))
     assert not (tmp_path / "t").exists()
+
+
+def test_long_utterances_are_packed_in_pieces_with_the_same_bytes(monkeypatch) -> None:
+    from codec2vec.store import packing
+
+    codes = np.random.default_rng(0).integers(0, 16, size=(46, 1000))
+    whole = packing.pack(codes, 4)
+    monkeypatch.setattr(packing, "PACK_FRAMES", 96)
+    assert np.array_equal(packing.pack(codes, 4), whole)
+    assert np.array_equal(packing.unpack(whole, 46, 4), codes)

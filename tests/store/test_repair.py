@@ -8,10 +8,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from codec2vec.cli import main
 from codec2vec.cli.store import format_summary
+from codec2vec.errors import StoreError
 from codec2vec.store import TokenStore
 from codec2vec.store.container import read_container_index
 from codec2vec.tokenize import TokenizeOptions, tokenize
@@ -146,3 +148,19 @@ def test_tokenize_says_when_a_skipped_id_holds_other_audio(tmp_path: Path, short
     text = format_summary(summary)
     assert "5 were stored from a file of another size" in text and "'c1'" in text
     assert read_container_index(TokenStore.open(store).shard_paths()[0])["kind"] == "shard"
+
+
+def test_repair_keeps_one_copy_of_a_duplicated_utterance(tmp_path: Path) -> None:
+    a = make_store(tmp_path / "a", {"x": 5, "y": 7})
+    b = make_store(tmp_path / "b", {"y": 7, "z": 9})  # same codec and seed: 'y' has the same codes
+    shutil.copy(b.shard_paths()[0], a.root / "shards" / "000001.c2s")  # y twice, z only here
+    with pytest.raises(StoreError, match="also stored"):
+        TokenStore.open(a.root)
+    assert main(["verify", str(a.root)]) == 1
+    assert main(["verify", str(a.root), "--repair"]) == 0
+    fixed = TokenStore.open(a.root)
+    assert sorted(fixed.ids()) == ["x", "y", "z"] and fixed.verify() == []
+    assert np.array_equal(fixed["z"].numpy(), b["z"].numpy())
+    (a.root / "shards" / "000000.c2s").unlink()  # x and y lost: repair names the loss, drops the record
+    assert main(["verify", str(a.root), "--repair"]) == 0
+    assert sorted(TokenStore.open(a.root).ids()) == ["z"]

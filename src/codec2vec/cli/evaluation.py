@@ -105,7 +105,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- demo (demo.py, report.py) ---------------------------------------------------------------------------
+# --- demo (demo/stages.py, demo/report.py) ---------------------------------------------------------------------------
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:

