@@ -3,9 +3,9 @@
 Each field is one flag: the name from the field's (`batch_size` -> `--batch-size`, or `option(flag=...)`), the
 default from the field, help text and choices from its metadata (`options.option`). A `bool` field that is off by
 default is a switch (`--retry-rejects`); one that is on by default is switched off (`--no-dac`). Lists and tuples
-are comma-separated (`--sizes tiny,base`), or separate words where the metadata says `nargs` (`--layers 0 4`). The parser keeps each value as typed; `from_args` converts it with
-`options.convert`, so a bad value is the same one-line `ConfigError` as in a config file (`--clusters: expected
-an integer, got 'x'`, exit 2).
+are comma-separated (`--sizes tiny,base`), or separate words where the metadata says `nargs` (`--layers 0 4`).
+The parser keeps each value as typed; `from_args` converts it with `options.convert`, so a bad value is the same
+one-line `ConfigError` as in a config file (`--clusters: expected an integer, got 'x'`, exit 2).
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def cli_fields(cls: type) -> list[dataclasses.Field[Any]]:
 
 
 def add_options(p: _Container, cls: type, *, sparse: bool = False) -> None:
-    """One flag per field of dataclass `cls` on parser or group `p`; a flag `p` already has for a field of the same
-    name is shared (it sets both dataclasses' field, as `--threads` does for `bench` and `bench --quality`). `sparse`: flags not given stay out of the namespace (`from_args` then
-    keeps the base's value), and the help names the dataclass's default."""
+    """One flag per field of dataclass `cls` on parser or group `p`. A flag `p` already has for a field of the same
+    name is shared (it sets both dataclasses' field, as `--threads` does for `bench` and `bench --quality`); for
+    another field it is refused. `sparse`: flags not given stay out of the namespace (`from_args` then keeps the
+    base's value), and the help names the dataclass's default."""
     hints = field_types(cls)
     taken = p._option_string_actions  # shared by a parser and its groups
     for f in cli_fields(cls):

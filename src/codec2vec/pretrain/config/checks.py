@@ -206,7 +206,8 @@ def _section_defaults(section: Any) -> dict[str, Any]:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = f.default_factory()
-    out = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}  # type: ignore[arg-type]
+    nested = {k: dataclasses.asdict(v) for k, v in out.items() if dataclasses.is_dataclass(v)}  # type: ignore[arg-type]
+    out |= nested
     return _flat({k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}, section)
 
 
