@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CODECS = {"lyra": (46, 16), "dac": (12, 1024)}  # K, V
 CONFIGS = {"lyra_base": "lyra", "dac16k_base_online": "dac"}
 TINY = ["model.num_layers=2", "model.dim=64", "model.ffn_dim=128", "model.num_heads=2", "model.conv_pos_kernel=8",
-        "model.conv_pos_groups=2", "targets.online_top_k=2", "targets.online_codewords=16", "data.crop_frames=100",
+        "model.conv_pos_groups=2", "targets.online.top_k=2", "targets.online.codewords=16", "data.crop_frames=100",
         "data.batch_frames=400", "data.min_frames=8"]  # fmt: skip
 
 

@@ -37,7 +37,7 @@ def _loop(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as run:
         cfg = load_config(None, [
             f"data.store={args.store}", f"run.dir={run}", f"model.preset={args.preset}",
-            f"model.frontend={args.frontend}", "targets=clusters", f"targets.clusters_labels={args.labels}",
+            f"model.frontend={args.frontend}", "targets=clusters", f"targets.clusters.labels={args.labels}",
             f"data.batch_frames={args.batch_frames}", f"data.crop_frames={args.crop_frames}", "data.min_frames=1",
             f"train.steps={args.steps}", "train.eval_every=0", "train.ckpt_every=0", f"train.threads={args.threads}",
             f"train.log_every={args.log_every}", f"train.device={args.device}", "run.progress=off",

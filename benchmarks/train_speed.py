@@ -31,7 +31,7 @@ def _model(preset: str, info: object, targets: list[str], codebook_vectors: torc
     from codec2vec.pretrain.pretrainer import build_pretrainer
 
     cfg = load_config(None, [f"model.preset={preset}", f"targets={','.join(targets)}"])
-    labels = {cfg.targets.clusters_labels: 100} if "clusters" in targets else {}
+    labels = {cfg.targets.clusters.labels: 100} if "clusters" in targets else {}
     torch.manual_seed(0)
     return build_pretrainer(
         model=cfg.model,

@@ -289,11 +289,11 @@ def tiny_config(store: Path, run: Path, *extra: str) -> Any:
             "model.num_heads=2",
             "model.conv_pos_kernel=8",
             "model.conv_pos_groups=2",
-            "targets.online_top_k=2",
-            "targets.online_codewords=16",
-            "targets.online_ema_start=0.9",
-            "targets.online_ema_end=0.99",
-            "targets.online_ema_anneal_steps=20",
+            "targets.online.top_k=2",
+            "targets.online.codewords=16",
+            "targets.online.ema_start=0.9",
+            "targets.online.ema_end=0.99",
+            "targets.online.ema_anneal_steps=20",
             *extra,
         ],
     )
@@ -447,11 +447,11 @@ def audio_config(store: Path, run: Path, frontend: str, *extra: str) -> Any:
             "model.num_heads=2",
             "model.conv_pos_kernel=4",
             "model.conv_pos_groups=2",
-            "targets.online_top_k=2",
-            "targets.online_codewords=8",
-            "targets.online_ema_start=0.9",
-            "targets.online_ema_end=0.99",
-            "targets.online_ema_anneal_steps=10",
+            "targets.online.top_k=2",
+            "targets.online.codewords=8",
+            "targets.online.ema_start=0.9",
+            "targets.online.ema_end=0.99",
+            "targets.online.ema_anneal_steps=10",
             *extra,
         ],
     )
@@ -613,22 +613,23 @@ def cycle_batch(b: int = 6, t: int = 90, seed: int = 0, cycle: bool = True) -> A
     )
 
 
-def tiny_pretrainer(names: list[str], **tkw: object) -> Any:
-    """The "tiny" model without dropout, pre-training on `names` (TargetsConfig keywords in `tkw`), for
-    `cycle_batch`'s codes (seed 0)."""
+def tiny_pretrainer(names: list[str], online: dict[str, Any] | None = None, **tkw: object) -> Any:
+    """The "tiny" model without dropout, pre-training on `names` (TargetsConfig keywords in `tkw`, the online
+    target's `OnlineConfig` keywords in `online`), for `cycle_batch`'s codes (seed 0)."""
     import torch
 
     from codec2vec.model import model_config
     from codec2vec.pretrain.masking import MaskingConfig
     from codec2vec.pretrain.pretrainer import build_pretrainer
     from codec2vec.pretrain.targets import TargetsConfig
+    from codec2vec.pretrain.targets.base import OnlineConfig
 
     torch.manual_seed(0)
     model = model_config("tiny", dropout=0.0, attention_dropout=0.0, input_dropout=0.0, quantizer_dropout=0.0)
     return build_pretrainer(
         model=model,
         masking=MaskingConfig(),
-        targets=TargetsConfig(names=names, **tkw),  # type: ignore[arg-type]
+        targets=TargetsConfig(names=names, online=OnlineConfig(**(online or {})), **tkw),  # type: ignore[arg-type]
         codec=fake_info(CYCLE_K, CYCLE_V),
         codebook_vectors=torch.randn(CYCLE_K, CYCLE_V, 8),
         label_classes={"km": 10},

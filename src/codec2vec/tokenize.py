@@ -28,32 +28,43 @@ import numpy as np
 import torch
 
 from codec2vec.audio import MAX_SECONDS, AudioItem, audio_blocks, audio_duration, load_audio, scan_sources
-from codec2vec.codecs import Codec, get_codec
+from codec2vec.codecs import CODECS, Codec, get_codec
 from codec2vec.errors import AudioError, Codec2VecError
 from codec2vec.files import atomic_file
+from codec2vec.options import option
 from codec2vec.store import TokenStore
 from codec2vec.store.store import open_or_create
 
 
 @dataclass(frozen=True)
 class TokenizeOptions:
-    """How to tokenize (the CLI flags of `codec2vec tokenize`)."""
+    """How to tokenize (the flags of `codec2vec tokenize`, made from these fields by `cli/flags.py`)."""
 
-    codec: str = "lyra"
-    codec_path: str | None = None
-    num_codebooks: int | None = None
-    workers: int = 1
-    batch_size: int = 8
-    shard: str | None = None  # "I/N"
-    shard_seconds: float = 600.0
-    retry_rejects: bool = False
-    device: str = "cpu"
-    coding: str = "auto"  # a new store's shard coding: "auto" (entropy-code when smaller) or "packed"
-    max_seconds: float = MAX_SECONDS  # longer files are rejected from their header, before reading
-    private: bool = False  # keyed ids, no paths or free text in the store (privacy/private.py)
-    private_key: str | None = None  # default: OUT.key beside the store
-    id_map: str | None = None  # default: OUT.ids.jsonl beside the store
-    private_keep: tuple[str, ...] = ("split",)  # manifest columns a private store keeps
+    codec: str = option("lyra", help="codec backend", choices=tuple(CODECS))
+    codec_path: str | None = option(None, help="weights: a local folder or a hub id")
+    num_codebooks: int | None = option(None, help="levels to keep (Lyra: 1..46; EnCodec/Mimi: K)")
+    workers: int = option(1, help="worker processes")
+    batch_size: int = option(8, help="utterances per encode call")
+    shard: str | None = option(None, help="I/N: tokenize only the I-th of N slices (0-based)")
+    shard_seconds: float = option(600.0, help="audio seconds per committed shard")
+    retry_rejects: bool = option(False, help="try inputs rejected by an earlier run again")
+    device: str = option("cpu")
+    # a new store's shard coding: "auto" (entropy-code when smaller), "packed" or always "rans"
+    coding: str = option(
+        "auto",
+        choices=("auto", "packed", "rans"),
+        help="a new store's shards: rANS-coded when smaller (auto), exact-width bit packing, or always rANS",
+    )
+    # longer files are rejected from their header, before reading (the flag is --max-hours)
+    max_seconds: float = option(MAX_SECONDS, cli=False)
+    # keyed ids, no paths or free text in the store (privacy/private.py)
+    private: bool = option(False, help="keyed ids; no paths, names or free text in the store")
+    private_key: str | None = option(None, help="--private: key file (created 0600; default OUT.key)")
+    id_map: str | None = option(None, help="--private: hashed id -> source map (default OUT.ids.jsonl)")
+    private_keep: tuple[str, ...] = option(
+        ("split",),
+        help="--private: manifest columns to keep, comma-separated (free text and names only if listed)",
+    )
 
 
 @dataclass

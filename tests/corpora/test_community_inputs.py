@@ -231,7 +231,7 @@ def test_pretrain_checks_the_store_before_the_run_folder_exists(tmp_path: Path, 
     run = tmp_path / "run"
     cases = [
         (["data.codec=dac"], "data.codec: the config expects 'dac' tokens"),
-        (["targets=clusters"], "targets.clusters_labels='km': " + str(tmp_path / "store") + " has no such label set"),
+        (["targets=clusters"], "targets.clusters.labels='km': " + str(tmp_path / "store") + " has no such label set"),
         ([f"data.dev_store={tmp_path / 'nowhere'}"], "nowhere"),
     ]
     for overrides, reason in cases:

@@ -12,6 +12,7 @@ from codec2vec.codecs import CODECS, declared_layout
 from codec2vec.errors import ConfigError
 from codec2vec.pretrain.config import (
     apply_overrides,
+    check_resumable,
     config_from_dict,
     config_to_dict,
     dump_yaml,
@@ -42,7 +43,7 @@ def test_every_config_loads_round_trips_and_builds(path: Path) -> None:
     assert config_from_dict(yaml.safe_load(dump_yaml(cfg))) == cfg
     k, v, d = declared_layout(cfg.data.codec)  # the codec's own declared (K, V, D)
     info = fake_info(k, v, name=cfg.data.codec)
-    label_classes = {cfg.targets.clusters_labels: 100} if "clusters" in cfg.targets.names else {}
+    label_classes = {cfg.targets.clusters.labels: 100} if "clusters" in cfg.targets.names else {}
     torch.manual_seed(0)
     with torch.device("meta"):  # sizes only: building base models for real costs seconds each
         model = build_pretrainer(
@@ -70,7 +71,7 @@ def test_overrides_convert_types_and_shorthands() -> None:
             "train.betas=0.9,0.95",
             "model.freeze_embeddings=true",
             "targets=reconstruction:1.0,online:0.5",
-            "targets.online_freeze_teacher_step=500",
+            "targets.online.freeze_teacher_step=500",
         ],
     )
     assert cfg.data.store == "/tmp/store" and cfg.run.dir == "/tmp/run"
@@ -79,9 +80,9 @@ def test_overrides_convert_types_and_shorthands() -> None:
     assert cfg.model.freeze_embeddings is True
     assert cfg.targets.names == ["reconstruction", "online"]
     assert cfg.targets.weights == {"reconstruction": 1.0, "online": 0.5}
-    assert cfg.targets.online_freeze_teacher_step == 500
+    assert cfg.targets.online.freeze_teacher_step == 500
     assert (
-        load_config(CONFIGS[0], ["targets.online_freeze_teacher_step=none"]).targets.online_freeze_teacher_step is None
+        load_config(CONFIGS[0], ["targets.online.freeze_teacher_step=none"]).targets.online.freeze_teacher_step is None
     )
     assert (
         load_config(CONFIGS[0], ["targets.weights.online=0.25", "targets=reconstruction,online"]).targets.weights == {}
@@ -133,6 +134,63 @@ def test_bad_files_are_config_errors(tmp_path: Path) -> None:
     (tmp_path / "extra.yaml").write_text("modle: {preset: tiny}\n")
     with pytest.raises(ConfigError, match="modle"):
         load_config(tmp_path / "extra.yaml")
+
+
+OLD_FLAT_TARGETS = """
+targets:
+  names: [online]
+  clusters_labels: km7
+  clusters_temperature: 0.2
+  online_top_k: 3
+  online_codewords: 32
+  online_freeze_teacher_step: 50
+  online_reseed: true
+"""
+
+
+def test_old_flat_target_keys_still_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Files and checkpoints written before `targets.clusters`/`targets.online` were sections load the same,
+    quietly; an override under either name wins over the file."""
+    import warnings
+
+    (tmp_path / "old.yaml").write_text(OLD_FLAT_TARGETS)
+    nested = load_config(
+        None,
+        ["targets=online", "targets.clusters.labels=km7", "targets.clusters.temperature=0.2", "targets.online.top_k=3",
+         "targets.online.codewords=32", "targets.online.freeze_teacher_step=50", "targets.online.reseed=true"],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = load_config(tmp_path / "old.yaml")
+        assert old.targets == nested.targets
+        assert (old.targets.online.top_k, old.targets.clusters.labels, old.targets.online.reseed) == (3, "km7", True)
+        assert load_config(tmp_path / "old.yaml", ["targets.online.top_k=2"]).targets.online.top_k == 2
+        assert load_config(tmp_path / "old.yaml", ["targets.online_top_k=2"]).targets.online.top_k == 2
+        assert load_config("lyra_tiny", ["targets.online_codewords=8"]).targets.online.codewords == 8
+        # A checkpoint's saved config from before: the same config, and a resume with it is not a change.
+        saved = config_to_dict(nested)
+        flat = {k: v for k, v in saved["targets"].items() if k not in ("clusters", "online")}
+        flat |= {f"clusters_{k}": v for k, v in saved["targets"]["clusters"].items()}
+        flat |= {f"online_{k}": v for k, v in saved["targets"]["online"].items()}
+        old_saved = {**saved, "targets": flat}
+        assert config_from_dict(old_saved) == nested
+        check_resumable(old_saved, nested)
+        check_resumable(old_saved, load_config(None, ["targets=online", *_old_overrides(), "targets.online.reseed=0"]))
+        with pytest.raises(ConfigError, match=r"targets\.online\.top_k \(3 -> 4\)"):
+            check_resumable(
+                old_saved, load_config(None, ["targets=online", *_old_overrides(), "targets.online.top_k=4"])
+            )
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ConfigError, match=r"targets\.online\.nope: unknown key; allowed: top_k"):
+        load_config(None, ["targets.online.nope=1"])
+    with pytest.raises(ConfigError, match=r"targets\.online\.top_k: expected an integer, got 'x'"):
+        load_config(tmp_path / "old.yaml", ["targets.online_top_k=x"])
+
+
+def _old_overrides() -> list[str]:
+    return [f"targets.{k}={v}" for k, v in
+            [("clusters_labels", "km7"), ("clusters_temperature", "0.2"), ("online_top_k", "3"),
+             ("online_codewords", "32"), ("online_freeze_teacher_step", "50"), ("online_reseed", "true")]]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,7 @@ def test_the_step_makes_one_host_sync_per_micro_batch(
 
     extra = ("train.steps=100", "train.log_every=50", "train.eval_every=0", "train.ckpt_every=0")
     run = _run(store_path, tmp_path / "run", f"targets={targets}", "train.accum_steps=2", "train.max_seconds=3600",
-               "run.progress=on", "targets.online_reseed=true", *extra)  # fmt: skip
+               "run.progress=on", "targets.online.reseed=true", *extra)  # fmt: skip
     run.sync_every_step = False  # the CUDA loop: figures stay on the device until a log row
     run.log = train.start_log(run)
     run.model.train()

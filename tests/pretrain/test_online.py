@@ -40,7 +40,7 @@ def _layer_by_hand(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tenso
 
 @torch.no_grad()
 def test_default_target_is_the_ffn_output_before_residual_and_layernorm() -> None:
-    pt = tiny_pretrainer(["online"], online_top_k=1)
+    pt = tiny_pretrainer(["online"], online=dict(top_k=1))
     (target,) = pt.targets
     assert target.target_point == "ffn"
     pt.eval()
@@ -54,12 +54,12 @@ def test_default_target_is_the_ffn_output_before_residual_and_layernorm() -> Non
     (got,) = target.teacher_targets(batch.codes, batch.lengths)
     torch.testing.assert_close(got, masked_instance_norm(ffn, batch.lengths), atol=1e-4, rtol=1e-4)
     # the old point (layer output after LayerNorm) stays available and is a different target
-    pt_layer = tiny_pretrainer(["online"], online_top_k=1, online_target_point="layer")
+    pt_layer = tiny_pretrainer(["online"], online=dict(top_k=1, target_point="layer"))
     (old,) = pt_layer.targets[0].teacher_targets(batch.codes, batch.lengths)
     torch.testing.assert_close(old, masked_instance_norm(out, batch.lengths), atol=1e-4, rtol=1e-4)
     assert (old - got)[valid].abs().mean() > 0.1
-    with pytest.raises(ConfigError, match="online_target_point"):
-        tiny_pretrainer(["online"], online_target_point="residual")
+    with pytest.raises(ConfigError, match="online.target_point"):
+        tiny_pretrainer(["online"], online=dict(target_point="residual"))
 
 
 def test_assignments_stay_fp32_under_bf16_autocast() -> None:
@@ -75,7 +75,7 @@ def test_assignments_stay_fp32_under_bf16_autocast() -> None:
     assert (naive != ref).any()  # the check is sensitive: bf16 matmuls do flip assignments here
     assert torch.equal(got, ref)
     # the whole target under autocast: labels are the fp32 nearest codewords of its (fp32) targets
-    pt = tiny_pretrainer(["online"], online_top_k=2, online_codewords=16)
+    pt = tiny_pretrainer(["online"], online=dict(top_k=2, codewords=16))
     (target,) = pt.targets
     pt.train()
     batch = cycle_batch(b=4, t=60)
@@ -90,9 +90,7 @@ def test_assignments_stay_fp32_under_bf16_autocast() -> None:
 
 
 def test_after_the_freeze_step_neither_the_teacher_nor_its_input_changes() -> None:
-    pt = tiny_pretrainer(
-        ["online"], online_top_k=2, online_ema_start=0.5, online_ema_end=0.5, online_freeze_teacher_step=3
-    )
+    pt = tiny_pretrainer(["online"], online=dict(top_k=2, ema_start=0.5, ema_end=0.5, freeze_teacher_step=3))
     (target,) = pt.targets
     opt = torch.optim.AdamW(pt.trainable_parameters(), lr=1e-2, weight_decay=0.1)
     probe = cycle_batch(b=3, seed=7)
@@ -124,7 +122,7 @@ def test_after_the_freeze_step_neither_the_teacher_nor_its_input_changes() -> No
         assert torch.equal(a, b)
     assert not any(p.requires_grad for p in target.frontend.parameters())
     # the frozen copy travels with the state dict: a fresh model loaded from it reads the same frozen input
-    fresh = tiny_pretrainer(["online"], online_top_k=2, online_freeze_teacher_step=3)
+    fresh = tiny_pretrainer(["online"], online=dict(top_k=2, freeze_teacher_step=3))
     fresh.load_state_dict(pt.state_dict())
     for a, b in zip(frozen_targets, fresh.targets[0].teacher_targets(probe.codes, probe.lengths)):
         assert torch.equal(a, b)
@@ -135,7 +133,7 @@ def _window(target: OnlineTarget) -> tuple[dict[str, float], str | None]:
 
 
 def test_collapse_figures_count_codewords_and_perplexities_and_warn_once() -> None:
-    pt = tiny_pretrainer(["online"], online_top_k=2, online_codewords=8, online_warn_used=0.5)
+    pt = tiny_pretrainer(["online"], online=dict(top_k=2, codewords=8, warn_used=0.5))
     (target,) = pt.targets
     pt.train()
     batch = cycle_batch(b=4, t=60)
@@ -157,14 +155,14 @@ def test_collapse_figures_count_codewords_and_perplexities_and_warn_once() -> No
         target.codebooks[:, 1:] += 100.0
     target.labels(batch, [], mask)
     row, note = _window(target)
-    assert row["online_used_l0"] == 1.0 and note is not None and "online_reseed" in note
+    assert row["online_used_l0"] == 1.0 and note is not None and "online.reseed" in note
     target.labels(batch, [], mask)
     assert _window(target)[1] is None
 
 
 @pytest.mark.parametrize("reseed", [False, True])
 def test_dead_codewords_are_reseeded_from_recent_frames_only_when_asked(reseed: bool) -> None:
-    pt = tiny_pretrainer(["online"], online_top_k=1, online_codewords=8, online_reseed=reseed)
+    pt = tiny_pretrainer(["online"], online=dict(top_k=1, codewords=8, reseed=reseed))
     (target,) = pt.targets
     pt.train()
     batch = cycle_batch(b=4, t=60)

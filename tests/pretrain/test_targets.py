@@ -106,7 +106,7 @@ def test_clusters_need_their_label_set() -> None:
 
 
 def test_online_codebooks_move_toward_assigned_frames_and_unused_stay_put() -> None:
-    pt = tiny_pretrainer(["online"], online_codewords=8, online_top_k=2, online_codebook_decay=0.9)
+    pt = tiny_pretrainer(["online"], online=dict(codewords=8, top_k=2, codebook_decay=0.9))
     (target,) = pt.targets
     assert isinstance(target, OnlineTarget) and target.num_classes == [8, 8]
     before = target.codebooks.clone()
@@ -142,7 +142,7 @@ def test_online_codebooks_move_toward_assigned_frames_and_unused_stay_put() -> N
 def test_online_teacher_ema_schedule_and_freeze() -> None:
     assert ema_decay(0, 0.999, 0.9999, 100) == 0.999 and ema_decay(100, 0.999, 0.9999, 100) == 0.9999
     assert abs(ema_decay(50, 0.999, 0.9999, 100) - 0.99945) < 1e-9
-    pt = tiny_pretrainer(["online"], online_ema_start=0.5, online_ema_end=0.5, online_freeze_teacher_step=3)
+    pt = tiny_pretrainer(["online"], online=dict(ema_start=0.5, ema_end=0.5, freeze_teacher_step=3))
     (target,) = pt.targets
     assert all(not p.requires_grad for p in target.teacher.parameters())
     teacher_ids = {id(p) for p in target.teacher.parameters()}
@@ -189,7 +189,7 @@ def test_tiny_model_learns_all_targets_combined() -> None:
     """A few dozen steps on a predictable token sequence, the three targets trained together on the same masked
     batch: each target's held-out masked accuracy climbs well above chance."""
     names = ["reconstruction", "clusters", "online"]
-    pt = tiny_pretrainer(names, online_codewords=16, online_top_k=2, online_ema_start=0.99, online_ema_end=0.99)
+    pt = tiny_pretrainer(names, online=dict(codewords=16, top_k=2, ema_start=0.99, ema_end=0.99))
     opt = torch.optim.AdamW(pt.trainable_parameters(), lr=2e-3)
     dev = cycle_batch(b=8, seed=999)
 

@@ -296,7 +296,7 @@ def test_checkpoint_is_verified_and_loads_the_encoder(store_path: Path, tmp_path
         pretrain(tiny_config(store_path, run, "train.steps=12", "model.num_layers=3"))
     assert (
         pretrain(
-            tiny_config(store_path, run, "train.steps=11", "train.eval_every=0", "targets.online_freeze_teacher_step=5")
+            tiny_config(store_path, run, "train.steps=11", "train.eval_every=0", "targets.online.freeze_teacher_step=5")
         )["steps_run"]
         == 1
     )

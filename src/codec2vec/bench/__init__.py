@@ -25,7 +25,7 @@ import os
 import platform
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,6 +37,7 @@ from codec2vec.bench.throughput import loader_needs, measure_throughput
 from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
+from codec2vec.options import option
 from codec2vec.progress import heartbeat
 
 
@@ -44,20 +45,26 @@ from codec2vec.progress import heartbeat
 class BenchOptions:
     """What `bench` measures, and how long it may take."""
 
-    out: str = ""  # folder for the stores, FLAC files, bench.json and bench.png ("" = a temporary folder)
-    quick: bool = False  # a smoke run: tiny models, one timed step, Lyra 16 and 46 only, no DAC, no subprocesses
-    sizes: list[str] = field(default_factory=lambda: ["tiny", "base"])
-    frontends: list[str] = field(default_factory=lambda: ["codec", "waveform", "mel"])
-    batch_seconds: float = 20.0  # audio seconds per step (padded), the same for every front end
-    crop_seconds: float = 10.0
-    steps: int = 3
-    threads: int = 1  # intra-op threads per configuration ("per core" figures)
-    device: str = "auto"
-    synth_hours: float = 0.1  # corpus made when no SRC is given
-    dac: bool = True
-    dac_seconds: float = 60.0  # audio the DAC layout encodes (random weights; about real time on a busy CPU)
-    profile: bool = True
-    parts: list[str] = field(default_factory=lambda: ["storage", "reads", "throughput"])  # storage always runs
+    # folder for the stores, FLAC files, bench.json and bench.png ("" = a temporary folder)
+    out: str = option("", help="keep stores, FLAC files, bench.json and bench.png here")
+    # a smoke run: tiny models, one timed step, Lyra 16 and 46 only, no DAC, no subprocesses
+    quick: bool = option(False, help="a smoke run: tiny models, one step, no DAC (--quality: 2 steps each)")
+    sizes: list[str] = option(factory=lambda: ["tiny", "base"], help="model presets, comma-separated")
+    frontends: list[str] = option(factory=lambda: ["codec", "waveform", "mel"], help="front ends, comma-separated")
+    # audio seconds per step (padded), the same for every front end
+    batch_seconds: float = option(20.0, help="audio seconds per step (all front ends)")
+    crop_seconds: float = option(10.0)
+    steps: int = option(3, help="timed steps per configuration (after one warm-up)")
+    threads: int = option(1, help="intra-op threads per configuration")  # the "per core" figures
+    device: str = option("auto", choices=("auto", "cpu", "cuda"))
+    synth_hours: float = option(0.1, help="size of the corpus made when no SRC is given")
+    dac: bool = option(True, help="skip the DAC-16k layout store")
+    # audio the DAC layout encodes (random weights; about real time on a busy CPU)
+    dac_seconds: float = option(60.0, help="audio the DAC layout encodes (slow on CPU)")
+    profile: bool = option(True, help="skip the torch.profiler view of where a step's time goes")
+    parts: list[str] = option(  # storage always runs
+        factory=lambda: ["storage", "reads", "throughput"], help="what to measure (storage always runs)"
+    )
 
 
 def _note(progress: bool, msg: str) -> None:

@@ -37,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -46,16 +46,17 @@ from codec2vec.bench.quality import (
     FRONTEND,
     PROBE_FIELDS,
     QualityOptions,
-    _config,
-    _corpus,
-    _probe,
-    _RunSpec,
-    _Stages,
+    RunSpec,
+    Stages,
+    bench_corpus,
+    probe_run,
+    run_config,
     runs_folder,
 )
-from codec2vec.bench.quality import _check as check_quality
+from codec2vec.bench.quality import check_options as check_quality
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
+from codec2vec.options import option
 
 CODEC_LEVELS = (4, 8, 16, 30, 46)
 OPUS_KBPS = (6.0, 12.0, 24.0)
@@ -83,13 +84,13 @@ class FrontierOptions(QualityOptions):
     # a set-up ~4 s). Default: 42 codec/mel runs (9 points + 5 new recipe rows, levels-16 reuses codec-16, x 3
     # seeds) x (6.5 + 2 x 4 + 6 s) ~ 14 min; 6 waveform runs x (147 + 8 + 47 s) ~ 20 min; 12 label sets ~ 5 min;
     # corpus and stores ~ 2 min: ~41 CPU minutes, one process, so ~41 min of wall time on 2 quiet cores.
-    chunk_steps: int = 50
-    levels: list[int] = field(default_factory=lambda: list(CODEC_LEVELS))
-    opus_kbps: list[float] = field(default_factory=lambda: list(OPUS_KBPS))
-    waveform: list[str] = field(default_factory=lambda: ["flac", "opus"])  # the waveform front end's inputs: FLAC
-    # and/or the lowest Opus point
-    recipes: list[str] = field(default_factory=lambda: list(RECIPES))
-    opus_sample: int = 24  # clips on which each Opus level is chosen
+    chunk_steps: int = option(50, cli=False)  # interleaving: steps per turn of a run
+    levels: list[int] = option(factory=lambda: list(CODEC_LEVELS), help="Lyra level counts of the codec points")
+    opus_kbps: list[float] = option(factory=lambda: list(OPUS_KBPS), help="target kbps of the Opus points")
+    waveform: list[str] = option(factory=lambda: ["flac", "opus"], help="the waveform front end's inputs: flac "
+                                 "and/or opus (the lowest Opus point)")  # fmt: skip
+    recipes: list[str] = option(factory=lambda: list(RECIPES), help="codec recipe rows, comma-separated, or none")
+    opus_sample: int = option(24, cli=False)  # clips on which each Opus level is chosen
 
     @classmethod
     def quick(cls, **kw: Any) -> FrontierOptions:
@@ -140,7 +141,7 @@ def recipe_points(opts: FrontierOptions) -> list[Point]:
     return out
 
 
-def _check(opts: FrontierOptions) -> None:
+def check_options(opts: FrontierOptions) -> None:
     bad = [r for r in opts.recipes if r not in RECIPES]
     if bad:
         raise ConfigError(f"--recipes {','.join(bad)}: choose among {', '.join(RECIPES)} (or none)")
@@ -231,9 +232,9 @@ def _pretrain(points: list[Point], *, stores: dict[str, Any], base: Path, root: 
         store, labels = _labels(p, stores, base, opts)
         audio = (f"data.audio={stores[p.storage]['manifest']}",) if stores[p.storage]["kind"] == "audio" else ()
         for i in range(opts.seeds):
-            spec = _RunSpec(p.model, "own", opts.seed + i)
+            spec = RunSpec(p.model, "own", opts.seed + i)
             run_dir = runs / f"{p.name}-s{spec.seed}"
-            make: Callable[..., Any] = partial(_config, spec, store=Path(store), run_dir=run_dir, labels=labels,
+            make: Callable[..., Any] = partial(run_config, spec, store=Path(store), run_dir=run_dir, labels=labels,
                                                opts=opts, extra=audio + p.overrides)  # fmt: skip
             jobs.append(Job(run_dir.name, run_dir, partial(_steps_config, make)))
             meta.append((p, spec))
@@ -280,13 +281,13 @@ def run_frontier(opts: FrontierOptions, *, progress: bool = False) -> dict[str, 
     probes -> rows, paired deltas and the verdict; returns (and writes) the result."""
     from codec2vec.bench.frontier_report import assemble, plot_frontier
 
-    _check(opts)
+    check_options(opts)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(opts.out or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        stages = _Stages(root, progress, prefix="frontier")
-        base, corpus = _corpus(root, opts, progress)
+        stages = Stages(root, progress, prefix="frontier")
+        base, corpus = bench_corpus(root, opts, progress)
         points, recipes = frontier_points(opts), recipe_points(opts)
         levels = sorted({int(p.storage.split("-")[1]) for p in points + recipes if p.storage.startswith("lyra-")})
         store_key = {"corpus": corpus, "levels": levels, "opus": sorted(opts.opus_kbps), "sample": opts.opus_sample}
@@ -299,7 +300,7 @@ def run_frontier(opts: FrontierOptions, *, progress: bool = False) -> dict[str, 
         rows: list[dict[str, Any]] = []
         for r in runs:
             rows += stages.run(f"probe-{r['run']}", key,
-                               partial(_probe, r, data=base / "tasks", root=root, opts=opts))  # fmt: skip
+                               partial(probe_run, r, data=base / "tasks", root=root, opts=opts))  # fmt: skip
         result = assemble(rows, runs, points=points, recipes=recipes, alias=alias, stores=stores, opts=opts)
         result |= {"corpus": corpus, "options": asdict(opts), "stage_seconds": stages.seconds,
                    "stage_cpu_seconds": stages.cpu, "total_seconds": time.perf_counter() - t_start}  # fmt: skip

@@ -37,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +45,7 @@ from typing import Any, Callable
 from codec2vec.bench.compare import METRICS, format_quality, paired_rows, plot_quality, summary_rows, verdict_lines
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
+from codec2vec.options import option
 
 MODELS = ("codec", "waveform", "mel")
 FRONTEND = {"codec": "codec", "waveform": "waveform", "mel": "melhubert"}  # model name -> model.frontend
@@ -57,34 +58,42 @@ PROBE_FIELDS = ("probe_epochs", "utterance_epochs", "probe_patience", "utterance
 class QualityOptions:
     """What `bench --quality` trains and probes, and how much compute each run gets."""
 
-    out: str = ""  # folder for corpus, runs, features, quality.json and quality.png ("" = a temporary folder)
-    corpus: str = ""  # an existing `codec2vec demo --out` folder: its tasks and store (no synth, no tokenize)
-    budget: str = "steps"  # steps: equal optimizer steps per run | cpu: equal process CPU seconds per run
+    # folder for corpus, runs, features, quality.json and quality.png ("" = a temporary folder)
+    out: str = option("")
+    # an existing `codec2vec demo --out` folder: its tasks and store (no synth, no tokenize)
+    corpus: str = option("", help="an existing `codec2vec demo --out` folder (no synth/tokenize)")
+    # steps: equal optimizer steps per run | cpu: equal process CPU seconds per run
+    budget: str = option("steps", choices=("steps", "cpu"), help="equal optimizer steps or CPU time")
     # sized so that the default run (3 models x 2 recipes x 3 seeds = 18 runs) takes about 30-35 minutes on 2
     # cores: measured per run (one thread, CPU seconds, 0.2 h corpus, 5 s batches) the waveform model's step costs
     # 1.7 s against 0.07 s for codec and mel, its probes 49 s against 5-7 s; k-means of 3 sources ~80 s; each
     # chunk's set-up (resume, checkpoint, dev pass) a few seconds
-    budget_steps: int = 100  # --budget steps: optimizer steps per run
-    budget_minutes: float = 1.0  # --budget cpu: CPU minutes of the training loop per run
-    chunk_steps: int = 25  # interleaving: steps per turn of a run
-    seeds: int = 3  # pre-trainings per (model, recipe)
-    control: bool = True  # also the same-targets control (identical MFCC targets, quantizer dropout off)
-    frontends: list[str] = field(default_factory=lambda: list(MODELS))
-    size: str = "tiny"
-    hours: float = 0.2  # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
-    speakers: int = 16
-    seed: int = 0
-    batch_seconds: float = 5.0  # audio seconds per step (padded), the same for every front end
-    crop_seconds: float = 2.5
-    warmup_steps: int = 10
-    threads: int = 1  # torch threads for every pre-training (and the probes)
-    clusters: int = 100  # k-means classes of the round-1 labels (all models)
-    probe_epochs: int = 30  # most epochs of the PR (CTC) head; early stopping on dev (the demo's probe settings)
-    utterance_epochs: int = 150  # most epochs of the SID head
-    probe_patience: int = 10  # CTC sits ~10 epochs on blanks before it learns phones
-    utterance_patience: int = 150  # SID: every epoch runs (the best-on-dev head is kept); the baselines' mean-pooled
-    # features leave the head on a plateau for tens of epochs (patience 10 stopped it at chance, 0.06; all 150: 0.19-0.28)
-    workers: int = 2  # processes for synth and tokenize
+    budget_steps: int = option(100, help="--budget steps: optimizer steps per run")
+    budget_minutes: float = option(1.0, help="--budget cpu: CPU minutes of the training loop per run")
+    chunk_steps: int = option(25, cli=False)  # interleaving: steps per turn of a run
+    seeds: int = option(3, help="pre-trainings per model and recipe")
+    # also the same-targets control (identical MFCC targets, quantizer dropout off)
+    control: bool = option(True, help="skip the same-targets control runs")
+    frontends: list[str] = option(factory=lambda: list(MODELS))
+    # The recipe below is fixed (not flags): the corpus, batch and probe settings every model shares.
+    size: str = option("tiny", cli=False)
+    # synthetic corpus (demo stages), when no corpus is given; 45% of the clips are test clips
+    hours: float = option(0.2, cli=False)
+    speakers: int = option(16, cli=False)
+    seed: int = option(0, cli=False)
+    batch_seconds: float = option(5.0, cli=False)  # audio seconds per step (padded), the same for every front end
+    crop_seconds: float = option(2.5, cli=False)
+    warmup_steps: int = option(10, cli=False)
+    threads: int = option(1)  # torch threads for every pre-training (and the probes)
+    clusters: int = option(100, cli=False)  # k-means classes of the round-1 labels (all models)
+    # most epochs of the PR (CTC) head; early stopping on dev (the demo's probe settings)
+    probe_epochs: int = option(30, cli=False)
+    utterance_epochs: int = option(150, cli=False)  # most epochs of the SID head
+    probe_patience: int = option(10, cli=False)  # CTC sits ~10 epochs on blanks before it learns phones
+    # SID: every epoch runs (the best-on-dev head is kept); the baselines' mean-pooled features leave the head on
+    # a plateau for tens of epochs (patience 10 stopped it at chance, 0.06; all 150: 0.19-0.28)
+    utterance_patience: int = option(150, cli=False)
+    workers: int = option(2, cli=False)  # processes for synth and tokenize
 
     @classmethod
     def quick(cls, **kw: Any) -> QualityOptions:
@@ -106,7 +115,7 @@ def _say(progress: bool, msg: str) -> None:
         print(f"bench --quality: {msg}", file=sys.stderr, flush=True)
 
 
-class _Stages:
+class Stages:
     """Stage markers in OUT/stages/quality-<name>.json holding the settings the result depends on."""
 
     def __init__(self, root: Path, progress: bool, prefix: str = "quality") -> None:
@@ -144,7 +153,7 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _corpus(root: Path, opts: QualityOptions, progress: bool) -> tuple[Path, dict[str, Any]]:
+def bench_corpus(root: Path, opts: QualityOptions, progress: bool) -> tuple[Path, dict[str, Any]]:
     """The folder holding `tasks/` and `store/`: OUT after the demo's first stages, or an existing demo folder."""
     from codec2vec.demo import DemoSettings, prepare_corpus
 
@@ -174,7 +183,7 @@ def _labels(store: Path, opts: QualityOptions, source: str) -> str:
 
 
 @dataclass(frozen=True)
-class _RunSpec:
+class RunSpec:
     model: str  # codec | waveform | mel
     recipe: str  # own | same-targets
     seed: int
@@ -184,7 +193,7 @@ class _RunSpec:
         return f"{self.model}-{self.recipe}-s{self.seed}"
 
 
-def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: QualityOptions, steps: int,
+def run_config(spec: RunSpec, *, store: Path, run_dir: Path, labels: str, opts: QualityOptions, steps: int,
             final: bool, extra: tuple[str, ...] = ()) -> Any:  # fmt: skip
     """configs/demo.yaml with the front end, targets, seed and the shared batch; `steps`: where this chunk ends;
     `extra`: more `a.b=c` overrides, applied last (bench --frontier: the audio manifest, a recipe change)."""
@@ -196,7 +205,7 @@ def _config(spec: _RunSpec, *, store: Path, run_dir: Path, labels: str, opts: Qu
     targets = "clusters,online" if spec.recipe == "own" else "clusters"
     overrides = [
         f"model.preset={opts.size}", f"model.frontend={FRONTEND[spec.model]}", f"targets={targets}",
-        f"targets.clusters_labels={labels}", f"data.store={store}", f"run.dir={run_dir}",
+        f"targets.clusters.labels={labels}", f"data.store={store}", f"run.dir={run_dir}",
         f"data.batch_frames={round(opts.batch_seconds * 50)}", f"data.crop_frames={round(opts.crop_seconds * 50)}",
         "data.workers=0", f"data.dev_batches={4 if final else 1}", f"train.steps={steps}",
         "train.final_lr_ratio=1.0", f"train.warmup_steps={opts.warmup_steps}", "train.max_seconds=0",
@@ -212,9 +221,9 @@ def _chunk_config(make: Callable[..., Any], steps: int, final: bool) -> Any:
     return make(steps=steps, final=final)
 
 
-def _specs(opts: QualityOptions) -> list[_RunSpec]:
+def _specs(opts: QualityOptions) -> list[RunSpec]:
     recipes = RECIPES if opts.control else RECIPES[:1]
-    return [_RunSpec(m, r, opts.seed + i) for r in recipes for i in range(opts.seeds) for m in opts.frontends]
+    return [RunSpec(m, r, opts.seed + i) for r in recipes for i in range(opts.seeds) for m in opts.frontends]
 
 
 def runs_folder(root: Path, key: dict[str, Any]) -> Path:
@@ -229,7 +238,7 @@ def runs_folder(root: Path, key: dict[str, Any]) -> Path:
     return runs
 
 
-def _pretrain_all(specs: list[_RunSpec], *, store: Path, root: Path, opts: QualityOptions, key: dict[str, Any],
+def _pretrain_all(specs: list[RunSpec], *, store: Path, root: Path, opts: QualityOptions, key: dict[str, Any],
                   progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     """Every run for the same budget, interleaved (bench/schedule.py); runs of other settings are removed."""
     from codec2vec.bench.schedule import Job, run_interleaved
@@ -239,7 +248,7 @@ def _pretrain_all(specs: list[_RunSpec], *, store: Path, root: Path, opts: Quali
     for spec in specs:
         labels = _labels(store, opts, OWN_TARGETS[spec.model] if spec.recipe == "own" else "mfcc")
         run_dir = runs / spec.name
-        make: Callable[..., Any] = partial(_config, spec, store=store, run_dir=run_dir, labels=labels, opts=opts)
+        make: Callable[..., Any] = partial(run_config, spec, store=store, run_dir=run_dir, labels=labels, opts=opts)
         jobs.append(Job(spec.name, run_dir, partial(_chunk_config, make)))
     done = run_interleaved(jobs, kind=opts.budget, amount=opts.amount, chunk=opts.chunk_steps,
                            say=lambda m: _say(progress, m))  # fmt: skip
@@ -257,7 +266,7 @@ def _pretrain_all(specs: list[_RunSpec], *, store: Path, root: Path, opts: Quali
     return out
 
 
-def _probe(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptions) -> list[dict[str, Any]]:
+def probe_run(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptions) -> list[dict[str, Any]]:
     """PR, SID and ABX of one pre-trained run -> result rows (value, 95% interval, per-item stats)."""
     from codec2vec.probe import abx, feature_source, run_probe
     from codec2vec.probe.command import speaker_items
@@ -281,7 +290,7 @@ def _probe(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptions)
     return [{k: run[k] for k in keep} | row for row in out]
 
 
-def _check(opts: QualityOptions) -> None:
+def check_options(opts: QualityOptions) -> None:
     bad = [f for f in opts.frontends if f not in MODELS]
     if bad or not opts.frontends:
         raise ConfigError(f"--frontends {','.join(opts.frontends)}: choose among {', '.join(MODELS)}")
@@ -300,14 +309,14 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
     per-seed rows, mean/sd and paired deltas; returns (and writes) the result."""
     import torch
 
-    _check(opts)
+    check_options(opts)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(opts.out or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        stages = _Stages(root, progress)
+        stages = Stages(root, progress)
         t0, c0 = time.perf_counter(), _cpu()
-        base, corpus = _corpus(root, opts, progress)
+        base, corpus = bench_corpus(root, opts, progress)
         stages.seconds["corpus"] = time.perf_counter() - t0  # synth, tasks, tokenize (demo stages) or a given corpus
         stages.cpu["corpus"] = _cpu() - c0
         store, data = base / "store", base / "tasks"
@@ -318,7 +327,7 @@ def run_quality(opts: QualityOptions, *, progress: bool = False) -> dict[str, An
                                                          key=train_key, progress=progress))  # fmt: skip
         rows: list[dict[str, Any]] = []
         for r in runs:
-            rows += stages.run(f"probe-{r['run']}", key, partial(_probe, r, data=data, root=root, opts=opts))
+            rows += stages.run(f"probe-{r['run']}", key, partial(probe_run, r, data=data, root=root, opts=opts))
         items = {(x["run"], x["metric"]): x.pop("items") for x in rows}
         warnings = sorted({w for x in rows for w in x.get("warnings", [])})
         result = {

@@ -57,7 +57,7 @@ def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, Any]:
         targets=cfg.targets,
         codec=store.codec,
         codebook_vectors=store.codebook_vectors() if front == "codec" else None,
-        label_classes={cfg.targets.clusters_labels: 100},
+        label_classes={cfg.targets.clusters.labels: 100},
     ).to(device)
     kw = dict(batch_frames=spec["batch_frames"], crop_frames=spec["crop_frames"], min_frames=1, seed=0)
     ids = sorted(set(store.ids()) & set(spec["paths"]))
@@ -66,7 +66,7 @@ def _build(spec: dict[str, Any], device: torch.device) -> tuple[Any, Any, Any]:
         loader = AudioCropLoader(loader, paths=spec["paths"], workers=0)
     t = cfg.train
     spec["train"] = dict(lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay)
-    return model, loader, cfg.targets.clusters_labels
+    return model, loader, cfg.targets.clusters.labels
 
 
 def _profile(step: Any) -> list[dict[str, Any]]:

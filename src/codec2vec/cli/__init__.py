@@ -2,8 +2,9 @@
 
 Exit statuses (the README's contract): 0 success; 3 from `tokenize` and `extract` when some inputs were rejected; 2 for
 usage errors and clear, expected failures (bad file, damaged store); `--json` prints one JSON object.
-Each verb owns one `_add_<verb>` (arguments) and one `_run_<verb>` (call) pair, grouped by stage: `store.py`,
-`pretraining.py`, `evaluation.py`, `privacy.py`; the heavy modules each verb calls are imported when it runs.
+Each verb owns one `add_<verb>` (arguments) and one `cmd_<verb>` (call) pair, grouped by stage: `store.py`,
+`pretraining.py`, `evaluation.py`, `privacy.py`. A verb with an options dataclass gets its flags from it
+(`flags.py`), so the dataclass is imported when that verb's arguments are made: `main` makes only the named verb's.
 """
 
 from __future__ import annotations
@@ -18,39 +19,39 @@ from codec2vec.cli import evaluation, pretraining, privacy, store
 from codec2vec.errors import Codec2VecError
 
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "tokenize": ("audio -> token store", store.add_tokenize, store.run_tokenize),
-    "info": ("summary of a token store", store.add_info, store.run_info),
-    "verify": ("check every shard and the index", store.add_verify, store.run_verify),
-    "decode": ("token store -> audio files", store.add_decode, store.run_decode),
-    "merge": ("join token stores", store.add_merge, store.run_merge),
-    "labels": ("label sets <-> HuBERT's .km and dict.km.txt files", store.add_labels, store.run_labels),
-    "synth": ("a synthetic labelled speech corpus (eSpeak NG)", pretraining.add_synth, pretraining.run_synth),
-    "corpus": ("real dataset in its standard layout -> task manifests", pretraining.add_corpus, pretraining.run_corpus),
-    "pretrain": ("masked-prediction pre-training on a token store", pretraining.add_pretrain, pretraining.run_pretrain),
-    "kmeans": ("k-means labels for the clusters target", pretraining.add_kmeans, pretraining.run_kmeans),
+    "tokenize": ("audio -> token store", store.add_tokenize, store.cmd_tokenize),
+    "info": ("summary of a token store", store.add_info, store.cmd_info),
+    "verify": ("check every shard and the index", store.add_verify, store.cmd_verify),
+    "decode": ("token store -> audio files", store.add_decode, store.cmd_decode),
+    "merge": ("join token stores", store.add_merge, store.cmd_merge),
+    "labels": ("label sets <-> HuBERT's .km and dict.km.txt files", store.add_labels, store.cmd_labels),
+    "synth": ("a synthetic labelled speech corpus (eSpeak NG)", pretraining.add_synth, pretraining.cmd_synth),
+    "corpus": ("real dataset in its standard layout -> task manifests", pretraining.add_corpus, pretraining.cmd_corpus),
+    "pretrain": ("masked-prediction pre-training on a token store", pretraining.add_pretrain, pretraining.cmd_pretrain),
+    "kmeans": ("k-means labels for the clusters target", pretraining.add_kmeans, pretraining.cmd_kmeans),
     "anonymize": (
         "a new store with fewer levels and/or secretly permuted codes",
         privacy.add_anonymize,
-        privacy.run_anonymize,
+        privacy.cmd_anonymize,
     ),
     "privacy-audit": (
         "what a store gives away: SID, decodable audio, metadata",
         privacy.add_privacy_audit,
-        privacy.run_privacy_audit,
+        privacy.cmd_privacy_audit,
     ),
     "bench": (
         "the efficiency benchmark: storage, reads, tokenization, training speed",
         evaluation.add_bench,
-        evaluation.run_bench,
+        evaluation.cmd_bench,
     ),
-    "export": ("a checkpoint -> an encoder-only folder for the hub", pretraining.add_export, pretraining.run_export),
-    "extract": ("layer features of a checkpoint for a store or audio", evaluation.add_extract, evaluation.run_extract),
+    "export": ("a checkpoint -> an encoder-only folder for the hub", pretraining.add_export, pretraining.cmd_export),
+    "extract": ("layer features of a checkpoint for a store or audio", evaluation.add_extract, evaluation.cmd_extract),
     "probe": (
         "SUPERB-style probe (or ABX) of a checkpoint against reference points",
         evaluation.add_probe,
-        evaluation.run_probe,
+        evaluation.cmd_probe,
     ),
-    "demo": ("the whole pipeline on a synthetic corpus, with a report", evaluation.add_demo, evaluation.run_demo),
+    "demo": ("the whole pipeline on a synthetic corpus, with a report", evaluation.add_demo, evaluation.cmd_demo),
 }
 
 
@@ -63,7 +64,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_ = action.help or ""
-        if "%(default)" in help_ or not action.option_strings or not _says_something(action.default):
+        switch = action.nargs == 0  # --x / --no-x: the flag itself says what it sets
+        if "%(default)" in help_ or not action.option_strings or switch or not _says_something(action.default):
             return help_
         return f"{help_} (default: %(default)s)".strip()
 
@@ -78,15 +80,19 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, the other verbs are listed without their arguments (what `main`
+    parses: a verb's options dataclass and the heavy modules it lives with are imported for that verb alone)."""
     parser = argparse.ArgumentParser(prog="codec2vec", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"codec2vec {_version()}")
     sub = parser.add_subparsers(dest="verb", required=True)
     for verb, (help_, add, _) in VERBS.items():
         p = sub.add_parser(verb, help=help_, description=help_, formatter_class=_HelpFormatter)
+        if only is not None and verb != only:
+            continue
         add(p)
         for action in p._actions:  # an option without help text still shows its default
-            if action.help is None and action.option_strings and _says_something(action.default):
+            if action.help is None and action.option_strings and action.nargs != 0 and _says_something(action.default):
                 action.help = "(default: %(default)s)"
     return parser
 
@@ -99,8 +105,10 @@ _USER_ERRNOS = frozenset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(verb or "").parse_args(argv)  # no verb (--version, --help): no verb's arguments
     except SystemExit as e:  # usage errors (2: the message names the choices), --help and --version (0)
         return e.code if isinstance(e.code, int) else 2
     _, _, run = VERBS[args.verb]

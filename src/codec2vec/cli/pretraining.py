@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from codec2vec.cli.common import TARGET_NAMES, print_json
+from codec2vec.cli.flags import add_options, from_args
 
 # --- pretrain (pretrain/config/, pretrain/loop.py) ----------------------------------------------------------------
 
@@ -24,7 +25,7 @@ def add_pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
 
-def run_pretrain(args: argparse.Namespace) -> int:
+def cmd_pretrain(args: argparse.Namespace) -> int:
     import os
 
     from codec2vec.pretrain.config import load_config
@@ -40,26 +41,17 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def add_synth(p: argparse.ArgumentParser) -> None:
+    from codec2vec.corpora.synth import SynthOptions
+
     p.add_argument("out", help="output folder: audio/, all.jsonl and one manifest folder per task")
-    p.add_argument("--hours", type=float, default=0.2, help="hours of audio over all tasks (approximate)")
-    p.add_argument("--speakers", type=int, default=8, help="distinct synthetic voices")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--snr", type=float, default=None, help="add white/pink/brown noise at this SNR (dB)")
-    p.add_argument("--reverb", action="store_true", help="convolve with synthesised room impulse responses")
-    p.add_argument("--split-by", default="utterance", choices=["utterance", "speaker"],
-                   help="speaker: speaker-disjoint splits for every task but SID")  # fmt: skip
-    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    add_options(p, SynthOptions)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def run_synth(args: argparse.Namespace) -> int:
+def cmd_synth(args: argparse.Namespace) -> int:
     from codec2vec.corpora.synth import SynthOptions, synth_corpus
 
-    options = SynthOptions(
-        hours=args.hours, speakers=args.speakers, seed=args.seed, snr=args.snr, reverb=args.reverb,
-        split_by=args.split_by, workers=args.workers,
-    )  # fmt: skip
-    summary = synth_corpus(args.out, options, progress=not args.json)
+    summary = synth_corpus(args.out, from_args(SynthOptions, args), progress=not args.json)
     if args.json:
         print_json(summary)
     else:
@@ -80,7 +72,7 @@ def add_corpus(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def run_corpus(args: argparse.Namespace) -> int:
+def cmd_corpus(args: argparse.Namespace) -> int:
     from codec2vec.corpora import LOADERS
 
     extra = {"iemocap": {"fold": args.fold}, "speech_commands": {"test_root": args.test_root}}
@@ -97,47 +89,17 @@ def run_corpus(args: argparse.Namespace) -> int:
 
 
 def add_kmeans(p: argparse.ArgumentParser) -> None:
+    from codec2vec.kmeans import KMeansOptions
+
     p.add_argument("store", help="token store; the labels are written into it")
-    p.add_argument(
-        "--source",
-        default="codec",
-        help="'codec' (quantized latent), 'mfcc' / 'fbank' (the store's audio; baselines' round 1), 'decoded-mfcc' "
-        "(MFCCs of the audio decoded from the tokens) or CKPT[:LAYER]",
-    )
-    p.add_argument("--audio", default="", help="manifest (id/path) of the store's audio; default: its sources")
-    p.add_argument("--clusters", type=int, default=100)
-    p.add_argument(
-        "--sample-frames", type=int, default=0, help="frames sampled for the fit (0: clusters x --frames-per-cluster)"
-    )
-    p.add_argument("--frames-per-cluster", type=int, default=1000, help="sample budget per cluster when not given")
-    p.add_argument("--max-sample-mb", type=int, default=4096, help="memory cap of the sampled features")
-    p.add_argument("--n-init", type=int, default=3, help="k-means++ initialisations; the lowest inertia is kept")
-    p.add_argument("--name", default="km", help="label set name (targets.clusters_labels)")
-    p.add_argument("--split-field", default=None, help="entry field naming the split; fit only on --fit-split")
-    p.add_argument("--fit-split", default="train")
-    p.add_argument("--backend", default="auto", choices=["auto", "faiss", "sklearn"])
-    p.add_argument("--seed", type=int, default=0)
+    add_options(p, KMeansOptions)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def run_kmeans(args: argparse.Namespace) -> int:
+def cmd_kmeans(args: argparse.Namespace) -> int:
     from codec2vec.kmeans import KMeansOptions, run_kmeans
 
-    opts = KMeansOptions(
-        source=args.source,
-        clusters=args.clusters,
-        sample_frames=args.sample_frames,
-        frames_per_cluster=args.frames_per_cluster,
-        max_sample_mb=args.max_sample_mb,
-        n_init=args.n_init,
-        name=args.name,
-        split_field=args.split_field,
-        fit_split=args.fit_split,
-        seed=args.seed,
-        backend=args.backend,
-        audio=args.audio,
-    )
-    summary = run_kmeans(args.store, opts, progress=not args.json)
+    summary = run_kmeans(args.store, from_args(KMeansOptions, args), progress=not args.json)
     if args.json:
         print_json(summary)
     return 0
@@ -153,7 +115,7 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the written config.json")
 
 
-def run_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     from codec2vec.features.export import export_model
 
     config = export_model(args.ckpt, args.out, replace=args.replace)

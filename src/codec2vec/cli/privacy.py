@@ -6,53 +6,50 @@ import argparse
 import sys
 
 from codec2vec.cli.common import print_json
+from codec2vec.cli.flags import add_options, from_args
 
 # --- anonymize / privacy-audit (privacy/) ----------------------------------------------------------
 
 
 def add_anonymize(p: argparse.ArgumentParser) -> None:
+    from codec2vec.privacy.anonymize import AnonymizeOptions
+
     p.add_argument("store", help="the token store to anonymise (never written to)")
     p.add_argument("--out", required=True, help="the new, anonymised store")
-    p.add_argument("--levels", type=int, default=None, help="keep only the first N codebook levels")
-    p.add_argument("--scramble-key", default=None, help="key file (created 0600 if absent): secret code permutation")
-    p.add_argument("--unscramble", action="store_true", help="restore a scrambled store's codes with its key")
-    p.add_argument("--keep", default="split", help="manifest columns to keep (comma-separated; paths never kept)")
-    p.add_argument("--private", action="store_true", help="ids become keyed hashes, as tokenize --private")
-    p.add_argument("--private-key", default=None, help="--private: key file (created 0600; default OUT.key)")
-    p.add_argument("--id-map", default=None, help="--private: hashed id -> old id map (default OUT.ids.jsonl)")
+    add_options(p, AnonymizeOptions)
     p.add_argument("--json", action="store_true")
 
 
-def run_anonymize(args: argparse.Namespace) -> int:
+def cmd_anonymize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from codec2vec.files import check_outside
-    from codec2vec.privacy.anonymize import anonymize_store
+    from codec2vec.privacy.anonymize import AnonymizeOptions, anonymize_store
     from codec2vec.privacy.keys import PrivacyError, load_key
     from codec2vec.privacy.private import default_paths, read_id_map
 
-    private = args.private or args.private_key or args.id_map
+    o = from_args(AnonymizeOptions, args)
+    private = o.private or o.private_key or o.id_map
     default_key, default_map = default_paths(args.out)
-    id_key_file = (args.private_key or default_key) if private else None
-    id_map = (args.id_map or default_map) if private else None
+    id_key_file = (o.private_key or default_key) if private else None
+    id_map = (o.id_map or default_map) if private else None
     check_outside(  # the source store is never written: no output, key or id map inside it
         {
             "--out": args.out,
-            "--scramble-key": None if args.unscramble else args.scramble_key,
+            "--scramble-key": None if o.unscramble else o.scramble_key,
             "--private-key": id_key_file,
             "--id-map": id_map,
         },
         [args.store],
     )
-    if args.scramble_key and Path(args.scramble_key).resolve().is_relative_to(Path(args.out).resolve()):
-        raise PrivacyError(f"--scramble-key {args.scramble_key}: keep the key outside the store")
+    if o.scramble_key and Path(o.scramble_key).resolve().is_relative_to(Path(args.out).resolve()):
+        raise PrivacyError(f"--scramble-key {o.scramble_key}: keep the key outside the store")
     if id_map is not None:
         read_id_map(id_map)  # not our id map: refused before a key is made
-    key = load_key(args.scramble_key, create=not args.unscramble) if args.scramble_key else None
-    keep = tuple(c for c in args.keep.split(",") if c)
+    key = load_key(o.scramble_key, create=not o.unscramble) if o.scramble_key else None
     id_key = load_key(id_key_file, create=True) if id_key_file else None
     summary = anonymize_store(
-        args.store, args.out, levels=args.levels, key=key, unscramble_codes=args.unscramble, keep=keep,
+        args.store, args.out, levels=o.levels, key=key, unscramble_codes=o.unscramble, keep=o.keep,
         id_key=id_key, id_map=id_map,
     )  # fmt: skip
     if args.json:
@@ -65,29 +62,20 @@ def run_anonymize(args: argparse.Namespace) -> int:
 
 
 def add_privacy_audit(p: argparse.ArgumentParser) -> None:
+    from codec2vec.privacy.audit import AuditOptions
+
     p.add_argument("store", help="the token store to audit (never written to)")
-    p.add_argument("--labels", default=None, help="manifest with id and speaker columns (for the SID probe)")
-    p.add_argument("--source-dir", default=None, help="the source audio: a folder or manifest (decoded audio check)")
-    p.add_argument("--id-map", default=None, help="a private store's id map (matches labels and sources)")
-    p.add_argument("--scramble-key", default=None, help="a scrambled store's key: also decode with the key")
-    p.add_argument("--reference", default=None, help="the attacker's own clear tokens (same codec): frequency attack")
-    p.add_argument(
-        "--clear", default=None, help="the same utterances in clear codes: SID probe trained on clear tokens"
-    )
-    p.add_argument("--codec-path", default=None)
-    p.add_argument("--per-speaker", type=int, default=8, help="labelled utterances per speaker the attacker has")
-    p.add_argument("--decode-files", type=int, default=40, help="utterances to decode (0: skip the decoder check)")
+    add_options(p, AuditOptions)
     p.add_argument("--json", action="store_true")
 
 
-def run_privacy_audit(args: argparse.Namespace) -> int:
-    from codec2vec.privacy.audit import format_audit, run_audit
+def cmd_privacy_audit(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
 
-    report = run_audit(
-        args.store, labels=args.labels, source_dir=args.source_dir, id_map=args.id_map, key_file=args.scramble_key,
-        reference=args.reference, clear=args.clear, codec_path=args.codec_path, per_speaker=args.per_speaker,
-        decode_files=args.decode_files,
-    )  # fmt: skip
+    from codec2vec.privacy.audit import AuditOptions, format_audit, run_audit
+
+    kw = asdict(from_args(AuditOptions, args))
+    report = run_audit(args.store, key_file=kw.pop("scramble_key"), **kw)
     if args.json:
         print_json(report)
     else:

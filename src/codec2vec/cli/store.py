@@ -6,13 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from codec2vec.cli.common import CODEC_NAMES, print_json
+from codec2vec.cli.common import print_json
+from codec2vec.cli.flags import add_options, from_args
 from codec2vec.errors import Codec2VecError
 
 # --- tokenize / info / verify / decode / merge (store.py, tokenize.py) -------------------------
 
 
 def add_tokenize(p: argparse.ArgumentParser) -> None:
+    from codec2vec.tokenize import TokenizeOptions
+
     p.add_argument(
         "src",
         nargs="+",
@@ -20,58 +23,24 @@ def add_tokenize(p: argparse.ArgumentParser) -> None:
         ".tsv, lhotse .jsonl[.gz])",
     )
     p.add_argument("--out", required=True, help="token store directory (created or appended to)")
-    p.add_argument("--codec", default="lyra", choices=CODEC_NAMES, help="codec backend")
-    p.add_argument("--codec-path", default=None, help="weights: a local folder or a hub id")
-    p.add_argument("--num-codebooks", type=int, default=None, help="levels to keep (Lyra: 1..46; EnCodec/Mimi: K)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--batch-size", type=int, default=8, help="utterances per encode call")
-    p.add_argument("--shard", default=None, help="I/N: tokenize only the I-th of N slices (0-based)")
-    p.add_argument("--shard-seconds", type=float, default=600.0, help="audio seconds per committed shard")
-    p.add_argument("--retry-rejects", action="store_true", help="try inputs rejected by an earlier run again")
-    p.add_argument("--max-hours", type=float, default=4.0, help="reject longer files (from their header)")
-    p.add_argument(
-        "--coding",
-        default="auto",
-        choices=["auto", "packed", "rans"],
-        help="a new store's shards: rANS-coded when smaller (auto), exact-width bit packing, or always rANS",
-    )
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--private", action="store_true", help="keyed ids; no paths, names or free text in the store")
-    p.add_argument("--private-key", default=None, help="--private: key file (created 0600; default OUT.key)")
-    p.add_argument("--id-map", default=None, help="--private: hashed id -> source map (default OUT.ids.jsonl)")
-    p.add_argument(
-        "--private-keep",
-        default="split",
-        help="--private: manifest columns to keep, comma-separated (free text and names only if listed)",
-    )
+    add_options(p, TokenizeOptions)
+    p.add_argument("--max-hours", default="4.0", help="reject longer files (from their header)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def run_tokenize(args: argparse.Namespace) -> int:
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from codec2vec.options import convert
     from codec2vec.tokenize import TokenizeOptions, tokenize
 
-    summary = tokenize(
-        args.src,
-        args.out,
-        TokenizeOptions(
-            codec=args.codec,
-            codec_path=args.codec_path,
-            num_codebooks=args.num_codebooks,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            shard=args.shard,
-            shard_seconds=args.shard_seconds,
-            retry_rejects=args.retry_rejects,
-            device=args.device,
-            coding=args.coding,
-            max_seconds=args.max_hours * 3600.0,
-            private=args.private or bool(args.private_key or args.id_map),  # naming a key means private
-            private_key=args.private_key,
-            id_map=args.id_map,
-            private_keep=tuple(c for c in args.private_keep.split(",") if c),
-        ),
-        progress=not args.json,
+    opts = from_args(TokenizeOptions, args)
+    opts = replace(
+        opts,
+        max_seconds=convert("--max-hours", args.max_hours, float) * 3600.0,
+        private=opts.private or bool(opts.private_key or opts.id_map),  # naming a key means private
     )
+    summary = tokenize(args.src, args.out, opts, progress=not args.json)
     if args.json:
         print_json(summary)
     else:
@@ -84,7 +53,7 @@ def add_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def run_info(args: argparse.Namespace) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     from codec2vec.store import TokenStore
 
     info = TokenStore.open(args.store).info()
@@ -107,7 +76,7 @@ def add_verify(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     from codec2vec.store import TokenStore
 
     actions = TokenStore.open(args.store, check=False).repair() if args.repair else []
@@ -128,17 +97,18 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def add_decode(p: argparse.ArgumentParser) -> None:
+    from codec2vec.store.decode import DecodeOptions
+
     p.add_argument("store")
     p.add_argument("--out", required=True, help="directory for one audio file per utterance")
-    p.add_argument("--ids", nargs="*", default=None, help="utterance ids (default: all)")
-    p.add_argument("--codec-path", default=None)
-    p.add_argument("--format", default="wav", choices=["wav", "flac"])
+    add_options(p, DecodeOptions)
 
 
-def run_decode(args: argparse.Namespace) -> int:
-    from codec2vec.store.decode import decode_store
+def cmd_decode(args: argparse.Namespace) -> int:
+    from codec2vec.store.decode import DecodeOptions, decode_store
 
-    n = decode_store(args.store, args.out, ids=args.ids, codec_path=args.codec_path, fmt=args.format)
+    o = from_args(DecodeOptions, args)
+    n = decode_store(args.store, args.out, ids=o.ids, codec_path=o.codec_path, fmt=o.format)
     print(f"decoded {n} utterances into {args.out}", file=sys.stderr)
     return 0
 
@@ -148,7 +118,7 @@ def add_merge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
 
 
-def run_merge(args: argparse.Namespace) -> int:
+def cmd_merge(args: argparse.Namespace) -> int:
     from codec2vec.store.merge import merge_stores
 
     n = merge_stores(args.stores, args.out)
@@ -200,7 +170,7 @@ def add_labels(p: argparse.ArgumentParser) -> None:
         q.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def run_labels(args: argparse.Namespace) -> int:
+def cmd_labels(args: argparse.Namespace) -> int:
     from codec2vec.store import TokenStore
     from codec2vec.store.km import export_km, import_km
 

@@ -41,6 +41,7 @@ from codec2vec.corpora.manifest import dumps_row, speaker_splits, stratified_spl
 from codec2vec.corpora.voices import STYLES, make_speakers, style_voice
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
+from codec2vec.options import option
 
 GENERATOR = "codec2vec-synth/1"
 # Audio is written at the codec's rate and alignments live on its frame grid (Lyra v2 and DAC-16k share it:
@@ -60,14 +61,18 @@ class SynthOptions:
     clip with a synthesised room impulse response (RT60 0.2-0.8 s); `degraded` < 1 applies both to that share
     of the clips only (a seeded choice per clip), the rest stay clean."""
 
-    hours: float = 0.2
-    speakers: int = 8
-    seed: int = 0
-    snr: float | None = None
-    reverb: bool = False
-    split_by: str = "utterance"  # or "speaker" (speaker-disjoint splits for all tasks but SID)
-    workers: int = 1
-    degraded: float = 1.0  # share of clips that get `snr` noise and `reverb` (1.0: all of them)
+    hours: float = option(0.2, help="hours of audio over all tasks (approximate)")
+    speakers: int = option(8, help="distinct synthetic voices")
+    seed: int = option(0)
+    snr: float | None = option(None, help="add white/pink/brown noise at this SNR (dB)")
+    reverb: bool = option(False, help="convolve with synthesised room impulse responses")
+    # or "speaker" (speaker-disjoint splits for all tasks but SID)
+    split_by: str = option(
+        "utterance", choices=("utterance", "speaker"), help="speaker: speaker-disjoint splits for every task but SID"
+    )
+    workers: int = option(1, help="worker processes")
+    # share of clips that get `snr` noise and `reverb` (1.0: all of them)
+    degraded: float = option(1.0, help="share of the clips that get --snr noise and --reverb")
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,13 @@ small settings, and `CODEC2VEC_DEMO_<SETTING>` environment overrides."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from codec2vec.errors import ConfigError
 from codec2vec.files import sha256_file
+from codec2vec.options import from_env, option
 
 TASKS: tuple[str, ...] = ("pr", "ks", "sid")  # probed tasks; PR and SID share the sentence clips
 REFERENCES: tuple[str, ...] = ("codec", "random")  # feature_source kinds compared with the pre-trained model
@@ -23,26 +22,31 @@ class DemoSettings:
     """Everything that decides the demo's results (saved with each stage; changing one on an existing DIR
     is refused, so a report never mixes settings)."""
 
-    hours: float = 1.5  # synthetic audio over all groups (half of it sentences, 15% keyword clips)
-    speakers: int = 24
-    seed: int = 0
-    snr: float = 10.0  # dB, on the degraded share
-    degraded: float = 0.5  # share of clips with noise and reverberation
-    dev_share: float = 0.1  # probe splits, stratified by speaker (PR, SID) or keyword (KS)
-    test_share: float = 0.45
-    steps: int = 600  # pre-training steps
-    checkpoints: int = 4  # evenly spaced checkpoints after step 0 (the last one at `steps`)
-    per_layer: bool = True  # per-layer KS and SID probes of the pre-trained model (phones: ABX per layer)
+    # synthetic audio over all groups (half of it sentences, 15% keyword clips)
+    hours: float = option(1.5, help="hours of synthetic audio")
+    speakers: int = option(24, help="synthetic voices")
+    seed: int = option(0)
+    snr: float = option(10.0, help="dB of noise on the degraded share")
+    degraded: float = option(0.5, help="share of clips with noise and reverberation")
+    # probe splits, stratified by speaker (PR, SID) or keyword (KS)
+    dev_share: float = option(0.1, help="dev share of the probe splits")
+    test_share: float = option(0.45, help="test share of the probe splits")
+    steps: int = option(600, help="pre-training steps")
+    # evenly spaced checkpoints after step 0 (the last one at `steps`)
+    checkpoints: int = option(4, help="checkpoints after step 0, evenly spaced")
+    # per-layer KS and SID probes of the pre-trained model (phones: ABX per layer)
+    per_layer: bool = option(True, help="skip the per-layer KS and SID probes")
     # most epochs of the phone (CTC) heads (early stopping on dev). At 30 the pre-trained model's head was still
     # improving when it stopped, so PER against steps wobbled within the noise (0.588 0.559 0.554 0.559 0.553).
-    probe_epochs: int = 60
-    utterance_epochs: int = 150  # most epochs of the KS and SID heads (mean-pooled features: cheap epochs)
+    probe_epochs: int = option(60, help="most epochs of the phone (CTC) heads")
+    # most epochs of the KS and SID heads (mean-pooled features: cheap epochs)
+    utterance_epochs: int = option(150, help="most epochs of the KS and SID heads")
     # epochs without a better dev figure before stopping (CTC sits ~10 epochs on blanks; the PR dev split is 80
     # clips, so its PER is noisy: at 10 the last checkpoint's head once stopped at epoch 33 on 0.553, at 20 it ran
     # on to 0.528)
-    probe_patience: int = 20
-    config: str = ""  # pre-training config; "" = configs/demo.yaml
-    workers: int = 2  # processes for synth and tokenize
+    probe_patience: int = option(20, help="epochs without a better dev figure before a head stops")
+    config: str = option("", help="pre-training config (default: the shipped demo.yaml)")  # "" = configs/demo.yaml
+    workers: int = option(2, help="processes for synth and tokenize")
 
     @classmethod
     def small(cls) -> DemoSettings:
@@ -87,15 +91,6 @@ def config_path(settings: DemoSettings) -> Path:
 
 
 def settings_from_env(base: DemoSettings) -> DemoSettings:
-    """`base` with `CODEC2VEC_DEMO_<FIELD>` environment variables applied (e.g. CODEC2VEC_DEMO_STEPS=100)."""
-    changes: dict[str, Any] = {}
-    for f in fields(base):
-        raw = os.environ.get(f"CODEC2VEC_DEMO_{f.name.upper()}")
-        if raw is None:
-            continue
-        kind = type(getattr(base, f.name))
-        try:
-            changes[f.name] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-        except ValueError:
-            raise ConfigError(f"CODEC2VEC_DEMO_{f.name.upper()}: {raw!r} is not a {kind.__name__}") from None
-    return replace(base, **changes)
+    """`base` with `CODEC2VEC_DEMO_<FIELD>` environment variables applied (e.g. CODEC2VEC_DEMO_STEPS=100), each
+    read by `options.convert` as a flag or a config key is (ConfigError naming the variable)."""
+    return from_env(base, "CODEC2VEC_DEMO_")

@@ -197,9 +197,9 @@ def _pretrain(run: _Run) -> dict[str, Any]:
     init = run.out / "run" / "init"
     if (
         "clusters" in cfg.targets.names
-        and cfg.targets.clusters_labels not in TokenStore.open(cfg.data.store).label_names()
+        and cfg.targets.clusters.labels not in TokenStore.open(cfg.data.store).label_names()
     ):
-        run_kmeans(cfg.data.store, KMeansOptions(source="codec", clusters=100, name=cfg.targets.clusters_labels))
+        run_kmeans(cfg.data.store, KMeansOptions(source="codec", clusters=100, name=cfg.targets.clusters.labels))
     if not (init / "meta.json").is_file():
         _save_initial(cfg, init)
     summary = pretrain(cfg)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +35,7 @@ from codec2vec.features.inputs import ClipAudio, StoreCodes
 from codec2vec.features.sources import AUDIO_BATCH_FRAMES, checkpoint_source, extract
 from codec2vec.files import atomic_file, check_outside
 from codec2vec.model import Codec2VecEncoder
+from codec2vec.options import option
 from codec2vec.pretrain.checkpoint import load_model
 from codec2vec.store import TokenStore
 
@@ -120,6 +122,15 @@ class Upstream(nn.Module):
         codes, frames = self.encode(wavs)
         device = next(self.model.parameters()).device
         return extract(self.model, codes.to(device), frames.to(device))
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """What `codec2vec extract` keeps (its flags, made from these fields by `cli/flags.py`)."""
+
+    layers: list[int] | None = option(None, nargs="+", help="hidden states to keep (0 = input; default all)")
+    codec_path: str | None = option(None, help="the codec's weights (a local folder or a hub id)")
+    format: str = option("features", choices=("features", "npy"), help="npy: OUT/<id>.npy (T, D) float32, one layer")
 
 
 def extract_to_dir(

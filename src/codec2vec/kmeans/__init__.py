@@ -37,6 +37,7 @@ from codec2vec.errors import ConfigError
 from codec2vec.features.inputs import store_source
 from codec2vec.features.sources import FeatureSource, Inputs
 from codec2vec.kmeans.fit import assign, fit_kmeans, inertia
+from codec2vec.options import option
 from codec2vec.progress import Progress, heartbeat
 from codec2vec.store import TokenStore
 from codec2vec.store.labels import check_label_name
@@ -50,22 +51,31 @@ class Frames(Protocol):
 
 @dataclass
 class KMeansOptions:
-    """`codec2vec kmeans` settings."""
+    """`codec2vec kmeans` settings (its flags, made from these fields by `cli/flags.py`)."""
 
-    source: str = "codec"  # "codec", "mfcc" / "fbank" (audio baselines' round 1), "decoded-mfcc" or "CKPT[:LAYER]"
-    audio: str = ""  # --source mfcc / audio-baseline checkpoints: manifest (id/path); "" = the store's sources
-    clusters: int = 100
-    sample_frames: int = 0  # 0: clusters x frames_per_cluster, capped by max_sample_mb
-    frames_per_cluster: int = 1000
-    max_sample_mb: int = 4096  # memory cap of the sample (float32 features)
-    n_init: int = 3  # k-means++ initialisations; the fit with the lowest inertia is kept
-    name: str = "km"
-    split_field: str | None = None  # entry field naming the split (in `extra` or the entry itself)
-    fit_split: str = "train"
-    seed: int = 0
-    backend: str = "auto"  # auto | faiss | sklearn
-    batch_frames: int = 20_000  # frames per forward pass for a checkpoint source
-    max_iter: int = 100
+    # "codec", "mfcc" / "fbank" (audio baselines' round 1), "decoded-mfcc" or "CKPT[:LAYER]"
+    source: str = option(
+        "codec",
+        help="'codec' (quantized latent), 'mfcc' / 'fbank' (the store's audio; baselines' round 1), 'decoded-mfcc' "
+        "(MFCCs of the audio decoded from the tokens) or CKPT[:LAYER]",
+    )
+    # --source mfcc / audio-baseline checkpoints: manifest (id/path); "" = the store's sources
+    audio: str = option("", help="manifest (id/path) of the store's audio; default: its sources")
+    clusters: int = option(100)
+    # 0: clusters x frames_per_cluster, capped by max_sample_mb
+    sample_frames: int = option(0, help="frames sampled for the fit (0: clusters x --frames-per-cluster)")
+    frames_per_cluster: int = option(1000, help="sample budget per cluster when not given")
+    max_sample_mb: int = option(4096, help="memory cap of the sampled features")  # float32 features
+    # k-means++ initialisations; the fit with the lowest inertia is kept
+    n_init: int = option(3, help="k-means++ initialisations; the lowest inertia is kept")
+    name: str = option("km", help="label set name (targets.clusters.labels)")
+    # entry field naming the split (in `extra` or the entry itself)
+    split_field: str | None = option(None, help="entry field naming the split; fit only on --fit-split")
+    fit_split: str = option("train")
+    seed: int = option(0)
+    backend: str = option("auto", choices=("auto", "faiss", "sklearn"))
+    batch_frames: int = option(20_000, help="frames per forward pass for a checkpoint source")
+    max_iter: int = option(100, help="k-means iterations at most")
 
 
 def sample_utterances(store: Frames, ids: Sequence[str], num_frames: int, *, seed: int = 0) -> list[str]:

@@ -19,7 +19,7 @@ def check_inputs(cfg: PretrainConfig) -> None:
     for name in label_names_for(cfg):
         if name not in have:
             raise ConfigError(
-                f"targets.clusters_labels={name!r}: {cfg.data.store} has no such label set (it has: "
+                f"targets.clusters.labels={name!r}: {cfg.data.store} has no such label set (it has: "
                 f"{', '.join(sorted(have)) or 'none'}); run `codec2vec kmeans ... --name {name}` first"
             )
 

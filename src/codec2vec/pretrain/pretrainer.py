@@ -276,7 +276,7 @@ def build_from_config(cfg: PretrainConfig, store: TokenStore) -> Pretrainer:
 
 def label_names_for(cfg: PretrainConfig) -> list[str]:
     """The store label sets the configured targets read (their existence is checked where the target is built)."""
-    return [cfg.targets.clusters_labels] if "clusters" in cfg.targets.names else []
+    return [cfg.targets.clusters.labels] if "clusters" in cfg.targets.names else []
 
 
 __all__ = ["TargetSums", "build_from_config", "label_names_for", "PretrainOutput", "Pretrainer", "build_pretrainer"]

@@ -52,7 +52,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ from torch import nn
 from codec2vec.codecs.base import config_hash
 from codec2vec.errors import StoreError
 from codec2vec.files import TMP_DIR_MARK, check_outside, exclusive_lock
+from codec2vec.options import option
 from codec2vec.pretrain.pretrainer import Pretrainer
 from codec2vec.pretrain.targets.reconstruction import ReconstructionTarget
 from codec2vec.privacy.keys import (
@@ -129,6 +130,19 @@ def _keyed_ids(store: TokenStore, out: Path, id_key: bytes, id_map: str | os.Pat
     rows.update({h: {"id": h, "source_id": u, "path": store.entry(u).get("source", "")} for u, h in rename.items()})
     write_secret(id_map, "".join(json.dumps(r) + "\n" for r in rows.values()).encode())
     return rename
+
+
+@dataclass(frozen=True)
+class AnonymizeOptions:
+    """What `codec2vec anonymize` does (its flags, made from these fields by `cli/flags.py`)."""
+
+    levels: int | None = option(None, help="keep only the first N codebook levels")
+    scramble_key: str | None = option(None, help="key file (created 0600 if absent): secret code permutation")
+    unscramble: bool = option(False, help="restore a scrambled store's codes with its key")
+    keep: tuple[str, ...] = option(DEFAULT_KEEP, help="manifest columns to keep (comma-separated; paths never kept)")
+    private: bool = option(False, help="ids become keyed hashes, as tokenize --private")
+    private_key: str | None = option(None, help="--private: key file (created 0600; default OUT.key)")
+    id_map: str | None = option(None, help="--private: hashed id -> old id map (default OUT.ids.jsonl)")
 
 
 def anonymize_store(

@@ -25,12 +25,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from codec2vec.audio import _manifest_rows, scan_sources
+from codec2vec.options import option
 from codec2vec.privacy.keys import load_key, permutations, unscramble
 from codec2vec.privacy.leakage import code_counts, decode_leakage, frequency_attack
 from codec2vec.privacy.private import read_id_map
@@ -220,6 +222,22 @@ def find_sources(
         if src and os.path.isfile(src):
             out[u] = src
     return out
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What `codec2vec privacy-audit` is given (its flags, made from these fields by `cli/flags.py`); `run_audit`
+    takes them as keywords (`scramble_key` as `key_file`)."""
+
+    labels: str | None = option(None, help="manifest with id and speaker columns (for the SID probe)")
+    source_dir: str | None = option(None, help="the source audio: a folder or manifest (decoded audio check)")
+    id_map: str | None = option(None, help="a private store's id map (matches labels and sources)")
+    scramble_key: str | None = option(None, help="a scrambled store's key: also decode with the key")
+    reference: str | None = option(None, help="the attacker's own clear tokens (same codec): frequency attack")
+    clear: str | None = option(None, help="the same utterances in clear codes: SID probe trained on clear tokens")
+    codec_path: str | None = option(None)
+    per_speaker: int = option(8, help="labelled utterances per speaker the attacker has")
+    decode_files: int = option(40, help="utterances to decode (0: skip the decoder check)")
 
 
 def run_audit(

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from codec2vec.errors import ConfigError
 from codec2vec.features.sources import KINDS, feature_source
+from codec2vec.options import option
 from codec2vec.probe.abx import abx, require_test_items
 from codec2vec.probe.paired import MIN_ITEMS, format_delta, paired_delta, small_test_warning
 from codec2vec.probe.runner import check_epochs, probe_with_references
 from codec2vec.probe.tasks import check_task_folder, get_task
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How `codec2vec probe` probes (its flags, made from these fields by `cli/flags.py`)."""
+
+    store: str | None = option(None, help="token store holding the task's utterance ids (default: tokenize)")
+    references: list[str] = option(
+        factory=lambda: ["codec", "random"], help="comma-separated among codec, random; '' for none"
+    )
+    other: list[str] = option(factory=list, nargs="*", help="other checkpoints probed the same way")
+    per_layer: bool = option(False, help="also fit the head on each layer alone")
+    protocol: str = option("ours", choices=("ours", "superb"), help="heads: ours, or s3prl's settings")
+    layer: int | None = option(None, help="abx: score this layer only (default: every layer, chosen on dev)")
+    items: str = option(
+        "triphone", choices=("triphone", "phoneme"), help="abx: triphone (ZeroSpeech 2021) or phoneme items"
+    )
+    seed: int = option(0)
+    max_epochs: int = option(100, help="upper bound; training stops early on dev")
+    cache_dir: str | None = option(None, help="feature cache (default $CODEC2VEC_CACHE or ~/.cache/codec2vec)")
 
 
 def probe_command(

@@ -7,6 +7,7 @@ inside `out` before anything is written (`output_path`), whatever ids an older s
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from codec2vec.codecs import Codec, codec_info, get_codec
 from codec2vec.errors import Codec2VecError, StoreError
 from codec2vec.files import check_outside
+from codec2vec.options import option
 from codec2vec.store.layout import id_problem
 from codec2vec.store.store import TokenStore
 
@@ -33,6 +35,15 @@ def codec_for_store(store: TokenStore, codec_path: str | None = None) -> Codec:
             f"the store ({store.codec.config}); pass --codec-path"
         )
     return codec
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What `codec2vec decode` writes (its flags, made from these fields by `cli/flags.py`)."""
+
+    ids: list[str] | None = option(None, nargs="*", help="utterance ids (default: all)")
+    codec_path: str | None = option(None)
+    format: str = option("wav", choices=("wav", "flac"))
 
 
 def decode_store(

@@ -3,8 +3,10 @@
 A `PretrainConfig` composes the model side's `ModelConfig` (model.py), `MaskingConfig` (pretrain/masking.py) and
 `TargetsConfig` (pretrain/targets/base.py) with this module's `DataConfig`, `TrainConfig` and `RunConfig`. A YAML file
 has one mapping per section whose keys are the field names; `model.preset` (tiny/base/large) fills the
-preset sizes and the other `model.*` keys override them. Command-line overrides are `a.b=c` (converted
-to the field's type) plus the shorthand `targets=a,b` (or `targets=a:1.0,b:0.5` with weights).
+preset sizes and the other `model.*` keys override them; `targets.clusters` and `targets.online` are nested
+sections (the old flat keys, `targets.online_top_k`, still load). Command-line overrides are `a.b=c` or `a.b.c=d`
+(converted to the field's type by `options.convert`, as flags and environment variables are) plus the shorthand
+`targets=a,b` (or `targets=a:1.0,b:0.5` with weights).
 Every mistake raises `ConfigError` naming the key and what is allowed. `sections.py` holds the dataclasses,
 `checks.py` the validation and the resume policy; this module reads, overrides and writes them.
 """
@@ -13,14 +15,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 from codec2vec.model import MODEL_PRESETS, model_config
+from codec2vec.options import build, unflatten
 from codec2vec.pretrain.config.checks import check_label_fingerprints, check_resumable, validate
 from codec2vec.pretrain.config.sections import (
     DEVICES,
@@ -33,105 +34,7 @@ from codec2vec.pretrain.config.sections import (
     config_to_dict,
     section_classes,
 )
-
-# --- type conversion ---------------------------------------------------------------------------
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    import sys
-
-    module = sys.modules.get(cls.__module__)
-    return typing.get_type_hints(cls, globalns=vars(module) if module else None)
-
-
-def _convert(key: str, value: Any, tp: Any) -> Any:
-    """`value` (YAML or a command-line string) as type `tp`; ConfigError naming `key` otherwise."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        errors = []
-        for a in inner:
-            try:
-                return _convert(key, value, a)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: cannot convert {value!r}")
-    if origin in (list, Sequence, tuple) or tp in (list, tuple):
-        item = args[0] if args else Any
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_convert(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-    if origin in (dict, Mapping) or tp is dict:
-        kt, vt = args if args else (Any, Any)
-        if isinstance(value, str):  # "a:1,b:2"
-            pairs = [p.split(":", 1) for p in value.split(",") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ConfigError(f"{key}: expected 'name:value,...', got {value!r}")
-            value = {k.strip(): v.strip() for k, v in pairs}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {_convert(key, k, kt): _convert(f"{key}.{k}", v, vt) for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
-            return False
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        try:
-            f = float(str(value).replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            return float(str(value).replace("_", "")) if isinstance(value, str) else float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return "" if value is None else str(value)
-    return value
-
-
-def _build_section(name: str, cls: type, values: Mapping[str, Any], base: Any = None) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{name}: expected a mapping of field names, got {values!r}")
-    types = _field_types(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for k, v in values.items():
-        if k not in types or k not in names:
-            raise ConfigError(f"{name}.{k}: unknown key; allowed: {', '.join(names)}")
-        kwargs[k] = _convert(f"{name}.{k}", v, types[k])
-    if base is not None:
-        return dataclasses.replace(base, **kwargs)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{name}: {e}") from None
-
+from codec2vec.pretrain.targets import TargetsConfig
 
 # --- dict <-> config -----------------------------------------------------------------------------
 
@@ -149,12 +52,12 @@ def config_from_dict(d: Mapping[str, Any]) -> PretrainConfig:
     preset = str(model_values.pop("preset", "tiny"))
     if preset not in MODEL_PRESETS:
         raise ConfigError(f"model.preset: unknown preset {preset!r}; allowed: {', '.join(MODEL_PRESETS)}")
-    model = _build_section("model", classes["model"], model_values, base=model_config(preset))
+    model = build(classes["model"], model_values, "model", base=model_config(preset))
     if hasattr(model, "preset"):
-        model = dataclasses.replace(model, preset=preset)
-    sections = {"model": model}
+        model = dataclasses.replace(model, preset=preset)  # type: ignore[call-arg]
+    sections: dict[str, Any] = {"model": model}
     for name in SECTIONS[1:]:
-        sections[name] = _build_section(name, classes[name], d.get(name) or {})
+        sections[name] = build(classes[name], d.get(name) or {}, name)
     cfg = PretrainConfig(preset=preset, **sections)
     validate(cfg)
     return cfg
@@ -173,11 +76,15 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
     `model.preset=base` resets the model section to that preset (other `model.*` overrides still apply).
     """
     out = copy.deepcopy(dict(d))
+    if isinstance(out.get("targets"), dict):  # a file with the old flat target keys: nested first, so overrides win
+        out["targets"] = unflatten(out["targets"], TargetsConfig.RENAMED)
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r}: expected key=value, e.g. train.steps=100")
         key, value = ov.split("=", 1)
         key = key.strip()
+        old = key.partition(".")[2] if key.startswith("targets.") else ""
+        key = f"targets.{TargetsConfig.RENAMED[old]}" if old in TargetsConfig.RENAMED else key
         parts = key.split(".")
         if parts[0] not in SECTIONS:
             raise ConfigError(f"{key}: unknown section {parts[0]!r}; allowed: {', '.join(SECTIONS)}")

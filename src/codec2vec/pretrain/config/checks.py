@@ -12,6 +12,7 @@ from typing import Any
 from codec2vec.codecs import CODECS
 from codec2vec.errors import ConfigError
 from codec2vec.frontends import EMBED_NORMS, FRONTENDS
+from codec2vec.options import unflatten
 from codec2vec.pretrain.config.sections import DEVICES, PRECISIONS, SECTIONS, PretrainConfig, config_to_dict
 from codec2vec.pretrain.targets import TARGETS
 
@@ -86,9 +87,9 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "model.input_dropout": (0.0, 1.0, "in [0, 1)"),
     "model.layer_drop": (0.0, 1.0, "in [0, 1)"),
     "model.quantizer_dropout": (0.0, 1.0, "in [0, 1]"),
-    "targets.clusters_temperature": (0.0, math.inf, "> 0"),
+    "targets.clusters.temperature": (0.0, math.inf, "> 0"),
 }
-_OPEN_LOW = {"train.lr", "train.eps", "targets.clusters_temperature"}
+_OPEN_LOW = {"train.lr", "train.eps", "targets.clusters.temperature"}
 _OPEN_HIGH = {"train.eps", "model.dropout", "model.attention_dropout", "model.activation_dropout"}
 _OPEN_HIGH |= {"model.input_dropout", "model.layer_drop"}
 _DIMS = ("num_layers", "dim", "ffn_dim", "num_heads", "conv_pos_kernel", "conv_pos_groups", "codebook_dim")
@@ -104,8 +105,9 @@ def _check_ranges(cfg: PretrainConfig) -> None:
             if any(isinstance(v, float) and not math.isfinite(v) for v in values):
                 raise ConfigError(f"{section}.{key}: must be a finite number, got {value!r}")
     for name, (low, high, what) in _RANGES.items():
-        section, key = name.split(".")
-        v = getattr(getattr(cfg, section), key, None)
+        v: Any = cfg
+        for part in name.split("."):
+            v = getattr(v, part, None)
         if v is None:
             continue
         bad = v < low or v > high or (name in _OPEN_LOW and v <= low) or (name in _OPEN_HIGH and v >= high)
@@ -163,7 +165,7 @@ def _check_recipe_knobs(cfg: PretrainConfig) -> None:
 
 
 _RESUME_MAY_CHANGE = {
-    "targets.online_freeze_teacher_step",
+    "targets.online.freeze_teacher_step",
     "targets.weights",
     "train.steps",
     "train.max_seconds",
@@ -175,8 +177,8 @@ _RESUME_MAY_CHANGE = {
     "data.dev_batches",
     "data.workers",  # how batches are read, not which: resuming stays exact
     "data.prefetch",
-    "targets.online_reseed",
-    "targets.online_warn_used",
+    "targets.online.reseed",
+    "targets.online.warn_used",
 }
 
 
@@ -196,14 +198,30 @@ def _same_path(a: Any, b: Any) -> bool:
 
 
 def _section_defaults(section: Any) -> dict[str, Any]:
-    """A config section's field defaults as `config_to_dict` writes them (fields without one are left out)."""
+    """A config section's field defaults as `config_to_dict` writes them, nested sections flattened to
+    `online.top_k` (fields without a default are left out)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(section):
         if f.default is not dataclasses.MISSING:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = f.default_factory()
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    nested = {k: dataclasses.asdict(v) for k, v in out.items() if dataclasses.is_dataclass(v)}  # type: ignore[arg-type]
+    out |= nested
+    return _flat({k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}, section)
+
+
+def _flat(values: dict[str, Any], section: Any) -> dict[str, Any]:
+    """A saved or current section's values as `key -> value`, with the keys of its nested sections dotted
+    (`online.top_k`); a checkpoint's old flat keys (`online_top_k`) are read under their new names."""
+    nested = {f.name for f in dataclasses.fields(section) if dataclasses.is_dataclass(getattr(section, f.name))}
+    out: dict[str, Any] = {}
+    for k, v in unflatten(values or {}, getattr(type(section), "RENAMED", {})).items():
+        if k in nested and isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
 
 
 def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
@@ -214,9 +232,10 @@ def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
         if section not in saved:
             continue  # a checkpoint from before this section was recorded
         defaults = _section_defaults(getattr(cfg, section))
-        for key in sorted(set(saved.get(section, {})) | set(now[section])):
-            a, b = saved.get(section, {}).get(key), now[section].get(key)
-            if key not in saved[section] and key in defaults and b == defaults[key]:
+        old, new = _flat(saved[section], getattr(cfg, section)), _flat(now[section], getattr(cfg, section))
+        for key in sorted(set(old) | set(new)):
+            a, b = old.get(key), new.get(key)
+            if key not in old and key in defaults and b == defaults[key]:
                 continue  # a field added since the checkpoint was made, at its default: the old behaviour
             if f"{section}.{key}" in _PATH_KEYS and _same_path(a, b):
                 continue  # the same file named another way (relative, absolute, through a link)
@@ -237,6 +256,6 @@ def check_label_fingerprints(saved: dict[str, str], store: Any, label_names: lis
         now = store.labels(name).fingerprint if name in label_names else None
         if now is not None and now != fp:
             raise ConfigError(
-                f"targets.clusters_labels: label set {name!r} in {store.root} changed since the run's "
+                f"targets.clusters.labels: label set {name!r} in {store.root} changed since the run's "
                 f"checkpoints were made (fingerprint {fp[:12]} -> {now[:12]}); use a new run.dir or the same labels"
             )

@@ -28,18 +28,18 @@ def _reconstruction(
 def _clusters(
     cfg: TargetsConfig, *, encoder: Codec2VecEncoder, label_classes: dict[str, int], weight: float
 ) -> nn.Module:
-    if cfg.clusters_labels not in label_classes:
+    c = cfg.clusters
+    if c.labels not in label_classes:
         raise ConfigError(
-            f"targets.clusters_labels={cfg.clusters_labels!r}: the store has no such label set "
-            f"(has {sorted(label_classes)}); run `codec2vec kmeans STORE --name "
-            f"{cfg.clusters_labels}` first"
+            f"targets.clusters.labels={c.labels!r}: the store has no such label set "
+            f"(has {sorted(label_classes)}); run `codec2vec kmeans STORE --name {c.labels}` first"
         )
     return ClustersTarget(
         dim=encoder.config.dim,
-        num_clusters=label_classes[cfg.clusters_labels],
-        label_name=cfg.clusters_labels,
-        temperature=cfg.clusters_temperature,
-        final_dim=cfg.clusters_final_dim,
+        num_clusters=label_classes[c.labels],
+        label_name=c.labels,
+        temperature=c.temperature,
+        final_dim=c.final_dim,
         weight=weight,
     )
 
@@ -47,18 +47,19 @@ def _clusters(
 def _online(
     cfg: TargetsConfig, *, encoder: Codec2VecEncoder, label_classes: dict[str, int], weight: float
 ) -> nn.Module:
+    o = cfg.online
     return OnlineTarget(
         encoder=encoder,
-        top_k=cfg.online_top_k,
-        codewords=cfg.online_codewords,
-        codebook_decay=cfg.online_codebook_decay,
-        ema_start=cfg.online_ema_start,
-        ema_end=cfg.online_ema_end,
-        ema_anneal_steps=cfg.online_ema_anneal_steps,
-        freeze_teacher_step=cfg.online_freeze_teacher_step,
-        target_point=cfg.online_target_point,
-        reseed=cfg.online_reseed,
-        warn_used=cfg.online_warn_used,
+        top_k=o.top_k,
+        codewords=o.codewords,
+        codebook_decay=o.codebook_decay,
+        ema_start=o.ema_start,
+        ema_end=o.ema_end,
+        ema_anneal_steps=o.ema_anneal_steps,
+        freeze_teacher_step=o.freeze_teacher_step,
+        target_point=o.target_point,
+        reseed=o.reseed,
+        warn_used=o.warn_used,
         weight=weight,
     )
 

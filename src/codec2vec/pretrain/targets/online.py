@@ -128,7 +128,7 @@ class OnlineTarget(nn.Module):
     ) -> None:
         super().__init__()
         if target_point not in TARGET_POINTS:
-            raise ConfigError(f"targets.online_target_point: {target_point!r}; allowed: {', '.join(TARGET_POINTS)}")
+            raise ConfigError(f"targets.online.target_point: {target_point!r}; allowed: {', '.join(TARGET_POINTS)}")
         cfg = encoder.config
         self.top_k = max(1, min(int(top_k), cfg.num_layers))
         self.num_classes = [int(codewords)] * self.top_k
@@ -321,8 +321,8 @@ class OnlineTarget(nn.Module):
             worst = min(row[f"online_used_l{i}"] for i in low)
             note = (
                 f"online target: codebook collapse? teacher layer(s) {low} use as few as {worst:.0f} of {c} codewords "
-                f"(< targets.online_warn_used={self.warn_used}); see online_used_l* in metrics.jsonl, "
-                f"try targets.online_reseed=true"
+                f"(< targets.online.warn_used={self.warn_used}); see online_used_l* in metrics.jsonl, "
+                f"try targets.online.reseed=true"
             )
         return row, note
 
