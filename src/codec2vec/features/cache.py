@@ -193,7 +193,7 @@ class FeatureDir:
     def fill(
         self,
         source: FeatureSource,
-        store: Any,
+        store: TokenStore,
         ids: Iterable[str],
         *,
         batch_frames: int = 20_000,

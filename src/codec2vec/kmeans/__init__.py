@@ -77,7 +77,7 @@ WAVEFORM_BATCH_FRAMES = 1024  # the waveform CNN's first layers hold 64 x 512 fl
 class FeatureSource:
     """Frame features of stored codes: the codec's quantized latent, or one layer of a checkpoint's encoder."""
 
-    def __init__(self, store: Any, source: str = "codec", audio: str = "") -> None:
+    def __init__(self, store: TokenStore, source: str = "codec", audio: str = "") -> None:
         self.store = store
         self.source = source
         self.layer: int | None = None
@@ -157,7 +157,7 @@ class FeatureSource:
             yield uid, h[b, : lengths[b]]
 
 
-def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: int = 0) -> list[str]:
+def sample_utterances(store: TokenStore, ids: Sequence[str], num_frames: int, *, seed: int = 0) -> list[str]:
     """Whole utterances in a seeded random order until they hold at least `num_frames` frames (or all of them)."""
     rng = np.random.default_rng(seed)
     chosen, total = [], 0
@@ -169,7 +169,7 @@ def sample_utterances(store: Any, ids: Sequence[str], num_frames: int, *, seed: 
     return chosen
 
 
-def _audio_source(store: Any, manifest: str, what: str) -> Any:
+def _audio_source(store: TokenStore, manifest: str, what: str) -> Any:
 
     check_audio_store(store, what)
     return AudioSource(store_root=str(store.root), paths=audio_paths(store, manifest))
