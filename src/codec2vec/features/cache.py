@@ -31,7 +31,7 @@ from codec2vec.audio import scan_sources
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError, StoreError
 from codec2vec.features.audio import fill_from_audio, is_audio_source
-from codec2vec.features.sources import KINDS, FeatureSource, _digest, checkpoint_source, feature_source
+from codec2vec.features.sources import KINDS, FeatureSource, digest, checkpoint_source, feature_source
 from codec2vec.files import atomic_file, atomic_write
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import TokenizeOptions, tokenize
@@ -249,7 +249,7 @@ def _clips_key(rows: list[dict[str, Any]]) -> str:
         st = os.stat(path) if os.path.exists(path) else None
         return [st.st_size, st.st_mtime_ns] if st else []
 
-    return _digest(sorted([r["id"], r["path"], *stat(r["path"])] for r in rows))
+    return digest(sorted([r["id"], r["path"], *stat(r["path"])] for r in rows))
 
 
 def cached_features(

@@ -19,7 +19,8 @@ from codec2vec.pretrain.config import config_from_dict
 KINDS = ("pretrained", "codec", "random")
 
 
-def _digest(*parts: Any) -> str:
+def digest(*parts: Any) -> str:
+    """A 16-hex-digit SHA-256 of the parts (as sorted JSON): the cache keys of feature sources and inputs."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -84,7 +85,7 @@ def checkpoint_source(ckpt: str | Path) -> FeatureSource:
     """Every layer of a pre-trained checkpoint."""
 
     model, meta = load_model(ckpt)
-    key = "ckpt-" + str(meta.get("files", {}).get("model.safetensors", _digest(str(resolve(ckpt)))))[:16]
+    key = "ckpt-" + str(meta.get("files", {}).get("model.safetensors", digest(str(resolve(ckpt)))))[:16]
     return FeatureSource(
         kind="pretrained",
         name=str(ckpt),
@@ -122,7 +123,7 @@ def feature_source(kind: str, ckpt: str | Path | None, *, seed: int = 0) -> Feat
     return FeatureSource(
         kind="random",
         name="random",
-        key=f"random-{_digest(model_cfg, chash, seed)}",
+        key=f"random-{digest(model_cfg, chash, seed)}",
         meta=meta,
         num_layers=int(model_cfg["num_layers"]) + 1,
         dim=int(model_cfg["dim"]),
