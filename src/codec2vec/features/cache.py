@@ -31,7 +31,7 @@ from codec2vec.audio import scan_sources
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError, StoreError
 from codec2vec.features.audio import fill_from_audio, is_audio_source
-from codec2vec.features.sources import KINDS, FeatureSource, digest, checkpoint_source, feature_source
+from codec2vec.features.sources import KINDS, FeatureSource, checkpoint_source, digest, feature_source
 from codec2vec.files import atomic_file, atomic_write
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import TokenizeOptions, tokenize

@@ -47,7 +47,7 @@ from codec2vec.pretrain.config import (
     config_to_dict,
     save_config,
 )
-from codec2vec.pretrain.data import Batch, hash64, dev_plan, open_stores
+from codec2vec.pretrain.data import Batch, dev_plan, hash64, open_stores
 from codec2vec.pretrain.dev import maybe_evaluate
 from codec2vec.pretrain.devices import (
     agreed_checkpoint,
