@@ -29,6 +29,7 @@ import numpy as np
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write
 from codec2vec.store.container import decode_record, record_offsets, write_container
+from codec2vec.store.handle import StoreHandle
 from codec2vec.store.layout import (
     CONTENTS,
     FORMAT_VERSION,
@@ -47,9 +48,10 @@ from codec2vec.store.verify import Model, foreign_files, open_container, record_
 from codec2vec.store.writer import record_file, store_lock
 
 
-def repair_store(root: Path, meta: dict[str, Any]) -> list[str]:
-    """Repair the store at `root` whose `meta.json` reads `meta` (an open store's: `TokenStore.repair`, opened
-    without checks as `verify` opens it; see the module docstring); returns the actions taken."""
+def repair_store(store: StoreHandle) -> list[str]:
+    """Repair an open store (`TokenStore.repair`; opened without checks, as `verify` opens it: see the module
+    docstring); returns the actions taken."""
+    root, meta = store.root, store.meta
     actions: list[str] = []
     with store_lock(root):
         for line in foreign_files(root):
@@ -85,6 +87,7 @@ def repair_store(root: Path, meta: dict[str, Any]) -> list[str]:
             actions.append(f"rewrote {root / CONTENTS}")
         if not is_upgraded(meta):
             atomic_write(root / "meta.json", meta_bytes(new_meta))
+            store.meta = new_meta
             actions.append(f"upgraded {root} to format version {FORMAT_VERSION}")
     return actions
 
