@@ -82,7 +82,7 @@ def test_1_ids_are_checked_and_decode_stays_inside_out(tmp_path: Path, short_cli
 
 def test_2_tokenize_reads_the_store_under_its_lock(tmp_path: Path, short_clips: Path, monkeypatch) -> None:
     """Another tokenize commits c0 after this one opened the store but before it took the lock."""
-    import codec2vec.tokenize as tk
+    import codec2vec.store.ingest as tk  # the clear ingest policy opens the store through it
 
     store_path = tmp_path / "store"
     tokenize([str(short_clips / "c0.wav")], tmp_path / "other", _opts(), progress=False)
