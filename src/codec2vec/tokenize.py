@@ -34,6 +34,7 @@ from codec2vec.codecs import Codec, get_codec
 from codec2vec.errors import AudioError, Codec2VecError
 from codec2vec.files import atomic_file
 from codec2vec.privacy.private import PrivatePolicy
+from codec2vec.progress import Progress
 from codec2vec.store import ShardWriter, TokenStore
 from codec2vec.store.ingest import ClearPolicy, IngestPolicy, Intake
 
@@ -345,8 +346,6 @@ def _store_encoded(
     progress: bool,
 ) -> dict[str, Any]:
     """Encode `todo` and queue the codes; commit a shard (and the rejects so far) every `shard_seconds`."""
-    from codec2vec.progress import Progress
-
     stored, seconds, new_rejects = 0, 0.0, 0
     bar = Progress("tokenize", len(todo), unit="utt", enabled=progress)
     for enc in _encoded_stream(todo, codec, opts):

@@ -22,6 +22,7 @@ import numpy as np
 
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write, check_outside
+from codec2vec.store.labels import check_label_name
 from codec2vec.store.store import TokenStore
 
 TSV_RATE = 16000  # samples per second in the fairseq manifest (HuBERT's audio rate)
@@ -130,8 +131,6 @@ def import_km(
 ) -> dict[str, Any]:
     """Read a HuBERT `.km` file (one line of labels per utterance) into label set `name`; the utterances are the
     lines of the `ids` file or the rows of the fairseq `tsv` manifest, in order. Returns a summary."""
-    from codec2vec.store.labels import check_label_name
-
     check_label_name(name)
     km = Path(km)
     if (ids is None) == (tsv is None):
