@@ -46,7 +46,7 @@ def _model(preset: str, info: object, targets: list[str], codebook_vectors: torc
 def _random_batches(codec: str, batch_frames: int, crop: int) -> tuple[object, torch.Tensor, Iterator[object]]:
     from codec2vec.codecs import declared_layout
     from codec2vec.codecs.base import CodecInfo, config_hash
-    from codec2vec.pretrain.data import Batch, _hash64
+    from codec2vec.pretrain.data import Batch, hash64
 
     k, v, d = declared_layout(codec)
     info = CodecInfo(codec, 16000, 50.0, k, v, {}, config_hash({}))
@@ -54,7 +54,7 @@ def _random_batches(codec: str, batch_frames: int, crop: int) -> tuple[object, t
     batch = Batch(
         codes=torch.randint(0, v, (rows, k, crop)),
         lengths=torch.full((rows,), crop),
-        seeds=torch.tensor([_hash64("bench", i) for i in range(rows)]),
+        seeds=torch.tensor([hash64("bench", i) for i in range(rows)]),
         labels={"km": torch.randint(0, 100, (rows, crop))},
         ids=[str(i) for i in range(rows)],
     )

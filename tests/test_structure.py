@@ -190,3 +190,53 @@ def test_modules_and_functions_stay_small() -> None:
                 if node.end_lineno - first + 1 > 80:
                     big_functions.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - first + 1} lines)")
     assert not big_modules and not big_functions, f"over 400 lines: {big_modules}; over 80 lines: {big_functions}"
+
+
+def test_no_store_parameter_is_typed_any() -> None:
+    """A store is a `TokenStore` (or the store's own `StoreHandle` Protocol), never `Any`: no parameter, attribute
+    or return annotation of a store (`store`, `dev_store`, `self._store`, `stores: dict[str, Any]`, a function
+    `*_store` returning `Any`) names `Any`, written plainly or as a string."""
+    pkg = Path(__file__).resolve().parents[1] / "src" / "codec2vec"
+    store_name = re.compile(r"^_?(\w+_)?stores?$")
+
+    def says_any(annotation: ast.expr | None) -> bool:
+        if annotation is None:
+            return False
+        text = annotation.value if isinstance(annotation, ast.Constant) else ast.unparse(annotation)
+        return bool(re.search(r"\bAny\b", str(text)))
+
+    found = []
+    for path in sorted(pkg.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.arg) and store_name.match(node.arg) and says_any(node.annotation):
+                found.append(f"{path.relative_to(pkg)}:{node.lineno}: {node.arg}")
+            elif isinstance(node, ast.AnnAssign) and says_any(node.annotation):
+                target = node.target.attr if isinstance(node.target, ast.Attribute) else ast.unparse(node.target)
+                if store_name.match(target):
+                    found.append(f"{path.relative_to(pkg)}:{node.lineno}: {target}")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and store_name.match(node.name):
+                if says_any(node.returns) and not ast.unparse(node.returns or node).startswith("dict"):
+                    found.append(f"{path.relative_to(pkg)}:{node.lineno}: {node.name}() ->")
+    assert not found, "stores typed Any (use TokenStore or store.handle.StoreHandle): " + "; ".join(found)
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    """`from codec2vec.x import _name` only inside x itself: what another module needs is public (documented in
+    its module) or lives in the module that uses it. Dunders (`__version__`) are not private."""
+    pkg = Path(__file__).resolve().parents[1] / "src" / "codec2vec"
+
+    def module(path: Path) -> str:
+        parts = list(path.relative_to(pkg.parent).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    found = []
+    for path in sorted(pkg.rglob("*.py")):
+        me = module(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or node.level or not (node.module or "").startswith("codec2vec"):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and node.module != me:
+                    found.append(f"{path.relative_to(pkg)}:{node.lineno}: from {node.module} import {alias.name}")
+    assert not found, "private names imported across modules: " + "; ".join(found)

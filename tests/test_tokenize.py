@@ -176,7 +176,7 @@ def test_verify_names_a_damaged_shard_and_codec_mismatch_is_refused(tmp_path: Pa
 
 def test_tokenize_rereads_the_store_under_its_lock(tmp_path: Path, short_clips: Path, monkeypatch) -> None:
     """Another tokenize commits c0 after this one opened the store but before it took the lock."""
-    import codec2vec.tokenize as tk
+    import codec2vec.store.ingest as tk  # the clear ingest policy opens the store through it
 
     store_path = tmp_path / "store"
     tokenize([str(short_clips / "c0.wav")], tmp_path / "other", lyra_options(), progress=False)
@@ -202,7 +202,7 @@ def test_long_files_are_streamed_through_the_codec_with_the_same_codes(
     """Over LONG_SECONDS, tokenize reads, resamples and encodes block by block (bounded memory); the codes are
     exactly those of the whole audio (here with tiny blocks, on a short real file at 8 kHz -> 16 kHz)."""
     import codec2vec.audio as audio
-    import codec2vec.tokenize as tk
+    import codec2vec.store.ingest as tk  # the clear ingest policy opens the store through it
 
     monkeypatch.setattr(audio, "STREAM_SECONDS", 0.37)
     monkeypatch.setattr(tk, "LONG_SECONDS", 0.5)

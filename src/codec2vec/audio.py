@@ -275,8 +275,9 @@ def _id_reason(where: str, uid: str) -> str | None:
     return f"{where}: {problem}" if problem else None
 
 
-def _manifest_rows(path: Path) -> Iterable[dict[str, Any]]:
-    """The rows of a manifest."""
+def manifest_rows(path: Path) -> Iterable[dict[str, Any]]:
+    """The rows of a manifest (`.txt`, `.tsv`, `.jsonl` and the community lists), each a dict with `path` and
+    the columns it gives: what `scan_sources` reads, for callers that need the raw columns (the privacy audit)."""
     for _, row in _numbered_rows(path):
         yield row
 

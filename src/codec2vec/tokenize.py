@@ -6,7 +6,9 @@ store already holds (and inputs rejected before, unless `retry_rejects`), encode
 shard is committed by one atomic rename, so a run killed at any point leaves a store that verifies, and
 running the same command again finishes the job without storing anything twice. Inputs that cannot be
 used (unreadable, truncated, empty, NaN/inf, shorter than one codec frame, or failing in the codec) are
-listed in `STORE/rejects.jsonl` with `path` and `reason`; all others are stored.
+listed in `STORE/rejects.jsonl` with `path` and `reason`; all others are stored. Which inputs are taken under
+which ids, which index fields are kept and where rejects go is the ingest policy's (`store/ingest.py`):
+clear by default, private with `--private` (`privacy/private.py`).
 
 `--shard I/N` keeps the I-th of N interleaved slices of the sorted input (for job arrays or torchrun
 ranks), and `codec2vec merge` joins the slices' stores. `decode_store` turns codes back into audio.
@@ -32,8 +34,10 @@ from codec2vec.codecs import CODECS, Codec, get_codec
 from codec2vec.errors import AudioError, Codec2VecError
 from codec2vec.files import atomic_file
 from codec2vec.options import option
-from codec2vec.store import TokenStore
-from codec2vec.store.store import open_or_create
+from codec2vec.privacy.private import PrivatePolicy
+from codec2vec.progress import Progress
+from codec2vec.store import ShardWriter, TokenStore
+from codec2vec.store.ingest import ClearPolicy, IngestPolicy, Intake
 
 
 @dataclass(frozen=True)
@@ -88,15 +92,11 @@ def _codec_kwargs(opts: TokenizeOptions) -> dict[str, Any]:
     return kw
 
 
-def scalar_metadata(extra: dict[str, Any]) -> dict[str, Any]:
-    """The manifest columns kept in the store's index: scalars only (speaker, split, text, ...). Lists such as
-    frame alignments or phone sequences would outweigh the codes themselves; they belong in label sets
-    (`TokenStore.write_labels`) or stay in the manifest."""
-    return {
-        k: v
-        for k, v in extra.items()
-        if k not in ("id", "path", "seconds") and (v is None or isinstance(v, (str, int, float, bool)))
-    }
+def ingest_policy(opts: TokenizeOptions) -> IngestPolicy:
+    """The policy `opts` asks for: private (`--private`: keyed ids, allowed columns only) or clear."""
+    if opts.private:
+        return PrivatePolicy(key_file=opts.private_key, id_map=opts.id_map, keep=tuple(opts.private_keep))
+    return ClearPolicy()
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
@@ -276,9 +276,9 @@ def _read_rejects(path: Path) -> Rejects:
     return rejects
 
 
-def _write_rejects(path: Path, rejects: Rejects, private: bool) -> None:
-    with atomic_file(path) as f:  # private: 0600 from the first byte, as it pairs keyed ids with source paths
-        if private:
+def _write_rejects(path: Path, rejects: Rejects, secret: bool) -> None:
+    with atomic_file(path) as f:  # secret: 0600 from the first byte (a private store's pair keyed ids with paths)
+        if secret:
             os.fchmod(f.fileno(), 0o600)
         f.write("".join(json.dumps(r) + "\n" for r in rejects.values()).encode())
 
@@ -288,9 +288,12 @@ def tokenize(
     out: str | os.PathLike[str],
     opts: TokenizeOptions = TokenizeOptions(),
     *,
+    policy: IngestPolicy | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Tokenize `srcs` into the store `out`; returns a summary (counts, rejects, speed, `store.info()`).
+    `policy` says which inputs are taken under which ids, which index fields are kept and where rejects go
+    (`store/ingest.py`); by default the one `opts` asks for (`ingest_policy`).
 
     What is already stored is computed under the store's writer lock, from the store as re-read under it:
     a second `tokenize` that committed in the meantime is seen, and nothing is stored twice."""
@@ -299,16 +302,12 @@ def tokenize(
         raise Codec2VecError(f"--max-hours: must be > 0, got {opts.max_seconds / 3600:g}")
     shard_i, shard_n = parse_shard(opts.shard)
     items = scan_sources(srcs)[shard_i::shard_n]
+    policy = ingest_policy(opts) if policy is None else policy
+    if opts.private and not policy.private:
+        raise Codec2VecError("tokenize: --private asks for a private store; this ingest policy makes a clear one")
     codec = get_codec(opts.codec, **_codec_kwargs(opts))
-    if opts.private:  # keyed ids, allowed columns only; the key, id map and rejects stay outside the store
-        from codec2vec.privacy.private import prepare_private
-
-        items, store, rejects_path = prepare_private(
-            items, out, codec, key_file=opts.private_key, id_map=opts.id_map, keep=opts.private_keep, coding=opts.coding
-        )
-    else:
-        store = open_or_create(out, codec, opts.coding)
-        rejects_path = store.root / "rejects.jsonl"
+    intake = policy.open(items, out, codec, opts.coding)
+    items, store, rejects_path = intake.items, intake.store, intake.rejects
     with store.writer() as writer:  # takes the lock, then re-reads the store
         rejects = _read_rejects(rejects_path)
         known_bad = {key for key, r in rejects.items() if not r.get("retry")}
@@ -321,16 +320,10 @@ def tokenize(
         skipped = len(stored)  # below: ids stored from a file of another size (private stores keep no sizes)
         differ = [i for i, n in stored.items() if n and store.entry(i).get("source_bytes") not in (0, None, n)]
         stats = _store_encoded(
-            writer,
-            todo,
-            codec=codec,
-            opts=opts,
-            rejects=rejects,
-            rejects_path=rejects_path,
-            start=start,
+            writer, todo, codec=codec, opts=opts, policy=policy, intake=intake, rejects=rejects, start=start,
             progress=progress,
-        )
-        _write_rejects(rejects_path, rejects, opts.private)
+        )  # fmt: skip
+        _write_rejects(rejects_path, rejects, intake.secret)
     elapsed = time.perf_counter() - start
     rejected = [
         rejects[(it.path, it.id)] for it in items if (it.path, it.id) in rejects and (it.problem or it.id not in store)
@@ -352,19 +345,18 @@ def tokenize(
 
 
 def _store_encoded(
-    writer: Any,
+    writer: ShardWriter,
     todo: list[AudioItem],
     *,
     codec: Codec,
     opts: TokenizeOptions,
+    policy: IngestPolicy,
+    intake: Intake,
     rejects: Rejects,
-    rejects_path: Path,
     start: float,
     progress: bool,
 ) -> dict[str, Any]:
     """Encode `todo` and queue the codes; commit a shard (and the rejects so far) every `shard_seconds`."""
-    from codec2vec.progress import Progress
-
     stored, seconds, new_rejects = 0, 0.0, 0
     bar = Progress("tokenize", len(todo), unit="utt", enabled=progress)
     for enc in _encoded_stream(todo, codec, opts):
@@ -376,23 +368,17 @@ def _store_encoded(
             new_rejects += 1
         else:
             rejects.pop((enc.item.path, enc.item.id), None)
-            writer.add(
-                enc.item.id,
-                enc.codes,
-                # private: no path, no file size, and durations on the frame grid (exact sample counts and
-                # byte sizes can single out a file of a known corpus)
-                seconds=enc.codes.shape[1] / codec.frame_rate if opts.private else enc.seconds,
-                source="" if opts.private else enc.item.path,
-                source_bytes=0 if opts.private else enc.source_bytes,
-                extra=scalar_metadata(enc.item.extra),
+            row = policy.row(
+                enc.item, enc.codes, seconds=enc.seconds, source_bytes=enc.source_bytes, frame_rate=codec.frame_rate
             )
+            writer.add(enc.item.id, enc.codes, **row)
             stored += 1
             seconds += enc.seconds
         x_real = seconds / max(1e-9, time.perf_counter() - start)
         bar.update(1, f"{seconds / 3600:.2f} h audio, {x_real:.1f}x real time, {new_rejects} rejected")
         if writer.seconds >= opts.shard_seconds:
             writer.commit()
-            _write_rejects(rejects_path, rejects, opts.private)
+            _write_rejects(intake.rejects, rejects, intake.secret)
     writer.commit()
     bar.close()
     return {"stored": stored, "seconds": seconds, "rejected": new_rejects}

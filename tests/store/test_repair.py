@@ -164,3 +164,18 @@ def test_repair_keeps_one_copy_of_a_duplicated_utterance(tmp_path: Path) -> None
     (a.root / "shards" / "000000.c2s").unlink()  # x and y lost: repair names the loss, drops the record
     assert main(["verify", str(a.root), "--repair"]) == 0
     assert sorted(TokenStore.open(a.root).ids()) == ["z"]
+
+
+def test_repair_store_takes_the_open_store_as_verify_store_does(tmp_path: Path) -> None:
+    """`repair_store(store)` and `verify_store(store)` take the same open handle (opened without checks)."""
+    from codec2vec.store.repair import repair_store
+    from codec2vec.store.verify import verify_store
+
+    store = make_store(tmp_path / "s", {"x": 5, "y": 7})
+    (store.root / "shards" / "notes.txt").write_text("not a shard")
+    damaged = TokenStore.open(store.root, check=False)
+    assert any("foreign file" in line for line in verify_store(damaged))
+    actions = repair_store(damaged)
+    assert any("moved foreign file" in a and "notes.txt" in a for a in actions), actions
+    assert verify_store(TokenStore.open(store.root)) == []
+    assert (store.root / "foreign" / "shards-notes.txt").read_text() == "not a shard"

@@ -39,6 +39,7 @@ from codec2vec.errors import ConfigError
 from codec2vec.files import atomic_write
 from codec2vec.options import option
 from codec2vec.progress import heartbeat
+from codec2vec.store import TokenStore
 
 
 @dataclass
@@ -85,7 +86,9 @@ def _corpus(srcs: Sequence[str], root: Path, opts: BenchOptions, progress: bool)
     return items
 
 
-def _specs(opts: BenchOptions, stores: dict[str, Any], paths: dict[str, str], device: str) -> list[dict[str, Any]]:
+def _specs(
+    opts: BenchOptions, stores: dict[str, TokenStore], paths: dict[str, str], device: str
+) -> list[dict[str, Any]]:
     codec_stores = [k for k in ("lyra-46", "dac-16k-layout") if k in stores]
     audio_store = str(stores[codec_stores[0]].root)
     common = dict(

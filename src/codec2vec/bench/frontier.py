@@ -27,7 +27,7 @@ store reads, or file decoding); `train_cpu_seconds` is the rest.
 
 `run_frontier(options) -> dict` (also `frontier.json`, `frontier.png` in `out`): `points`, `recipes` (rows:
 mean, sd, 95% interval over items and seeds, kbps, CPU seconds), `paired` (deltas with 95% intervals),
-`verdict` (bench/frontier_report.py), `stores`, `runs`.
+`verdict` (bench/frontier_report.py), `records`, `runs`.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class FrontierOptions(QualityOptions):
     # 4-7 s for codec/mel, 47 s for waveform; 4 label sets and 10 chunk set-ups ~140 s together (k-means ~25 s,
     # a set-up ~4 s). Default: 42 codec/mel runs (9 points + 5 new recipe rows, levels-16 reuses codec-16, x 3
     # seeds) x (6.5 + 2 x 4 + 6 s) ~ 14 min; 6 waveform runs x (147 + 8 + 47 s) ~ 20 min; 12 label sets ~ 5 min;
-    # corpus and stores ~ 2 min: ~41 CPU minutes, one process, so ~41 min of wall time on 2 quiet cores.
+    # corpus and records ~ 2 min: ~41 CPU minutes, one process, so ~41 min of wall time on 2 quiet cores.
     chunk_steps: int = option(50, cli=False)  # interleaving: steps per turn of a run
     levels: list[int] = option(factory=lambda: list(CODEC_LEVELS), help="Lyra level counts of the codec points")
     opus_kbps: list[float] = option(factory=lambda: list(OPUS_KBPS), help="target kbps of the Opus points")
@@ -155,7 +155,7 @@ def check_options(opts: FrontierOptions) -> None:
 
 
 def _stores(base: Path, root: Path, opts: FrontierOptions, levels: list[int]) -> dict[str, dict[str, Any]]:
-    """Every store a point reads, measured as made: token stores at `levels`, FLAC and Opus copies."""
+    """Every store a point reads, measured as made: token records at `levels`, FLAC and Opus copies."""
     from codec2vec.bench.audio_stores import opus_level, read_corpus, read_cost, token_stores, write_audio_store
     from codec2vec.pretrain.loaders import audio_paths
     from codec2vec.store import TokenStore
@@ -189,14 +189,14 @@ def _ids_of(s: dict[str, Any]) -> list[str]:
     return sorted(json.loads(line)["id"] for line in Path(s["manifest"]).read_text().splitlines() if line.strip())
 
 
-def _labels(point: Point, stores: dict[str, Any], base: Path, opts: FrontierOptions) -> tuple[str, str]:
+def _labels(point: Point, records: dict[str, Any], base: Path, opts: FrontierOptions) -> tuple[str, str]:
     """(store the run reads, round-1 label set in it), the label set made once by k-means of `point.source`:
     of the point's token store (codec), or of the point's audio files (mel, waveform: labels go into the base
     store, which gives the audio front ends their ids and frame counts)."""
     from codec2vec.kmeans import KMeansOptions, run_kmeans
     from codec2vec.store import TokenStore
 
-    s = stores[point.storage]
+    s = records[point.storage]
     store = Path(s["path"]) if s["kind"] == "tokens" else base
     audio = s.get("manifest", "")
     name = f"frontier-{point.source}{opts.clusters}-{point.storage}-s{opts.seed}"
@@ -221,7 +221,7 @@ def data_seconds(run_dir: Path) -> float:
     return total
 
 
-def _pretrain(points: list[Point], *, stores: dict[str, Any], base: Path, root: Path, opts: FrontierOptions,
+def _pretrain(points: list[Point], *, records: dict[str, Any], base: Path, root: Path, opts: FrontierOptions,
               key: dict[str, Any], progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     """One run per (distinct point, seed), all for the same budget, interleaved (bench/schedule.py)."""
     from codec2vec.bench.schedule import Job, run_interleaved
@@ -229,8 +229,8 @@ def _pretrain(points: list[Point], *, stores: dict[str, Any], base: Path, root: 
     runs = runs_folder(root, key)
     jobs, meta = [], []
     for p in points:
-        store, labels = _labels(p, stores, base, opts)
-        audio = (f"data.audio={stores[p.storage]['manifest']}",) if stores[p.storage]["kind"] == "audio" else ()
+        store, labels = _labels(p, records, base, opts)
+        audio = (f"data.audio={records[p.storage]['manifest']}",) if records[p.storage]["kind"] == "audio" else ()
         for i in range(opts.seeds):
             spec = RunSpec(p.model, "own", opts.seed + i)
             run_dir = runs / f"{p.name}-s{spec.seed}"
@@ -244,7 +244,7 @@ def _pretrain(points: list[Point], *, stores: dict[str, Any], base: Path, root: 
     for (p, spec), s in zip(meta, done):
         wait = data_seconds(Path(s["run_dir"]))
         seen = s.get("frames_seen", 0.0) / 50.0
-        loading = seen * float(stores[p.storage]["read"]["cpu_per_audio_second"])
+        loading = seen * float(records[p.storage]["read"]["cpu_per_audio_second"])
         out.append({
             "run": f"{p.name}-s{spec.seed}", "point": p.name, "model": p.model, "recipe": p.name, "seed": spec.seed,
             "storage": p.storage, "kmeans_source": p.source, "overrides": list(p.overrides),
@@ -277,7 +277,7 @@ def _distinct(points: list[Point]) -> tuple[list[Point], dict[str, str]]:
 
 
 def run_frontier(opts: FrontierOptions, *, progress: bool = False) -> dict[str, Any]:
-    """Corpus -> stores -> k-means -> interleaved, budgeted pre-training of every point and recipe row ->
+    """Corpus -> records -> k-means -> interleaved, budgeted pre-training of every point and recipe row ->
     probes -> rows, paired deltas and the verdict; returns (and writes) the result."""
     from codec2vec.bench.frontier_report import assemble, plot_frontier
 
@@ -291,17 +291,17 @@ def run_frontier(opts: FrontierOptions, *, progress: bool = False) -> dict[str, 
         points, recipes = frontier_points(opts), recipe_points(opts)
         levels = sorted({int(p.storage.split("-")[1]) for p in points + recipes if p.storage.startswith("lyra-")})
         store_key = {"corpus": corpus, "levels": levels, "opus": sorted(opts.opus_kbps), "sample": opts.opus_sample}
-        stores = stages.run("stores", store_key, partial(_stores, base / "store", root, opts, levels))
+        records = stages.run("stores", store_key, partial(_stores, base / "store", root, opts, levels))
         distinct, alias = _distinct(points + recipes)
         key = {k: v for k, v in asdict(opts).items() if k not in ("out", "workers")} | {"stores": store_key}
         train_key = {k: v for k, v in key.items() if k not in PROBE_FIELDS}
-        runs = stages.run("pretrain", train_key, partial(_pretrain, distinct, stores=stores, base=base / "store",
+        runs = stages.run("pretrain", train_key, partial(_pretrain, distinct, records=records, base=base / "store",
                                                          root=root, opts=opts, key=train_key, progress=progress))  # fmt: skip
         rows: list[dict[str, Any]] = []
         for r in runs:
             rows += stages.run(f"probe-{r['run']}", key,
                                partial(probe_run, r, data=base / "tasks", root=root, opts=opts))  # fmt: skip
-        result = assemble(rows, runs, points=points, recipes=recipes, alias=alias, stores=stores, opts=opts)
+        result = assemble(rows, runs, points=points, recipes=recipes, alias=alias, records=records, opts=opts)
         result |= {"corpus": corpus, "options": asdict(opts), "stage_seconds": stages.seconds,
                    "stage_cpu_seconds": stages.cpu, "total_seconds": time.perf_counter() - t_start}  # fmt: skip
         if opts.out:

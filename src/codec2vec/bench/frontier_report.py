@@ -56,11 +56,11 @@ def _by_point(rows: list[dict[str, Any]], items: dict[tuple[str, str], Any], ali
     return out
 
 
-def _row(p: Any, group: dict[str, Any], runs: list[dict[str, Any]], store: dict[str, Any], alias: str) -> dict:
+def _row(p: Any, group: dict[str, Any], runs: list[dict[str, Any]], record: dict[str, Any], alias: str) -> dict:
     mine = [r for r in runs if r["point"] == alias]
     out: dict[str, Any] = {
         "name": p.name, "kind": p.model, "storage": p.storage, "kmeans_source": p.source,
-        "overrides": list(p.overrides), "runs_of": alias, "kbps": store["kbps"], "store_bytes": store["bytes"],
+        "overrides": list(p.overrides), "runs_of": alias, "kbps": record["kbps"], "store_bytes": record["bytes"],
         "seeds": [r["seed"] for r in mine], "metrics": {},
         "cpu_seconds": float(np.mean([r["cpu_seconds"] for r in mine])) if mine else 0.0,
         "data_seconds": float(np.mean([r["data_seconds"] for r in mine])) if mine else 0.0,
@@ -81,12 +81,12 @@ def _delta(a: str, b: str, metric: str, groups: dict[str, Any], seed: int) -> di
 
 
 def assemble(rows: list[dict[str, Any]], runs: list[dict[str, Any]], *, points: list[Any], recipes: list[Any],
-             alias: dict[str, str], stores: dict[str, Any], opts: Any) -> dict[str, Any]:  # fmt: skip
+             alias: dict[str, str], records: dict[str, Any], opts: Any) -> dict[str, Any]:  # fmt: skip
     """Probe rows (with per-item stats) and runs -> {"points", "recipes", "paired", "verdict", "stores", "runs",
     "rows", "budget", "seeds", "warnings"}."""
     items = {(x["run"], x["metric"]): x.pop("items") for x in rows}
     groups = _by_point(rows, items, alias)
-    table = {p.name: _row(p, groups.get(p.name, {}), runs, stores[p.storage], alias[p.name]) for p in points + recipes}
+    table = {p.name: _row(p, groups.get(p.name, {}), runs, records[p.storage], alias[p.name]) for p in points + recipes}
     paired = []
     for a, b in combinations(points, 2):
         if a.model == b.model:
@@ -107,7 +107,7 @@ def assemble(rows: list[dict[str, Any]], runs: list[dict[str, Any]], *, points: 
         "recipes": [table[r.name] for r in recipes],
         "paired": paired,
         "verdict": verdict_paragraph(paired, [table[p.name] for p in points]),
-        "stores": stores,
+        "stores": records,
         "runs": runs,
         "rows": rows,
         "budget": {

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from codec2vec.bench.storage import store_coding
+from codec2vec.store import TokenStore
 
 Job = tuple[str, int, int]
 
@@ -53,10 +54,8 @@ def _jobs(frames: dict[str, int], crop: int, n: int, seed: int) -> list[Job]:
     return out
 
 
-def recode(store: Any, coding: str, out: Path) -> Any:
+def recode(store: TokenStore, coding: str, out: Path) -> TokenStore:
     """A copy of `store`'s codes (same ids, seconds) written in `coding` at `out`; returns the opened store."""
-    from codec2vec.store import TokenStore
-
     copy = TokenStore.create(out, store.codec, store.codebook_vectors(), coding=coding)
     with copy.writer() as w:
         for uid in store.ids():
@@ -77,7 +76,7 @@ def _measure(
 
 
 def measure_reads(
-    stores: dict[str, Any],
+    stores: dict[str, TokenStore],
     flac_paths: dict[str, str],
     *,
     crop_frames: int = 250,

@@ -40,7 +40,7 @@ from codec2vec.tokenize import encode_batch
 LYRA_LEVELS = (16, 30, 46)
 
 
-def _entropy_bits(store: Any) -> float:
+def _entropy_bits(store: TokenStore) -> float:
     """Order-0 entropy of the codes, summed over levels and frames (bits): sum_k H(level k) * frames."""
     k, v = store.codec.num_codebooks, store.codec.codebook_size
     counts = np.zeros((k, v), dtype=np.int64)
@@ -54,7 +54,7 @@ def _entropy_bits(store: Any) -> float:
     return float((h * frames[:, 0]).sum())
 
 
-def store_coding(store: Any) -> str:
+def store_coding(store: TokenStore) -> str:
     """The coding of a store's shards ("rans", "packed", "huffman"; "mixed" when they differ)."""
     from codec2vec.store.container import read_container_index
 
@@ -62,7 +62,7 @@ def store_coding(store: Any) -> str:
     return codings.pop() if len(codings) == 1 else "mixed"
 
 
-def encode_store(codec: Any, items: Sequence[Any], out: Path, batch: int = 8) -> Any:
+def encode_store(codec: Any, items: Sequence[Any], out: Path, batch: int = 8) -> TokenStore:
     """Encode `items` with `codec` into a new store at `out` (an earlier bench's complete store there is reused)."""
 
     if (out / "meta.json").is_file():
@@ -138,7 +138,7 @@ def audio_baselines(items: Sequence[Any], flac_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _row(name: str, store: Any, flac: int, pcm: int, speed: tuple[float, float]) -> dict[str, Any]:
+def _row(name: str, store: TokenStore, flac: int, pcm: int, speed: tuple[float, float]) -> dict[str, Any]:
     info = store.info()
     ent = _entropy_bits(store)
     shards = sum(p.stat().st_size for p in store.shard_paths())  # codes + per-utterance index + models
@@ -182,7 +182,7 @@ def measure_storage(
     flac, pcm, secs = sum(base["flac"].values()), sum(base["pcm16"].values()), sum(base["seconds"].values())
     timed = _first_seconds(items, base["seconds"], speed_seconds)
     rows: list[dict[str, Any]] = []
-    stores: dict[str, Any] = {}
+    stores: dict[str, TokenStore] = {}
     for levels in lyra_levels:
         codec = get_codec("lyra", num_codebooks=levels)
         store = stores[f"lyra-{levels}"] = encode_store(codec, items, root / f"lyra{levels}")

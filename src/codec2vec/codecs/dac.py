@@ -23,12 +23,12 @@ real architectures (random weights when no checkpoint can be downloaded: tests, 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from codec2vec.codecs.hf_common import describe, load_model, run_decode, run_encode, weights_sha256
+from codec2vec.codecs.hf_common import LoadOptions, describe, open_model, run_decode, run_encode, weights_sha256
 from codec2vec.errors import Codec2VecError
 
 
@@ -79,25 +79,12 @@ class DacCodec:
     name = "dac"
 
     def __init__(
-        self,
-        *,
-        path: str | None = "descript/dac_16khz",
-        num_codebooks: int | None = None,
-        device: str | torch.device = "cpu",
-        model: Any = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
+        self, *, path: str | None = "descript/dac_16khz", num_codebooks: int | None = None, **load: Unpack[LoadOptions]
     ) -> None:
-        self.model, self.path = load_model(
-            model, path, class_name="DacModel", model_type="dac", revision=revision,
-            local_files_only=local_files_only, device=device,
-        )  # fmt: skip
+        hf = open_model(path, "dac", "DacModel", lambda c: math.prod(int(r) for r in c.downsampling_ratios), **load)
+        self.model, self.path, self.device, self.revision = hf.model, hf.path, hf.device, hf.revision
+        self.sample_rate, self.hop_length, self.frame_rate, self.codebook_size = hf.grid
         cfg = self.model.config
-        self.device, self.revision = torch.device(device), revision
-        self.sample_rate = int(cfg.sampling_rate)
-        self.hop_length = math.prod(int(r) for r in cfg.downsampling_ratios)
-        self.frame_rate = self.sample_rate / self.hop_length
-        self.codebook_size = int(cfg.codebook_size)
         k = int(cfg.n_codebooks) if num_codebooks is None else int(num_codebooks)
         if not 1 <= k <= int(cfg.n_codebooks):
             raise Codec2VecError(f"dac: num_codebooks must be in 1..{cfg.n_codebooks}, got {num_codebooks}")

@@ -20,12 +20,12 @@ keep, so it is refused.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from codec2vec.codecs.hf_common import describe, load_model, run_decode, run_encode, weights_sha256
+from codec2vec.codecs.hf_common import LoadOptions, describe, open_model, run_decode, run_encode, weights_sha256
 from codec2vec.errors import Codec2VecError
 
 DEFAULT_CODEBOOKS = 8  # 6 kbps at 75 Hz: the bitrate of DAC 16 kHz
@@ -55,15 +55,13 @@ class EncodecCodec:
         *,
         path: str | None = "facebook/encodec_24khz",
         num_codebooks: int | None = None,
-        device: str | torch.device = "cpu",
-        model: Any = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
+        **load: Unpack[LoadOptions],
     ) -> None:
-        self.model, self.path = load_model(
-            model, path, class_name="EncodecModel", model_type="encodec", revision=revision,
-            local_files_only=local_files_only, device=device,
-        )  # fmt: skip
+        hf = open_model(
+            path, "encodec", "EncodecModel", lambda c: math.prod(int(r) for r in c.upsampling_ratios), **load
+        )
+        self.model, self.path, self.device, self.revision = hf.model, hf.path, hf.device, hf.revision
+        self.sample_rate, self.hop_length, self.frame_rate, self.codebook_size = hf.grid
         cfg = self.model.config
         if cfg.normalize or cfg.chunk_length_s is not None:
             raise Codec2VecError(
@@ -72,11 +70,6 @@ class EncodecCodec:
             )
         if cfg.audio_channels != 1:
             raise Codec2VecError(f"encodec: only mono models are supported, this one has {cfg.audio_channels} channels")
-        self.device, self.revision = torch.device(device), revision
-        self.sample_rate = int(cfg.sampling_rate)
-        self.hop_length = math.prod(int(r) for r in cfg.upsampling_ratios)
-        self.frame_rate = self.sample_rate / self.hop_length
-        self.codebook_size = int(cfg.codebook_size)
         rvq = self.model.quantizer
         levels = {rvq.get_num_quantizers_for_bandwidth(float(bw)): float(bw) for bw in cfg.target_bandwidths}
         k = (

@@ -1,5 +1,5 @@
 """What the `transformers` codec backends (dac.py, encodec.py, mimi.py) share: loading a checkpoint from a folder
-or a hub id with actionable errors, the frame grid (zero-pad each item to whole hops), output checks, weight hashes.
+or a hub id with actionable errors (`open_model`: the constructors' common part and keywords, `LoadOptions`), the frame grid (zero-pad each item to whole hops), output checks, weight hashes.
 
 Shapes: waveforms `(B, S)` -> model input `(B, 1, T * hop)`; codes `(B, K, T)` long; lengths `(B,)`.
 An internal module: `codecs/hf.py` is the public face of these backends.
@@ -11,8 +11,9 @@ import hashlib
 import json
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict, Unpack
 
 import torch
 from torch import Tensor
@@ -20,6 +21,42 @@ from torch import Tensor
 from codec2vec.errors import Codec2VecError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "org/name" or "name", as on the hub
+
+
+class LoadOptions(TypedDict, total=False):
+    """The keywords every `transformers` backend takes after `path` and `num_codebooks`."""
+
+    device: str | torch.device  # where the model runs (default "cpu")
+    model: Any  # a model built in memory (tests, benchmarks): used as it is, `path` ignored
+    revision: str | None  # a hub revision (commit, tag or branch)
+    local_files_only: bool  # never reach the hub: its cache or a folder only
+
+
+@dataclass(frozen=True)
+class OpenModel:
+    """A loaded, frozen codec model with its source and frame grid (`open_model`)."""
+
+    model: Any
+    path: str | None  # the absolute folder, the hub id, or None for a model built in memory
+    device: torch.device
+    revision: str | None
+    grid: tuple[int, int, float, int]  # sample rate (Hz), hop (samples), frame rate (frames/s), codebook size V
+
+
+def open_model(
+    path: str | None, model_type: str, class_name: str, hop: Callable[[Any], int], **opts: Unpack[LoadOptions]
+) -> OpenModel:
+    """The constructors' common part: the model (`load_model`) and its grid; `hop(config)` is the model's samples
+    per frame."""
+    device = opts.get("device", "cpu")
+    model, source = load_model(
+        opts.get("model"), path, class_name=class_name, model_type=model_type, revision=opts.get("revision"),
+        local_files_only=opts.get("local_files_only", False), device=device,
+    )  # fmt: skip
+    cfg = model.config
+    rate, samples = int(cfg.sampling_rate), int(hop(cfg))
+    grid = (rate, samples, rate / samples, int(cfg.codebook_size))
+    return OpenModel(model, source, torch.device(device), opts.get("revision"), grid)
 
 
 def load_model(

@@ -16,12 +16,12 @@ item zero-padded to whole hops, a padded batch gives each item exactly the codes
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from codec2vec.codecs.hf_common import describe, load_model, run_decode, run_encode, weights_sha256
+from codec2vec.codecs.hf_common import LoadOptions, describe, open_model, run_decode, run_encode, weights_sha256
 from codec2vec.errors import Codec2VecError
 
 DEFAULT_CODEBOOKS = 8  # the 8 levels Moshi uses (1.1 kbps)
@@ -45,35 +45,27 @@ def tiny_mimi_config() -> Any:
     )  # fmt: skip
 
 
+def hop_length(cfg: Any) -> int:
+    """Samples per frame of a `MimiConfig`: the SEANet strides, then the downsampling conv from the SEANet rate to
+    the latent rate (stride 2 for Mimi)."""
+    stride = getattr(cfg, "latent_stride", None) or round(cfg.encodec_frame_rate / cfg.frame_rate)
+    return math.prod(int(r) for r in cfg.upsampling_ratios) * int(stride)
+
+
 class MimiCodec:
     """Mimi through `transformers.MimiModel` (default `kyutai/mimi`, 8 of 32 levels x 2048, 12.5 Hz)."""
 
     name = "mimi"
 
     def __init__(
-        self,
-        *,
-        path: str | None = "kyutai/mimi",
-        num_codebooks: int | None = None,
-        device: str | torch.device = "cpu",
-        model: Any = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
+        self, *, path: str | None = "kyutai/mimi", num_codebooks: int | None = None, **load: Unpack[LoadOptions]
     ) -> None:
-        self.model, self.path = load_model(
-            model, path, class_name="MimiModel", model_type="mimi", revision=revision,
-            local_files_only=local_files_only, device=device,
-        )  # fmt: skip
+        hf = open_model(path, "mimi", "MimiModel", hop_length, **load)
+        self.model, self.path, self.device, self.revision = hf.model, hf.path, hf.device, hf.revision
+        self.sample_rate, self.hop_length, self.frame_rate, self.codebook_size = hf.grid
         cfg = self.model.config
         if cfg.audio_channels != 1:
             raise Codec2VecError(f"mimi: only mono models are supported, this one has {cfg.audio_channels} channels")
-        self.device, self.revision = torch.device(device), revision
-        self.sample_rate = int(cfg.sampling_rate)
-        # SEANet strides, then the downsampling conv from the SEANet rate to the latent rate (stride 2 for Mimi)
-        stride = getattr(cfg, "latent_stride", None) or round(cfg.encodec_frame_rate / cfg.frame_rate)
-        self.hop_length = math.prod(int(r) for r in cfg.upsampling_ratios) * int(stride)
-        self.frame_rate = self.sample_rate / self.hop_length
-        self.codebook_size = int(cfg.codebook_size)
         total, semantic = int(cfg.num_quantizers), int(cfg.num_semantic_quantizers)
         k = min(DEFAULT_CODEBOOKS, total) if num_codebooks is None else int(num_codebooks)
         if not max(1, semantic) <= k <= total:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE
+from codec2vec.store import TokenStore
 
 DECODED = ("decoded-mfcc",)  # the spectral sources (features/sources.py: SPECTRAL) that read decoded tokens
 
@@ -24,7 +25,7 @@ class DecodedAudio:
     """`read(uid, start, stop) -> (320 (stop - start),)` float32 samples at 16 kHz, decoded from the store's codes
     (the same interface as the audio loaders' `AudioSource.read`); the codec is built once, on first use."""
 
-    def __init__(self, store: Any, codec_path: str | None = None) -> None:
+    def __init__(self, store: TokenStore, codec_path: str | None = None) -> None:
         self.store, self.codec_path = store, codec_path
         self._codec: Any = None
 
@@ -58,7 +59,7 @@ class StoreDecoded:
 
     reads = "audio"
 
-    def __init__(self, store: Any, codec_path: str | None = None) -> None:
+    def __init__(self, store: TokenStore, codec_path: str | None = None) -> None:
         self.store, self.decoded = store, DecodedAudio(store, codec_path)
 
     def num_frames(self, uid: str) -> int:

@@ -26,6 +26,7 @@ from codec2vec.features.sources import FeatureSource, Inputs, parse_source
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE, num_frames
 from codec2vec.pretrain.data import Crop
 from codec2vec.pretrain.loaders import AudioSource, audio_paths, check_audio_store
+from codec2vec.store import TokenStore
 
 
 class StoreCodes:
@@ -33,7 +34,7 @@ class StoreCodes:
 
     reads = "codes"
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: TokenStore) -> None:
         self.store = store
 
     def num_frames(self, uid: str) -> int:
@@ -56,7 +57,7 @@ class StoreAudio:
 
     reads = "audio"
 
-    def __init__(self, store: Any, manifest: str = "", what: str = "audio") -> None:
+    def __init__(self, store: TokenStore, manifest: str = "", what: str = "audio") -> None:
         check_audio_store(store, what)
         self.store = store
         self.audio = AudioSource(store_root=str(store.root), paths=audio_paths(store, manifest))
@@ -107,7 +108,7 @@ class ClipAudio:
         return None
 
 
-def store_source(store: Any, spec: str, audio: str = "") -> tuple[FeatureSource, Inputs]:
+def store_source(store: TokenStore, spec: str, audio: str = "") -> tuple[FeatureSource, Inputs]:
     """k-means' `--source` (`codec`, `mfcc`, `fbank` or `CKPT[:LAYER]`) and the reader of `store` it runs on:
     its codes, or the audio it was made from (`audio`: a manifest of id/path rows; "" = the recorded sources)."""
     source = parse_source(spec, store.codec.to_dict())

@@ -48,7 +48,7 @@ AUDIO_BATCH_FRAMES = 3000  # the other audio encoders: 60 s of audio per batch
 
 
 def digest(*parts: Any) -> str:
-    """A short, stable hash of JSON-able parts (what a cache key is made of)."""
+    """A 16-hex-digit SHA-256 of the parts (as sorted JSON): the cache keys of feature sources and inputs."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -81,7 +81,7 @@ class Batch:
         return self._map(lambda t: t.pin_memory())
 
 
-def _hash64(*parts: Any) -> int:
+def hash64(*parts: Any) -> int:
     """A stable 63-bit integer from the parts (sha256; identical across processes and runs)."""
     blob = "\x1f".join(str(p) for p in parts).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
@@ -89,7 +89,7 @@ def _hash64(*parts: Any) -> int:
 
 def utterance_seed(seed: int, epoch: int | str, utt_id: str) -> int:
     """The per-utterance seed of `utt_id` in `epoch` of a run seeded with `seed`."""
-    return _hash64("utt", seed, epoch, utt_id)
+    return hash64("utt", seed, epoch, utt_id)
 
 
 def split_ids(store: TokenStore, dev_fraction: float) -> tuple[list[str], list[str]]:
@@ -110,7 +110,7 @@ def split_ids(store: TokenStore, dev_fraction: float) -> tuple[list[str], list[s
         return train, dev
     if dev_fraction <= 0 or len(ids) < 2:
         return ids, []
-    h = {i: _hash64("split", i) / float(1 << 63) for i in ids}
+    h = {i: hash64("split", i) / float(1 << 63) for i in ids}
     dev = [i for i in ids if h[i] < dev_fraction]
     if not dev:
         dev = [min(ids, key=h.__getitem__)]
@@ -260,14 +260,14 @@ class CropLoader:
         self._plan = self._epoch_plan(0)
 
     def _permutation(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(_hash64("perm", self.seed, epoch))
+        g = torch.Generator().manual_seed(hash64("perm", self.seed, epoch))
         return torch.randperm(len(self.ids), generator=g).tolist()
 
     def _crop(self, epoch: int, index: int) -> Crop:
         utt = self.ids[index]
         n = self.frames[index]
         c = min(n, self.crop_frames)
-        r = _hash64("crop", self.seed, epoch, utt)
+        r = hash64("crop", self.seed, epoch, utt)
         start = r % (n - c + 1)
         return Crop(utt, start, start + c, utterance_seed(self.seed, epoch, utt))
 
@@ -282,7 +282,7 @@ class CropLoader:
             for p0 in range(0, len(crops), self.bucket_pool):
                 pool = sorted(crops[p0 : p0 + self.bucket_pool], key=lambda c: c.stop - c.start)  # stable
                 packed = pack(pool, self.batch_frames, self.row_multiple)
-                g = torch.Generator().manual_seed(_hash64("pool", self.seed, epoch, p0))
+                g = torch.Generator().manual_seed(hash64("pool", self.seed, epoch, p0))
                 batches += [packed[i] for i in torch.randperm(len(packed), generator=g).tolist()]
         return [b for b in batches if len(b) >= self.row_multiple]
 

@@ -39,7 +39,7 @@ from codec2vec.pretrain.data import IGNORE, Batch, Crop, CropLoader, collate, de
 from codec2vec.store import TokenStore
 
 
-def audio_paths(store: Any, manifest: str = "") -> dict[str, str]:
+def audio_paths(store: TokenStore, manifest: str = "") -> dict[str, str]:
     """id -> audio file for every utterance of `store`: from `manifest` (jsonl/tsv/txt, see audio.py) when given,
     else the `source` path the store recorded. ConfigError names the first utterance without a readable file."""
     if manifest:
@@ -125,7 +125,7 @@ class StoreSource:
     def __init__(self, *, store_root: str, label_names: Sequence[str] = ()) -> None:
         self.store_root = str(store_root)
         self.label_names = list(label_names)
-        self._store: Any = None
+        self._store: TokenStore | None = None
         self._labels: dict[str, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def audio_dev_batches(
 
 def make_loaders(
     cfg: Any,
-    store: Any,
+    store: TokenStore,
     train_ids: Sequence[str],
     *,
     rank: int,
@@ -351,7 +351,7 @@ def make_loaders(
     if cfg.model.frontend == "codec":
         source: Any = StoreSource(store_root=str(store.root), label_names=label_names)
 
-        def dev(dev_store: Any, plan: Any, r: int, w: int) -> Iterator[Batch | None]:
+        def dev(dev_store: TokenStore, plan: Any, r: int, w: int) -> Iterator[Batch | None]:
             return dev_batches(dev_store, plan, rank=r, world_size=w, label_names=label_names)
 
     else:
@@ -359,7 +359,7 @@ def make_loaders(
         paths = audio_paths(store, d.audio)
         source = AudioSource(store_root=str(store.root), paths=paths, label_names=label_names)
 
-        def dev(dev_store: Any, plan: Any, r: int, w: int) -> Iterator[Batch | None]:
+        def dev(dev_store: TokenStore, plan: Any, r: int, w: int) -> Iterator[Batch | None]:
             dev_paths = paths if dev_store is store else audio_paths(dev_store, "")
             src = AudioSource(store_root=str(dev_store.root), paths=dev_paths, label_names=label_names)
             return audio_dev_batches(src, plan, rank=r, world_size=w)
@@ -374,7 +374,7 @@ def make_loaders(
     return ProcessLoader(plan, source=source, workers=workers, pin_memory=pin, prefetch=d.prefetch, masker=masker), dev
 
 
-def check_audio_store(store: Any, frontend: str) -> None:
+def check_audio_store(store: TokenStore, frontend: str) -> None:
     """The audio front ends put frames on a 16 kHz, 50 Hz grid: the store's frames must be that grid."""
     codec = store.codec
     if int(codec.sample_rate) != SAMPLE_RATE or abs(float(codec.frame_rate) - SAMPLE_RATE / HOP) > 1e-6:

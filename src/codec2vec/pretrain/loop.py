@@ -44,7 +44,7 @@ from codec2vec.pretrain.config import (
     check_resumable,
     config_to_dict,
 )
-from codec2vec.pretrain.data import Batch, _hash64, dev_plan, open_stores
+from codec2vec.pretrain.data import Batch, dev_plan, hash64, open_stores
 from codec2vec.pretrain.dev import maybe_evaluate
 from codec2vec.pretrain.devices import (
     agreed_checkpoint,
@@ -168,7 +168,7 @@ def train_step(run: Run) -> float:
     """One optimizer step over `accum_steps` micro-batches; returns the latest loss the host has read (this
     step's on the CPU; on CUDA the figures stay on the device until the next log row, see `flush`)."""
     tr = run.cfg.train
-    torch.manual_seed(_hash64("step", tr.seed, run.step, run.rank))  # dropout/layer drop: exact on resume
+    torch.manual_seed(hash64("step", tr.seed, run.step, run.rank))  # dropout/layer drop: exact on resume
     run.opt.zero_grad(set_to_none=True)
     for micro in range(tr.accum_steps):
         loss, vec = _micro_step(run, _next_batch(run), sync=micro == tr.accum_steps - 1)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec.audio import _manifest_rows, scan_sources
+from codec2vec.audio import manifest_rows, scan_sources
 from codec2vec.options import option
 from codec2vec.privacy.keys import load_key, permutations, unscramble
 from codec2vec.privacy.leakage import code_counts, decode_leakage, frequency_attack
@@ -188,7 +188,7 @@ def read_speakers(
     field = "speaker"
     out: dict[str, str] = {}
     if manifest:
-        for row in _manifest_rows(Path(manifest)):
+        for row in manifest_rows(Path(manifest)):
             spk = row.get(field, row.get("label"))
             if row.get("id") and spk is not None:
                 out[str(row["id"])] = str(spk)

@@ -15,6 +15,8 @@ What a private store holds, and what it does not (the audit, `audit.py`, lists w
 - storage order is the order of the hashed ids, not of the file names (which often group files by speaker);
 - no audio, ever (a store never holds audio); `meta.json` says `"private": {...}` and `codec2vec info` says so.
 
+`PrivatePolicy` is the ingest policy (`store/ingest.py`) that `tokenize` is given for all of the above.
+
 What it does not hide: the codes themselves. Anyone with the public codec's decoder turns them back into audio
 (log-spectrogram correlation ~0.9 with the source for Lyra at 46 levels); `anonymize` (`anonymize.py`) and the
 audit's SID figures are about that.
@@ -24,14 +26,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from codec2vec.audio import AudioItem
 from codec2vec.codecs.base import LOCATION_KEYS, Codec, codec_info
 from codec2vec.privacy.keys import PrivacyError, key_check, keyed_id, load_key, write_secret
 from codec2vec.store import TokenStore
+from codec2vec.store.ingest import Intake, scalar_metadata
 from codec2vec.store.store import open_or_create
 
 DEFAULT_KEEP = ("split",)
@@ -130,24 +135,39 @@ def open_private_store(
     return _mark_private(TokenStore.create(root, info, codec.codebook_vectors(), coding=coding), key, keep)
 
 
-def prepare_private(
-    items: list[AudioItem],
-    out: str | os.PathLike[str],
-    codec: Codec,
-    *,
-    key_file: str | None,
-    id_map: str | None,
-    keep: tuple[str, ...] = DEFAULT_KEEP,
-    coding: str = "auto",
-) -> tuple[list[AudioItem], TokenStore, Path]:
-    """`tokenize --private`'s one call: (inputs with keyed ids, the private store, where rejects are listed)."""
-    default_key, default_map = default_paths(out)
-    key_path = Path(key_file) if key_file else default_key
-    map_path = Path(id_map) if id_map else default_map
-    _outside(Path(out), key_path, "--private-key")
-    _outside(Path(out), map_path, "--id-map")
-    read_id_map(map_path)  # not our id map: refused before a key or a store is made
-    key = load_key(key_path, create=True)
-    store = open_private_store(out, codec, key=key, keep=tuple(keep), coding=coding)
-    items = private_items(items, key=key, id_map=map_path, keep=tuple(keep))
-    return items, store, map_path.with_name(map_path.stem + ".rejects.jsonl")
+@dataclass(frozen=True)
+class PrivatePolicy:
+    """`tokenize --private`'s ingest policy (`store/ingest.py`): keyed ids, only the `keep` columns, no path or file
+    size, durations on the frame grid; the key, the id map and the rejects stay beside the store, not in it."""
+
+    key_file: str | None = None  # default: OUT.key beside the store
+    id_map: str | None = None  # default: OUT.ids.jsonl beside the store
+    keep: tuple[str, ...] = DEFAULT_KEEP  # manifest columns kept (scalars only)
+    private = True
+
+    def open(self, items: list[AudioItem], out: str | os.PathLike[str], codec: Codec, coding: str) -> Intake:
+        """The private store at `out` and the inputs under keyed ids; the id map is written before anything is
+        stored, and rejects are listed beside it (`STORE.ids.rejects.jsonl`, 0600: reasons name files)."""
+        default_key, default_map = default_paths(out)
+        key_path = Path(self.key_file) if self.key_file else default_key
+        map_path = Path(self.id_map) if self.id_map else default_map
+        _outside(Path(out), key_path, "--private-key")
+        _outside(Path(out), map_path, "--id-map")
+        read_id_map(map_path)  # not our id map: refused before a key or a store is made
+        key = load_key(key_path, create=True)
+        keep = tuple(self.keep)
+        store = open_private_store(out, codec, key=key, keep=keep, coding=coding)
+        items = private_items(items, key=key, id_map=map_path, keep=keep)
+        return Intake(items, store, map_path.with_name(map_path.stem + ".rejects.jsonl"), secret=True)
+
+    def row(
+        self, item: AudioItem, codes: np.ndarray, *, seconds: float, source_bytes: int, frame_rate: float
+    ) -> dict[str, Any]:
+        """No path, no file size, and the duration on the frame grid (exact sample counts and byte sizes can
+        single out a file of a known corpus)."""
+        return {
+            "seconds": codes.shape[1] / frame_rate,
+            "source": "",
+            "source_bytes": 0,
+            "extra": scalar_metadata(item.extra),
+        }

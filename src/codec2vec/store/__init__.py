@@ -1,6 +1,7 @@
 """The token store: a corpus of codec codes on disk, compact, verified, randomly accessible.
 
-`store.py` (`TokenStore`: open, create, read, info), `writer.py` (one locked writer, atomic shards),
+`store.py` (`TokenStore`: open, create, read, info), `handle.py` (`StoreHandle`: what the parts below
+need of an open store), `ingest.py` (what `tokenize` takes and keeps: the clear policy), `writer.py` (one locked writer, atomic shards),
 `labels.py` (frame-level label sets), `verify.py`, `merge.py`, and the format's parts: `layout.py` (folders,
 meta checks), `container.py` (shard and label files), `packing.py` (exact-width bit packing), `rans.py`
 (blocked rANS, the default entropy coding: crops decode only their blocks; its numba kernels in

@@ -22,11 +22,13 @@ import numpy as np
 
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write, check_outside
+from codec2vec.store.labels import check_label_name
+from codec2vec.store.store import TokenStore
 
 TSV_RATE = 16000  # samples per second in the fairseq manifest (HuBERT's audio rate)
 
 
-def split_ids(store: Any, split: str) -> list[str]:
+def split_ids(store: TokenStore, split: str) -> list[str]:
     """The store's ids in storage order; with `split` other than `all`, those whose manifest `split` is it."""
     ids = list(store.ids())
     if split == "all":
@@ -37,7 +39,7 @@ def split_ids(store: Any, split: str) -> list[str]:
     return chosen
 
 
-def _tsv(store: Any, ids: list[str]) -> str | None:
+def _tsv(store: TokenStore, ids: list[str]) -> str | None:
     """fairseq's manifest for `ids` (root line, then relative path TAB samples), or None without source paths."""
     entries = [store.entry(i) for i in ids]
     sources = [str(e.get("source", "")) for e in entries]
@@ -48,7 +50,7 @@ def _tsv(store: Any, ids: list[str]) -> str | None:
     return "\n".join([root, *rows]) + "\n"
 
 
-def export_km(store: Any, name: str, out: str | Path, split: str = "all") -> dict[str, Any]:
+def export_km(store: TokenStore, name: str, out: str | Path, split: str = "all") -> dict[str, Any]:
     """Write `{split}.km`, `{split}.ids`, `{split}.tsv` (when the sources are known) and `dict.km.txt` of label set
     `name` into the folder `out` (never inside the store). Every chosen utterance must have labels. Returns a summary."""
     check_outside({"--out": out}, [store.root])
@@ -87,7 +89,7 @@ def _read_lines(path: Path) -> list[str]:
         raise StoreError(f"{path}: cannot be read ({e})") from None
 
 
-def _ids_from_tsv(store: Any, tsv: Path) -> list[str]:
+def _ids_from_tsv(store: TokenStore, tsv: Path) -> list[str]:
     """Store ids for the rows of a fairseq manifest, by source path (or by id = the path without its suffix)."""
     lines = _read_lines(tsv)
     if not lines:
@@ -125,12 +127,10 @@ def _num_classes(km: Path, rows: list[np.ndarray]) -> int:
 
 
 def import_km(
-    store: Any, km: str | Path, name: str, *, ids: str | Path | None = None, tsv: str | Path | None = None
+    store: TokenStore, km: str | Path, name: str, *, ids: str | Path | None = None, tsv: str | Path | None = None
 ) -> dict[str, Any]:
     """Read a HuBERT `.km` file (one line of labels per utterance) into label set `name`; the utterances are the
     lines of the `ids` file or the rows of the fairseq `tsv` manifest, in order. Returns a summary."""
-    from codec2vec.store.labels import check_label_name
-
     check_label_name(name)
     km = Path(km)
     if (ids is None) == (tsv is None):

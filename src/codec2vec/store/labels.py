@@ -22,6 +22,7 @@ from torch import Tensor
 from codec2vec.errors import StoreError
 from codec2vec.store import packing
 from codec2vec.store.container import PackedRecords, write_container
+from codec2vec.store.handle import StoreHandle
 from codec2vec.store.layout import LABEL_SUFFIX
 
 
@@ -67,7 +68,7 @@ def fingerprint(index: dict[str, Any]) -> str:
 
 
 def write_label_set(
-    store: Any,
+    store: StoreHandle,
     name: str,
     labels: Mapping[str, Tensor | np.ndarray],
     num_classes: int,

@@ -21,6 +21,7 @@ Returns one line per action taken.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ import numpy as np
 
 from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write
+from codec2vec.store import packing
 from codec2vec.store.container import decode_record, record_offsets, write_container
+from codec2vec.store.handle import StoreHandle
+from codec2vec.store.labels import fingerprint
 from codec2vec.store.layout import (
     CONTENTS,
     FORMAT_VERSION,
@@ -47,9 +51,10 @@ from codec2vec.store.verify import Model, foreign_files, open_container, record_
 from codec2vec.store.writer import record_file, store_lock
 
 
-def repair_store(root: Path, meta: dict[str, Any]) -> list[str]:
-    """Repair the store at `root` whose `meta.json` reads `meta` (an open store's: `TokenStore.repair`, opened
-    without checks as `verify` opens it; see the module docstring); returns the actions taken."""
+def repair_store(store: StoreHandle) -> list[str]:
+    """Repair an open store (`TokenStore.repair`; opened without checks, as `verify` opens it: see the module
+    docstring); returns the actions taken."""
+    root, meta = store.root, store.meta
     actions: list[str] = []
     with store_lock(root):
         for line in foreign_files(root):
@@ -85,6 +90,7 @@ def repair_store(root: Path, meta: dict[str, Any]) -> list[str]:
             actions.append(f"rewrote {root / CONTENTS}")
         if not is_upgraded(meta):
             atomic_write(root / "meta.json", meta_bytes(new_meta))
+            store.meta = new_meta
             actions.append(f"upgraded {root} to format version {FORMAT_VERSION}")
     return actions
 
@@ -118,8 +124,6 @@ def _foreign_dest(root: Path, name: str) -> Path:
 def _record(path: Path, kind: str, meta: dict[str, Any], old: dict[str, Any] | None, doc: dict[str, Any]) -> str:
     """Put a committed container's record into `doc`: its old record when unchanged, a new one when every record
     in it checks, else its old record (if any) kept and the file named."""
-    from codec2vec.store.labels import fingerprint
-
     idx, model, fb = open_container(path, meta)
     assert idx is not None  # containers that are not of their folder's kind were moved out
     extra = {"fingerprint": fingerprint(idx)} if kind == "labels" else {}
@@ -145,8 +149,6 @@ def _record(path: Path, kind: str, meta: dict[str, Any], old: dict[str, Any] | N
 
 def _codes(shard: tuple[Path, dict[str, Any], Model, np.ndarray], j: int, meta: dict[str, Any]) -> np.ndarray | None:
     """Record `j`'s codes `(K, T)`, or None when it fails its CRC-32 or cannot be decoded."""
-    import zlib
-
     _, idx, model, body = shard
     offs = record_offsets(idx, _frame_bytes(meta))
     raw = body[offs[j] : offs[j + 1]]
@@ -161,8 +163,6 @@ def _codes(shard: tuple[Path, dict[str, Any], Model, np.ndarray], j: int, meta: 
 
 
 def _frame_bytes(meta: dict[str, Any]) -> int:
-    from codec2vec.store import packing
-
     return packing.frame_bytes(int(meta["codec"]["num_codebooks"]), int(meta["bits_per_code"]))
 
 

@@ -263,7 +263,7 @@ class TokenStore:
 
     def repair(self) -> list[str]:
         """`verify --repair`: drop duplicate copies and foreign files, record the contents (`repair.py`)."""
-        return repair_store(self.root, self.meta)
+        return repair_store(self)
 
     def verify(self) -> list[str]:
         """Recheck meta, codebooks, every shard's footer, index, payload hash and each utterance's CRC-32.

@@ -27,6 +27,7 @@ from codec2vec.files import sha256_file
 from codec2vec.store import packing
 from codec2vec.store.container import check_records, decode_record, read_container_index, record_offsets, shard_model
 from codec2vec.store.entropy import HuffmanModel
+from codec2vec.store.handle import StoreHandle
 from codec2vec.store.layout import (
     CONTENTS,
     LABEL_SUFFIX,
@@ -43,7 +44,7 @@ from codec2vec.store.rans import RansModel
 Model = HuffmanModel | RansModel | None
 
 
-def verify_store(store: Any) -> list[str]:
+def verify_store(store: StoreHandle) -> list[str]:
     """Recheck meta, codebooks, every container's footer, index, payload hash, each record's CRC-32 and decoding,
     and the ids. Returns one line per problem (empty when sound)."""
     problems: list[str] = []

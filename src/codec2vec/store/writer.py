@@ -27,6 +27,7 @@ from codec2vec.errors import StoreError
 from codec2vec.files import atomic_write, clean_stale, exclusive_lock
 from codec2vec.store import packing, rans
 from codec2vec.store.container import read_container_index, write_container
+from codec2vec.store.handle import StoreHandle
 from codec2vec.store.labels import fingerprint
 from codec2vec.store.layout import (
     CONTENTS,
@@ -55,7 +56,7 @@ def store_lock(root: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_writer(store: Any) -> Iterator[ShardWriter]:
+def open_writer(store: StoreHandle) -> Iterator[ShardWriter]:
     """One writer at a time (an flock on the store). The store handle is re-read under the lock. Each
     `commit()` and the end of the block commit a shard atomically; an exception discards the uncommitted
     utterances and stores nothing partial."""
@@ -67,7 +68,7 @@ def open_writer(store: Any) -> Iterator[ShardWriter]:
         w.commit()
 
 
-def record_all(store: Any) -> None:
+def record_all(store: StoreHandle) -> None:
     """Make `contents.json` list every committed shard and label set (upgrading a format-1 store): a no-op
     when it already does. Call under the lock."""
     contents = read_contents(store.root)
@@ -116,7 +117,7 @@ def record_file(root: Path, kind: str, path: Path | None, record: dict[str, Any]
 class ShardWriter:
     """Buffers utterances and commits them as one shard file (atomic rename)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: StoreHandle) -> None:
         self.store = store
         self._codes: list[np.ndarray] = []  # (K, T) each, coded at commit
         self._cols: dict[str, list[Any]] = {

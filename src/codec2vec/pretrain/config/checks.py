@@ -15,6 +15,7 @@ from codec2vec.frontends import EMBED_NORMS, FRONTENDS
 from codec2vec.options import unflatten
 from codec2vec.pretrain.config.sections import DEVICES, PRECISIONS, SECTIONS, PretrainConfig, config_to_dict
 from codec2vec.pretrain.targets import TARGETS
+from codec2vec.store import TokenStore
 
 
 def validate(cfg: PretrainConfig) -> None:
@@ -249,7 +250,7 @@ def check_resumable(saved: dict[str, Any], cfg: PretrainConfig) -> None:
         )
 
 
-def check_label_fingerprints(saved: dict[str, str], store: Any, label_names: list[str]) -> None:
+def check_label_fingerprints(saved: dict[str, str], store: TokenStore, label_names: list[str]) -> None:
     """The label sets a run trains on are the ones its checkpoints were made with (a k-means re-fit under the
     same name would silently change a resumed run's targets)."""
     for name, fp in saved.items():

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from codec2vec.errors import ConfigError
 from codec2vec.model import Codec2VecEncoder, TransformerEncoder, padding_mask
-from codec2vec.pretrain.data import IGNORE, Batch, _hash64
+from codec2vec.pretrain.data import IGNORE, Batch, hash64
 
 TARGET_POINTS = ("ffn", "layer")
 RESEED_AFTER = 10  # optimizer steps without a frame after which a codeword counts as dead (with `reseed`)
@@ -277,7 +277,7 @@ class OnlineTarget(nn.Module):
         is seeded by `step`, so every rank and a resumed run pick the same. Returns how many were re-seeded `()`
         (on the device: nothing here waits for it)."""
         dead = self.idle_steps >= RESEED_AFTER  # (L', C)
-        g = torch.Generator().manual_seed(_hash64("reseed", step))
+        g = torch.Generator().manual_seed(hash64("reseed", step))
         perms = torch.stack([torch.randperm(recent.shape[1], generator=g) for _ in range(self.top_k)])  # (L', C)
         slot = (dead.long().cumsum(-1) - 1).clamp(min=0)  # (L', C): the j-th dead codeword of a layer takes perm[j]
         pick = perms.to(recent.device, non_blocking=True).gather(1, slot)  # (L', C)
