@@ -221,7 +221,7 @@ def test_long_files_are_streamed_through_the_codec_with_the_same_codes(
 def test_tokenize_on_a_full_disk_is_one_line_naming_the_file(
     tmp_path: Path, short_clips: Path, monkeypatch, capsys
 ) -> None:
-    import codec2vec.files as files
+    import codec2vec.common.files as files
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -22,7 +22,7 @@ def from_args(*args: Any) -> Any:  # imported when called, so the behaviour test
 
 
 def option(*args: Any, **kw: Any) -> Any:
-    from codec2vec.options import option
+    from codec2vec.common.options import option
 
     return option(*args, **kw)
 

@@ -34,11 +34,11 @@ from codec2vec.bench.plot import plot
 from codec2vec.bench.reads import measure_reads
 from codec2vec.bench.storage import measure_storage
 from codec2vec.bench.throughput import loader_needs, measure_throughput
+from codec2vec.common.files import atomic_write
+from codec2vec.common.options import option
+from codec2vec.common.progress import heartbeat
 from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.errors import ConfigError
-from codec2vec.files import atomic_write
-from codec2vec.options import option
-from codec2vec.progress import heartbeat
 from codec2vec.store import TokenStore
 
 

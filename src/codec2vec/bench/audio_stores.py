@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from codec2vec.files import atomic_write
+from codec2vec.common.files import atomic_write
 
 SAMPLE_RATE = 16_000
 

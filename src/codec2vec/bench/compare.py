@@ -128,7 +128,7 @@ def plot_quality(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from codec2vec.files import atomic_file
+    from codec2vec.common.files import atomic_file
 
     summ = result["summary"]
     keys = sorted({(s["recipe"], s["model"]) for s in summ}, key=lambda k: (k[0] != "own", k[0], k[1]))

@@ -213,7 +213,7 @@ def plot_frontier(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from codec2vec.files import atomic_file
+    from codec2vec.common.files import atomic_file
 
     fig, axes = plt.subplots(1, len(PLOT_METRICS), figsize=(4.4 * len(PLOT_METRICS), 3.9))
     for ax, (metric, title) in zip(axes, PLOT_METRICS):

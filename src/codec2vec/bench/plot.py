@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from codec2vec.files import atomic_file
+from codec2vec.common.files import atomic_file
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

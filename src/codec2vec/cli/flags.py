@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from codec2vec.options import convert, field_types
+from codec2vec.common.options import convert, field_types
 
 T = TypeVar("T")
 _Container = argparse.ArgumentParser | argparse._ArgumentGroup

@@ -23,7 +23,7 @@ def add_anonymize(p: argparse.ArgumentParser) -> None:
 def cmd_anonymize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from codec2vec.files import check_outside
+    from codec2vec.common.files import check_outside
     from codec2vec.privacy.anonymize import AnonymizeOptions, anonymize_store
     from codec2vec.privacy.keys import PrivacyError, load_key
     from codec2vec.privacy.private import default_paths, read_id_map

@@ -31,7 +31,7 @@ def add_tokenize(p: argparse.ArgumentParser) -> None:
 def cmd_tokenize(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from codec2vec.options import convert
+    from codec2vec.common.options import convert
     from codec2vec.tokenize import TokenizeOptions, tokenize
 
     opts = from_args(TokenizeOptions, args)

@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 
 from codec2vec.codecs.lyra import LyraCodec
+from codec2vec.common.files import atomic_write
+from codec2vec.common.options import option
 from codec2vec.corpora.augment import add_noise, colored_noise, reverberate
 from codec2vec.corpora.lexicon import KS_LABELS, KS_UNKNOWN, command, sentence
 from codec2vec.corpora.manifest import dumps_row, speaker_splits, stratified_splits, write_task
 from codec2vec.corpora.voices import STYLES, make_speakers, style_voice
 from codec2vec.errors import ConfigError
-from codec2vec.files import atomic_write
-from codec2vec.options import option
 
 GENERATOR = "codec2vec-synth/1"
 # Audio is written at the codec's rate and alignments live on its frame grid (Lyra v2 and DAC-16k share it:
@@ -271,7 +271,7 @@ def _render_all(clips: list[Clip], out: Path, options: SynthOptions, *, progress
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
 
-    from codec2vec.progress import Progress
+    from codec2vec.common.progress import Progress
 
     chunks = [clips[i : i + CHUNK] for i in range(0, len(clips), CHUNK)]
     if "forkserver" in mp.get_all_start_methods():

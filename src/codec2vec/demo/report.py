@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from codec2vec.files import atomic_write
+from codec2vec.common.files import atomic_write
 
 LOWER_IS_BETTER = ("per", "wer", "error", "abx")
 MODELS: tuple[str, ...] = ("pretrained", "codec", "random")

@@ -8,8 +8,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from codec2vec.files import sha256_file
-from codec2vec.options import from_env, option
+from codec2vec.common.files import sha256_file
+from codec2vec.common.options import from_env, option
 
 TASKS: tuple[str, ...] = ("pr", "ks", "sid")  # probed tasks; PR and SID share the sentence clips
 REFERENCES: tuple[str, ...] = ("codec", "random")  # feature_source kinds compared with the pre-trained model

@@ -11,7 +11,7 @@
     the codec's licence, how to load it).
 `load_model`, `Upstream.from_checkpoint` and `codec2vec.features.s3prl.UpstreamExpert` read such a folder, or a hub id
 of one, as they read a checkpoint (`checkpoint.read_meta`), and give exactly the checkpoint's features.
-Files get the user's umask (0644 typically), like every file `files.py` writes.
+Files get the user's umask (0644 typically), like every file `common/files.py` writes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from codec2vec import __version__
-from codec2vec.files import atomic_dir, atomic_write, fsync_file, sha256_file, share_mode
+from codec2vec.common.files import atomic_dir, atomic_write, fsync_file, sha256_file, share_mode
 from codec2vec.pretrain.checkpoint import EXPORT_FORMAT, VERSION, CheckpointError, load_checkpoint, resolve
 from codec2vec.store import TokenStore
 

@@ -29,13 +29,13 @@ from torch import Tensor, nn
 from codec2vec.audio import AudioItem, resample, scan_sources
 from codec2vec.codecs import codec_info, get_codec
 from codec2vec.codecs.base import Codec, CodecInfo
+from codec2vec.common.files import atomic_file, check_outside
+from codec2vec.common.options import option
 from codec2vec.errors import Codec2VecError, ConfigError
 from codec2vec.features.cache import FeatureDir, codes_for_sources, is_store
 from codec2vec.features.inputs import ClipAudio, StoreCodes
 from codec2vec.features.sources import AUDIO_BATCH_FRAMES, checkpoint_source, extract
-from codec2vec.files import atomic_file, check_outside
 from codec2vec.model import Codec2VecEncoder
-from codec2vec.options import option
 from codec2vec.pretrain.checkpoint import load_model
 from codec2vec.store import TokenStore
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codec2vec.files import atomic_write
+from codec2vec.common.files import atomic_write
+from codec2vec.common.progress import Ticker, fmt_time
 from codec2vec.pretrain.pretrainer import TargetSums
-from codec2vec.progress import Ticker, fmt_time
 
 
 @dataclass

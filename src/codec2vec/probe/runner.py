@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.common.progress import Progress
 from codec2vec.corpora.manifest import read_manifest
 from codec2vec.errors import ConfigError
 from codec2vec.features.cache import FeatureDir, cached_features
@@ -43,7 +44,6 @@ from codec2vec.probe.tasks import (
     targets,
     vocabularies,
 )
-from codec2vec.progress import Progress
 
 SPLITS = ("train", "dev", "test")
 MAX_FRAMES = 4000  # frame tasks: at most this many padded frames per batch (80 s of audio at 50 Hz)

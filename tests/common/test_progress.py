@@ -35,7 +35,7 @@ def to_file(path: Path) -> Iterator[None]:
 
 
 def test_plain_lines_every_interval_with_count_eta_and_the_verbs_figures(log: Path) -> None:
-    from codec2vec.progress import Progress, interval
+    from codec2vec.common.progress import Progress, interval
 
     with to_file(log):
         bar = Progress("tokenize", 4, unit="utt")
@@ -51,7 +51,7 @@ def test_plain_lines_every_interval_with_count_eta_and_the_verbs_figures(log: Pa
 
 
 def test_interval_defaults_to_30_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    from codec2vec.progress import Ticker, interval
+    from codec2vec.common.progress import Ticker, interval
 
     monkeypatch.delenv("CODEC2VEC_PROGRESS_SECONDS", raising=False)
     assert interval() == 30.0
@@ -138,7 +138,7 @@ def test_tokenize_prints_utterances_hours_real_time_and_eta(log: Path, tmp_path:
 def test_heartbeat_prints_while_a_stage_without_a_loop_runs(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from codec2vec.progress import heartbeat
+    from codec2vec.common.progress import heartbeat
 
     monkeypatch.setenv("CODEC2VEC_PROGRESS_SECONDS", "0.05")
     with to_file(log):
