@@ -202,7 +202,7 @@ def test_long_files_are_streamed_through_the_codec_with_the_same_codes(
     """Over LONG_SECONDS, tokenize reads, resamples and encodes block by block (bounded memory); the codes are
     exactly those of the whole audio (here with tiny blocks, on a short real file at 8 kHz -> 16 kHz)."""
     import codec2vec.audio as audio
-    import codec2vec.store.ingest as tk  # the clear ingest policy opens the store through it
+    import codec2vec.tokenize as tk
 
     monkeypatch.setattr(audio, "STREAM_SECONDS", 0.37)
     monkeypatch.setattr(tk, "LONG_SECONDS", 0.5)
