@@ -30,7 +30,9 @@ NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])")
 
 
 class _Numbers(HTMLParser):
-    """Collects (data-key, text) of every `span.num`, and the visible text outside them."""
+    """Collects (data-key, text) of every `span.num`, and the visible text outside them (a `blockquote` quotes a
+    text of a results file verbatim and `code` an identifier from it, such as `codec-46`: their tests check them
+    as a whole)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,7 +47,7 @@ class _Numbers(HTMLParser):
         if tag == "span" and a.get("class") == "num":
             self._key = a["data-key"]
             self.spans.append((str(self._key), ""))
-        if tag in ("style", "script"):
+        if tag in ("style", "script", "blockquote", "code"):
             self._skip += 1
         if tag == "img":
             self.images.append(str(a["src"]))
@@ -53,7 +55,7 @@ class _Numbers(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "span":
             self._key = None
-        if tag in ("style", "script"):
+        if tag in ("style", "script", "blockquote", "code"):
             self._skip -= 1
 
     def handle_data(self, data: str) -> None:
@@ -119,6 +121,38 @@ def test_report_numbers_are_the_results_and_images_exist(tmp_path: Path) -> None
     # the best model of each row is bold: lowest PER (pretrained), highest KS accuracy (codec)
     assert re.search(r"<td class='best'><span class=\"num\" data-key=\"probes\.0\.value\">", text)
     assert re.search(r"<td class='best'><span class=\"num\" data-key=\"probes\.4\.value\">", text)
+
+
+def test_report_has_the_frontier_when_it_was_run_beside_it(tmp_path: Path) -> None:
+    """`bench --frontier --corpus OUT --out OUT/frontier` leaves frontier.json there: the report shows its plot,
+    every number of its table traced to the file, and its verdict word for word; without it, no section."""
+    import html
+
+    results = _results()
+    page = write_report(tmp_path, results)
+    assert "Storage-quality frontier" not in page.read_text()
+    point = {
+        "name": "codec-46",
+        "kbps": 12.07,
+        "train_cpu_seconds": 6.5,
+        "data_seconds": 0.41,
+        "metrics": {"per": {"mean": 0.61, "ci": [0.58, 0.64]}, "accuracy": {"mean": 0.33, "ci": [0.3, 0.36]}},
+    }
+    frontier = {"points": [point, point | {"name": "mel-flac", "kbps": 163.2}],
+                "recipes": [point | {"name": "qd-off", "metrics": {"per": {"mean": 0.57, "ci": [0.55, 0.6]}}}],
+                "budget": {"amount": 100.0, "unit": "steps"}, "seeds": 3,
+                "verdict": "At equal compute mel-flac beats codec-46 on PER (+0.037 [+0.010, +0.069])."}  # fmt: skip
+    (tmp_path / "frontier").mkdir()
+    (tmp_path / "frontier" / "frontier.json").write_text(json.dumps(frontier))
+    (tmp_path / "frontier" / "frontier.png").write_bytes(b"\x89PNG\r\n")
+    text = write_report(tmp_path, results).read_text()
+    assert "<h2>Storage-quality frontier</h2>" in text and "src='frontier/frontier.png'" in text
+    assert check_numbers(tmp_path / "report.html", results | {"frontier": frontier}) > 40 + 3 * 4
+    for key in ("frontier.points.1.kbps", "frontier.recipes.0.metrics.per.ci.1", "frontier.points.0.data_seconds"):
+        assert f'data-key="{key}"' in text
+    assert re.findall(r"<tr><td><code>([^<]+)</code>", text) == ["codec-46", "mel-flac", "qd-off"]
+    quoted = re.search(r"<blockquote id='frontier-verdict'>(.*?)</blockquote>", text, re.S)
+    assert quoted and html.unescape(quoted.group(1)) == frontier["verdict"]
 
 
 def test_fmt_and_compare() -> None:

@@ -307,7 +307,20 @@ def run_frontier(opts: FrontierOptions, *, progress: bool = False) -> dict[str, 
         if opts.out:
             atomic_write(root / "frontier.json", json.dumps(result, indent=1, default=str) + "\n")
             plot_frontier(result, root / "frontier.png")
+            _refresh_demo_report(opts, root)
         return result
+
+
+def _refresh_demo_report(opts: FrontierOptions, root: Path) -> None:
+    """`--corpus DEMO --out DEMO/frontier`: the demo's report gets the frontier's section (re-rendered from its
+    results.json, which is left as it is)."""
+    from codec2vec.demo.report import write_report
+
+    demo = Path(opts.corpus) if opts.corpus else None
+    if demo is None or root.resolve() != (demo / "frontier").resolve() or not (demo / "results.json").is_file():
+        return
+    results = json.loads((demo / "results.json").read_text())
+    write_report(demo, results, metrics=demo / "run" / "metrics.jsonl")
 
 
 __all__ = ["CODEC_LEVELS", "OPUS_KBPS", "RECIPES", "FrontierOptions", "Point", "data_seconds", "run_frontier"]

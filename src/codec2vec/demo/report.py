@@ -7,7 +7,9 @@
     layer_weights.png   the learned softmax layer weights of each probe of the pre-trained model
     per_layer.png       each task's metric with a head on one layer alone (when the probes ran per layer)
     storage.png         bytes of the source audio, 16-bit PCM and the token store (`codec2vec info --json`)
-    report.html         the results table (pretrained / codec / random, value [95% CI]) and the plots
+    report.html         the results table (pretrained / codec / random, value [95% CI]) and the plots; with
+                        `out/frontier/frontier.json` (`bench --frontier --corpus OUT --out OUT/frontier`), the
+                        storage-quality frontier's section too (its plot, table and verdict)
 
 Every number in the HTML comes from `results` through `fmt` inside `<span class="num" data-key="a.b.0">`, the
 key being its path in results.json, so a test can parse each number back and compare it with the file
@@ -292,11 +294,55 @@ def render_html(results: dict[str, Any], images: dict[str, str]) -> str:
         "<h2>Storage</h2>",
         f"<p>{storage}</p>",
         img.get("storage", ""),
+        frontier_section(results, images.get("frontier", "")),
         "<h2>Stage times (s)</h2>",
         f"<table id='timings'><tr><th>stage</th><th>seconds</th></tr>{timings}</table>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
+
+
+FRONTIER_METRICS = (("per", "PER"), ("abx_error_across", "ABX across"), ("abx_error_within", "ABX within"),
+                    ("accuracy", "SID acc"))  # fmt: skip
+
+
+def frontier_section(results: dict[str, Any], image: str) -> str:
+    """The storage-quality frontier (`bench --frontier --corpus OUT --out OUT/frontier`, read into
+    `results["frontier"]`): its plot, one row per point and recipe row (kbps, metrics with intervals, CPU seconds)
+    and its verdict, quoted as frontier.json words it; "" when it was not run."""
+    fr = results.get("frontier")
+    if not fr:
+        return ""
+    head = "".join(f"<th>{html.escape(n)}</th>" for _, n in FRONTIER_METRICS)
+    rows = []
+    for group in ("points", "recipes"):
+        for i, p in enumerate(fr.get(group, [])):
+            at = f"frontier.{group}.{i}"
+            cells = "".join(
+                f"<td>{_num(results, f'{at}.metrics.{k}.mean')} [{_num(results, f'{at}.metrics.{k}.ci.0')}, "
+                f"{_num(results, f'{at}.metrics.{k}.ci.1')}]</td>" if p["metrics"].get(k) else "<td>-</td>"
+                for k, _ in FRONTIER_METRICS
+            )  # fmt: skip
+            rows.append(f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{_num(results, f'{at}.kbps')}</td>{cells}<td>"
+                        f"{_num(results, f'{at}.train_cpu_seconds')} / {_num(results, f'{at}.data_seconds')}</td></tr>")  # fmt: skip
+    return "\n".join([
+        "<h2>Storage-quality frontier</h2>",
+        f"<p class='note'>Each input pre-trained for the same budget ({_num(results, 'frontier.budget.amount')} "
+        f"{html.escape(str(fr['budget']['unit']))}, {_num(results, 'frontier.seeds')} seeds); mean [bootstrap interval "
+        "over test items and seeds]; kbps of every file the input keeps.</p>",
+        f"<img src='{html.escape(image)}' alt='frontier'>" if image else "",
+        f"<table id='frontier'><tr><th>input</th><th>kbps</th>{head}<th>train / data CPU s</th></tr>{''.join(rows)}</table>",
+        f"<blockquote id='frontier-verdict'>{html.escape(str(fr.get('verdict', '')))}</blockquote>",
+    ])  # fmt: skip
+
+
+def read_frontier(out: Path) -> tuple[dict[str, Any] | None, str]:
+    """`out/frontier/frontier.json` and its plot's path relative to `out`, when the frontier was run there."""
+    path = out / "frontier" / "frontier.json"
+    if not path.is_file():
+        return None, ""
+    image = "frontier/frontier.png" if (out / "frontier" / "frontier.png").is_file() else ""
+    return json.loads(path.read_text()), image
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -317,6 +363,7 @@ def write_report(out: str | Path, results: dict[str, Any], *, metrics: str | Pat
     if any(p.get("per_layer") for p in results["probes"]):
         images["per_layer"] = plot_per_layer(results["probes"], out / "per_layer.png")
     images["storage"] = plot_storage(results["storage"], out / "storage.png")
+    frontier, images["frontier"] = read_frontier(out)
     page = out / "report.html"
-    atomic_write(page, render_html(results, images))
+    atomic_write(page, render_html(results | ({"frontier": frontier} if frontier else {}), images))
     return page
