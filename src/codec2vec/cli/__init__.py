@@ -29,28 +29,12 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
     "corpus": ("real dataset in its standard layout -> task manifests", pretraining.add_corpus, pretraining.cmd_corpus),
     "pretrain": ("masked-prediction pre-training on a token store", pretraining.add_pretrain, pretraining.cmd_pretrain),
     "kmeans": ("k-means labels for the clusters target", pretraining.add_kmeans, pretraining.cmd_kmeans),
-    "anonymize": (
-        "a new store with fewer levels and/or secretly permuted codes",
-        privacy.add_anonymize,
-        privacy.cmd_anonymize,
-    ),
-    "privacy-audit": (
-        "what a store gives away: SID, decodable audio, metadata",
-        privacy.add_privacy_audit,
-        privacy.cmd_privacy_audit,
-    ),
-    "bench": (
-        "the efficiency benchmark: storage, reads, tokenization, training speed",
-        evaluation.add_bench,
-        evaluation.cmd_bench,
-    ),
+    "anonymize": ("a store with fewer levels and/or permuted codes", privacy.add_anonymize, privacy.cmd_anonymize),
+    "privacy-audit": ("what a store gives away", privacy.add_privacy_audit, privacy.cmd_privacy_audit),
+    "bench": ("storage, speed, equal-compute quality, the frontier", evaluation.add_bench, evaluation.cmd_bench),
     "export": ("a checkpoint -> an encoder-only folder for the hub", pretraining.add_export, pretraining.cmd_export),
     "extract": ("layer features of a checkpoint for a store or audio", evaluation.add_extract, evaluation.cmd_extract),
-    "probe": (
-        "SUPERB-style probe (or ABX) of a checkpoint against reference points",
-        evaluation.add_probe,
-        evaluation.cmd_probe,
-    ),
+    "probe": ("SUPERB-style probe or ABX of a checkpoint", evaluation.add_probe, evaluation.cmd_probe),
     "demo": ("the whole pipeline on a synthetic corpus, with a report", evaluation.add_demo, evaluation.cmd_demo),
 }
 
