@@ -65,8 +65,8 @@ BASELINE = "codec-46"  # today's recipe: the recipe rows are paired against it
 # name -> what changes against today's recipe: `overrides` (config), `kmeans` (round-1 source), `storage`
 RECIPES: dict[str, dict[str, Any]] = {
     "decoded-mfcc": {"kmeans": "decoded-mfcc"},  # MFCCs of the audio decoded from the tokens (tokens only)
-    "embed-none": {"overrides": ("model.embed_norm=none",)},  # the raw sum (today: a LayerNorm after it)
-    "embed-scale": {"overrides": ("model.embed_norm=scale",)},
+    "embed-none": {"overrides": ("model.embed_norm=none",)},  # the raw sum (today: over sqrt(levels kept))
+    "embed-layernorm": {"overrides": ("model.embed_norm=layernorm",)},  # a LayerNorm after the sum (the former demo)
     "qd-off": {"overrides": ("model.quantizer_dropout=0.0",)},
     "qd-decay": {"overrides": ("model.quantizer_dropout_schedule=decay",)},
     "levels-16": {"storage": "lyra-16"},
