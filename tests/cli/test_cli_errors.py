@@ -51,3 +51,21 @@ def test_no_output_lands_inside_an_input_store(tmp_path: Path, capsys) -> None:
         one_line_error(capsys, "inside the input")
         assert _files(src) == before, argv
     assert not TokenStore.open(src).verify()
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(tmp_path: Path) -> None:
+    """`codec2vec info STORE | head -1`: stdout's reader has gone before the verb prints."""
+    import os
+    import subprocess
+    import sys
+
+    s = make_store(tmp_path / "s", {"a": 3})
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "codec2vec", "info", str(s.root)], stdout=write_end, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr

@@ -98,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, _, run = VERBS[args.verb]
     try:
         return run(args)
+    except BrokenPipeError:  # `codec2vec info STORE | head`: the reader left; no traceback, the shell's SIGPIPE status
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141
     except (Codec2VecError, FileNotFoundError) as e:
         # Expected failures: one clear line, no traceback.
         print(f"codec2vec {args.verb}: error: {e}", file=sys.stderr)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-from codec2vec.cli.common import PROBE_TASKS, print_json
-from codec2vec.cli.flags import add_options, from_args
+from codec2vec.cli.common import PROBE_TASKS, emit, print_json
+from codec2vec.cli.flags import add_options, add_verb, from_args
 
 # --- bench (bench/) ------------------------------------------------------------------------------------
 
@@ -37,13 +36,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quality:
         base = QualityOptions.quick() if args.quick else QualityOptions()
         quality = run_quality(from_args(QualityOptions, args, base), progress=not args.json)
-        print_json(quality) if args.json else print(format_quality(quality))
+        emit(args.json, quality, format_quality)
         return 0
-    result = run_bench(args.src, from_args(BenchOptions, args), progress=not args.json)
-    if args.json:
-        print_json(result)
-    else:
-        print(format_report(result))
+    emit(args.json, run_bench(args.src, from_args(BenchOptions, args), progress=not args.json), format_report)
     return 0
 
 
@@ -55,7 +50,7 @@ def _frontier(args: argparse.Namespace) -> int:
     if opts.recipes == ["none"]:
         opts.recipes = []
     result = run_frontier(opts, progress=not args.json)
-    print_json(result) if args.json else print(format_frontier(result))
+    emit(args.json, result, format_frontier)
     return 0
 
 
@@ -65,11 +60,11 @@ def _frontier(args: argparse.Namespace) -> int:
 def add_extract(p: argparse.ArgumentParser) -> None:
     from codec2vec.features.upstream import ExtractOptions
 
-    p.add_argument("ckpt", help="checkpoint directory or run directory (its newest checkpoint)")
-    p.add_argument("src", nargs="+", help="a token store, or audio files, folders (recursive) or manifests")
-    p.add_argument("--out", required=True, help="feature folder (created or appended to; reruns skip done items)")
-    add_options(p, ExtractOptions)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_verb(p, ExtractOptions, {
+        "ckpt": dict(help="checkpoint directory or run directory (its newest checkpoint)"),
+        "src": dict(nargs="+", help="a token store, or audio files, folders (recursive) or manifests"),
+        "--out": dict(required=True, help="feature folder (created or appended to; reruns skip done items)"),
+    })  # fmt: skip
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -82,27 +77,26 @@ def cmd_extract(args: argparse.Namespace) -> int:
         args.ckpt, args.src, Path(args.out), layers=o.layers, codec_path=o.codec_path, progress=not args.json,
         fmt=o.format,
     )  # fmt: skip
-    if args.json:
-        print_json(summary)
-    else:
-        print(
-            f"{args.out}: {summary['utterances']} utterances, {summary['frames']} frames, layers {summary['layers']}, "
-            f"dim {summary['dim']} ({summary['extracted']} new, {summary['skipped_already_done']} already there)",
-            file=sys.stderr,
-        )
-        for r in summary["rejects"][:20]:
-            print(f"rejected: {r['path']}: {r['reason']}", file=sys.stderr)
+    emit(args.json, summary, _extract_text, stderr=True)
     return 3 if summary["rejected"] else 0  # as tokenize: finished, but some inputs could not be used
+
+
+def _extract_text(summary: dict) -> str:
+    lines = [
+        f"{summary['out']}: {summary['utterances']} utterances, {summary['frames']} frames, layers {summary['layers']}, "
+        f"dim {summary['dim']} ({summary['extracted']} new, {summary['skipped_already_done']} already there)"
+    ]
+    return "\n".join(lines + [f"rejected: {r['path']}: {r['reason']}" for r in summary["rejects"][:20]])
 
 
 def add_probe(p: argparse.ArgumentParser) -> None:
     from codec2vec.probe.command import ProbeOptions
 
-    p.add_argument("task", choices=PROBE_TASKS, help="a SUPERB-style head, or abx (label free)")
-    p.add_argument("--ckpt", required=True, help="checkpoint directory or run directory")
-    p.add_argument("--data", required=True, help="task folder (train/dev/test.jsonl, meta.json)")
-    add_options(p, ProbeOptions)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    required = {"required": True}
+    task = dict(choices=PROBE_TASKS, help="a SUPERB-style head, or abx (label free)")
+    ckpt = dict(required, help="checkpoint directory or run directory")
+    data = dict(required, help="task folder (train/dev/test.jsonl, meta.json)")
+    add_verb(p, ProbeOptions, {"task": task, "--ckpt": ckpt, "--data": data}, json="the result")
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -116,10 +110,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         seed=o.seed, max_epochs=o.max_epochs, cache_dir=Path(o.cache_dir) if o.cache_dir else None, store=o.store,
         progress=not args.json, layer=o.layer, items=o.items, protocol=o.protocol,
     )  # fmt: skip
-    if args.json:
-        print_json(result)
-    else:
-        print(format_result(result))
+    emit(args.json, result, format_result)
     return 0
 
 

@@ -79,6 +79,18 @@ def add_options(p: _Container, cls: type, *, sparse: bool = False) -> None:
         p.add_argument(flag, **kw)
 
 
+def add_verb(
+    p: argparse.ArgumentParser, cls: type, arguments: dict[str, dict[str, Any]], *, json: str | None = "the summary"
+) -> None:
+    """A verb's parser: its own arguments (`arguments`: name -> `add_argument` keywords, positionals and required
+    flags first), one flag per field of options dataclass `cls`, then `--json` ("print `json` as JSON"; None: none)."""
+    for name, kw in arguments.items():
+        p.add_argument(name, **kw)
+    add_options(p, cls)
+    if json is not None:
+        p.add_argument("--json", action="store_true", help=f"print {json} as JSON")
+
+
 def _inner(tp: Any) -> Any:
     """`X | None` -> X: a value given on the command line is never None."""
     if typing.get_origin(tp) not in (typing.Union, types.UnionType):

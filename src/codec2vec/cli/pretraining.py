@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from codec2vec.cli.common import TARGET_NAMES, print_json
-from codec2vec.cli.flags import add_options, from_args
+from codec2vec.cli.common import TARGET_NAMES, emit
+from codec2vec.cli.flags import add_verb, from_args
 
 # --- pretrain (pretrain/config/, pretrain/loop.py) ----------------------------------------------------------------
 
@@ -32,8 +31,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from codec2vec.pretrain.loop import pretrain
 
     summary = pretrain(load_config(args.config, args.overrides))
-    if args.json and int(os.environ.get("RANK", "0")) == 0:
-        print_json(summary)
+    emit(args.json and int(os.environ.get("RANK", "0")) == 0, summary)
     return 0
 
 
@@ -43,20 +41,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def add_synth(p: argparse.ArgumentParser) -> None:
     from codec2vec.corpora.synth import SynthOptions
 
-    p.add_argument("out", help="output folder: audio/, all.jsonl and one manifest folder per task")
-    add_options(p, SynthOptions)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_verb(p, SynthOptions, {"out": dict(help="output folder: audio/, all.jsonl and one manifest folder per task")})
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from codec2vec.corpora.synth import SynthOptions, synth_corpus
 
     summary = synth_corpus(args.out, from_args(SynthOptions, args), progress=not args.json)
-    if args.json:
-        print_json(summary)
-    else:
-        tasks = ", ".join(f"{t} {sum(n.values())}" for t, n in summary["tasks"].items())
-        print(f"{args.out}: {summary['clips']} clips, {summary['hours']:.3f} h ({tasks})", file=sys.stderr)
+    tasks = ", ".join(f"{t} {sum(n.values())}" for t, n in summary["tasks"].items())
+    emit(args.json, summary, f"{args.out}: {summary['clips']} clips, {summary['hours']:.3f} h ({tasks})", stderr=True)
     return 0
 
 
@@ -77,11 +70,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
     extra = {"iemocap": {"fold": args.fold}, "speech_commands": {"test_root": args.test_root}}
     metas = LOADERS[args.name](args.root, args.out, **extra.get(args.name, {}))
-    if args.json:
-        print_json(metas)
-    else:
-        for task, meta in metas.items():
-            print(f"{args.out}/{task}: {meta['splits']}", file=sys.stderr)
+    emit(
+        args.json, metas, "\n".join(f"{args.out}/{task}: {meta['splits']}" for task, meta in metas.items()), stderr=True
+    )
     return 0
 
 
@@ -91,17 +82,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def add_kmeans(p: argparse.ArgumentParser) -> None:
     from codec2vec.kmeans import KMeansOptions
 
-    p.add_argument("store", help="token store; the labels are written into it")
-    add_options(p, KMeansOptions)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_verb(p, KMeansOptions, {"store": dict(help="token store; the labels are written into it")})
 
 
 def cmd_kmeans(args: argparse.Namespace) -> int:
     from codec2vec.kmeans import KMeansOptions, run_kmeans
 
-    summary = run_kmeans(args.store, from_args(KMeansOptions, args), progress=not args.json)
-    if args.json:
-        print_json(summary)
+    emit(args.json, run_kmeans(args.store, from_args(KMeansOptions, args), progress=not args.json))
     return 0
 
 
@@ -119,8 +106,5 @@ def cmd_export(args: argparse.Namespace) -> int:
     from codec2vec.features.export import export_model
 
     config = export_model(args.ckpt, args.out, replace=args.replace)
-    if args.json:
-        print_json(config)
-    else:
-        print(f"exported the step-{config['step']} encoder to {args.out}", file=sys.stderr)
+    emit(args.json, config, f"exported the step-{config['step']} encoder to {args.out}", stderr=True)
     return 0

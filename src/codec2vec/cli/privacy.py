@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from codec2vec.cli.common import print_json
-from codec2vec.cli.flags import add_options, from_args
+from codec2vec.cli.common import emit
+from codec2vec.cli.flags import add_verb, from_args
 
 # --- anonymize / privacy-audit (privacy/) ----------------------------------------------------------
 
@@ -14,10 +13,8 @@ from codec2vec.cli.flags import add_options, from_args
 def add_anonymize(p: argparse.ArgumentParser) -> None:
     from codec2vec.privacy.anonymize import AnonymizeOptions
 
-    p.add_argument("store", help="the token store to anonymise (never written to)")
-    p.add_argument("--out", required=True, help="the new, anonymised store")
-    add_options(p, AnonymizeOptions)
-    p.add_argument("--json", action="store_true")
+    store = dict(help="the token store to anonymise (never written to)")
+    add_verb(p, AnonymizeOptions, {"store": store, "--out": dict(required=True, help="the new, anonymised store")})
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
@@ -52,21 +49,16 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         args.store, args.out, levels=o.levels, key=key, unscramble_codes=o.unscramble, keep=o.keep,
         id_key=id_key, id_map=id_map,
     )  # fmt: skip
-    if args.json:
-        print_json(summary)
-    else:
-        what = "unscrambled" if summary["unscrambled"] else "scrambled" if summary["scrambled"] else "clear"
-        print(f"{args.out}: {summary['utterances']} utterances, {summary['levels']} of {summary['of']} levels, "
-              f"{what}", file=sys.stderr)  # fmt: skip
+    what = "unscrambled" if summary["unscrambled"] else "scrambled" if summary["scrambled"] else "clear"
+    text = f"{args.out}: {summary['utterances']} utterances, {summary['levels']} of {summary['of']} levels, {what}"
+    emit(args.json, summary, text, stderr=True)
     return 0
 
 
 def add_privacy_audit(p: argparse.ArgumentParser) -> None:
     from codec2vec.privacy.audit import AuditOptions
 
-    p.add_argument("store", help="the token store to audit (never written to)")
-    add_options(p, AuditOptions)
-    p.add_argument("--json", action="store_true")
+    add_verb(p, AuditOptions, {"store": dict(help="the token store to audit (never written to)")}, json="the report")
 
 
 def cmd_privacy_audit(args: argparse.Namespace) -> int:
@@ -76,8 +68,5 @@ def cmd_privacy_audit(args: argparse.Namespace) -> int:
 
     kw = asdict(from_args(AuditOptions, args))
     report = run_audit(args.store, key_file=kw.pop("scramble_key"), **kw)
-    if args.json:
-        print_json(report)
-    else:
-        print(format_audit(report))
+    emit(args.json, report, format_audit)
     return 0

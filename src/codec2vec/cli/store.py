@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from codec2vec.cli.common import print_json
-from codec2vec.cli.flags import add_options, from_args
+from codec2vec.cli.common import emit, print_json
+from codec2vec.cli.flags import add_options, add_verb, from_args
 from codec2vec.errors import Codec2VecError
 
 # --- tokenize / info / verify / decode / merge (store.py, tokenize.py) -------------------------
@@ -41,10 +41,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         private=opts.private or bool(opts.private_key or opts.id_map),  # naming a key means private
     )
     summary = tokenize(args.src, args.out, opts, progress=not args.json)
-    if args.json:
-        print_json(summary)
-    else:
-        print(format_summary(summary), file=sys.stderr)
+    emit(args.json, summary, format_summary, stderr=True)
     return 3 if summary["rejected"] else 0
 
 
@@ -56,11 +53,7 @@ def add_info(p: argparse.ArgumentParser) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from codec2vec.store import TokenStore
 
-    info = TokenStore.open(args.store).info()
-    if args.json:
-        print_json(info)
-    else:
-        print(format_info(info))
+    emit(args.json, TokenStore.open(args.store).info(), format_info)
     return 0
 
 
@@ -99,9 +92,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def add_decode(p: argparse.ArgumentParser) -> None:
     from codec2vec.store.decode import DecodeOptions
 
-    p.add_argument("store")
-    p.add_argument("--out", required=True, help="directory for one audio file per utterance")
-    add_options(p, DecodeOptions)
+    out = dict(required=True, help="directory for one audio file per utterance")
+    add_verb(p, DecodeOptions, {"store": {}, "--out": out}, json=None)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -181,10 +173,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
     else:
         summary = import_km(store, args.km, args.name, ids=args.ids, tsv=args.tsv)
         text = f"label set {args.name!r}: {summary['utterances']} utterances, {summary['classes']} classes"
-    if args.json:
-        print_json(summary)
-    else:
-        print(text, file=sys.stderr)
+    emit(args.json, summary, text, stderr=True)
     return 0
 
 

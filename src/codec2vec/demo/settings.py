@@ -51,16 +51,9 @@ class DemoSettings:
     @classmethod
     def small(cls) -> DemoSettings:
         """The tests' setting: same stages, a corpus and a run a few minutes long on 2 cores."""
-        return cls(
-            hours=0.1,
-            speakers=8,
-            steps=40,
-            checkpoints=4,
-            probe_epochs=8,
-            utterance_epochs=20,
-            probe_patience=4,
-            test_share=0.3,
-        )
+        corpus: dict[str, Any] = dict(hours=0.1, speakers=8, test_share=0.3)
+        run: dict[str, Any] = dict(steps=40, checkpoints=4, probe_epochs=8, utterance_epochs=20, probe_patience=4)
+        return cls(**corpus, **run)
 
 
 # The settings each stage depends on (besides those of the stages before it). A finished stage whose settings
