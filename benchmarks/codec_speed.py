@@ -30,7 +30,7 @@ def _speech(seconds: float, rate: int) -> torch.Tensor:
     if all(f.is_file() for f in files):
         import numpy as np
 
-        from codec2vec.audio import load_audio
+        from codec2vec.corpora.audio import load_audio
 
         wav = np.concatenate([load_audio(f, rate) for f in files])
         return torch.from_numpy(np.tile(wav, n // len(wav) + 1)[:n].copy())[None]

@@ -33,7 +33,7 @@ SHARED = Path(os.environ.get("CODEC2VEC_SHARED", HERE.parents[1] / "shared"))
 def lyra_codes() -> list[np.ndarray]:
     """Real Lyra v2 codes `(46, T)` of the two 16 kHz recordings."""
     from codec2vec import get_codec
-    from codec2vec.audio import load_audio
+    from codec2vec.corpora.audio import load_audio
 
     codec = get_codec("lyra", path=str(SHARED / "codecs" / "lyra-v2"))
     names = ("lyra_sample1_16kHz.wav", "lyra_sample2_16kHz.wav")

@@ -64,7 +64,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     from codec2vec import get_codec
-    from codec2vec.audio import load_audio, scan_sources
+    from codec2vec.corpora.audio import load_audio, scan_sources
 
     items = scan_sources(args.src)
     new, old = get_codec("lyra", num_codebooks=args.levels), get_codec("lyra", num_codebooks=args.levels)

@@ -45,7 +45,7 @@ def main() -> None:
         n = int(args.minutes * 60 * sr)
         long = np.tile(wav, -(-n // len(wav)))[:n]
         files = {"short 16 kHz mono": (wav, sr, 1), f"{args.minutes:g} min 16 kHz mono": (long, sr, 1)}
-        from codec2vec.audio import resample
+        from codec2vec.corpora.audio import resample
 
         up = resample(long, sr, 48000)
         files[f"{args.minutes:g} min 48 kHz stereo"] = (np.stack([up, 0.5 * up], axis=1), 48000, 2)

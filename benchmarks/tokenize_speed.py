@@ -27,7 +27,7 @@ os.environ.setdefault("CODEC2VEC_LYRA_DIR", str(HERE.parents[1] / "shared" / "co
 
 def speech(seconds: float) -> np.ndarray:
     """Real speech (the shared Lyra samples, concatenated) of about `seconds` at 16 kHz."""
-    from codec2vec.audio import load_audio
+    from codec2vec.corpora.audio import load_audio
 
     folder = HERE.parents[1] / "shared" / "speech"
     parts = [load_audio(folder / n, 16000) for n in ("lyra_sample1_16kHz.wav", "lyra_sample2_16kHz.wav")]

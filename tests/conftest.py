@@ -123,7 +123,7 @@ def speech_corpus(tmp_path_factory: pytest.TempPathFactory, speech_dir: Path) ->
         if i % 4 == 1:
             sf.write(sub / f"utt{i:02d}.flac", clip, sr)
         elif i % 4 == 2:  # stereo at 48 kHz
-            from codec2vec.audio import resample
+            from codec2vec.corpora.audio import resample
 
             up = resample(clip, sr, 48000)
             sf.write(sub / f"utt{i:02d}.wav", np.stack([up, 0.5 * up], axis=1), 48000)

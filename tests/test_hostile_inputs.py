@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codec2vec.errors import AudioError
+from codec2vec.common.errors import AudioError
 from codec2vec.store import TokenStore
 from codec2vec.store.decode import decode_store
 from codec2vec.tokenize import TokenizeOptions, tokenize

@@ -135,7 +135,7 @@ def test_codebook_initialised_sum_equals_lyra_quantized_latent() -> None:
 
 
 def test_bert_init_is_the_default_and_default_keeps_pytorch() -> None:
-    from codec2vec.errors import ConfigError
+    from codec2vec.common.errors import ConfigError
 
     bert = _encoder()
     assert bert.config.init == "bert"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec2vec.audio import load_audio
 from codec2vec.cli import main
+from codec2vec.corpora.audio import load_audio
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import tokenize
 from conftest import KILLS, cli_ok, kill_at, lyra_options
@@ -109,7 +109,7 @@ def test_sigkill_then_resume_equals_one_go(tmp_path: Path, speech_corpus: Path) 
     run(*args, "--out", str(killed))
     final = TokenStore.open(killed)
     rej = (killed / "rejects.jsonl").read_text() if (killed / "rejects.jsonl").exists() else ""
-    from codec2vec.audio import scan_sources
+    from codec2vec.corpora.audio import scan_sources
 
     missing = {i.id for i in scan_sources([corpus])} - set(final.ids())
     assert len(final) == len(set(final.ids())) == 192, (
@@ -201,7 +201,7 @@ def test_long_files_are_streamed_through_the_codec_with_the_same_codes(
 ) -> None:
     """Over LONG_SECONDS, tokenize reads, resamples and encodes block by block (bounded memory); the codes are
     exactly those of the whole audio (here with tiny blocks, on a short real file at 8 kHz -> 16 kHz)."""
-    import codec2vec.audio as audio
+    import codec2vec.corpora.audio as audio
     import codec2vec.tokenize as tk
 
     monkeypatch.setattr(audio, "STREAM_SECONDS", 0.37)

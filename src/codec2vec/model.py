@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.frontends import build_frontend
 
 

@@ -29,12 +29,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from codec2vec.audio import MAX_SECONDS, AudioItem, audio_blocks, audio_duration, load_audio, scan_sources
 from codec2vec.codecs import CODECS, Codec, get_codec
+from codec2vec.common.errors import AudioError, Codec2VecError
 from codec2vec.common.files import atomic_file
 from codec2vec.common.options import option
 from codec2vec.common.progress import Progress
-from codec2vec.errors import AudioError, Codec2VecError
+from codec2vec.corpora.audio import MAX_SECONDS, AudioItem, audio_blocks, audio_duration, load_audio, scan_sources
 from codec2vec.privacy.private import PrivatePolicy
 from codec2vec.store import ShardWriter, TokenStore
 from codec2vec.store.ingest import ClearPolicy, IngestPolicy, Intake

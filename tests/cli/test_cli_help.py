@@ -64,7 +64,7 @@ def test_configs_are_package_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert load_config("lyra_tiny", ["train.steps=7"]).train.steps == 7
     (tmp_path / "lyra_tiny.yaml").write_text("train:\n  steps: 3\n")  # a file of that name wins
     assert load_config("lyra_tiny.yaml").train.steps == 3
-    from codec2vec.errors import ConfigError
+    from codec2vec.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="config file not found.*shipped configs: .*lyra_tiny"):
         resolve_config(os.path.join("elsewhere", "lyra_tiny.yaml"))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from codec2vec.cli import VERBS, build_parser, main
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 
 
 def from_args(*args: Any) -> Any:  # imported when called, so the behaviour tests also run against older code

@@ -32,7 +32,7 @@ from codec2vec.codecs.hf import (
     tiny_encodec_config,
     tiny_mimi_config,
 )
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 from conftest import SPEECH, one_line_error
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -335,7 +335,7 @@ def test_tokenize_and_decode_a_store_with_a_local_folder(
     """The pipeline path: `codec2vec tokenize --codec mimi --codec-path FOLDER`, then decode from the store's metadata."""
     import soundfile as sf
 
-    from codec2vec.audio import load_audio
+    from codec2vec.corpora.audio import load_audio
     from codec2vec.store import TokenStore
     from codec2vec.store.decode import decode_store
     from codec2vec.tokenize import TokenizeOptions, tokenize

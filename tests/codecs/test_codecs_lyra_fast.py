@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.audio import load_audio
 from codec2vec.codecs.lyra import ENCODER_CHUNK, ENCODER_RESHAPES, QUANTIZER_CHUNK, batch_agnostic
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
+from codec2vec.corpora.audio import load_audio
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.audio import load_audio
 from codec2vec.codecs.lyra import LYRA_FILES, resolve_lyra_dir
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
+from codec2vec.corpora.audio import load_audio
 
 
 def _log_spec(x: np.ndarray) -> np.ndarray:

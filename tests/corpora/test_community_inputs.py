@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec2vec.audio import scan_sources
 from codec2vec.cli import main
+from codec2vec.common.errors import AudioError
+from codec2vec.corpora.audio import scan_sources
 from codec2vec.corpora.manifest import write_task
-from codec2vec.errors import AudioError
 from codec2vec.store import TokenStore
 from conftest import make_store
 

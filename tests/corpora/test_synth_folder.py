@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from conftest import make_store
 
 

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.demo import DemoSettings, settings_from_env
 from codec2vec.demo.report import compare, fmt, lookup, write_report
 from codec2vec.demo.stages import _deal, _Run
-from codec2vec.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])")

@@ -73,7 +73,7 @@ def upstream(tiny_run: dict) -> Upstream:
 
 
 def _speech(speech_dir: Path) -> list[tuple[str, torch.Tensor]]:
-    from codec2vec.audio import load_audio
+    from codec2vec.corpora.audio import load_audio
 
     names = sorted(p.name for p in speech_dir.glob("*.wav"))
     return [(n, torch.from_numpy(load_audio(speech_dir / n, 16000))) for n in names]
@@ -138,7 +138,7 @@ def test_extract_cli_writes_memory_mapped_features_and_resumes(tiny_run: dict, t
 
 @pytest.mark.slow
 def test_extract_cli_on_audio_files_tokenizes_them_once(tiny_run: dict, speech_dir: Path, tmp_path: Path) -> None:
-    from codec2vec.audio import load_audio
+    from codec2vec.corpora.audio import load_audio
     from codec2vec.features.cache import FeatureDir
 
     out = tmp_path / "feats"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.frontends import HOP, MelFrontend, WaveformFrontend, log_mel, mfcc, num_frames
 from codec2vec.model import Codec2VecEncoder, model_config
 from codec2vec.pretrain.config import load_config, save_config

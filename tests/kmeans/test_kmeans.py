@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
 from codec2vec.features.inputs import store_source
 from codec2vec.kmeans import KMeansOptions, assign, fit_kmeans, run_kmeans, sample_frames
 from codec2vec.store import TokenStore
@@ -134,7 +134,7 @@ def test_checkpoint_layer_source(tmp_path: Path) -> None:
 
 
 def test_labels_must_cover_the_training_utterances(tmp_path: Path) -> None:
-    from codec2vec.errors import StoreError
+    from codec2vec.common.errors import StoreError
     from codec2vec.pretrain.data import CropLoader
 
     store = _store(tmp_path, 6)

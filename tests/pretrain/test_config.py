@@ -9,7 +9,7 @@ import yaml
 
 from codec2vec.cli import main
 from codec2vec.codecs import CODECS, declared_layout
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.pretrain.config import (
     apply_overrides,
     check_resumable,

@@ -246,7 +246,7 @@ def test_resume_on_another_world_size_says_what_changes(store_path: Path) -> Non
 
 
 def test_row_multiple_must_be_shared_evenly(store_path: Path) -> None:
-    from codec2vec.errors import ConfigError
+    from codec2vec.common.errors import ConfigError
     from codec2vec.pretrain.data import CropLoader
     from codec2vec.store import TokenStore
 

@@ -75,7 +75,7 @@ def test_quantizer_keep_levels() -> None:
 
 
 def test_probabilities_that_mask_almost_everything_are_refused_with_the_fairseq_relation() -> None:
-    from codec2vec.errors import ConfigError
+    from codec2vec.common.errors import ConfigError
     from codec2vec.pretrain.config import load_config
     from codec2vec.pretrain.masking import expected_masked_fraction
 

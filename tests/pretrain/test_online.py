@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.model import padding_mask
 from codec2vec.pretrain.targets.online import (
     RESEED_AFTER,

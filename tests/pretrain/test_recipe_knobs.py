@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.frontends import CodecFrontend
 from codec2vec.model import Codec2VecEncoder, ModelConfig, model_config
 from codec2vec.pretrain.config import config_from_dict, config_to_dict, load_config

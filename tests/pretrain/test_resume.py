@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from codec2vec.cli import main
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.store import TokenStore
 from conftest import KILLS, TINY_CONFIG, cli_ok, kill_at, make_store
 
@@ -65,7 +65,7 @@ def test_resume_refuses_a_label_set_refitted_under_the_same_name(tmp_path: Path)
 
 
 def test_resume_compares_store_paths_resolved(tmp_path: Path, monkeypatch) -> None:
-    from codec2vec.errors import ConfigError
+    from codec2vec.common.errors import ConfigError
     from codec2vec.pretrain.config import check_resumable, config_to_dict, load_config
 
     (tmp_path / "store").mkdir()

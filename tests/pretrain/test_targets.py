@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.model import model_config
 from codec2vec.pretrain.data import Batch
 from codec2vec.pretrain.masking import MaskingConfig

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.pretrain.config import load_config, save_config
 from conftest import kill_at, read_metrics, structured_store, tiny_config
 

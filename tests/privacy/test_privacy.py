@@ -256,7 +256,7 @@ def _losses(run: Path) -> list[float]:
 
 
 def test_training_on_scrambled_codes_with_the_key_equals_training_on_clear_codes(tmp_path: Path) -> None:
-    from codec2vec.errors import Codec2VecError
+    from codec2vec.common.errors import Codec2VecError
     from codec2vec.pretrain.loop import pretrain
     from codec2vec.privacy.anonymize import anonymize_store
 

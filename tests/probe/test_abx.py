@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.corpora.items import Item, items_from_align, read_items, write_items
-from codec2vec.errors import ConfigError
 from codec2vec.probe.abx import _speaker_mean, dtw_batch, frame_span, score_layer
 from conftest import abx_corpus
 

@@ -136,7 +136,7 @@ def test_probe_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_feature_dir_round_trip_reopen_and_refuse_other_upstream(tmp_path: Path) -> None:
-    from codec2vec.errors import StoreError
+    from codec2vec.common.errors import StoreError
 
     fd = FeatureDir.open_or_create(tmp_path / "f", key="k1", layers=[0, 2], dim=4, describe={"name": "x"})
     a = np.arange(3 * 2 * 4, dtype=np.float16).reshape(3, 2, 4)
@@ -209,7 +209,7 @@ def test_weighted_sum_matches_its_informative_layer_among_louder_noise_layers(tm
 
 
 def test_superb_protocol_trains_with_s3prl_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from codec2vec.errors import ConfigError
+    from codec2vec.common.errors import ConfigError
     from codec2vec.probe.tasks import TASKS, get_protocol, make_head
 
     sid, pr, asr = (get_protocol(TASKS[t], "superb") for t in ("sid", "pr", "asr"))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec2vec.audio import load_audio
+from codec2vec.corpora.audio import load_audio
 from codec2vec.store.entropy import HuffmanModel, _package_merge, decode, encode
 
 

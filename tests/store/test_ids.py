@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from codec2vec.cli import main
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import tokenize
 from conftest import lyra_options

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codec2vec.audio import AudioItem
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
+from codec2vec.corpora.audio import AudioItem
 from codec2vec.privacy.private import PrivatePolicy
 from codec2vec.store import TokenStore
 from codec2vec.store.ingest import ClearPolicy, Intake

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec2vec.codecs.base import CodecInfo
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
 from codec2vec.store import TokenStore, packing
 from codec2vec.store.container import read_container_index
 from codec2vec.store.merge import merge_stores

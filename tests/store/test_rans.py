@@ -14,8 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec2vec.audio import load_audio
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
+from codec2vec.corpora.audio import load_audio
 from codec2vec.store import TokenStore, rans
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.layout import file_record

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from codec2vec.cli import main
 from codec2vec.cli.store import format_summary
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
 from codec2vec.store import TokenStore
 from codec2vec.store.container import read_container_index
 from codec2vec.tokenize import TokenizeOptions, tokenize

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from codec2vec.cli import main
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
 from codec2vec.store import TokenStore
 from codec2vec.store.container import FOOTER, read_container_index
 from codec2vec.store.layout import read_contents, write_contents
@@ -55,7 +55,7 @@ _CRAFTED = r"""
 import json, sys
 from pathlib import Path
 import numpy as np
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 from codec2vec.store import TokenStore, rans
 root, record = Path(sys.argv[1]), Path(sys.argv[2]).read_bytes()
 out = {}
@@ -225,7 +225,7 @@ _FUZZ = r"""
 import json, random, shutil, sys, zlib
 from pathlib import Path
 import numpy as np
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 from codec2vec.store import TokenStore
 from conftest import forge, payload_and_index
 

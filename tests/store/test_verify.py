@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from codec2vec.cli import main
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
 from codec2vec.store import TokenStore
 from conftest import make_store
 

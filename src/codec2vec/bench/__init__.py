@@ -29,16 +29,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from codec2vec.audio import scan_sources
 from codec2vec.bench.plot import plot
 from codec2vec.bench.reads import measure_reads
 from codec2vec.bench.storage import measure_storage
 from codec2vec.bench.throughput import loader_needs, measure_throughput
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_write
 from codec2vec.common.options import option
 from codec2vec.common.progress import heartbeat
+from codec2vec.corpora.audio import scan_sources
 from codec2vec.corpora.synth import SynthOptions, synth_corpus
-from codec2vec.errors import ConfigError
 from codec2vec.store import TokenStore
 
 

@@ -76,7 +76,7 @@ def opus_level(clips: Sequence[np.ndarray], kbps: float, *, iterations: int = 8)
 
 def read_corpus(paths: dict[str, str]) -> dict[str, np.ndarray]:
     """id -> its audio as 16 kHz mono float32 (S,), read once from the file the store recorded."""
-    from codec2vec.audio import load_audio
+    from codec2vec.corpora.audio import load_audio
 
     return {uid: np.asarray(load_audio(path, SAMPLE_RATE), dtype=np.float32) for uid, path in paths.items()}
 

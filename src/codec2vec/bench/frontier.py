@@ -54,9 +54,9 @@ from codec2vec.bench.quality import (
     runs_folder,
 )
 from codec2vec.bench.quality import check_options as check_quality
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_write
 from codec2vec.common.options import option
-from codec2vec.errors import ConfigError
 
 CODEC_LEVELS = (4, 8, 16, 30, 46)
 OPUS_KBPS = (6.0, 12.0, 24.0)

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from codec2vec.bench.compare import METRICS, format_quality, paired_rows, plot_quality, summary_rows, verdict_lines
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_write
 from codec2vec.common.options import option
-from codec2vec.errors import ConfigError
 
 MODELS = ("codec", "waveform", "mel")
 FRONTEND = {"codec": "codec", "waveform": "waveform", "mel": "melhubert"}  # model name -> model.frontend

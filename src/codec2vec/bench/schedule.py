@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_write
-from codec2vec.errors import ConfigError
 
 BUDGETS = ("steps", "cpu")
 

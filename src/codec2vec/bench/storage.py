@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from codec2vec import get_codec
-from codec2vec.audio import load_audio
 from codec2vec.codecs import codec_info
 from codec2vec.codecs.dac import DacCodec, dac_16khz_config
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
+from codec2vec.corpora.audio import load_audio
 from codec2vec.store import TokenStore
 from codec2vec.tokenize import encode_batch
 

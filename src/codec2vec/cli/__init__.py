@@ -16,7 +16,7 @@ import sys
 from typing import Callable, Sequence
 
 from codec2vec.cli import evaluation, pretraining, privacy, store
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "tokenize": ("audio -> token store", store.add_tokenize, store.cmd_tokenize),

@@ -8,7 +8,7 @@ from typing import Any
 
 from codec2vec.cli.common import emit, print_json
 from codec2vec.cli.flags import add_options, add_verb, from_args
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 
 # --- tokenize / info / verify / decode / merge (store.py, tokenize.py) -------------------------
 

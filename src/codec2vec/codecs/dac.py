@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from codec2vec.codecs.hf_common import LoadOptions, describe, open_model, run_decode, run_encode, weights_sha256
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 
 
 def _dac_config(rate: int, ratios: list[int], levels: int, *, width: int = 64, size: int = 1024, dim: int = 8) -> Any:

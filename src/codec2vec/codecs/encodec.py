@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from codec2vec.codecs.hf_common import LoadOptions, describe, open_model, run_decode, run_encode, weights_sha256
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 
 DEFAULT_CODEBOOKS = 8  # 6 kbps at 75 Hz: the bitrate of DAC 16 kHz
 

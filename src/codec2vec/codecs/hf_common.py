@@ -18,7 +18,7 @@ from typing import Any, Callable, TypedDict, Unpack
 import torch
 from torch import Tensor
 
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "org/name" or "name", as on the hub
 

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.common.errors import Codec2VecError
 from codec2vec.common.files import atomic_write, sha256_file
-from codec2vec.errors import Codec2VecError
 
 LYRA_COMMIT = "47698dadf0010abff6a848e02642f55f806d4842"
 LYRA_URL = f"https://raw.githubusercontent.com/google/lyra/{LYRA_COMMIT}/lyra/model_coeffs/{{name}}"

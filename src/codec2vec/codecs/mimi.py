@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from codec2vec.codecs.hf_common import LoadOptions, describe, open_model, run_decode, run_encode, weights_sha256
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 
 DEFAULT_CODEBOOKS = 8  # the 8 levels Moshi uses (1.1 kbps)
 

@@ -163,7 +163,7 @@ def check_outside(outputs: dict[str, str | os.PathLike[str] | None], inputs: lis
     """No output may land inside an input (a source store is never written): each `flag -> path` of `outputs`
     (None: not given) is compared, links resolved, with every input folder; `Codec2VecError` naming both if one
     lies inside, or is, an input."""
-    from codec2vec.errors import Codec2VecError
+    from codec2vec.common.errors import Codec2VecError
 
     for flag, out in outputs.items():
         if out is None:

@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Any, Mapping, Sequence, TypeVar
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 
 T = TypeVar("T")
 _TRUE = ("true", "yes", "on", "1")

@@ -1,5 +1,7 @@
-"""Labelled speech -> task manifests (the format of `manifest.py`): synthetic SUPERB-like corpora made with eSpeak
-NG (`synth.py`, with `espeak.py`, `lexicon.py`, `augment.py`) and loaders for the real datasets (`datasets.py`).
+"""Speech in: `audio.py` reads audio files (any common format, mono, resampled) and finds the utterances of files,
+folders and manifests (with `community.py`: Kaldi, fairseq, lhotse lists). Labelled speech -> task manifests (the
+format of `manifest.py`): synthetic SUPERB-like corpora made with eSpeak NG (`synth.py`, with `espeak.py`,
+`lexicon.py`, `augment.py`) and loaders for the real datasets (`datasets.py`).
 """
 
 from __future__ import annotations

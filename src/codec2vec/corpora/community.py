@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from codec2vec.common.errors import AudioError
 from codec2vec.corpora.manifest import stratified_splits, write_task
-from codec2vec.errors import AudioError
 
 Row = dict[str, Any]
 LHOTSE_KEYS = frozenset({"sources", "recording", "recording_id", "supervisions"})  # what a lhotse object has

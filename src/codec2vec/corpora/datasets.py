@@ -27,10 +27,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from codec2vec.common.errors import Codec2VecError
 from codec2vec.corpora import community
 from codec2vec.corpora.lexicon import KS_LABELS
 from codec2vec.corpora.manifest import write_task
-from codec2vec.errors import Codec2VecError
 
 IEMOCAP_CLASSES: dict[str, str] = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
 LIBRISPEECH_SPLITS: dict[str, str] = {"train-clean-100": "train", "dev-clean": "dev", "test-clean": "test"}

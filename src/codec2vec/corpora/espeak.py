@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec.errors import Codec2VecError
+from codec2vec.common.errors import Codec2VecError
 
 SAMPLE_RATE = 22050  # what espeak_Initialize returns for the shipped voices (checked at load)
 

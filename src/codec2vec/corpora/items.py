@@ -19,8 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_write
-from codec2vec.errors import ConfigError
 
 KINDS = ("triphone", "phoneme")
 HEADER = "#file onset offset #phone prev-phone next-phone speaker"

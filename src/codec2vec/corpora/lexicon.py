@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 
 KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 KS_LABELS: tuple[str, ...] = KEYWORDS + ("_unknown_", "_silence_")

@@ -30,9 +30,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from codec2vec.common.errors import Codec2VecError, ConfigError
 from codec2vec.common.files import atomic_write
 from codec2vec.corpora.items import FRAME_S, write_item_files
-from codec2vec.errors import Codec2VecError, ConfigError
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 REQUIRED = ("id", "path", "seconds", "split")

@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 
 from codec2vec.codecs.lyra import LyraCodec
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_write
 from codec2vec.common.options import option
 from codec2vec.corpora.augment import add_noise, colored_noise, reverberate
 from codec2vec.corpora.lexicon import KS_LABELS, KS_UNKNOWN, command, sentence
 from codec2vec.corpora.manifest import dumps_row, speaker_splits, stratified_splits, write_task
 from codec2vec.corpora.voices import STYLES, make_speakers, style_voice
-from codec2vec.errors import ConfigError
 
 GENERATOR = "codec2vec-synth/1"
 # Audio is written at the codec's rate and alignments live on its frame grid (Lyra v2 and DAC-16k share it:

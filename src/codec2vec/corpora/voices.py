@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 
 ACCENTS: tuple[str, ...] = (
     "en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",

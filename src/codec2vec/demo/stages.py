@@ -12,12 +12,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_dir, atomic_write
 from codec2vec.corpora.manifest import write_task
 from codec2vec.corpora.synth import SynthOptions, synth_corpus
 from codec2vec.demo.report import probe_rows, write_report
 from codec2vec.demo.settings import REDO_ON_CHANGE, REFERENCES, TASKS, DemoSettings, config_path, stage_key
-from codec2vec.errors import ConfigError
 from codec2vec.kmeans import KMeansOptions, run_kmeans
 from codec2vec.pretrain.checkpoint import list_checkpoints, read_meta, save_checkpoint
 from codec2vec.pretrain.config import config_to_dict, load_config

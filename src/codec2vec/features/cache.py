@@ -23,11 +23,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from codec2vec.audio import scan_sources
+from codec2vec.common.errors import ConfigError, StoreError
 from codec2vec.common.files import atomic_file, atomic_write
 from codec2vec.common.progress import Progress
+from codec2vec.corpora.audio import scan_sources
 from codec2vec.corpora.manifest import read_manifest
-from codec2vec.errors import ConfigError, StoreError
 from codec2vec.features.inputs import ClipAudio, StoreCodes
 from codec2vec.features.sources import AUDIO_BATCH_FRAMES, AUDIO_FRONTENDS, FeatureSource, Inputs, digest
 from codec2vec.store import TokenStore

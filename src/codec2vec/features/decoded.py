@@ -39,7 +39,7 @@ class DecodedAudio:
     @torch.inference_mode()
     def read(self, uid: str, start: int, stop: int) -> np.ndarray:
         """Samples [320 start, 320 stop) of `uid`'s decoded audio at 16 kHz, zero-padded past the decoder's end."""
-        from codec2vec.audio import resample
+        from codec2vec.corpora.audio import resample
 
         codec = self.codec()
         codes = self.store.read(uid, start, stop)[None]  # (1, K, T)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codec2vec.audio import AudioItem, load_audio
-from codec2vec.errors import AudioError, ConfigError
+from codec2vec.common.errors import AudioError, ConfigError
+from codec2vec.corpora.audio import AudioItem, load_audio
 from codec2vec.features.decoded import DECODED, StoreDecoded
 from codec2vec.features.sources import FeatureSource, Inputs, parse_source
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE, num_frames

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from codec2vec.errors import Codec2VecError, ConfigError
+from codec2vec.common.errors import Codec2VecError, ConfigError
 from codec2vec.frontends import fbank_frames, mfcc
 from codec2vec.model import Codec2VecEncoder
 from codec2vec.pretrain.checkpoint import check_architecture, load_model, resolve

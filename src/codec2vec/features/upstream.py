@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from codec2vec.audio import AudioItem, resample, scan_sources
 from codec2vec.codecs import codec_info, get_codec
 from codec2vec.codecs.base import Codec, CodecInfo
+from codec2vec.common.errors import Codec2VecError, ConfigError
 from codec2vec.common.files import atomic_file, check_outside
 from codec2vec.common.options import option
-from codec2vec.errors import Codec2VecError, ConfigError
+from codec2vec.corpora.audio import AudioItem, resample, scan_sources
 from codec2vec.features.cache import FeatureDir, codes_for_sources, is_store
 from codec2vec.features.inputs import ClipAudio, StoreCodes
 from codec2vec.features.sources import AUDIO_BATCH_FRAMES, checkpoint_source, extract

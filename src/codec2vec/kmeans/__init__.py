@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.options import option
 from codec2vec.common.progress import Progress, heartbeat
-from codec2vec.errors import ConfigError
 from codec2vec.features.inputs import store_source
 from codec2vec.features.sources import FeatureSource, Inputs
 from codec2vec.kmeans.fit import assign, fit_kmeans, inertia

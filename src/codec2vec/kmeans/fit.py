@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 
 
 def inertia(x: np.ndarray, centroids: np.ndarray, chunk: int = 8192) -> tuple[float, np.ndarray]:

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import atomic_dir, atomic_write, clean_stale, fsync_file, sha256_file, share_mode
-from codec2vec.errors import StoreError
 from codec2vec.model import Codec2VecEncoder
 from codec2vec.pretrain.config import config_from_dict
 

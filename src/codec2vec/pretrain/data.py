@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from codec2vec.errors import ConfigError, StoreError
+from codec2vec.common.errors import ConfigError, StoreError
 from codec2vec.store import TokenStore
 
 DEV_SPLITS = ("dev", "valid", "validation", "test")

@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import exclusive_lock
-from codec2vec.errors import ConfigError
 from codec2vec.pretrain import checkpoint as ckpt
 from codec2vec.pretrain.config import PretrainConfig
 

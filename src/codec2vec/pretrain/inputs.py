@@ -4,7 +4,7 @@ targets need (`check_inputs`, before the run folder exists) and a front end's co
 
 from __future__ import annotations
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.pretrain.config import PretrainConfig
 from codec2vec.pretrain.data import open_stores
 from codec2vec.pretrain.pretrainer import label_names_for

@@ -32,8 +32,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from codec2vec.audio import resample, scan_sources
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
+from codec2vec.corpora.audio import resample, scan_sources
 from codec2vec.frontends.grid import HOP, SAMPLE_RATE
 from codec2vec.pretrain.data import IGNORE, Batch, Crop, CropLoader, collate, dev_batches
 from codec2vec.store import TokenStore

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from codec2vec.errors import Codec2VecError, ConfigError
+from codec2vec.common.errors import Codec2VecError, ConfigError
 from codec2vec.pretrain import checkpoint as ckpt
 from codec2vec.pretrain.config import (
     PretrainConfig,

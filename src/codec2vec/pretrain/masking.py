@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 MAX_MASKED_FRACTION = 0.95  # refuse settings that leave (in expectation) under 5% of the frames visible

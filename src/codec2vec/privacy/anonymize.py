@@ -61,9 +61,9 @@ import torch
 from torch import nn
 
 from codec2vec.codecs.base import config_hash
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import TMP_DIR_MARK, check_outside, exclusive_lock
 from codec2vec.common.options import option
-from codec2vec.errors import StoreError
 from codec2vec.pretrain.pretrainer import Pretrainer
 from codec2vec.pretrain.targets.reconstruction import ReconstructionTarget
 from codec2vec.privacy.keys import (

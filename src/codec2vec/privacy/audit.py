@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec.audio import manifest_rows, scan_sources
 from codec2vec.common.options import option
+from codec2vec.corpora.audio import manifest_rows, scan_sources
 from codec2vec.privacy.keys import load_key, permutations, unscramble
 from codec2vec.privacy.leakage import code_counts, decode_leakage, frequency_attack
 from codec2vec.privacy.private import read_id_map

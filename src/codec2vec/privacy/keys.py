@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.common.errors import Codec2VecError
 from codec2vec.common.files import atomic_file
-from codec2vec.errors import Codec2VecError
 
 KEY_BYTES = 32
 SCHEME = "hmac-sha256-fisher-yates-v1"

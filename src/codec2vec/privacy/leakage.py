@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from codec2vec.audio import load_audio
+from codec2vec.corpora.audio import load_audio
 from codec2vec.privacy.keys import unscramble
 from codec2vec.store import TokenStore
 

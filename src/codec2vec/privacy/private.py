@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from codec2vec.audio import AudioItem
 from codec2vec.codecs.base import LOCATION_KEYS, Codec, codec_info
+from codec2vec.corpora.audio import AudioItem
 from codec2vec.privacy.keys import PrivacyError, key_check, keyed_id, load_key, write_secret
 from codec2vec.store import TokenStore
 from codec2vec.store.ingest import Intake, scalar_metadata

@@ -29,9 +29,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.corpora.items import Item, item_path, items_from_align, read_items
 from codec2vec.corpora.manifest import read_manifest
-from codec2vec.errors import ConfigError
 from codec2vec.features.cache import cached_features
 from codec2vec.features.sources import FeatureSource
 

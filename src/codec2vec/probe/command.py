@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.options import option
-from codec2vec.errors import ConfigError
 from codec2vec.features.sources import KINDS, feature_source
 from codec2vec.probe.abx import abx, require_test_items
 from codec2vec.probe.paired import MIN_ITEMS, format_delta, paired_delta, small_test_warning

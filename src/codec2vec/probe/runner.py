@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.progress import Progress
 from codec2vec.corpora.manifest import read_manifest
-from codec2vec.errors import ConfigError
 from codec2vec.features.cache import FeatureDir, cached_features
 from codec2vec.features.sources import FeatureSource, feature_source
 from codec2vec.probe.metrics import bootstrap_ci, ratio_of_sums

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.corpora.manifest import jsonl_rows
-from codec2vec.errors import ConfigError
 from codec2vec.probe import heads
 from codec2vec.probe.metrics import ctc_greedy, edit_distance
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import atomic_write
-from codec2vec.errors import StoreError
 from codec2vec.store import entropy, packing, rans
 from codec2vec.store.entropy import HuffmanModel
 from codec2vec.store.rans import RansModel

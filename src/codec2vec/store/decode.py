@@ -14,9 +14,9 @@ from typing import Any
 import torch
 
 from codec2vec.codecs import Codec, codec_info, get_codec
+from codec2vec.common.errors import Codec2VecError, StoreError
 from codec2vec.common.files import check_outside
 from codec2vec.common.options import option
-from codec2vec.errors import Codec2VecError, StoreError
 from codec2vec.store.layout import id_problem
 from codec2vec.store.store import TokenStore
 

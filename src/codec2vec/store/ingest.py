@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from codec2vec.audio import AudioItem
 from codec2vec.codecs.base import Codec
+from codec2vec.corpora.audio import AudioItem
 from codec2vec.store.store import TokenStore, open_or_create
 
 

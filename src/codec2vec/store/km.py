@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import atomic_write, check_outside
-from codec2vec.errors import StoreError
 from codec2vec.store.labels import check_label_name
 from codec2vec.store.store import TokenStore
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codec2vec.errors import StoreError
+from codec2vec.common.errors import StoreError
 from codec2vec.store import packing
 from codec2vec.store.container import PackedRecords, write_container
 from codec2vec.store.handle import StoreHandle

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from codec2vec.codecs.base import config_hash
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import TMP_DIR_MARK, atomic_write, exclusive_lock, fsync_dir, sha256_file
-from codec2vec.errors import StoreError
 from codec2vec.store import packing
 from codec2vec.store.container import shard_model
 

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import atomic_file, atomic_write, check_outside
-from codec2vec.errors import StoreError
 from codec2vec.store.container import read_container_index
 from codec2vec.store.layout import SHARD_SUFFIX, file_record, read_contents, write_contents
 from codec2vec.store.store import TokenStore, building, new_store_meta, write_new_store

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import atomic_write
-from codec2vec.errors import StoreError
 from codec2vec.store import packing
 from codec2vec.store.container import decode_record, record_offsets, write_container
 from codec2vec.store.handle import StoreHandle

@@ -38,8 +38,8 @@ import torch
 from torch import Tensor
 
 from codec2vec.codecs.base import Codec, CodecInfo, codec_info
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import atomic_dir, atomic_write
-from codec2vec.errors import StoreError
 from codec2vec.store import packing, rans
 from codec2vec.store.codebooks import pack_codebooks, unpack_codebooks
 from codec2vec.store.container import PackedRecords, read_container_index

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import sha256_file
-from codec2vec.errors import StoreError
 from codec2vec.store import packing
 from codec2vec.store.container import check_records, decode_record, read_container_index, record_offsets, shard_model
 from codec2vec.store.entropy import HuffmanModel

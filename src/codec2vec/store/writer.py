@@ -23,8 +23,8 @@ from typing import Any, Iterator
 import numpy as np
 from torch import Tensor
 
+from codec2vec.common.errors import StoreError
 from codec2vec.common.files import atomic_write, clean_stale, exclusive_lock
-from codec2vec.errors import StoreError
 from codec2vec.store import packing, rans
 from codec2vec.store.container import read_container_index, write_container
 from codec2vec.store.handle import StoreHandle

@@ -18,9 +18,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.files import atomic_write
 from codec2vec.common.options import build, unflatten
-from codec2vec.errors import ConfigError
 from codec2vec.model import MODEL_PRESETS, model_config
 from codec2vec.pretrain.config.checks import check_label_fingerprints, check_resumable, validate
 from codec2vec.pretrain.config.sections import (

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from codec2vec.codecs import CODECS
+from codec2vec.common.errors import ConfigError
 from codec2vec.common.options import unflatten
-from codec2vec.errors import ConfigError
 from codec2vec.frontends import EMBED_NORMS, FRONTENDS
 from codec2vec.pretrain.config.sections import DEVICES, PRECISIONS, SECTIONS, PretrainConfig, config_to_dict
 from codec2vec.pretrain.targets import TARGETS

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.model import Codec2VecEncoder
 from codec2vec.pretrain.targets.base import IGNORE, Target, TargetsConfig, valid_labels
 from codec2vec.pretrain.targets.clusters import ClustersTarget

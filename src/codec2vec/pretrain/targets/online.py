@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from codec2vec.errors import ConfigError
+from codec2vec.common.errors import ConfigError
 from codec2vec.model import Codec2VecEncoder, TransformerEncoder, padding_mask
 from codec2vec.pretrain.data import IGNORE, Batch, hash64
 

@@ -29,7 +29,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from codec2vec.errors import AudioError
+from codec2vec.common.errors import AudioError
+from codec2vec.corpora.community import read_rows
 from codec2vec.store.layout import id_problem
 
 AUDIO_EXTENSIONS = frozenset(
@@ -327,8 +328,6 @@ def _scan_manifest(path: Path) -> list[AudioItem]:
 
 def _community_rows(p: Path) -> list[dict[str, Any]] | None:
     """Rows of a Kaldi data dir or wav.scp, a fairseq/HuBERT .tsv or a lhotse manifest; None for anything else."""
-    from codec2vec.corpora.community import read_rows
-
     return read_rows(p)
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec2vec.audio import load_audio, scan_sources
-from codec2vec.errors import AudioError
+from codec2vec.common.errors import AudioError
+from codec2vec.corpora.audio import load_audio, scan_sources
 from codec2vec.tokenize import TokenizeOptions, tokenize
 
 
@@ -92,7 +92,7 @@ def test_wav_headers_out_of_bounds_are_refused_before_reading(
 def test_max_seconds_is_enforced_and_blocked_reads_equal_one_read(
     tmp_path: Path, speech_dir: Path, monkeypatch
 ) -> None:
-    import codec2vec.audio as audio
+    import codec2vec.corpora.audio as audio
 
     src = speech_dir / "lyra_sample1_16kHz.wav"
     with pytest.raises(AudioError, match="more than the"):
@@ -106,8 +106,8 @@ def test_max_seconds_is_enforced_and_blocked_reads_equal_one_read(
 
 
 def test_a_link_to_dev_zero_is_rejected_as_not_a_regular_file(tmp_path: Path, short_clips: Path) -> None:
-    from codec2vec.audio import load_audio
-    from codec2vec.errors import AudioError
+    from codec2vec.common.errors import AudioError
+    from codec2vec.corpora.audio import load_audio
 
     src = tmp_path / "src"
     src.mkdir()
