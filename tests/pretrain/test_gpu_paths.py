@@ -309,9 +309,11 @@ def test_fp16_overflow_skips_the_step_and_the_teacher_update_without_stopping(
     updates: list[int] = []
     monkeypatch.setattr(run.model, "update", updates.append)
     weights = {n: p.detach().clone() for n, p in run.model.named_parameters()}
+    online = next(t for t in run.model.target_list() if t.name == "online")
     train.train_step(run)  # the CPU loop reads the figures at once: an inf loss would stop it here
     assert updates == [] and run.skipped_steps == 1 and run.step == 1
     assert all(torch.equal(p, weights[n]) for n, p in run.model.named_parameters())
+    assert online._pending is None  # the skipped step's codebook statistics are dropped, not applied with the next
     monkeypatch.setattr(Pretrainer, "forward", forward)
     train.train_step(run)
     assert updates == [2] and run.skipped_steps == 1

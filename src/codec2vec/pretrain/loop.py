@@ -187,8 +187,10 @@ def train_step(run: Run) -> float:
     else:
         run.opt.step()
     run.sched.step()
-    if stepped:  # a skipped step moves neither the teacher nor the codebooks
+    if stepped:  # a skipped step moves neither the teacher nor the codebooks, now or later
         run.model.update(run.step + 1)
+    else:
+        run.model.skipped()
     run.step += 1
     run.steps_done += 1
     if run.sync_every_step:

@@ -218,6 +218,14 @@ class Pretrainer(nn.Module):
         for target in self.target_list():
             target.update(step)
 
+    def skipped(self) -> None:
+        """After a step the fp16 grad scaler skipped: the targets drop what they gathered for it (the online
+        target's codebook statistics), so the next step applies only its own."""
+        for target in self.target_list():
+            drop = getattr(target, "skipped", None)
+            if drop is not None:
+                drop()
+
     @torch.no_grad()
     def window_metrics(self, reduce: Callable[[Tensor], Tensor]) -> tuple[dict[str, float], list[str]]:
         """Figures the targets gathered since the last call (e.g. the online target's codewords in use and

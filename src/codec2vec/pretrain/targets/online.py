@@ -222,6 +222,11 @@ class OnlineTarget(nn.Module):
                 self.window_preds += torch.stack([z.detach().float().softmax(-1).sum(0) for z in out])  # (L', C)
         return out
 
+    def skipped(self) -> None:
+        """The step these statistics came from was skipped (fp16 overflow): they are dropped, not carried over."""
+        self._pending = None
+        self._recent = None
+
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Apply the gathered codebook statistics (all-reduced), re-seed dead codewords (option), then move the
