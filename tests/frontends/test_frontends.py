@@ -277,13 +277,14 @@ def test_waveform_sigkill_then_resume_matches_uninterrupted(audio_store: Path, t
 
 
 @pytest.mark.slow
-def test_mel_torchrun_two_processes_match_one(audio_store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("frontend", ["mel", "melhubert"])  # melhubert: corpus statistics, rank 0's on every rank
+def test_mel_torchrun_two_processes_match_one(audio_store: Path, tmp_path: Path, frontend: str) -> None:
     from codec2vec.pretrain.loop import pretrain
 
     extra = ("train.steps=4", "model.dropout=0", "model.attention_dropout=0", "model.input_dropout=0")
     extra += ("data.row_multiple=2",)  # the plan 2 processes share evenly, for one process too
-    pretrain(audio_config(audio_store, tmp_path / "one", "mel", *extra))
-    cfg = audio_config(audio_store, tmp_path / "two", "mel", *extra)
+    pretrain(audio_config(audio_store, tmp_path / "one", frontend, *extra))
+    cfg = audio_config(audio_store, tmp_path / "two", frontend, *extra)
     save_config(cfg, tmp_path / "two.yaml")
     out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

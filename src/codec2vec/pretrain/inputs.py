@@ -4,6 +4,8 @@ targets need (`check_inputs`, before the run folder exists) and a front end's co
 
 from __future__ import annotations
 
+import torch
+
 from codec2vec.common.errors import ConfigError
 from codec2vec.pretrain.config import PretrainConfig
 from codec2vec.pretrain.data import open_stores
@@ -38,3 +40,6 @@ def fit_input_statistics(run: Run) -> None:
     audio = utterance_audio(source, ids, {u: int(run.store.num_frames(u)) for u in ids})
     front.fit_statistics(audio)  # type: ignore[operator]
     front.to(run.device)
+    if run.world > 1:  # every rank fitted the same utterances; rank 0's figures are the run's, to the last bit
+        for buffer in front.buffers():
+            torch.distributed.broadcast(buffer, src=0)
