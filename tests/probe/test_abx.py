@@ -161,6 +161,9 @@ def test_extract_npy_and_probe_abx_layer_agree_with_the_reference(tiny_run: dict
     assert got.returncode == 0, got.stderr
     ours = json.loads(got.stdout)
     assert ours["layer"] == 2 and ours["items"] == "triphone" and "per_layer" not in ours
+    test_speakers = {json.loads(line)["speaker"] for line in (pr / "test.jsonl").read_text().splitlines()}
+    assert 1 <= ours["n_speakers"] <= len(test_speakers) < 10  # speakers with a scored cell: the bootstrap's unit
+    assert f"only {ours['n_speakers']} test speakers" in ours["warnings"][0]
     # the probe's scorer on its float16 cache = the scorer on the exported arrays (the tiny test split has
     # no across-speaker cell); the reference on every clip's items, where both kinds of cell exist
     mine = score_layer(read_items(pr / "test.item"), lambda u: np.load(out / f"{u}.npy"))
@@ -171,6 +174,22 @@ def test_extract_npy_and_probe_abx_layer_agree_with_the_reference(tiny_run: dict
     ref = _reference(out, tmp_path / "all.item")
     assert mine["within"] == pytest.approx(ref["within"], abs=0.002)
     assert mine["across"] == pytest.approx(ref["across"], abs=0.002)
+
+
+def test_probe_abx_refuses_the_superb_protocol_and_warns_on_few_speakers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ABX has no head to train: `--protocol superb` is refused on one line, not ignored. Its intervals resample
+    speakers, so the small-test warning counts speakers, not utterances."""
+    from codec2vec.cli import main
+    from codec2vec.probe.paired import abx_warnings
+
+    assert main(["probe", "abx", "--ckpt", str(tmp_path), "--data", str(tmp_path), "--protocol", "superb"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--protocol superb" in err[0]
+    assert abx_warnings({"n_speakers": 12, "n_test": 5}) == []
+    (warning,) = abx_warnings({"n_speakers": 6, "n_test": 500})
+    assert "only 6 test speakers (< 10)" in warning
 
 
 def test_write_task_writes_item_files_for_aligned_phone_tasks(tmp_path: Path) -> None:

@@ -270,7 +270,7 @@ def probe_run(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptio
     """PR, SID and ABX of one pre-trained run -> result rows (value, 95% interval, per-item stats)."""
     from codec2vec.probe import abx, feature_source, run_probe
     from codec2vec.probe.command import speaker_items
-    from codec2vec.probe.paired import MIN_ITEMS, small_test_warning
+    from codec2vec.probe.paired import abx_warnings
 
     source = feature_source("pretrained", run["run_dir"])
     out = []
@@ -284,7 +284,7 @@ def probe_run(run: dict[str, Any], *, data: Path, root: Path, opts: QualityOptio
     for side in ("across", "within"):
         out.append({"task": "abx", "metric": f"abx_error_{side}", "value": a[side], "ci": a[f"ci_{side}"],
                     "layer": a["layer"], "n_test": a["n_test"], "items": speaker_items(a, side),
-                    "warnings": [small_test_warning(a["n_test"])] if a["n_test"] < MIN_ITEMS else []})  # fmt: skip
+                    "warnings": abx_warnings(a)})  # fmt: skip
     keep = ("run", "model", "recipe", "seed", "frontend", "budget", "budget_amount", "steps", "cpu_seconds",
             "wall_seconds", "audio_seconds_seen")  # fmt: skip
     return [{k: run[k] for k in keep} | row for row in out]

@@ -333,6 +333,7 @@ def abx(
         "model": source.name,
         "source": source.kind,
         "n_test": len(rows["test"]),
+        "n_speakers": max(len(best["speakers"][side]) for side in ("within", "across")),  # scored: the bootstrap's unit
     }
     if len(layers) > 1:
         result["per_layer"] = per_layer

@@ -11,7 +11,7 @@ from codec2vec.common.errors import ConfigError
 from codec2vec.common.options import option
 from codec2vec.features.sources import KINDS, feature_source
 from codec2vec.probe.abx import abx, require_test_items
-from codec2vec.probe.paired import MIN_ITEMS, format_delta, paired_delta, small_test_warning
+from codec2vec.probe.paired import abx_warnings, format_delta, paired_delta
 from codec2vec.probe.runner import check_epochs, probe_with_references
 from codec2vec.probe.tasks import check_task_folder, get_task
 
@@ -51,6 +51,8 @@ def probe_command(
     bad = [r for r in references if r not in KINDS[1:]]
     if bad:
         raise ConfigError(f"--references {','.join(bad)}: choose among codec, random")
+    if task == "abx" and kw.get("protocol", "ours") != "ours":
+        raise ConfigError(f"--protocol {kw['protocol']}: only for the SUPERB heads (abx is scored as ZeroSpeech does)")
     if task != "abx":
         get_task(task)  # an unknown task fails before any feature is extracted
         check_epochs(kw.get("max_epochs", 1))
@@ -62,11 +64,11 @@ def probe_command(
     if task != "abx":
         return _finite(probe_with_references(task, ckpt=ckpt, data=data, others=others, references=references, **kw))
 
-    for key in ("max_epochs", "per_layer", "protocol"):
+    for key in ("max_epochs", "per_layer", "protocol"):  # abx trains nothing and always scores every layer
         kw.pop(key, None)
     require_test_items(data, kw.get("items", "triphone"))  # before any checkpoint is read
     result = abx(data, source=feature_source("pretrained", ckpt), **kw)
-    result["warnings"] = [small_test_warning(result["n_test"])] if result["n_test"] < MIN_ITEMS else []
+    result["warnings"] = abx_warnings(result)
     sources = [feature_source(k, ckpt, seed=kw.get("seed", 0)) for k in references]
     sources += [feature_source("pretrained", o) for o in others]
     result["references"] = []

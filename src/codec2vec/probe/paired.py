@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 MIN_ITEMS = 30  # fewer test items than this: the interval is too rough to rank models (a warning says so)
+MIN_SPEAKERS = 10  # ABX's intervals resample test speakers: with fewer than this they are too rough to rank on
 
 ItemStats = Mapping[str, Union[Sequence[float], Mapping[str, float]]]  # id -> (num, den), or {column: value}
 Seeded = Union[ItemStats, Sequence[ItemStats]]
@@ -117,9 +118,15 @@ def verdict(delta: float, ci: Sequence[float], lower_is_better: bool, names: tup
     return f"{names[0] if a_better else names[1]} better"
 
 
-def small_test_warning(n_items: int) -> str:
-    """The warning for a test set too small to rank models on."""
-    return f"only {n_items} test items (< {MIN_ITEMS}): intervals are rough; do not rank models on this test set"
+def small_test_warning(n_items: int, unit: str = "items", least: int = MIN_ITEMS) -> str:
+    """The warning for a test set too small to rank models on (`n_items` of `unit`, fewer than `least`)."""
+    return f"only {n_items} test {unit} (< {least}): intervals are rough; do not rank models on this test set"
+
+
+def abx_warnings(result: Mapping[str, Any]) -> list[str]:
+    """An ABX result's warnings: its intervals resample speakers, so it is their number that must not be small."""
+    n = int(result["n_speakers"])
+    return [small_test_warning(n, "speakers", MIN_SPEAKERS)] if n < MIN_SPEAKERS else []
 
 
 def format_delta(d: dict[str, Any], percent: bool = True) -> str:
@@ -131,4 +138,13 @@ def format_delta(d: dict[str, Any], percent: bool = True) -> str:
     return f"{d['a']} - {d['b']}: {d['delta'] * k:+.2f} [{lo * k:+.2f}, {hi * k:+.2f}] ({d['verdict']})"
 
 
-__all__ = ["MIN_ITEMS", "format_delta", "paired_delta", "small_test_warning", "stack_items", "verdict"]
+__all__ = [
+    "MIN_ITEMS",
+    "MIN_SPEAKERS",
+    "abx_warnings",
+    "format_delta",
+    "paired_delta",
+    "small_test_warning",
+    "stack_items",
+    "verdict",
+]
