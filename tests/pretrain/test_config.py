@@ -102,6 +102,19 @@ def test_preset_fills_sizes_and_explicit_keys_win() -> None:
     assert config_to_dict(base)["model"]["preset"] == "base"
 
 
+def test_a_preset_override_replaces_the_sizes_and_keeps_the_file_s_other_model_keys(tmp_path: Path) -> None:
+    """`model.preset=X` on a file sets what presets set (sizes, their dropouts) and nothing else: the file's front
+    end, embedding normalisation and quantizer dropout stay (a benchmark sizing the demo's recipe keeps its recipe)."""
+    (tmp_path / "c.yaml").write_text(
+        "model: {preset: tiny, dim: 64, embed_norm: scale, quantizer_dropout: 0.2, init: default}\n"
+    )
+    same = load_config(tmp_path / "c.yaml", ["model.preset=tiny"])
+    assert (same.model.dim, same.model.embed_norm, same.model.quantizer_dropout) == (128, "scale", 0.2)
+    base = load_config(tmp_path / "c.yaml", ["model.preset=base", "model.embed_norm=none"])
+    assert (base.preset, base.model.dim, base.model.num_layers, base.model.init) == ("base", 768, 12, "default")
+    assert (base.model.embed_norm, base.model.quantizer_dropout) == ("none", 0.2)
+
+
 @pytest.mark.parametrize(
     "override, key",
     [

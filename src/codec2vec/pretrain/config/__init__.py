@@ -66,6 +66,9 @@ def config_from_dict(d: Mapping[str, Any]) -> PretrainConfig:
 # --- overrides -----------------------------------------------------------------------------------
 
 
+PRESET_KEYS = frozenset(k for preset in MODEL_PRESETS.values() for k in preset)  # the model keys a preset sets
+
+
 # Settings a resumed run may change: freezing the teacher late, re-weighting targets, more steps (the schedule's
 # decay then stretches to the new end), and what only affects logging and checkpoint files. Every other key
 # defines the trained weights, so a changed value would make the run's `config.yaml` untrue: it is refused.
@@ -73,7 +76,8 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
     """`a.b=c` strings applied to a nested dict (values stay strings; `config_from_dict` converts them).
 
     Shorthands: `targets=a,b` sets `targets.names`; `targets=a:1.0,b:0.5` also sets the weights;
-    `model.preset=base` resets the model section to that preset (other `model.*` overrides still apply).
+    `model.preset=base` sets the keys presets set (sizes, their dropouts) to that preset's; the model section's
+    other keys stay (the front end, `embed_norm`, quantizer dropout), and other `model.*` overrides still apply.
     """
     out = copy.deepcopy(dict(d))
     if isinstance(out.get("targets"), dict):  # a file with the old flat target keys: nested first, so overrides win
@@ -106,8 +110,9 @@ def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, An
             continue
         if len(parts) == 1:
             raise ConfigError(f"{key}: name a field, e.g. {key}.<field>=value")
-        if key == "model.preset":
-            sec.clear()  # a new preset replaces the old sizes; later model.* overrides still apply
+        if key == "model.preset":  # a new preset replaces what presets set (sizes, their dropouts); the file's
+            for name in PRESET_KEYS:  # other model.* keys (front end, embed_norm, quantizer dropout) stay, and
+                sec.pop(name, None)  # later model.* overrides still apply
         node = sec
         for p in parts[1:-1]:
             child = node.get(p)
