@@ -214,6 +214,8 @@ def run_config(spec: RunSpec, *, store: Path, run_dir: Path, labels: str, opts: 
     ]  # fmt: skip
     if spec.recipe == "same-targets":
         overrides.append("model.quantizer_dropout=0.0")
+    if FRONTEND[spec.model] != "codec":  # the recipe's codec-only knob: audio front ends sum no embeddings
+        overrides.append("model.embed_norm=layernorm")
     return load_config(DEFAULT_CONFIG, overrides + list(extra))
 
 
