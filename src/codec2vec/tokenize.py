@@ -358,7 +358,7 @@ def _store_encoded(
 ) -> dict[str, Any]:
     """Encode `todo` and queue the codes; commit a shard (and the rejects so far) every `shard_seconds`."""
     stored, seconds, new_rejects = 0, 0.0, 0
-    bar = Progress("tokenize", len(todo), unit="utt", enabled=progress)
+    bar = Progress("tokenize", len(todo), unit="utt", enabled=progress and bool(todo))  # nothing new: no line
     for enc in _encoded_stream(todo, codec, opts):
         if enc.codes is None:
             key = (enc.item.path, enc.item.id)
