@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from codec2vec.cli.common import PROBE_TASKS, emit, print_json
+from codec2vec.cli.common import PROBE_TASKS, emit
 from codec2vec.cli.flags import add_options, add_verb, from_args
 
 # --- bench (bench/) ------------------------------------------------------------------------------------
@@ -132,6 +132,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = from_args(DemoSettings, args, settings_from_env(DemoSettings.small() if args.small else DemoSettings()))
     results = run_demo(args.out, settings, progress=not args.json)
-    if args.json:
-        print_json({"report": os.path.join(args.out, "report.html"), "probes": results["probes"]})
+    emit(args.json, {"report": os.path.join(args.out, "report.html"), "probes": results["probes"]})
     return 0
